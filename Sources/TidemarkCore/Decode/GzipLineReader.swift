@@ -1,0 +1,210 @@
+import CZlib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a landing file cannot be read as gzip; the whole file is then quarantined.
+public enum GzipError: Error, Equatable, Sendable, CustomStringConvertible {
+    case empty
+    case notGzip
+    case truncated(afterBytes: Int64)
+    case corrupt(String)
+    case tooLarge(limit: Int64)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .empty: return "empty file (zero bytes, not gzip)"
+        case .notGzip: return "not a gzip file (bad header)"
+        case .truncated(let n): return "truncated gzip: the stream ends after \(n) compressed bytes without its trailer"
+        case .corrupt(let message): return "corrupt gzip: \(message)"
+        case .tooLarge(let limit): return "decompresses to more than \(limit) bytes (gzip bomb guard, see --max-file-output)"
+        case .io(let message): return "read failed: \(message)"
+        }
+    }
+}
+
+/// One line handed out by `GzipLineReader`.
+public enum LineContent {
+    /// The line's bytes without the newline, valid only during the callback.
+    case bytes(UnsafeRawBufferPointer)
+    /// A line longer than `EventLineParser.maxLineBytes`; its bytes were skipped, not buffered.
+    case overlong(length: Int)
+}
+
+/// What reading a whole file established.
+public struct GzipFileSummary: Sendable {
+    public var sha256: String
+    public var compressedBytes: Int64
+    public var decompressedBytes: Int64
+    public var members: Int
+}
+
+/// Streams a gzip file (any number of concatenated members) as lines, in bounded memory,
+/// hashing the compressed bytes on the way.
+public struct GzipLineReader {
+    public var path: String
+    public var maxOutputBytes: Int64
+    public var chunkSize = 256 * 1024
+
+    public init(path: String, maxOutputBytes: Int64 = 1 << 30) {
+        self.path = path
+        self.maxOutputBytes = maxOutputBytes
+    }
+
+    /// Calls `body` for each line (1-based numbers) and returns the file's digest and sizes.
+    /// Throws `GzipError` for a file that is not complete, valid gzip; lines already handed
+    /// out must then be discarded by the caller.
+    public func forEachLine(_ body: (Int, LineContent) throws -> Void) throws -> GzipFileSummary {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw GzipError.io(String(cString: strerror(errno))) }
+        defer { close(fd) }
+
+        var stream = z_stream()
+        guard tidemark_inflate_init_gzip(&stream) == Z_OK else { throw GzipError.corrupt("inflateInit failed") }
+        defer { inflateEnd(&stream) }
+
+        let input = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
+        defer { input.deallocate() }
+        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
+        defer { output.deallocate() }
+
+        var hasher = SHA256()
+        var compressed: Int64 = 0
+        var decompressed: Int64 = 0
+        var members = 0
+        var inMember = false
+        var splitter = LineSplitter()
+        var endOfFile = false
+        // zlib may hold more output than fitted in the buffer even with no input left.
+        var outputFull = false
+
+        while true {
+            if stream.avail_in == 0 && !endOfFile {
+                let n = read(fd, input, chunkSize)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw GzipError.io(String(cString: strerror(errno)))
+                }
+                if n == 0 {
+                    endOfFile = true
+                } else {
+                    hasher.update(UnsafeRawBufferPointer(start: input, count: n))
+                    compressed += Int64(n)
+                    stream.next_in = input
+                    stream.avail_in = uInt(n)
+                }
+            }
+            if stream.avail_in == 0 && endOfFile && !outputFull {
+                if compressed == 0 { throw GzipError.empty }
+                if inMember { throw GzipError.truncated(afterBytes: compressed) }
+                break
+            }
+            if !inMember {
+                inMember = true
+                members += 1
+            }
+            stream.next_out = output
+            stream.avail_out = uInt(chunkSize)
+            let status = inflate(&stream, Z_NO_FLUSH)
+            let produced = chunkSize - Int(stream.avail_out)
+            outputFull = stream.avail_out == 0
+            if produced > 0 {
+                decompressed += Int64(produced)
+                if decompressed > maxOutputBytes { throw GzipError.tooLarge(limit: maxOutputBytes) }
+                try splitter.feed(UnsafeRawBufferPointer(start: output, count: produced), body)
+            }
+            switch status {
+            case Z_OK, Z_BUF_ERROR:
+                if status == Z_BUF_ERROR && stream.avail_in == 0 && endOfFile && !outputFull {
+                    throw GzipError.truncated(afterBytes: compressed)
+                }
+            case Z_STREAM_END:
+                inMember = false
+                guard inflateReset(&stream) == Z_OK else { throw GzipError.corrupt("inflateReset failed") }
+            case Z_DATA_ERROR:
+                let message = stream.msg.map { String(cString: $0) } ?? "data error"
+                if members == 1 && decompressed == 0 && message.contains("header") { throw GzipError.notGzip }
+                throw GzipError.corrupt(message)
+            case Z_MEM_ERROR:
+                throw GzipError.io("out of memory in zlib")
+            default:
+                throw GzipError.corrupt("zlib status \(status)")
+            }
+        }
+        try splitter.finish(body)
+        return GzipFileSummary(
+            sha256: hasher.finalizeHex(), compressedBytes: compressed,
+            decompressedBytes: decompressed, members: members)
+    }
+}
+
+/// Cuts a byte stream into lines without holding more than one line (up to the limit).
+struct LineSplitter {
+    private var carry: [UInt8] = []
+    private var overlongLength = 0
+    private var lineNumber = 0
+    private let limit = EventLineParser.maxLineBytes
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ body: (Int, LineContent) throws -> Void) throws {
+        let bytes = chunk.bindMemory(to: UInt8.self)
+        var start = 0
+        while start < bytes.count {
+            let rest = UnsafeBufferPointer(rebasing: bytes[start...])
+            guard let newline = rest.firstIndex(of: 0x0A) else {
+                append(UnsafeBufferPointer(rebasing: rest[...]))
+                return
+            }
+            let piece = UnsafeBufferPointer(rebasing: rest[..<newline])
+            lineNumber += 1
+            if overlongLength > 0 {
+                let total = overlongLength + piece.count
+                overlongLength = 0
+                try body(lineNumber, .overlong(length: total))
+            } else if carry.isEmpty {
+                if piece.count > limit {
+                    try body(lineNumber, .overlong(length: piece.count))
+                } else {
+                    try body(lineNumber, .bytes(UnsafeRawBufferPointer(piece)))
+                }
+            } else {
+                if carry.count + piece.count > limit {
+                    let total = carry.count + piece.count
+                    carry.removeAll(keepingCapacity: true)
+                    try body(lineNumber, .overlong(length: total))
+                } else {
+                    carry.append(contentsOf: piece)
+                    try carry.withUnsafeBytes { try body(lineNumber, .bytes($0)) }
+                    carry.removeAll(keepingCapacity: true)
+                }
+            }
+            start += newline - rest.startIndex + 1
+        }
+    }
+
+    private mutating func append(_ piece: UnsafeBufferPointer<UInt8>) {
+        if overlongLength > 0 {
+            overlongLength += piece.count
+        } else if carry.count + piece.count > limit {
+            overlongLength = carry.count + piece.count
+            carry = []
+        } else {
+            carry.append(contentsOf: piece)
+        }
+    }
+
+    /// Hands out a last line that had no newline.
+    mutating func finish(_ body: (Int, LineContent) throws -> Void) throws {
+        if overlongLength > 0 {
+            lineNumber += 1
+            try body(lineNumber, .overlong(length: overlongLength))
+            overlongLength = 0
+        } else if !carry.isEmpty {
+            lineNumber += 1
+            try carry.withUnsafeBytes { try body(lineNumber, .bytes($0)) }
+            carry = []
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file found in a landing folder, ready to be claimed.
+public struct LandingFile: Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var size: Int64
+    public var modified: Double
+}
+
+/// Finds landing files. The contract: regular files named `*.ndjson.gz`, `*.jsonl.gz` or
+/// `*.json.gz`; names starting with `.` or `_`, or ending in `.tmp` / `.partial`, are still
+/// being written and are skipped silently; symlinks and other non-regular files are skipped
+/// and reported.
+public enum LandingFolder {
+    public static let suffixes = [".ndjson.gz", ".jsonl.gz", ".json.gz"]
+
+    public struct Scan: Sendable {
+        /// Files to ingest, in name order (producers name files so that this is publish order).
+        public var files: [LandingFile]
+        /// Entries skipped with a reason (symlinks, folders, devices), for the log.
+        public var skipped: [(name: String, reason: String)]
+        public var totalBytes: Int64 { files.reduce(0) { $0 + $1.size } }
+    }
+
+    public static func isInProgressName(_ name: String) -> Bool {
+        name.hasPrefix(".") || name.hasPrefix("_") || name.hasSuffix(".tmp") || name.hasSuffix(".partial")
+    }
+
+    public static func hasLandingSuffix(_ name: String) -> Bool {
+        suffixes.contains { name.hasSuffix($0) }
+    }
+
+    /// Lists a folder. Throws exit 66 when the folder does not exist.
+    public static func scan(_ folder: String) throws -> Scan {
+        guard FileSystem.isFolder(folder) else {
+            throw TidemarkError("scan landing folder", folder, cause: "no such folder",
+                                hint: "create it, or pass --landing DIR (or set TIDEMARK_LANDING)", exit: .noInput)
+        }
+        guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }
+        defer { closedir(dir) }
+        var files: [LandingFile] = []
+        var skipped: [(String, String)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name == "." || name == ".." || isInProgressName(name) { continue }
+            let path = folder.hasSuffix("/") ? folder + name : folder + "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            let type = info.st_mode & S_IFMT
+            guard hasLandingSuffix(name) else {
+                if type == S_IFREG { skipped.append((name, "name does not end in \(suffixes.joined(separator: ", "))")) }
+                continue
+            }
+            if type == S_IFLNK {
+                skipped.append((name, "symlink (only regular files are ingested)"))
+                continue
+            }
+            guard type == S_IFREG else {
+                skipped.append((name, "not a regular file"))
+                continue
+            }
+            let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+            files.append(LandingFile(name: name, path: path, size: Int64(info.st_size), modified: modified))
+        }
+        files.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        return Scan(files: files, skipped: skipped)
+    }
+}
+
+/// The data folder's exclusive job lock (`DATA/tidemark.lock`, `flock`). Held by ingest,
+/// backfill and rebuild; a second job exits 75 at once. The kernel releases it when the
+/// process dies, even by SIGKILL, so a crash never leaves a stale lock.
+public final class JobLock {
+    private let fd: Int32
+    public let path: String
+
+    public init(dataFolder: String, job: String) throws {
+        try FileSystem.makeFolder(dataFolder)
+        path = (dataFolder as NSString).appendingPathComponent("tidemark.lock")
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystemError("open lock", path) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw TidemarkError("lock", path, cause: "another tidemark job is running\(holder.isEmpty ? "" : " (\(holder))")",
+                                hint: "this is normal when runs overlap; the next scheduled run will pick up the files", exit: .busy)
+        }
+        ftruncate(fd, 0)
+        let note = "\(job) pid \(getpid())\n"
+        _ = note.withCString { write(fd, $0, strlen($0)) }
+    }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+
+/// How corrections are sent: as a re-sent record with `is_valid: false`, as a tombstone, or
+/// about half of each.
+public enum CorrectionMode: String, CaseIterable, Sendable {
+    case flag
+    case tombstone
+    case mixed
+}
+
+/// A range of whole seconds written `A...B` on the command line (`30...60`).
+public struct SecondsRange: Equatable, Sendable, CustomStringConvertible {
+    public var lower: Int
+    public var upper: Int
+
+    public init(_ lower: Int, _ upper: Int) {
+        precondition(lower <= upper, "SecondsRange lower bound above upper bound")
+        self.lower = lower
+        self.upper = upper
+    }
+
+    /// Parses `A...B` (whole seconds, `0 <= A <= B`); a single number `A` means `A...A`.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        let numbers: [Substring]
+        if parts.count == 1 {
+            numbers = [parts[0], parts[0]]
+        } else if parts.count == 4, parts[1].isEmpty, parts[2].isEmpty {
+            numbers = [parts[0], parts[3]]
+        } else {
+            return nil
+        }
+        guard numbers.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { $0 >= 48 && $0 <= 57 } }),
+              let lower = Int(numbers[0]), let upper = Int(numbers[1]), lower <= upper
+        else { return nil }
+        self.init(lower, upper)
+    }
+
+    public var description: String { "\(lower)...\(upper)" }
+
+    var milliseconds: ClosedRange<Int64> { Int64(lower) * 1000...Int64(upper) * 1000 }
+}
+
+/// Everything that shapes a production run. Two runs with equal options (and empty folders)
+/// write byte-identical landing files and sent logs.
+public struct ProducerOptions: Sendable {
+    /// Where landing files are published (created if missing).
+    public var landingFolder: String
+    /// Where the sent log is written (created if missing).
+    public var sentLogFolder: String
+    /// Original events per simulated second.
+    public var rate: Int = 10
+    /// Stop after this many original events (corrections and redeliveries not counted).
+    public var count: Int?
+    /// Stop after this many simulated seconds.
+    public var duration: Int?
+    /// Size of the user pool.
+    public var users: Int = 1000
+    /// Share of events held back and published `lateDelay` after their event time.
+    public var lateFraction: Double = 0.10
+    public var lateDelay = SecondsRange(30, 60)
+    /// Share of events corrected once, `correctionDelay` after they were published.
+    public var correctionFraction: Double = 0.07
+    public var correctionDelay = SecondsRange(5, 120)
+    public var corrections: CorrectionMode = .mixed
+    /// Share of events published a second time, unchanged, `duplicateDelay` later.
+    public var duplicateFraction: Double = 0.02
+    public var duplicateDelay = SecondsRange(1, 30)
+    public var seed: UInt64 = 1
+    /// The first simulated second (sub-second digits are dropped).
+    public var start: Timestamp
+    /// Seconds covered by one landing file.
+    public var fileSeconds: Int = 1
+
+    public init(landingFolder: String, sentLogFolder: String, start: Timestamp) {
+        self.landingFolder = landingFolder
+        self.sentLogFolder = sentLogFolder
+        self.start = start
+    }
+
+    /// Checks values and combinations; the message names the command-line flag.
+    public func validate() throws {
+        func usage(_ message: String) -> TidemarkError {
+            TidemarkError("produce", "", cause: message, exit: .usage)
+        }
+        guard rate >= 1 else { throw usage("--rate must be at least 1") }
+        guard users >= 1 else { throw usage("--users must be at least 1") }
+        guard fileSeconds >= 1 else { throw usage("--file-seconds must be at least 1") }
+        if let count, count < 0 { throw usage("--count must not be negative") }
+        if let duration, duration < 0 { throw usage("--duration must not be negative") }
+        for (flag, value) in [("--late-fraction", lateFraction), ("--correction-fraction", correctionFraction),
+                              ("--duplicate-fraction", duplicateFraction)] {
+            guard value >= 0 && value <= 1 else { throw usage("\(flag) must be between 0 and 1, got \(value)") }
+        }
+        guard lateDelay.lower >= 1 else { throw usage("--late-delay must start at 1 second or more") }
+        guard correctionDelay.lower >= 1 else { throw usage("--correction-delay must start at 1 second or more") }
+        guard duplicateDelay.lower >= 1 else { throw usage("duplicate delay must start at 1 second or more") }
+        guard standardized(landingFolder) != standardized(sentLogFolder) else {
+            throw usage("--landing and --sent-log must be different folders")
+        }
+    }
+}
+
+private func standardized(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.path
+}

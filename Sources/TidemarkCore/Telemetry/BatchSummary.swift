@@ -1,0 +1,82 @@
+/// The metrics of one batch (ingest, backfill or rebuild), stored in `batches` and printed
+/// with `--json`.
+public struct BatchSummary: Codable, Sendable, Equatable {
+    public var batchID: Int64 = 0
+    public var kind = "ingest"
+    public var status = "succeeded"
+    public var dryRun = false
+    public var startedAt = ""
+    public var finishedAt = ""
+    public var durationSeconds = 0.0
+    public var filesApplied = 0
+    public var filesDuplicate = 0
+    public var filesQuarantined = 0
+    public var filesHealed = 0
+    public var lines = LineCounts()
+    public var tombstonesPending = 0
+    public var lateEvents = 0
+    public var partitionsTouched: [String] = []
+    public var partitionsCreated = 0
+    public var lag = Percentiles()
+    public var eventDelay = Percentiles()
+    public var backlogFiles = 0
+    public var backlogBytes: Int64 = 0
+    public var watermark: String?
+    public var quarantined: [QuarantinedFile] = []
+
+    public init() {}
+
+    public struct QuarantinedFile: Codable, Sendable, Equatable {
+        public var name: String
+        public var reason: String
+        public var location: String
+    }
+
+    /// Distribution of a duration in seconds.
+    public struct Percentiles: Codable, Sendable, Equatable {
+        public var p50: Double?
+        public var p95: Double?
+        public var max: Double?
+        public var count = 0
+
+        public init() {}
+
+        public init(_ values: [Float]) {
+            count = values.count
+            guard !values.isEmpty else { return }
+            let sorted = values.sorted()
+            func at(_ q: Double) -> Double { Double(sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]) }
+            p50 = at(0.5)
+            p95 = at(0.95)
+            self.max = Double(sorted[sorted.count - 1])
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case batchID = "batch_id", kind, status, dryRun = "dry_run", startedAt = "started_at", finishedAt = "finished_at"
+        case durationSeconds = "duration_seconds", filesApplied = "files_applied", filesDuplicate = "files_duplicate_content"
+        case filesQuarantined = "files_quarantined", filesHealed = "files_healed", lines
+        case tombstonesPending = "tombstones_pending", lateEvents = "late_events"
+        case partitionsTouched = "partitions_touched", partitionsCreated = "partitions_created"
+        case lag = "ingestion_lag_seconds", eventDelay = "event_delay_seconds"
+        case backlogFiles = "backlog_files", backlogBytes = "backlog_bytes", watermark, quarantined
+    }
+
+    /// One line for humans (`-v`, the demo, logs).
+    public var oneLine: String {
+        var parts = ["batch \(batchID) \(kind)\(dryRun ? " (dry run)" : ""): \(filesApplied) files applied"]
+        if filesDuplicate > 0 { parts.append("\(filesDuplicate) duplicate content") }
+        if filesQuarantined > 0 { parts.append("\(filesQuarantined) quarantined") }
+        parts.append("\(lines.read) lines: \(lines.new) new, \(lines.updated) updated, \(lines.duplicate) duplicate, \(lines.stale) stale, \(lines.deletedByFlag) deleted by flag, \(lines.deletedByTombstone) by tombstone, \(lines.rejected) rejected")
+        parts.append("\(lateEvents) late")
+        parts.append("\(partitionsTouched.count) partitions touched")
+        return parts.joined(separator: ", ")
+    }
+}
+
+extension LineCounts {
+    enum CodingKeys: String, CodingKey {
+        case read, new, updated, duplicate, stale, deletedByFlag = "deleted_by_flag"
+        case deletedByTombstone = "deleted_by_tombstone", rejected
+    }
+}

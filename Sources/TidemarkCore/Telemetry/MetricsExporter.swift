@@ -1,0 +1,65 @@
+import Foundation
+
+extension BatchSummary {
+    /// The summary as one pretty-printed JSON document with sorted keys.
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+/// Prometheus textfile output (the node_exporter textfile-collector convention for batch
+/// jobs): counters `tidemark_*_total` cumulative across runs (kept in `pipeline_state`),
+/// gauges of the last batch in base units, and `tidemark_last_success_timestamp_seconds`.
+/// Written atomically: temp file in the same folder, fsync, rename.
+public enum MetricsExporter {
+    public static func render(counters: [String: Int64], last: BatchSummary?, lastSuccess: Timestamp?) -> String {
+        var out = ""
+        for (key, value) in counters.sorted(by: { $0.key < $1.key }) {
+            let name = "tidemark_" + key
+            out += "# HELP \(name) Cumulative count over all runs (\(key.replacingOccurrences(of: "_", with: " ").replacingOccurrences(of: " total", with: ""))).\n"
+            out += "# TYPE \(name) counter\n\(name) \(value)\n"
+        }
+        func gauge(_ name: String, _ help: String, _ value: Double?) {
+            guard let value else { return }
+            out += "# HELP tidemark_\(name) \(help)\n# TYPE tidemark_\(name) gauge\ntidemark_\(name) \(format(value))\n"
+        }
+        if let lastSuccess {
+            gauge("last_success_timestamp_seconds", "Unix time of the last successful batch.", lastSuccess.secondsSinceEpoch)
+        }
+        if let s = last {
+            gauge("last_batch_duration_seconds", "Wall time of the last batch.", s.durationSeconds)
+            gauge("last_batch_files", "Files applied by the last batch.", Double(s.filesApplied))
+            gauge("last_batch_lines", "Lines read by the last batch.", Double(s.lines.read))
+            gauge("last_batch_partitions_touched", "Partitions whose summaries the last batch recomputed.", Double(s.partitionsTouched.count))
+            gauge("tombstones_pending", "Tombstones still waiting for their event.", Double(s.tombstonesPending))
+            gauge("backlog_files", "Files left in the landing folder after the last batch.", Double(s.backlogFiles))
+            gauge("backlog_bytes", "Bytes left in the landing folder after the last batch.", Double(s.backlogBytes))
+            gauge("ingestion_lag_p50_seconds", "Median ingest time minus received_time in the last batch.", s.lag.p50)
+            gauge("ingestion_lag_p95_seconds", "95th percentile ingest time minus received_time in the last batch.", s.lag.p95)
+            gauge("ingestion_lag_max_seconds", "Largest ingest time minus received_time in the last batch.", s.lag.max)
+            gauge("event_delay_p50_seconds", "Median received_time minus event_time in the last batch.", s.eventDelay.p50)
+            gauge("event_delay_p95_seconds", "95th percentile received_time minus event_time in the last batch.", s.eventDelay.p95)
+            gauge("event_delay_max_seconds", "Largest received_time minus event_time in the last batch.", s.eventDelay.max)
+        }
+        return out
+    }
+
+    private static func format(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+
+    /// Reads the cumulative counters from the warehouse and writes the textfile.
+    public static func write(dataFolder: String, to path: String, last: BatchSummary?) throws {
+        let warehouse = try Warehouse(dataFolder: dataFolder, create: false)
+        let (counters, lastSuccess) = try warehouse.read { db in
+            (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db))
+        }
+        let text = render(counters: counters, last: last, lastSuccess: lastSuccess)
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try FileSystem.makeFolder(folder) }
+        try FileSystem.writeAtomically(Array(text.utf8), to: path)
+    }
+}

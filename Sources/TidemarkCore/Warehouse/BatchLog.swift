@@ -1,0 +1,64 @@
+import GRDB
+
+/// SQL of the `batches` table and the cumulative counters in `pipeline_state`.
+enum BatchLog {
+    static func start(kind: String, startedAt: Timestamp, _ db: Database) throws -> Int64 {
+        try db.execute(sql: "INSERT INTO batches (kind, status, started_at) VALUES (?, 'running', ?)",
+                       arguments: [kind, startedAt.rfc3339])
+        return db.lastInsertedRowID
+    }
+
+    /// Batches left `running` by a process that died are marked failed.
+    static func markAbandoned(_ db: Database) throws {
+        try db.execute(sql: "UPDATE batches SET status = 'failed', error = 'process ended before the batch finished' WHERE status = 'running'")
+    }
+
+    static func finish(_ s: BatchSummary, _ db: Database) throws {
+        try db.execute(sql: """
+            UPDATE batches SET status = ?, finished_at = ?, duration_seconds = ?, files_applied = ?, files_duplicate = ?,
+                files_quarantined = ?, lines_read = ?, events_new = ?, events_updated = ?, events_duplicate = ?,
+                events_stale = ?, deleted_by_flag = ?, deleted_by_tombstone = ?, tombstones_pending = ?, late_events = ?,
+                rejected_lines = ?, partitions_touched = ?, lag_p50_seconds = ?, lag_p95_seconds = ?, lag_max_seconds = ?,
+                delay_p50_seconds = ?, delay_p95_seconds = ?, delay_max_seconds = ?, backlog_files = ?, backlog_bytes = ?,
+                watermark = ?
+            WHERE batch_id = ?
+            """, arguments: [
+                s.status, s.finishedAt, s.durationSeconds, s.filesApplied, s.filesDuplicate, s.filesQuarantined,
+                s.lines.read, s.lines.new, s.lines.updated, s.lines.duplicate, s.lines.stale, s.lines.deletedByFlag,
+                s.lines.deletedByTombstone, s.tombstonesPending, s.lateEvents, s.lines.rejected, s.partitionsTouched.count,
+                s.lag.p50, s.lag.p95, s.lag.max, s.eventDelay.p50, s.eventDelay.p95, s.eventDelay.max,
+                s.backlogFiles, s.backlogBytes, s.watermark, s.batchID,
+            ])
+        let counters: [(String, Int)] = [
+            ("files_applied_total", s.filesApplied), ("files_duplicate_content_total", s.filesDuplicate),
+            ("files_quarantined_total", s.filesQuarantined), ("lines_read_total", s.lines.read),
+            ("events_new_total", s.lines.new), ("events_updated_total", s.lines.updated),
+            ("events_duplicate_total", s.lines.duplicate), ("events_stale_total", s.lines.stale),
+            ("deletions_flag_total", s.lines.deletedByFlag), ("deletions_tombstone_total", s.lines.deletedByTombstone),
+            ("late_events_total", s.lateEvents), ("rejected_lines_total", s.lines.rejected),
+            ("partitions_reprocessed_total", s.partitionsTouched.count), ("batches_total", 1),
+        ]
+        for (key, value) in counters {
+            try db.execute(sql: """
+                INSERT INTO pipeline_state (key, value) VALUES (?, ?)
+                ON CONFLICT (key) DO UPDATE SET value = value + excluded.value
+                """, arguments: ["counter." + key, value])
+        }
+        if s.status == "succeeded" {
+            try setState("last_success_at", s.finishedAt, db)
+        }
+    }
+
+    static func fail(batchID: Int64, error: String, _ db: Database) throws {
+        try db.execute(sql: "UPDATE batches SET status = 'failed', error = ? WHERE batch_id = ?", arguments: [error, batchID])
+    }
+
+    static func state(_ key: String, _ db: Database) throws -> DatabaseValue? {
+        try DatabaseValue.fetchOne(db, sql: "SELECT value FROM pipeline_state WHERE key = ?", arguments: [key])
+    }
+
+    static func setState(_ key: String, _ value: DatabaseValueConvertible?, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO pipeline_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                       arguments: [key, value])
+    }
+}

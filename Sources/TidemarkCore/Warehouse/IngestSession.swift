@@ -1,0 +1,138 @@
+import GRDB
+
+/// One batch's writes: transactions in chunks of files, a savepoint per file (a file is
+/// applied whole or not at all), the merge writer, the ledger row committed with the file's
+/// effects, and the summaries of touched hours at the end.
+final class IngestSession {
+    let db: Database
+    let batchID: Int64
+    let writer: MergeWriter
+    private var snapshot: MergeWriter.Snapshot?
+    private(set) var touchedHours: Set<Int> = []
+    private(set) var inTransaction = false
+
+    init(db: Database, batchID: Int64, maxNewPartitions: Int, alreadyInTransaction: Bool = false) throws {
+        self.db = db
+        self.batchID = batchID
+        self.writer = try MergeWriter(db: db, batchID: batchID, maxNewPartitions: maxNewPartitions)
+        self.inTransaction = alreadyInTransaction
+    }
+
+    /// Opens a write transaction (`BEGIN IMMEDIATE`: fails fast with busy rather than
+    /// deadlocking on upgrade).
+    func begin() throws {
+        guard !inTransaction else { return }
+        try db.execute(sql: "BEGIN IMMEDIATE")
+        inTransaction = true
+    }
+
+    func beginFile() throws {
+        try begin()
+        try db.execute(sql: "SAVEPOINT file")
+        snapshot = writer.snapshot()
+    }
+
+    func apply(_ delivery: Delivery, late: Bool, fileID: Int64) throws -> MergeOutcome {
+        try writer.apply(delivery, late: late, fileID: fileID)
+    }
+
+    func reject(fileID: Int64, fileName: String, line: Int, reason: String, raw: String?) throws {
+        try Ledger.insertRejected(fileID: fileID, fileName: fileName, line: line, reason: reason, raw: raw, batchID: batchID, db)
+    }
+
+    /// Undoes everything the current file did, in SQLite and in memory.
+    func abortFile(fileID: Int64) throws {
+        try db.execute(sql: "ROLLBACK TO file")
+        try db.execute(sql: "RELEASE file")
+        if let snapshot { writer.restore(snapshot, droppingFile: fileID) }
+        snapshot = nil
+    }
+
+    /// Records the ledger row together with the file's effects.
+    func finishFile(_ entry: LedgerEntry) throws {
+        if entry.status == .applied { try writer.flushFileHours(fileID: entry.fileID) }
+        try Ledger.insert(entry, db)
+        try db.execute(sql: "RELEASE file")
+        snapshot = nil
+    }
+
+    /// A ledger row for a file whose content was not applied (duplicate or quarantined).
+    func record(_ entry: LedgerEntry) throws {
+        try begin()
+        try Ledger.insert(entry, db)
+    }
+
+    func appliedFile(sha256: String) throws -> Int64? { try Ledger.appliedFile(sha256: sha256, db) }
+    func ledgerEntries(name: String, size: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+        try Ledger.entries(name: name, size: size, db)
+    }
+    func knowsContent(sha256: String) throws -> Bool {
+        try Int.fetchOne(db, sql: "SELECT 1 FROM ingested_files WHERE sha256 = ? LIMIT 1", arguments: [sha256]) != nil
+    }
+
+    func commit() throws {
+        guard inTransaction else { return }
+        touchedHours.formUnion(try writer.flushPartitions())
+        FaultPoint.hit("before-commit")
+        try db.execute(sql: "COMMIT")
+        inTransaction = false
+    }
+
+    func rollback() {
+        guard inTransaction else { return }
+        try? db.execute(sql: "ROLLBACK")
+        inTransaction = false
+    }
+
+    /// Flushes partition counts without committing (dry runs).
+    func flushWithoutCommit() throws {
+        touchedHours.formUnion(try writer.flushPartitions())
+    }
+
+    var pendingTombstones: Int { writer.pendingTombstoneCount }
+}
+
+/// Batch bookkeeping outside the per-file transactions.
+enum BatchBookkeeping {
+    static func start(kind: String, at time: Timestamp, _ db: Database) throws -> Int64 {
+        try db.inTransaction(.immediate) {
+            try BatchLog.markAbandoned(db)
+            // Summaries left dirty by a batch that died are healed before anything else.
+            _ = try Summaries.recomputeDirtyHours(batchID: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(batch_id), 0) FROM batches") ?? 0, db)
+            return .commit
+        }
+        var id: Int64 = 0
+        try db.inTransaction(.immediate) {
+            id = try BatchLog.start(kind: kind, startedAt: time, db)
+            return .commit
+        }
+        return id
+    }
+
+    /// Recomputes the touched hours' summaries and closes the batch row, in one transaction.
+    static func finish(_ summary: BatchSummary, _ db: Database) throws -> [PartitionHour] {
+        var hours: [PartitionHour] = []
+        try db.inTransaction(.immediate) {
+            hours = try Summaries.recomputeDirtyHours(batchID: summary.batchID, db)
+            try BatchLog.finish(summary, db)
+            return .commit
+        }
+        return hours
+    }
+
+    static func fail(batchID: Int64, error: String, _ db: Database) {
+        try? db.inTransaction(.immediate) {
+            try BatchLog.fail(batchID: batchID, error: error, db)
+            return .commit
+        }
+    }
+
+    static func maxEventTime(_ db: Database) throws -> Timestamp? {
+        guard let value = try BatchLog.state("max_event_time", db), let text = String.fromDatabaseValue(value) else { return nil }
+        return try? Timestamp.parse(text).get()
+    }
+
+    static func setMaxEventTime(_ time: Timestamp, _ db: Database) throws {
+        try BatchLog.setState("max_event_time", time.rfc3339, db)
+    }
+}

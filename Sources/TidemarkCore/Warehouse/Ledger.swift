@@ -1,0 +1,110 @@
+import GRDB
+
+/// A row of `ingested_files`, the processed-files ledger.
+public struct LedgerEntry: Sendable, Equatable {
+    public enum Status: String, Sendable, Codable {
+        case applied
+        case duplicateContent = "duplicate_content"
+        case quarantined
+    }
+
+    public var fileID: Int64
+    public var name: String
+    public var size: Int64
+    public var sha256: String
+    public var status: Status
+    public var reason: String?
+    public var duplicateOf: Int64?
+    public var batchID: Int64
+    public var counts: LineCounts
+    public var lateEvents: Int
+    public var watermarkBefore: Timestamp?
+    public var ingestedAt: Timestamp
+    public var sourcePath: String
+    /// Where the file lies now (archive or quarantine path).
+    public var location: String
+}
+
+/// What happened to the lines of one file. Read = new + updated + duplicate + stale + deleted + rejected.
+public struct LineCounts: Sendable, Equatable, Codable {
+    public var read = 0
+    public var new = 0
+    public var updated = 0
+    public var duplicate = 0
+    public var stale = 0
+    public var deletedByFlag = 0
+    public var deletedByTombstone = 0
+    public var rejected = 0
+
+    public init() {}
+
+    public var deleted: Int { deletedByFlag + deletedByTombstone }
+    public var accountedFor: Int { new + updated + duplicate + stale + deleted + rejected }
+
+    mutating func count(_ outcome: MergeOutcome) {
+        switch outcome {
+        case .new: new += 1
+        case .updated: updated += 1
+        case .duplicate: duplicate += 1
+        case .stale: stale += 1
+        case .deletedByFlag: deletedByFlag += 1
+        case .deletedByTombstone: deletedByTombstone += 1
+        }
+    }
+
+    static func + (a: LineCounts, b: LineCounts) -> LineCounts {
+        var c = LineCounts()
+        c.read = a.read + b.read
+        c.new = a.new + b.new
+        c.updated = a.updated + b.updated
+        c.duplicate = a.duplicate + b.duplicate
+        c.stale = a.stale + b.stale
+        c.deletedByFlag = a.deletedByFlag + b.deletedByFlag
+        c.deletedByTombstone = a.deletedByTombstone + b.deletedByTombstone
+        c.rejected = a.rejected + b.rejected
+        return c
+    }
+}
+
+/// SQL of the ledger.
+enum Ledger {
+    static func nextFileID(_ db: Database) throws -> Int64 {
+        (try Int64.fetchOne(db, sql: "SELECT MAX(file_id) FROM ingested_files") ?? 0) + 1
+    }
+
+    static func insert(_ e: LedgerEntry, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO ingested_files (file_id, name, size, sha256, status, reason, duplicate_of, batch_id,
+                lines_read, lines_new, lines_updated, lines_duplicate, lines_stale, lines_deleted, lines_rejected,
+                late_events, watermark_before, ingested_at, source_path, location)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [
+                e.fileID, e.name, e.size, e.sha256, e.status.rawValue, e.reason, e.duplicateOf, e.batchID,
+                e.counts.read, e.counts.new, e.counts.updated, e.counts.duplicate, e.counts.stale, e.counts.deleted,
+                e.counts.rejected, e.lateEvents, e.watermarkBefore?.rfc3339, e.ingestedAt.rfc3339, e.sourcePath, e.location,
+            ])
+    }
+
+    /// The applied file with this content, if any.
+    static func appliedFile(sha256: String, _ db: Database) throws -> Int64? {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT file_id FROM ingested_files WHERE sha256 = ? AND status = 'applied'"),
+                           arguments: [sha256])
+    }
+
+    /// Ledger rows recorded for a file of this name and size (candidates for a leftover
+    /// whose move to the archive was interrupted).
+    static func entries(name: String, size: Int64, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE name = ? AND size = ?"),
+                         arguments: [name, size]).map { ($0[0], $0[1], $0[2], $0[3]) }
+    }
+
+    static func insertRejected(fileID: Int64, fileName: String, line: Int, reason: String, raw: String?, batchID: Int64, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO rejected_lines (file_id, file_name, line_number, reason, raw_text, batch_id) VALUES (?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [fileID, fileName, line, reason, raw, batchID])
+    }
+
+    static func updateLocation(fileID: Int64, location: String, _ db: Database) throws {
+        try db.execute(sql: "UPDATE ingested_files SET location = ? WHERE file_id = ?", arguments: [location, fileID])
+    }
+}

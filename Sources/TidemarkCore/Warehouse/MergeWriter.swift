@@ -1,0 +1,277 @@
+import GRDB
+
+/// Per-hour changes accumulated inside one transaction, applied to `partitions` at commit.
+struct HourDelta: Equatable {
+    var rows: Int64 = 0
+    var valid: Int64 = 0
+    var checksum: UInt64 = 0
+}
+
+/// Applies deliveries to the partition tables inside an open transaction, through
+/// `MergeRule.merge`. It keeps the lookup `event_index` (event_id → hour) in step, holds
+/// tombstones whose event has not arrived in `pending_tombstones`, and records which hours
+/// each file touched (`file_hours`) so that rebuild knows which files to read.
+final class MergeWriter {
+    let db: Database
+    let batchID: Int64
+    /// Hours whose table exists.
+    private var knownHours: Set<Int>
+    /// Pending tombstones: event_id → (deletion so far, files that carried them).
+    private var pending: [String: (deletion: Deletion, files: [Int64])]
+    /// Changes per hour in this transaction.
+    private(set) var deltas: [Int: HourDelta] = [:]
+    /// Hours whose table this writer created (to register in `partitions`).
+    private(set) var createdHours: Set<Int> = []
+    /// Hours each file touched; flushed to `file_hours` with the file's ledger row.
+    private(set) var hoursByFile: [Int64: Set<Int>] = [:]
+    /// Earlier files that gain an hour because their pending tombstone met its event now.
+    private var lateFileHours: [(Int64, Int)] = []
+    /// Upper bound on partitions created in one batch (hostile input guard).
+    let maxNewPartitions: Int
+
+    struct Snapshot {
+        var knownHours: Set<Int>
+        var pending: [String: (deletion: Deletion, files: [Int64])]
+        var deltas: [Int: HourDelta]
+        var createdHours: Set<Int>
+        var lateFileHours: [(Int64, Int)]
+    }
+
+    init(db: Database, batchID: Int64, maxNewPartitions: Int = 1000) throws {
+        self.db = db
+        self.batchID = batchID
+        self.maxNewPartitions = maxNewPartitions
+        knownHours = []
+        for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions") {
+            if let hour = PartitionHour.parse(label) { knownHours.insert(hour.hoursSinceEpoch) }
+        }
+        pending = [:]
+        let rows = try Row.fetchAll(db, sql: "SELECT event_id, deleted_at, file_id FROM pending_tombstones")
+        for row in rows {
+            let id: String = row[0]
+            let at = (row[1] as String?).flatMap { try? Timestamp.parse($0).get() }
+            let tombstone = Deletion(byFlag: false, byTombstone: true, deletedAt: at)
+            var entry = pending[id] ?? (tombstone, [])
+            entry.deletion = entry.deletion.joined(with: tombstone)
+            entry.files.append(row[2])
+            pending[id] = entry
+        }
+    }
+
+    var pendingTombstoneCount: Int { pending.count }
+
+    func snapshot() -> Snapshot {
+        Snapshot(knownHours: knownHours, pending: pending, deltas: deltas, createdHours: createdHours, lateFileHours: lateFileHours)
+    }
+
+    /// Restores in-memory state after `ROLLBACK TO` a file's savepoint.
+    func restore(_ s: Snapshot, droppingFile fileID: Int64) {
+        knownHours = s.knownHours
+        pending = s.pending
+        deltas = s.deltas
+        createdHours = s.createdHours
+        lateFileHours = s.lateFileHours
+        hoursByFile[fileID] = nil
+    }
+
+    /// Merges one delivery; returns what it did.
+    func apply(_ delivery: Delivery, late: Bool, fileID: Int64) throws -> MergeOutcome {
+        switch delivery {
+        case .record(let record):
+            return try applyRecord(record, late: late, fileID: fileID)
+        case .tombstone(let id, _):
+            if let hour = try currentHour(of: id) {
+                return try applyToExisting(delivery, id: id, hour: hour, late: false, fileID: fileID)
+            }
+            let before = pending[id]
+            let (state, outcome) = MergeRule.merge(before.map { EventState(deletion: $0.deletion) }, delivery)
+            touch(fileID, nil)
+            if outcome != .duplicate || before == nil || !(before!.files.contains(fileID)) {
+                var files = before?.files ?? []
+                if !files.contains(fileID) {
+                    files.append(fileID)
+                    try db.cachedStatement(sql: "INSERT INTO pending_tombstones (event_id, deleted_at, file_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                        .execute(arguments: [id, delivery.receivedTime?.rfc3339, fileID])
+                }
+                pending[id] = (state.deletion!, files)
+            }
+            return outcome
+        }
+    }
+
+    private func currentHour(of id: String) throws -> Int? {
+        try Int.fetchOne(db.cachedStatement(sql: "SELECT hour FROM event_index WHERE event_id = ?"), arguments: [id])
+    }
+
+    private func applyRecord(_ record: EventRecord, late: Bool, fileID: Int64) throws -> MergeOutcome {
+        let hour = record.eventTime.hour.hoursSinceEpoch
+        try db.cachedStatement(sql: "INSERT INTO event_index (event_id, hour) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING")
+            .execute(arguments: [record.eventID, hour])
+        guard db.changesCount == 1 else {
+            let existing = try currentHour(of: record.eventID)!
+            return try applyToExisting(.record(record), id: record.eventID, hour: existing, late: late, fileID: fileID)
+        }
+        var prior: EventState?
+        if let waiting = pending.removeValue(forKey: record.eventID) {
+            prior = EventState(deletion: waiting.deletion)
+            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [record.eventID])
+            for file in waiting.files { lateFileHours.append((file, hour)) }
+        }
+        let (state, outcome) = MergeRule.merge(prior, .record(record), late: late)
+        let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
+        try ensureTable(hour)
+        try insert(row, hour: hour)
+        add(row, hour: hour, sign: 1)
+        touch(fileID, hour)
+        return outcome
+    }
+
+    private func applyToExisting(_ delivery: Delivery, id: String, hour: Int, late: Bool, fileID: Int64) throws -> MergeOutcome {
+        guard let old = try load(id: id, hour: hour) else {
+            throw TidemarkError("merge", "event \(id)", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
+                                hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
+        }
+        let (state, outcome) = MergeRule.merge(old.state, delivery, late: late)
+        touch(fileID, hour)
+        guard state != old.state else { return outcome }
+        let newHour = state.record!.eventTime.hour.hoursSinceEpoch
+        let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
+        add(old, hour: hour, sign: -1)
+        if newHour == hour {
+            try update(row, hour: hour)
+        } else {
+            try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE event_id = ?", arguments: [id])
+            try ensureTable(newHour)
+            try insert(row, hour: newHour)
+            try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [newHour, id])
+            touch(fileID, newHour)
+        }
+        add(row, hour: newHour, sign: 1)
+        if deltas[hour] == nil { deltas[hour] = HourDelta() }
+        return outcome
+    }
+
+    private func touch(_ fileID: Int64, _ hour: Int?) {
+        if let hour {
+            hoursByFile[fileID, default: []].insert(hour)
+        } else if hoursByFile[fileID] == nil {
+            hoursByFile[fileID] = []
+        }
+    }
+
+    private func add(_ row: PartitionRow, hour: Int, sign: Int64) {
+        var delta = deltas[hour] ?? HourDelta()
+        delta.rows += sign
+        if row.state.isValid { delta.valid += sign }
+        delta.checksum = sign > 0 ? delta.checksum &+ row.contentHash : delta.checksum &- row.contentHash
+        deltas[hour] = delta
+    }
+
+    func ensureTable(_ hour: Int) throws {
+        guard !knownHours.contains(hour) else { return }
+        guard createdHours.count < maxNewPartitions else {
+            throw PartitionLimitExceeded(limit: maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: hour))
+        }
+        let partition = PartitionHour(hoursSinceEpoch: hour)
+        try db.execute(sql: PartitionTable.createSQL(partition))
+        try db.execute(sql: """
+            INSERT INTO partitions (hour, table_name, created_batch, last_batch) VALUES (?, ?, ?, ?)
+            ON CONFLICT (hour) DO NOTHING
+            """, arguments: [partition.label, partition.tableName, batchID, batchID])
+        knownHours.insert(hour)
+        createdHours.insert(hour)
+    }
+
+    func load(id: String, hour: Int) throws -> PartitionRow? {
+        let table = PartitionHour(hoursSinceEpoch: hour).tableName
+        let statement = try db.cachedStatement(sql: """
+            SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch
+            FROM \(table) WHERE event_id = ?
+            """)
+        guard let row = try Row.fetchOne(statement, arguments: [id]) else { return nil }
+        return PartitionRow.decode(id: id, row: row)
+    }
+
+    private func insert(_ row: PartitionRow, hour: Int) throws {
+        let table = PartitionHour(hoursSinceEpoch: hour).tableName
+        try db.cachedStatement(sql: "INSERT INTO \(table) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: row.arguments)
+    }
+
+    private func update(_ row: PartitionRow, hour: Int) throws {
+        let table = PartitionHour(hoursSinceEpoch: hour).tableName
+        let r = row.record
+        try db.cachedStatement(sql: """
+            UPDATE \(table) SET user_id = ?, event_type = ?, event_time = ?, received_time = ?, is_valid = ?,
+                deleted_by = ?, deleted_at = ?, is_late = ?, extra = ?, last_batch = ?
+            WHERE event_id = ?
+            """).execute(arguments: [
+                r.userID, r.eventType, r.eventTime.rfc3339, r.receivedTime?.rfc3339, row.state.isValid ? 1 : 0,
+                row.state.deletion?.kind, row.state.deletion?.deletedAt?.rfc3339, row.state.late ? 1 : 0, r.extra,
+                row.lastBatch, r.eventID,
+            ])
+    }
+
+    /// Writes accumulated per-file hours (including hours gained by earlier tombstone files).
+    func flushFileHours(fileID: Int64) throws {
+        let statement = try db.cachedStatement(sql: "INSERT INTO file_hours (file_id, hour) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        for hour in hoursByFile[fileID] ?? [] {
+            try statement.execute(arguments: [fileID, PartitionHour(hoursSinceEpoch: hour).label])
+        }
+        for (file, hour) in lateFileHours {
+            try statement.execute(arguments: [file, PartitionHour(hoursSinceEpoch: hour).label])
+        }
+        lateFileHours.removeAll()
+    }
+
+    /// Applies the per-hour deltas to `partitions` and marks the hours dirty for summaries.
+    func flushPartitions() throws -> Set<Int> {
+        let touched = Set(deltas.keys)
+        for (hour, delta) in deltas {
+            let label = PartitionHour(hoursSinceEpoch: hour).label
+            let current = try String.fetchOne(db, sql: "SELECT checksum FROM partitions WHERE hour = ?", arguments: [label]) ?? "0"
+            let checksum = checksumValue(current) &+ delta.checksum
+            try db.cachedStatement(sql: """
+                UPDATE partitions SET row_count = row_count + ?, valid_count = valid_count + ?, checksum = ?, last_batch = ?
+                WHERE hour = ?
+                """).execute(arguments: [delta.rows, delta.valid, checksumText(checksum), batchID, label])
+            try db.cachedStatement(sql: "INSERT INTO dirty_hours (hour, batch_id) VALUES (?, ?) ON CONFLICT (hour) DO UPDATE SET batch_id = excluded.batch_id")
+                .execute(arguments: [label, batchID])
+        }
+        deltas.removeAll()
+        return touched
+    }
+}
+
+/// Thrown when one batch would create more partitions than allowed; the file is quarantined.
+struct PartitionLimitExceeded: Error, CustomStringConvertible {
+    var limit: Int
+    var hour: PartitionHour
+    var description: String {
+        "would create more than \(limit) new partitions in one batch (at hour \(hour)); see --max-new-partitions"
+    }
+}
+
+extension PartitionRow {
+    var arguments: StatementArguments {
+        let r = record
+        return [
+            r.eventID, r.userID, r.eventType, r.eventTime.rfc3339, r.receivedTime?.rfc3339, state.isValid ? 1 : 0,
+            state.deletion?.kind, state.deletion?.deletedAt?.rfc3339, state.late ? 1 : 0, r.extra, firstBatch, lastBatch,
+        ]
+    }
+
+    /// Decodes `user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch`.
+    static func decode(id: String, row: Row) -> PartitionRow? {
+        guard let eventTime = try? Timestamp.parse(row[2] as String).get() else { return nil }
+        let received = (row[3] as String?).flatMap { try? Timestamp.parse($0).get() }
+        let deletedAt = (row[6] as String?).flatMap { try? Timestamp.parse($0).get() }
+        let deletion = Deletion(kind: row[5], deletedAt: deletedAt)
+        let record = EventRecord(
+            eventID: id, userID: row[0], eventType: row[1], eventTime: eventTime, receivedTime: received,
+            isValid: true, extra: row[8])
+        return PartitionRow(
+            state: EventState(record: record, deletion: deletion, late: (row[7] as Int) == 1),
+            firstBatch: row[9], lastBatch: row[10])
+    }
+}

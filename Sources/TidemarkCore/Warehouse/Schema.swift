@@ -1,0 +1,136 @@
+import GRDB
+
+/// The warehouse schema: ordered, named migrations. Users query these tables; the README
+/// documents them. Partition tables (`events_YYYYMMDDHH`) are created on demand by
+/// `PartitionTable.create`.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-ledger-partitions-summary") { db in
+            try db.execute(sql: """
+                CREATE TABLE batches (
+                    batch_id INTEGER PRIMARY KEY,
+                    kind TEXT NOT NULL,                 -- ingest, backfill, rebuild
+                    status TEXT NOT NULL,               -- running, succeeded, failed, dry-run
+                    started_at TEXT NOT NULL,
+                    finished_at TEXT,
+                    duration_seconds REAL,
+                    files_applied INTEGER NOT NULL DEFAULT 0,
+                    files_duplicate INTEGER NOT NULL DEFAULT 0,
+                    files_quarantined INTEGER NOT NULL DEFAULT 0,
+                    lines_read INTEGER NOT NULL DEFAULT 0,
+                    events_new INTEGER NOT NULL DEFAULT 0,
+                    events_updated INTEGER NOT NULL DEFAULT 0,
+                    events_duplicate INTEGER NOT NULL DEFAULT 0,
+                    events_stale INTEGER NOT NULL DEFAULT 0,
+                    deleted_by_flag INTEGER NOT NULL DEFAULT 0,
+                    deleted_by_tombstone INTEGER NOT NULL DEFAULT 0,
+                    tombstones_pending INTEGER NOT NULL DEFAULT 0,
+                    late_events INTEGER NOT NULL DEFAULT 0,
+                    rejected_lines INTEGER NOT NULL DEFAULT 0,
+                    partitions_touched INTEGER NOT NULL DEFAULT 0,
+                    lag_p50_seconds REAL, lag_p95_seconds REAL, lag_max_seconds REAL,
+                    delay_p50_seconds REAL, delay_p95_seconds REAL, delay_max_seconds REAL,
+                    backlog_files INTEGER, backlog_bytes INTEGER,
+                    watermark TEXT,
+                    error TEXT
+                );
+                CREATE TABLE ingested_files (
+                    file_id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('applied', 'duplicate_content', 'quarantined')),
+                    reason TEXT,
+                    duplicate_of INTEGER,
+                    batch_id INTEGER NOT NULL,
+                    lines_read INTEGER NOT NULL DEFAULT 0,
+                    lines_new INTEGER NOT NULL DEFAULT 0,
+                    lines_updated INTEGER NOT NULL DEFAULT 0,
+                    lines_duplicate INTEGER NOT NULL DEFAULT 0,
+                    lines_stale INTEGER NOT NULL DEFAULT 0,
+                    lines_deleted INTEGER NOT NULL DEFAULT 0,
+                    lines_rejected INTEGER NOT NULL DEFAULT 0,
+                    late_events INTEGER NOT NULL DEFAULT 0,
+                    watermark_before TEXT,
+                    ingested_at TEXT NOT NULL,
+                    source_path TEXT NOT NULL,
+                    location TEXT NOT NULL
+                );
+                CREATE UNIQUE INDEX ingested_files_applied_content ON ingested_files(sha256) WHERE status = 'applied';
+                CREATE INDEX ingested_files_name ON ingested_files(name, size);
+                CREATE TABLE file_hours (
+                    file_id INTEGER NOT NULL,
+                    hour TEXT NOT NULL,
+                    PRIMARY KEY (hour, file_id)
+                ) WITHOUT ROWID;
+                CREATE TABLE event_index (
+                    event_id TEXT PRIMARY KEY,
+                    hour INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE pending_tombstones (
+                    event_id TEXT NOT NULL,
+                    file_id INTEGER NOT NULL,
+                    deleted_at TEXT,
+                    PRIMARY KEY (event_id, file_id)
+                ) WITHOUT ROWID;
+                CREATE TABLE partitions (
+                    hour TEXT PRIMARY KEY,
+                    table_name TEXT NOT NULL UNIQUE,
+                    row_count INTEGER NOT NULL DEFAULT 0,
+                    valid_count INTEGER NOT NULL DEFAULT 0,
+                    checksum TEXT NOT NULL DEFAULT '0000000000000000',
+                    created_batch INTEGER,
+                    last_batch INTEGER,
+                    rebuilt_batch INTEGER
+                );
+                CREATE TABLE hourly_summary (
+                    hour TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    valid_events INTEGER NOT NULL,
+                    distinct_users INTEGER NOT NULL,
+                    deleted_events INTEGER NOT NULL,
+                    late_events INTEGER NOT NULL,
+                    computed_batch INTEGER NOT NULL,
+                    PRIMARY KEY (hour, event_type)
+                );
+                CREATE TABLE dirty_hours (hour TEXT PRIMARY KEY, batch_id INTEGER NOT NULL);
+                CREATE TABLE rejected_lines (
+                    file_id INTEGER NOT NULL,
+                    file_name TEXT NOT NULL,
+                    line_number INTEGER NOT NULL,
+                    reason TEXT NOT NULL,
+                    raw_text TEXT,
+                    batch_id INTEGER NOT NULL,
+                    PRIMARY KEY (file_id, line_number)
+                );
+                CREATE TABLE pipeline_state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+}
+
+/// One hourly partition table. Its name comes only from the hour's integers.
+enum PartitionTable {
+    static func createSQL(_ hour: PartitionHour) -> String {
+        """
+        CREATE TABLE IF NOT EXISTS \(hour.tableName) (
+            event_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            event_time TEXT NOT NULL,
+            received_time TEXT,
+            is_valid INTEGER NOT NULL CHECK (is_valid IN (0, 1)),
+            deleted_by TEXT,
+            deleted_at TEXT,
+            is_late INTEGER NOT NULL DEFAULT 0,
+            extra TEXT,
+            first_batch INTEGER NOT NULL,
+            last_batch INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """
+    }
+
+    static let columns = "event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch"
+}

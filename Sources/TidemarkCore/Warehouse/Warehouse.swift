@@ -1,0 +1,104 @@
+import Foundation
+import GRDB
+
+/// The SQLite store: schema, ledger, partitions, summaries. All of Tidemark's SQL lives in
+/// this folder, so that another warehouse (PostgreSQL) can replace it behind the same calls.
+///
+/// Durability: WAL with `synchronous = FULL`. A commit is on disk before `ingest` moves the
+/// file out of the landing folder, so even a power loss right after the move cannot lose a
+/// file's events (with `NORMAL`, the last commits could roll back after the file was archived).
+public final class Warehouse {
+    public static let databaseName = "tidemark.sqlite"
+
+    public let dataFolder: String
+    public let databasePath: String
+    let queue: DatabaseQueue
+
+    /// Opens (and creates or migrates) the database in `dataFolder`.
+    /// - Parameters:
+    ///   - create: create the folder and database when missing; otherwise a missing database is exit 66.
+    ///   - busyTimeout: how long to wait for another connection's write lock before giving up (exit 75).
+    public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
+                cacheMebibytes: Int = 64) throws {
+        self.dataFolder = dataFolder
+        self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
+        if !FileSystem.exists(databasePath) {
+            guard create && !readOnly else {
+                throw TidemarkError("open database", databasePath, cause: "no such file",
+                                    hint: "run 'tidemark ingest --data \(dataFolder)' first, or pass the right --data", exit: .noInput)
+            }
+            try FileSystem.makeFolder(dataFolder)
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(busyTimeout)
+        config.readonly = readOnly
+        config.label = "tidemark"
+        let cacheKiB = cacheMebibytes * 1024
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+        }
+        do {
+            queue = try DatabaseQueue(path: databasePath, configuration: config)
+            if !readOnly {
+                try queue.writeWithoutTransaction { db in
+                    let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                    if mode?.lowercased() != "wal" {
+                        throw TidemarkError("open database", self.databasePath, cause: "cannot switch to WAL mode (got \(mode ?? "nothing"))", exit: .ioError)
+                    }
+                }
+                try Schema.migrator.migrate(queue)
+            }
+        } catch let error as DatabaseError {
+            throw Warehouse.translate(error, operation: "open database", target: databasePath)
+        }
+    }
+
+    /// Runs `body` on the connection outside any transaction; the body manages transactions.
+    public func withConnection<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try queue.writeWithoutTransaction(body)
+        } catch let error as DatabaseError {
+            throw Warehouse.translate(error, operation: "write database", target: databasePath)
+        }
+    }
+
+    /// Reads in a deferred transaction (a consistent snapshot under WAL).
+    public func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try queue.read(body)
+        } catch let error as DatabaseError {
+            throw Warehouse.translate(error, operation: "read database", target: databasePath)
+        }
+    }
+
+    /// Turns SQLite errors into errors with the documented exit codes and a hint.
+    public static func translate(_ error: DatabaseError, operation: String, target: String) -> TidemarkError {
+        switch error.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return TidemarkError(operation, target, cause: "database is locked by another connection",
+                                 hint: "another process holds a write lock; retry later", exit: .busy)
+        case .SQLITE_FULL:
+            return TidemarkError(operation, target, cause: "disk full (the transaction was rolled back)",
+                                 hint: "free space on the data folder's file system, then rerun: nothing was half-applied", exit: .ioError)
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
+            return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
+                                 hint: "restore from backup, or rebuild from the archive with 'tidemark backfill --from-dir DATA/archive' into a new --data folder", exit: .ioError)
+        case .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_PERM:
+            return TidemarkError(operation, target, cause: error.message ?? "I/O error",
+                                 hint: "check permissions and free space of the data folder", exit: .ioError)
+        default:
+            return TidemarkError(operation, target, cause: "\(error.message ?? "SQLite error") (code \(error.resultCode.rawValue))", exit: .ioError)
+        }
+    }
+}
+
+extension Database {
+    /// Whether a table exists (partition tables are created on demand).
+    func tableExistsFast(_ name: String) throws -> Bool {
+        try Int.fetchOne(self, sql: "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", arguments: [name]) != nil
+    }
+}

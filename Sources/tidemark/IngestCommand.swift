@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import TidemarkCore
+
+struct IngestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Apply new landing files to the hourly partitions (one micro-batch, or --loop).",
+        discussion: """
+            Quiet on success unless -v (cron mails any output). Exit codes: 0 done or nothing to do; \
+            66 landing folder missing; 74 I/O error (disk full, unreadable file, corrupt database); \
+            75 another job holds the lock or the database stayed locked (retry later). \
+            SIGINT/SIGTERM: the batch stops after the current file, commits and exits 0.
+            """)
+
+    @OptionGroup var shared: SharedOptions
+
+    @Option(help: "Process at most N files in this run (the rest wait for the next).")
+    var maxFiles: Int?
+
+    @Flag(help: "Run a batch every --interval seconds until SIGINT/SIGTERM.")
+    var loop = false
+
+    @Option(help: "Seconds between batches with --loop.")
+    var interval: Double = 5
+
+    @Flag(help: "Decode and merge, report what would change, write nothing and move nothing.")
+    var dryRun = false
+
+    @Flag(help: "Print the batch summary as one JSON document on stdout.")
+    var json = false
+
+    @Option(help: "Allowed lateness in seconds: events older than (newest event_time − this) count as late.")
+    var allowedLateness: Double = 30
+
+    @Option(help: "Decompressed bytes allowed per file before it is quarantined as a gzip bomb.")
+    var maxFileOutput: Int64 = 1 << 30
+
+    @Option(help: "Partitions one batch may create; a file that would exceed it is quarantined.")
+    var maxNewPartitions: Int = 1000
+
+    @Option(help: "Seconds to wait for another connection's write lock before exiting 75.")
+    var busyTimeout: Double = 5
+
+    @Option(help: "Write Prometheus textfile metrics here after each batch (atomically).")
+    var metricsFile: String?
+
+    func validate() throws {
+        if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
+        if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
+        if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
+        if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
+        if allowedLateness < 0 { throw ValidationError("--allowed-lateness cannot be negative") }
+    }
+
+    func run() throws {
+        let logger = shared.makeLogger()
+        var options = IngestOptions(landingFolder: shared.landingFolder, dataFolder: shared.dataFolder)
+        options.maxFiles = maxFiles
+        options.dryRun = dryRun
+        options.allowedLateness = allowedLateness
+        options.maxFileOutputBytes = maxFileOutput
+        options.maxNewPartitions = maxNewPartitions
+        options.busyTimeout = busyTimeout
+        StopSignal.install()
+        repeat {
+            do {
+                let summary = try IngestJob.run(options, logger: logger)
+                if json { printJSON(try summary.jsonText()) }
+                if let metricsFile { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
+            } catch {
+                // In a loop a busy lock is expected now and then: wait for the next tick.
+                if loop, case let e as TidemarkError = error, e.exitStatus == .busy {
+                    logger.warning("skipped a batch: \(e.description)")
+                } else {
+                    throw fail(error)
+                }
+            }
+            if loop { StopSignal.sleep(seconds: interval) }
+        } while loop && !StopSignal.requested
+    }
+}

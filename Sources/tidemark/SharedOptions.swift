@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TidemarkCore
+
+/// Flags every subcommand shares. `TIDEMARK_LANDING` and `TIDEMARK_DATA` are the fallbacks
+/// for `--landing` and `--data`.
+struct SharedOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Landing folder with incoming *.ndjson.gz files (env TIDEMARK_LANDING).", valueName: "DIR"))
+    var landing: String?
+
+    @Option(name: .long, help: ArgumentHelp("Data folder: tidemark.sqlite, archive/, quarantine/ (env TIDEMARK_DATA).", valueName: "DIR"))
+    var data: String?
+
+    @Option(name: .long, help: "Log format on stderr: text, logfmt or json.")
+    var logFormat: LogFormat = .text
+
+    @Flag(name: [.short, .long], help: "Log progress at info level (default: quiet unless something is wrong).")
+    var verbose = false
+
+    var landingFolder: String {
+        landing ?? ProcessInfo.processInfo.environment["TIDEMARK_LANDING"] ?? "landing"
+    }
+
+    var dataFolder: String {
+        data ?? ProcessInfo.processInfo.environment["TIDEMARK_DATA"] ?? "data"
+    }
+
+    func makeLogger(label: String = "tidemark") -> Logger {
+        LogSetup.bootstrap(format: logFormat, verbose: verbose)
+        return Logger(label: label)
+    }
+}
+
+extension LogFormat: ExpressibleByArgument {}
+
+/// Prints `error: …` and `hint: …` on stderr and turns the error into the documented exit code.
+func fail(_ error: Error) -> ExitCode {
+    let (message, hint, status) = ErrorReport.describe(error)
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    if let hint { FileHandle.standardError.write(Data("hint: \(hint)\n".utf8)) }
+    return ExitCode(status.rawValue)
+}
+
+func printJSON(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+func printErr(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
