@@ -37,7 +37,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TidemarkCoreTests",
-            dependencies: ["TidemarkCore"],
+            dependencies: ["TidemarkCore", "tidemark"],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -62,9 +62,12 @@ public struct GzipLineReader {
         guard fd >= 0 else { throw GzipError.io(String(cString: strerror(errno))) }
         defer { close(fd) }
 
-        var stream = z_stream()
-        guard tidemark_inflate_init_gzip(&stream) == Z_OK else { throw GzipError.corrupt("inflateInit failed") }
-        defer { inflateEnd(&stream) }
+        // Heap-allocated: zlib keeps a pointer back to the stream and rejects a moved one.
+        let streamPointer = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        streamPointer.initialize(to: z_stream())
+        defer { streamPointer.deallocate() }
+        guard tidemark_inflate_init_gzip(streamPointer) == Z_OK else { throw GzipError.corrupt("inflateInit failed") }
+        defer { inflateEnd(streamPointer) }
 
         let input = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
         defer { input.deallocate() }
@@ -82,7 +85,7 @@ public struct GzipLineReader {
         var outputFull = false
 
         while true {
-            if stream.avail_in == 0 && !endOfFile {
+            if streamPointer.pointee.avail_in == 0 && !endOfFile {
                 let n = read(fd, input, chunkSize)
                 if n < 0 {
                     if errno == EINTR { continue }
@@ -93,11 +96,11 @@ public struct GzipLineReader {
                 } else {
                     hasher.update(UnsafeRawBufferPointer(start: input, count: n))
                     compressed += Int64(n)
-                    stream.next_in = input
-                    stream.avail_in = uInt(n)
+                    streamPointer.pointee.next_in = input
+                    streamPointer.pointee.avail_in = uInt(n)
                 }
             }
-            if stream.avail_in == 0 && endOfFile && !outputFull {
+            if streamPointer.pointee.avail_in == 0 && endOfFile && !outputFull {
                 if compressed == 0 { throw GzipError.empty }
                 if inMember { throw GzipError.truncated(afterBytes: compressed) }
                 break
@@ -106,11 +109,11 @@ public struct GzipLineReader {
                 inMember = true
                 members += 1
             }
-            stream.next_out = output
-            stream.avail_out = uInt(chunkSize)
-            let status = inflate(&stream, Z_NO_FLUSH)
-            let produced = chunkSize - Int(stream.avail_out)
-            outputFull = stream.avail_out == 0
+            streamPointer.pointee.next_out = output
+            streamPointer.pointee.avail_out = uInt(chunkSize)
+            let status = inflate(streamPointer, Z_NO_FLUSH)
+            let produced = chunkSize - Int(streamPointer.pointee.avail_out)
+            outputFull = streamPointer.pointee.avail_out == 0
             if produced > 0 {
                 decompressed += Int64(produced)
                 if decompressed > maxOutputBytes { throw GzipError.tooLarge(limit: maxOutputBytes) }
@@ -118,14 +121,14 @@ public struct GzipLineReader {
             }
             switch status {
             case Z_OK, Z_BUF_ERROR:
-                if status == Z_BUF_ERROR && stream.avail_in == 0 && endOfFile && !outputFull {
+                if status == Z_BUF_ERROR && streamPointer.pointee.avail_in == 0 && endOfFile && !outputFull {
                     throw GzipError.truncated(afterBytes: compressed)
                 }
             case Z_STREAM_END:
                 inMember = false
-                guard inflateReset(&stream) == Z_OK else { throw GzipError.corrupt("inflateReset failed") }
+                guard inflateReset(streamPointer) == Z_OK else { throw GzipError.corrupt("inflateReset failed") }
             case Z_DATA_ERROR:
-                let message = stream.msg.map { String(cString: $0) } ?? "data error"
+                let message = streamPointer.pointee.msg.map { String(cString: $0) } ?? "data error"
                 if members == 1 && decompressed == 0 && message.contains("header") { throw GzipError.notGzip }
                 throw GzipError.corrupt(message)
             case Z_MEM_ERROR:

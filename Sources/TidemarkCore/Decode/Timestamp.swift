@@ -146,6 +146,8 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         guard second <= 59 else {
             return .failure(.outOfRange(second == 60 ? "leap second :60 is not supported" : "second \(second)"))
         }
+        // Nanoseconds since 1970 fit in 64 bits from 1677-09-21 to 2262-04-11.
+        guard year >= 1678 && year <= 2261 else { return .failure(.outOfRange("year \(year) is outside 1678...2261")) }
         let days = Int64(CivilDate.toDays(year: year, month: month, day: day))
         let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second - offsetSeconds)
         return .success(Timestamp(nanosecondsSinceEpoch: seconds * nanosPerSecond + Int64(nanos)))

@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+@testable import TidemarkCore
+
+@Suite struct EventLineParserTests {
+    let parser = EventLineParser(now: try! Timestamp.parse("2025-07-31T00:00:00Z").get())
+
+    func record(_ line: String) -> EventRecord? {
+        if case .success(.record(let r)) = parser.parse(line) { return r }
+        return nil
+    }
+
+    func reason(_ line: String) -> String? {
+        if case .failure(let r) = parser.parse(line) { return r.reason }
+        return nil
+    }
+
+    @Test func fullRecord() {
+        let r = record(#"{"event_id":"e1","user_id":"u1","event_type":"click","event_time":"2025-07-30T12:00:00+02:00","received_time":"2025-07-30T10:00:01.5Z","is_valid":true}"#)
+        #expect(r?.eventID == "e1")
+        #expect(r?.eventTime.rfc3339 == "2025-07-30T10:00:00.000000000Z")
+        #expect(r?.receivedTime?.rfc3339 == "2025-07-30T10:00:01.500000000Z")
+        #expect(r?.isValid == true)
+        #expect(r?.extra == nil)
+    }
+
+    @Test func defaultsAndExtras() {
+        let r = record(#" { "event_id" : "e1", "user_id":"u1","event_type":"click","event_time":"2025-07-30T10:00:00Z", "z":1.5e3, "a":{"y":[true,null],"x":"\u00e9"} } "#)
+        #expect(r?.isValid == true)
+        #expect(r?.receivedTime == nil)
+        #expect(r?.extra == #"{"a":{"x":"é","y":[true,null]},"z":1.5e3}"#)
+    }
+
+    @Test func tombstones() {
+        #expect(parser.parse(#"{"event_id":"e1"}"#) == .success(.tombstone(eventID: "e1", receivedTime: nil)))
+        #expect(parser.parse(#"{"event_id":"e1","is_valid":false}"#) == .success(.tombstone(eventID: "e1", receivedTime: nil)))
+        let t = try! Timestamp.parse("2025-07-30T10:00:00Z").get()
+        #expect(parser.parse(#"{"event_id":"e1","received_time":"2025-07-30T10:00:00Z"}"#) == .success(.tombstone(eventID: "e1", receivedTime: t)))
+        #expect(reason(#"{"event_id":"e1","is_valid":true}"#) == "missing field user_id")
+        #expect(reason(#"{"event_id":"e1","note":"x"}"#) == "missing field user_id")
+    }
+
+    @Test func flagDeletion() {
+        let r = record(#"{"event_id":"e1","user_id":"u1","event_type":"click","event_time":"2025-07-30T10:00:00Z","is_valid":false}"#)
+        #expect(r?.isValid == false)
+    }
+
+    @Test func rejections() {
+        let base = #""user_id":"u1","event_type":"click","event_time":"2025-07-30T10:00:00Z""#
+        #expect(reason("not json")?.hasPrefix("invalid JSON at byte 1") == true)
+        #expect(reason("[1,2]") == "line is JSON but not an object")
+        #expect(reason("\"text\"") == "line is JSON but not an object")
+        #expect(reason(#"{"user_id":"u1"}"#) == "missing field event_id")
+        #expect(reason(#"{"event_id":5,\#(base)}"#) == "event_id must be a string, found a number")
+        #expect(reason(#"{"event_id":"","user_id":"u"}"#) == "event_id is empty")
+        #expect(reason(#"{"event_id":"e","user_id":7,"event_type":"c","event_time":"2025-07-30T10:00:00Z"}"#) == "user_id must be a string, found a number")
+        #expect(reason(#"{"event_id":"e",\#(base),"is_valid":"yes"}"#) == "is_valid must be true or false, found a string")
+        #expect(reason(#"{"event_id":"e","user_id":"u1","event_type":"click","event_time":"2025-07-30T10:00:00"}"#) == #"event_time "2025-07-30T10:00:00": no time zone (add Z or an offset like +02:00)"#)
+        #expect(reason(#"{"event_id":"e","user_id":"u1","event_type":"click","event_time":"2025-02-30T10:00:00Z"}"#)?.contains("not a real date-time") == true)
+        #expect(reason(#"{"event_id":"e","user_id":"u1","event_type":"click","event_time":"1969-12-31T23:59:59Z"}"#)?.contains("before 1970") == true)
+        #expect(reason(#"{"event_id":"e","user_id":"u1","event_type":"click","event_time":"2025-08-01T00:00:01Z"}"#)?.contains("more than 24 h ahead") == true)
+        #expect(reason(#"{"event_id":"e",\#(base),"received_time":"yesterday"}"#)?.hasPrefix("received_time \"yesterday\"") == true)
+        #expect(reason(#"{"event_id":"e","event_id":"f",\#(base)}"#) == #"duplicate key "event_id" in one object"#)
+        #expect(reason(#"{"event_id":"e\ud800",\#(base)}"#) == #"invalid JSON string: lone surrogate \uD800"#)
+        #expect(reason(#"{"event_id":"e\udc00x",\#(base)}"#) == #"invalid JSON string: lone surrogate \uDC00"#)
+        #expect(reason(#"{"event_id":"e",\#(base)} x"#)?.contains("unexpected text after the object") == true)
+        #expect(reason(#"{"event_id":"e",\#(base),}"#) != nil)
+        #expect(reason(#"{"event_id":"e",\#(base),"n":01}"#) != nil)
+        #expect(reason(#"{"event_id":"e",\#(base),"n":-}"#) != nil)
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(reason(#"{"event_id":"e",\#(base),"deep":\#(deep)}"#) == "nesting deeper than 64 levels")
+    }
+
+    @Test func invalidUTF8IsRejected() {
+        var bytes = Array(#"{"event_id":"e","user_id":""#.utf8)
+        bytes += [0xC3, 0x28] // invalid continuation
+        bytes += Array(#"","event_type":"c","event_time":"2025-07-30T10:00:00Z"}"#.utf8)
+        let result = bytes.withUnsafeBytes { parser.parse($0) }
+        guard case .failure(let r) = result else { Issue.record("accepted invalid UTF-8"); return }
+        #expect(r.reason.hasPrefix("invalid UTF-8"))
+        // An encoded surrogate (CESU-style) is invalid UTF-8 too.
+        var cesu = Array(#"{"event_id":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8)
+        let r2 = cesu.withUnsafeMutableBytes { parser.parse(UnsafeRawBufferPointer($0)) }
+        #expect((try? r2.get()) == nil)
+    }
+
+    @Test func sqlLookingTextIsJustText() {
+        let evil = #"'); DROP TABLE partitions; --"#
+        let r = record(#"{"event_id":"\#(evil)","user_id":"\#(evil)","event_type":"\#(evil)","event_time":"2025-07-30T10:00:00Z"}"#)
+        #expect(r?.eventID == evil)
+        #expect(r?.userID == evil)
+    }
+
+    @Test func jsonLineRoundTrips() {
+        let r = EventRecord(eventID: "e\"1\n", userID: "ü", eventType: "click", eventTime: try! Timestamp.parse("2025-07-30T10:00:00.123Z").get(),
+                            receivedTime: try! Timestamp.parse("2025-07-30T10:00:01Z").get(), isValid: false, extra: #"{"k":[1]}"#)
+        let line = Delivery.record(r).jsonLine
+        #expect(parser.parse(line) == .success(.record(r)))
+    }
+
+    /// Differential test against Foundation's JSONSerialization: same accept/reject decision on
+    /// the JSON grammar, and the same values for accepted lines.
+    @Test func agreesWithFoundationOnGeneratedLines() throws {
+        var random = SeededRandom(seed: 42)
+        let pieces = ["{", "}", "[", "]", ",", ":", "\"", "\\", "\\u00e9", "\\ud83d\\ude00", "\\ud800", "1", "-0", "1.5e3", "01", "true", "nul", "null", " ", "\"k\"", "é", "\u{7f}", "\t"]
+        var agreed = 0
+        for _ in 0..<3000 {
+            // Start from a valid record and mutate it a little, so most lines are near-valid.
+            var line = Array(#"{"event_id":"e1","user_id":"u\u00e9","event_type":"click","event_time":"2025-07-30T10:00:00Z","x":[1,{"y":null}]}"#)
+            for _ in 0..<Int.random(in: 0...3, using: &random) {
+                let at = Int.random(in: 0...line.count, using: &random)
+                if Bool.random(using: &random), at < line.count {
+                    line.remove(at: at)
+                } else {
+                    line.insert(contentsOf: pieces.randomElement(using: &random)!, at: at)
+                }
+            }
+            let text = String(line)
+            let ours = parser.parse(text)
+            let foundation = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+            switch ours {
+            case .success(let delivery):
+                guard let object = foundation as? [String: Any] else {
+                    Issue.record("we accepted what Foundation rejects: \(text)"); continue
+                }
+                #expect(object["event_id"] as? String == delivery.eventID, "\(text)")
+                if case .record(let r) = delivery {
+                    #expect(object["user_id"] as? String == r.userID, "\(text)")
+                    #expect(object["event_type"] as? String == r.eventType, "\(text)")
+                }
+                agreed += 1
+            case .failure(let rejection):
+                // Grammar rejections must be rejections for Foundation too; contract
+                // rejections (missing field, duplicate key, bad time) may be valid JSON.
+                // Known leniency of Foundation: it accepts a trailing comma before } or ], which
+                // RFC 8259 does not allow; we keep to the RFC.
+                let trailingComma = text.range(of: #",\s*[}\]]"#, options: .regularExpression) != nil
+                if (rejection.reason.hasPrefix("invalid JSON") || rejection.reason.hasPrefix("invalid UTF-8")) && !trailingComma {
+                    #expect(foundation == nil || !(foundation is [String: Any]), "Foundation accepted: \(text) — we said \(rejection.reason)")
+                } else {
+                    agreed += 1
+                }
+            }
+        }
+        #expect(agreed > 100)
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import GRDB
+import Testing
+@testable import TidemarkCore
+
+@Suite struct IngestTests {
+    @Test func lateEventLandsInItsHourAndIsCountedLate() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+        try f.ingest()
+        f.land("2.ndjson.gz", [recordLine("late", time: "2025-07-30T10:59:00Z", received: "2025-07-30T11:00:05Z"),
+                               recordLine("ontime", time: "2025-07-30T10:59:45Z", received: "2025-07-30T11:00:05Z")])
+        let s = try f.ingest()
+        #expect(s.lateEvents == 1)
+        #expect(try f.row("late")?.table == "events_2025073010")
+        #expect(try f.row("ontime")?.table == "events_2025073010")
+        let late = try f.query { try Int.fetchOne($0, sql: "SELECT late_events FROM hourly_summary WHERE hour = '2025-07-30T10'") }
+        #expect(late == 1)
+    }
+
+    @Test func invalidationByFlagAndByTombstone() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("f", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+                               recordLine("t", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        f.land("2.ndjson.gz", [recordLine("f", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:01:00Z", valid: false),
+                               tombstoneLine("t")])
+        let s = try f.ingest()
+        #expect(s.lines.deletedByFlag == 1 && s.lines.deletedByTombstone == 1)
+        #expect(try f.row("f")?.isValid == 0)
+        #expect(try f.row("f")?.deletedBy == "flag")
+        #expect(try f.row("t")?.isValid == 0)
+        #expect(try f.row("t")?.deletedBy == "tombstone")
+        let summary = try f.query { try Row.fetchOne($0, sql: "SELECT valid_events, deleted_events FROM hourly_summary") }
+        #expect(summary?[0] == 0 && summary?[1] == 2)
+    }
+
+    @Test func tombstoneBeforeEventAndRedeliveryAfterDeletion() throws {
+        let f = TestFolder()
+        try FileManager.default.copyItem(atPath: fixture("decode/tombstone-before-event/1-tombstone.ndjson.gz"), toPath: f.landing + "/1-tombstone.ndjson.gz")
+        var s = try f.ingest()
+        #expect(s.tombstonesPending == 1)
+        #expect(try f.row("t1") == nil)
+        try FileManager.default.copyItem(atPath: fixture("decode/tombstone-before-event/2-event.ndjson.gz"), toPath: f.landing + "/2-event.ndjson.gz")
+        s = try f.ingest()
+        #expect(s.tombstonesPending == 0)
+        #expect(try f.row("t1")?.isValid == 0)
+        // At-least-once redelivery of the original, under a new name and with new bytes around it.
+        f.land("3-redelivery.ndjson.gz", [recordLine("t1", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:01Z"),
+                                          recordLine("t1", user: "u9", time: "2025-07-30T10:00:00Z", received: "2025-07-30T12:00:00Z")])
+        try f.ingest()
+        #expect(try f.row("t1")?.isValid == 0)
+        #expect(try f.row("t1")?.userID == "u9")
+    }
+
+    @Test func newerUpdateWinsStaleOneDoesNot() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", user: "v1", type: "view", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        f.land("2.ndjson.gz", [recordLine("e", user: "v2", type: "click", time: "2025-07-30T12:00:00Z", received: "2025-07-30T10:05:00Z")])
+        try f.ingest()
+        f.land("3.ndjson.gz", [recordLine("e", user: "v0", type: "scroll", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:01:00Z")])
+        let s = try f.ingest()
+        #expect(s.lines.stale == 1)
+        let row = try f.row("e")
+        #expect(row?.userID == "v2")
+        #expect(row?.table == "events_2025073012") // moved with the newer event_time
+        let hours = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM hourly_summary ORDER BY hour") }
+        #expect(hours == ["2025-07-30T12"])
+    }
+
+    @Test func sameContentUnderAnotherNameAppliesOnce() throws {
+        let f = TestFolder()
+        let lines = [recordLine("x", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")]
+        f.land("a.ndjson.gz", lines)
+        try FileManager.default.copyItem(atPath: f.landing + "/a.ndjson.gz", toPath: f.landing + "/b.jsonl.gz")
+        let s = try f.ingest()
+        #expect(s.filesApplied == 1 && s.filesDuplicate == 1)
+        let statuses = try f.query { try String.fetchAll($0, sql: "SELECT status FROM ingested_files ORDER BY name") }
+        #expect(statuses == ["applied", "duplicate_content"])
+        #expect(try f.ingest().filesApplied == 0)
+    }
+
+    @Test func corruptGzipIsQuarantinedAndTheNextFileApplied() throws {
+        let f = TestFolder()
+        try FileManager.default.copyItem(atPath: fixture("decode/truncated/events.ndjson.gz"), toPath: f.landing + "/1-truncated.ndjson.gz")
+        f.land("2-good.ndjson.gz", [recordLine("g", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        let s = try f.ingest()
+        #expect(s.filesQuarantined == 1 && s.filesApplied == 1)
+        #expect(FileManager.default.fileExists(atPath: f.data + "/quarantine/1-truncated.ndjson.gz"))
+        #expect(try f.row("m1") == nil) // nothing of the truncated file applied
+        #expect(try f.row("g") != nil)
+        let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE status = 'quarantined'") }
+        #expect(reason?.hasPrefix("truncated gzip") == true)
+    }
+
+    @Test func badLinesAreRejectedAndTheRestApplied() throws {
+        let f = TestFolder()
+        try FileManager.default.copyItem(atPath: fixture("decode/bad-utf8/events.ndjson.gz"), toPath: f.landing + "/x.ndjson.gz")
+        let s = try f.ingest()
+        #expect(s.lines.rejected == 1 && s.lines.new == 1)
+        let rejected = try f.query { try Row.fetchOne($0, sql: "SELECT file_name, line_number, reason FROM rejected_lines") }
+        #expect(rejected?[0] == "x.ndjson.gz")
+        #expect(rejected?[1] == 1)
+        #expect((rejected?[2] as String?)?.hasPrefix("invalid UTF-8") == true)
+    }
+
+    @Test func multiMemberFixtureAppliesEveryLine() throws {
+        let f = TestFolder()
+        try FileManager.default.copyItem(atPath: fixture("decode/two-members/events.ndjson.gz"), toPath: f.landing + "/m.ndjson.gz")
+        #expect(try f.ingest().lines.new == 2)
+    }
+
+    @Test func dryRunWritesNothing() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        let s = try f.ingest { $0.dryRun = true }
+        #expect(s.lines.new == 1 && s.partitionsTouched == ["2025-07-30T10"])
+        #expect(FileManager.default.fileExists(atPath: f.landing + "/1.ndjson.gz"))
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 0)
+        #expect(try f.ingest().lines.new == 1)
+    }
+
+    @Test func untouchedHoursAreNotRecomputed() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+                               recordLine("b", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+        let first = try f.ingest()
+        f.land("2.ndjson.gz", [recordLine("c", time: "2025-07-30T11:30:00Z", received: "2025-07-30T11:30:00Z")])
+        let second = try f.ingest()
+        #expect(second.partitionsTouched == ["2025-07-30T11"])
+        let batches = try f.query { try Row.fetchAll($0, sql: "SELECT hour, computed_batch FROM hourly_summary ORDER BY hour") }
+        #expect(batches.map { $0[1] as Int64 } == [first.batchID, second.batchID])
+    }
+
+    @Test func symlinksAndInProgressNamesAreIgnored() throws {
+        let f = TestFolder()
+        let outside = f.land("outside.ndjson.gz", [recordLine("o", time: "2025-07-30T10:00:00Z")], folder: f.root)
+        try FileManager.default.createSymbolicLink(atPath: f.landing + "/link.ndjson.gz", withDestinationPath: outside)
+        f.land(".hidden.ndjson.gz", [recordLine("h", time: "2025-07-30T10:00:00Z")])
+        f.land("_tmp.ndjson.gz", [recordLine("u", time: "2025-07-30T10:00:00Z")])
+        f.land("x.ndjson.gz.partial", [recordLine("p", time: "2025-07-30T10:00:00Z")])
+        let s = try f.ingest()
+        #expect(s.filesApplied == 0)
+        #expect(FileManager.default.fileExists(atPath: f.landing + "/link.ndjson.gz"))
+    }
+
+    @Test func partitionCapQuarantinesFileWithTooManyHours() throws {
+        let f = TestFolder()
+        let lines = (0..<50).map { h in recordLine("h\(h)", time: Timestamp(nanosecondsSinceEpoch: (1_753_000_000 + Int64(h) * 3600) * 1_000_000_000).rfc3339) }
+        f.land("many-hours.ndjson.gz", lines)
+        f.land("normal.ndjson.gz", [recordLine("n", time: "2025-07-30T10:00:00Z")])
+        let s = try f.ingest { $0.maxNewPartitions = 10 }
+        #expect(s.filesQuarantined == 1 && s.filesApplied == 1)
+        #expect(s.quarantined.first?.reason.contains("more than 10 new partitions") == true)
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM partitions") } == 1)
+    }
+
+    /// Same inputs give the same tables whatever the file order and batch boundaries.
+    @Test func anyOrderAndBatchSplitGivesIdenticalTables() throws {
+        var random = SeededRandom(seed: 5)
+        var files: [[String]] = []
+        let base = 1_753_869_600 // 2025-07-30T10:00:00Z
+        func time(_ s: Int) -> String { Timestamp(nanosecondsSinceEpoch: Int64(base + s) * 1_000_000_000).rfc3339Millis }
+        for _ in 0..<8 {
+            var lines: [String] = []
+            for _ in 0..<25 {
+                let id = "e\(Int.random(in: 0..<40, using: &random))"
+                switch Int.random(in: 0..<12, using: &random) {
+                case 0: lines.append(tombstoneLine(id))
+                case 1: lines.append(recordLine(id, time: time(Int.random(in: 0..<7200, using: &random)), received: time(Int.random(in: 0..<9000, using: &random)), valid: false))
+                case 2: lines.append("{broken")
+                default:
+                    lines.append(recordLine(id, user: "u\(Int.random(in: 0..<5, using: &random))", type: ["view", "click"].randomElement(using: &random)!,
+                                            time: time(Int.random(in: 0..<7200, using: &random)), received: time(Int.random(in: 0..<9000, using: &random))))
+                }
+            }
+            files.append(lines)
+        }
+        var reference: [String]?
+        var referenceSummary: [String]?
+        for trial in 0..<5 {
+            let f = TestFolder()
+            var order = Array(files.indices)
+            if trial > 0 { order.shuffle(using: &random) }
+            var pending = order
+            while !pending.isEmpty {
+                let take = trial == 0 ? pending.count : Int.random(in: 1...pending.count, using: &random)
+                for index in pending.prefix(take) {
+                    // Redeliver a file now and then: same content, other name.
+                    f.land("f\(index)-\(trial).ndjson.gz", files[index])
+                    if Int.random(in: 0..<3, using: &random) == 0 { f.land("again-\(index)-\(trial).ndjson.gz", files[index]) }
+                }
+                pending.removeFirst(take)
+                try f.ingest()
+            }
+            let rows = try f.eventRows()
+            let summary = try f.query { db in
+                try Row.fetchAll(db, sql: "SELECT hour, event_type, valid_events, distinct_users, deleted_events FROM hourly_summary ORDER BY hour, event_type")
+                    .map { "\($0)" }
+            }
+            if let reference {
+                #expect(rows == reference, "trial \(trial)")
+                #expect(summary == referenceSummary, "trial \(trial)")
+            } else {
+                reference = rows
+                referenceSummary = summary
+                #expect(rows.count > 20)
+            }
+        }
+    }
+}

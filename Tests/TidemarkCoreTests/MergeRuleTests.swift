@@ -1,0 +1,80 @@
+import Testing
+@testable import TidemarkCore
+
+@Suite struct MergeRuleTests {
+    static func t(_ s: String) -> Timestamp { try! Timestamp.parse(s).get() }
+
+    static func rec(_ id: String, user: String = "u1", time: String = "2025-07-30T10:00:00Z", received: String?, valid: Bool = true) -> Delivery {
+        .record(EventRecord(eventID: id, userID: user, eventType: "view", eventTime: t(time),
+                            receivedTime: received.map(t), isValid: valid))
+    }
+
+    @Test func newestDeliveryWinsAndStaleArrivalChangesNothing() {
+        let old = Self.rec("e", user: "old", received: "2025-07-30T10:00:01Z")
+        let new = Self.rec("e", user: "new", received: "2025-07-30T10:00:05Z")
+        let (s1, o1) = MergeRule.merge(nil, old)
+        #expect(o1 == .new)
+        let (s2, o2) = MergeRule.merge(s1, new)
+        #expect(o2 == .updated)
+        let (s3, o3) = MergeRule.merge(s2, old)
+        #expect(o3 == .stale)
+        #expect(s3 == s2)
+        #expect(s3.record?.userID == "new")
+        let (_, o4) = MergeRule.merge(s3, new)
+        #expect(o4 == .duplicate)
+    }
+
+    @Test func deletionIsFinal() {
+        let original = Self.rec("e", received: "2025-07-30T10:00:01Z")
+        let (s1, _) = MergeRule.merge(nil, .tombstone(eventID: "e", receivedTime: nil))
+        #expect(s1.isPendingTombstone)
+        let (s2, o2) = MergeRule.merge(s1, original)
+        #expect(o2 == .new)
+        #expect(!s2.isValid)
+        let newer = Self.rec("e", user: "x", received: "2025-07-30T11:00:00Z")
+        let (s3, _) = MergeRule.merge(s2, newer)
+        #expect(!s3.isValid)
+        #expect(s3.record?.userID == "x")
+        let flag = Self.rec("e", received: "2025-07-30T10:00:02Z", valid: false)
+        let (s4, o4) = MergeRule.merge(nil, flag)
+        #expect(o4 == .deletedByFlag)
+        #expect(s4.deletion?.kind == "flag")
+        #expect(MergeRule.merge(s4, original).state.isValid == false)
+    }
+
+    @Test func eventTimeMovesWithTheWinner() {
+        let a = Self.rec("e", time: "2025-07-30T10:59:00Z", received: "2025-07-30T11:00:00Z")
+        let b = Self.rec("e", time: "2025-07-30T11:01:00Z", received: "2025-07-30T11:05:00Z")
+        #expect(MergeRule.fold([a, b])?.record?.eventTime.hour.label == "2025-07-30T11")
+        #expect(MergeRule.fold([b, a])?.record?.eventTime.hour.label == "2025-07-30T11")
+    }
+
+    /// The law behind "same inputs give the same tables": any permutation and duplication of a
+    /// set of deliveries folds to the same state (ignoring `late`, which is arrival metadata).
+    @Test func foldIsOrderAndDuplicationIndependent() {
+        var random = SeededRandom(seed: 11)
+        let users = ["a", "b", "c"]
+        let times = ["2025-07-30T10:00:00Z", "2025-07-30T10:30:00Z", "2025-07-30T11:10:00Z"]
+        let received = [nil, "2025-07-30T10:00:00Z", "2025-07-30T10:00:00Z", "2025-07-30T12:00:00Z"]
+        for _ in 0..<2000 {
+            var deliveries: [Delivery] = []
+            for _ in 0..<Int.random(in: 1...6, using: &random) {
+                switch Int.random(in: 0..<10, using: &random) {
+                case 0: deliveries.append(.tombstone(eventID: "e", receivedTime: received.randomElement(using: &random)!.map(Self.t)))
+                default:
+                    deliveries.append(Self.rec("e", user: users.randomElement(using: &random)!, time: times.randomElement(using: &random)!,
+                                               received: received.randomElement(using: &random)!, valid: Int.random(in: 0..<6, using: &random) != 0))
+                }
+            }
+            var expected = MergeRule.fold(deliveries)
+            expected?.late = false
+            for _ in 0..<5 {
+                var shuffled = deliveries.shuffled(using: &random)
+                if Bool.random(using: &random) { shuffled.insert(shuffled.randomElement(using: &random)!, at: Int.random(in: 0...shuffled.count, using: &random)) }
+                var got = MergeRule.fold(shuffled)
+                got?.late = false
+                #expect(got == expected, "\(deliveries) vs \(shuffled)")
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+import GRDB
+import Logging
+@testable import TidemarkCore
+
+/// A fresh temporary folder per test, with landing/ and data/ inside; removed on deinit.
+final class TestFolder {
+    let root: String
+    var landing: String { root + "/landing" }
+    var data: String { root + "/data" }
+    var sent: String { root + "/sent" }
+    var database: String { data + "/tidemark.sqlite" }
+
+    init() {
+        root = NSTemporaryDirectory() + "tidemark-test-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: root + "/landing", withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    /// Writes a gzip landing file; each element of `members` becomes one gzip member.
+    @discardableResult
+    func land(_ name: String, _ lines: [String], members: Int = 1, folder: String? = nil) -> String {
+        let path = (folder ?? landing) + "/" + name
+        var bytes: [UInt8] = []
+        let chunk = max(1, (lines.count + members - 1) / max(members, 1))
+        var index = 0
+        repeat {
+            let part = Array(lines[index..<min(lines.count, index + chunk)])
+            bytes += GzipWriter.gzip(part.map { $0 + "\n" }.joined())
+            index += chunk
+        } while index < lines.count
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+
+    func landBytes(_ name: String, _ bytes: [UInt8]) {
+        FileManager.default.createFile(atPath: landing + "/" + name, contents: Data(bytes))
+    }
+
+    func options() -> IngestOptions {
+        var o = IngestOptions(landingFolder: landing, dataFolder: data)
+        o.clock = { Timestamp(secondsSinceEpoch: 1_753_900_000 + 86_400) } // 2025-07-31, after the fixtures
+        return o
+    }
+
+    @discardableResult
+    func ingest(_ tweak: (inout IngestOptions) -> Void = { _ in }) throws -> BatchSummary {
+        var o = options()
+        tweak(&o)
+        return try IngestJob.run(o, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
+    func query<T>(_ body: (Database) throws -> T) throws -> T {
+        let queue = try DatabaseQueue(path: database)
+        return try queue.read(body)
+    }
+
+    /// Every event row over all partitions: (hour table, data columns) sorted by event_id.
+    func eventRows() throws -> [String] {
+        try query { db in
+            let tables = try String.fetchAll(db, sql: "SELECT table_name FROM partitions ORDER BY hour")
+            var rows: [String] = []
+            for table in tables {
+                rows += try Row.fetchAll(db, sql: """
+                    SELECT event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, extra
+                    FROM \(table)
+                    """).map { row in
+                        "\(table)|" + (0..<9).map { (row[$0] as DatabaseValue).description }.joined(separator: "|")
+                    }
+            }
+            return rows.sorted()
+        }
+    }
+
+    func row(_ id: String) throws -> (table: String, isValid: Int, userID: String, eventType: String, eventTime: String, deletedBy: String?)? {
+        try query { db in
+            for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions") {
+                if let r = try Row.fetchOne(db, sql: "SELECT is_valid, user_id, event_type, event_time, deleted_by FROM \(table) WHERE event_id = ?", arguments: [id]) {
+                    return (table, r[0], r[1], r[2], r[3], r[4])
+                }
+            }
+            return nil
+        }
+    }
+}
+
+/// Builds one record line of the ingest contract.
+func recordLine(_ id: String, user: String = "u1", type: String = "view", time: String,
+                received: String? = nil, valid: Bool? = nil, extra: String = "") -> String {
+    var s = "{\"event_id\":\"\(id)\",\"user_id\":\"\(user)\",\"event_type\":\"\(type)\",\"event_time\":\"\(time)\""
+    if let received { s += ",\"received_time\":\"\(received)\"" }
+    if let valid { s += ",\"is_valid\":\(valid)" }
+    s += extra
+    return s + "}"
+}
+
+func tombstoneLine(_ id: String, received: String? = nil) -> String {
+    received.map { "{\"event_id\":\"\(id)\",\"received_time\":\"\($0)\"}" } ?? "{\"event_id\":\"\(id)\"}"
+}
+
+/// Runs the built `tidemark` binary.
+struct BinaryRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum Binary {
+    static var path: String {
+        let candidates: [String] = {
+            var list: [String] = []
+            if let exe = Bundle.main.executableURL?.deletingLastPathComponent() { list.append(exe.appendingPathComponent("tidemark").path) }
+            let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            list.append(arg0.appendingPathComponent("tidemark").path)
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            list.append(root.appendingPathComponent(".build/debug/tidemark").path)
+            return list
+        }()
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> BinaryRun {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "TIDEMARK_LANDING")
+        env.removeValue(forKey: "TIDEMARK_DATA")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let outPath = NSTemporaryDirectory() + "tidemark-out-" + UUID().uuidString
+        let errPath = outPath + ".err"
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: outPath)
+            try? FileManager.default.removeItem(atPath: errPath)
+        }
+        let out = FileHandle(forWritingAtPath: outPath)!, err = FileHandle(forWritingAtPath: errPath)!
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try? out.close()
+        try? err.close()
+        let outData = FileManager.default.contents(atPath: outPath) ?? Data()
+        let errData = FileManager.default.contents(atPath: errPath) ?? Data()
+        return BinaryRun(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// Deterministic generator for property tests (SplitMix64).
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func fixture(_ relative: String) -> String {
+    Bundle.module.resourceURL!.appendingPathComponent("Fixtures/" + relative).path
+}
