@@ -89,8 +89,8 @@ struct ProduceCommand: ParsableCommand {
     func run() throws {
         let logger = shared.makeLogger()
         do {
-            let producer = try Producer(options: makeOptions(), logger: logger)
             StopSignal.install()
+            let producer = try Producer(options: makeOptions(), logger: logger)
             let progress = isatty(2) == 1
             var lastProgress = 0.0
             func showProgress(_ summary: ProducerSummary, force: Bool = false) {

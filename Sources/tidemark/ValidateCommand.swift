@@ -1,7 +1,48 @@
 import ArgumentParser
+import Foundation
 import TidemarkCore
 
 struct ValidateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "validate", abstract: "Not built yet.")
-    func run() throws { throw ExitCode(64) }
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Prove the target is complete and consistent (against the producer's sent log with --sent-log).",
+        discussion: "Exit codes: 0 every check holds; 1 discrepancies found (listed); 66 the database or the sent log is missing; 74 I/O error.")
+
+    @OptionGroup var shared: SharedOptions
+    @OptionGroup var hours: HourRangeOptions
+
+    @Option(help: ArgumentHelp("The producer's sent-log folder: check the target against what was sent.", valueName: "DIR"))
+    var sentLog: String?
+
+    @Flag(help: "Also recompute the selected hours from the archived raw files and diff them with the target.")
+    var replay = false
+
+    @Flag(help: "Print the report as one JSON document.")
+    var json = false
+
+    @Option(help: "How many example findings to list per check.")
+    var show: Int = 10
+
+    func run() throws {
+        let logger = shared.makeLogger()
+        var options = ValidateOptions(dataFolder: shared.dataFolder)
+        options.sentLogFolder = sentLog
+        options.hours = hours.range
+        options.replay = replay
+        options.sampleLimit = show
+        let interactive = isatty(2) == 1
+        do {
+            let report = try ValidateJob.run(options, logger: logger, progress: interactive ? { printErr("… \($0)") } : nil)
+            if json {
+                printJSON(try report.jsonText())
+            } else {
+                print(report.table, terminator: "")
+            }
+            if !report.ok { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw fail(error)
+        }
+    }
 }

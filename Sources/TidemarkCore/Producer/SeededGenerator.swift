@@ -20,6 +20,11 @@ struct SeededGenerator: RandomNumberGenerator {
         s3 = splitMix.next()
     }
 
+    /// Starts from a raw state (for the reference test vectors).
+    init(state: (UInt64, UInt64, UInt64, UInt64)) {
+        (s0, s1, s2, s3) = state
+    }
+
     @inline(__always)
     private static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 

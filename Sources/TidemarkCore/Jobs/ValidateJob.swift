@@ -1,0 +1,370 @@
+import Foundation
+import GRDB
+import Logging
+
+/// What to validate.
+public struct ValidateOptions: Sendable {
+    public var dataFolder: String
+    /// The producer's sent log: the source of truth for the "against the source" checks.
+    public var sentLogFolder: String?
+    /// Only these hours (inclusive); nil means all.
+    public var hours: ClosedRange<PartitionHour>?
+    /// Recompute the selected hours from the archived raw files and diff with the target.
+    public var replay = false
+    /// How many example findings each check lists.
+    public var sampleLimit = 10
+    /// Events per in-memory pass when comparing with a source (bounds memory).
+    public var eventsPerPass = 400_000
+
+    public init(dataFolder: String) { self.dataFolder = dataFolder }
+}
+
+/// One check's verdict.
+public struct ValidationCheck: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable { case ok, failed, info }
+    public var name: String
+    public var status: Status
+    /// What was checked (rows, files, hours…), or how many problems when failed.
+    public var count: Int
+    public var detail: String
+    public var findings: [String]
+}
+
+/// The validation verdict: ok when no check failed.
+public struct ValidationReport: Codable, Sendable {
+    public var ok: Bool { !checks.contains { $0.status == .failed } }
+    public var checks: [ValidationCheck] = []
+
+    enum CodingKeys: String, CodingKey { case ok, checks }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ok, forKey: .ok)
+        try c.encode(checks, forKey: .checks)
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        checks = try c.decode([ValidationCheck].self, forKey: .checks)
+    }
+
+    /// An aligned table for people, then the first findings of each failed check.
+    public var table: String {
+        var rows = [["check", "status", "count", "detail"]]
+        for check in checks {
+            rows.append([check.name, check.status == .failed ? "FAILED" : check.status.rawValue, String(check.count), check.detail])
+        }
+        var out = TextTable.render(rows)
+        for check in checks where !check.findings.isEmpty && check.status != .ok {
+            out += "\n\(check.name):\n"
+            for finding in check.findings { out += "  - \(finding)\n" }
+        }
+        out += "\n" + (ok ? "validation passed" : "validation FAILED: \(checks.filter { $0.status == .failed }.count) checks found discrepancies") + "\n"
+        return out
+    }
+
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+/// `tidemark validate`: proves that nothing is missing, every correction is reflected and
+/// duplicates made no extra rows (against the producer's sent log), that the target is
+/// internally consistent (always), and, with `--replay`, that recomputing from the archived
+/// raw files gives the same partitions.
+public enum ValidateJob {
+    public static func run(_ options: ValidateOptions, logger: Logger, progress: ((String) -> Void)? = nil) throws -> ValidationReport {
+        if let sent = options.sentLogFolder, !FileSystem.isFolder(sent) {
+            throw TidemarkError("read sent log", sent, cause: "no such folder", hint: "pass the producer's --sent-log folder", exit: .noInput)
+        }
+        let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
+        return try warehouse.read { db in
+            var v = Validator(options: options, db: db, progress: progress ?? { _ in })
+            try v.runAll(dataFolder: options.dataFolder)
+            return v.report
+        }
+    }
+}
+
+struct Validator {
+    let options: ValidateOptions
+    let db: Database
+    let progress: (String) -> Void
+    var report = ValidationReport()
+    var limit: Int { options.sampleLimit }
+
+    init(options: ValidateOptions, db: Database, progress: @escaping (String) -> Void) {
+        self.options = options
+        self.db = db
+        self.progress = progress
+    }
+
+    func inScope(_ hour: PartitionHour) -> Bool { options.hours.map { $0.contains(hour) } ?? true }
+
+    mutating func add(_ name: String, failures: Int, checked: Int, detail: String, findings: [String], infoOnly: Bool = false) {
+        let status: ValidationCheck.Status = failures == 0 ? .ok : (infoOnly ? .info : .failed)
+        report.checks.append(ValidationCheck(name: name, status: status, count: failures == 0 ? checked : failures,
+                                             detail: detail, findings: Array(findings.prefix(limit))))
+    }
+
+    mutating func runAll(dataFolder: String) throws {
+        let partitions = try ValidationQueries.partitions(db).filter { inScope($0.hour) }
+        progress("checking \(partitions.count) partitions")
+        try checkPartitions(partitions)
+        try checkSummaries(partitions)
+        try checkLedger(dataFolder: dataFolder)
+        let (pending, samples) = try ValidationQueries.pendingTombstones(limit: limit, db)
+        add("pending_tombstones", failures: pending, checked: 0, detail: "tombstones waiting for their event (not an error)", findings: samples, infoOnly: true)
+        let integrity = try ValidationQueries.integrityCheck(db)
+        add("sqlite_integrity", failures: integrity.count, checked: 1, detail: "PRAGMA integrity_check", findings: integrity)
+        if let sent = options.sentLogFolder {
+            progress("comparing with the sent log")
+            try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log") { body in
+                try SentLog.forEachDelivery(in: sent) { _, _, delivery in try body(delivery) }
+            }
+        }
+        if options.replay {
+            progress("replaying archived files")
+            let archive = ArchiveReplay(db: db)
+            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files") { body in
+                try archive.forEachDelivery(body)
+            }
+        }
+    }
+
+    // MARK: Internal consistency
+
+    mutating func checkPartitions(_ partitions: [ValidationQueries.PartitionEntry]) throws {
+        var outside = (0, [String]()), index = (0, [String]()), orphans = (0, [String]()), counts = (0, [String]()), deletion = [String]()
+        var rows = 0
+        for p in partitions {
+            guard try ValidationQueries.tableExists(p.table, db) else {
+                counts.0 += 1
+                counts.1.append("partition \(p.hour) is registered but its table \(p.table) is missing (run: tidemark rebuild --hour \(p.hour))")
+                continue
+            }
+            let o = try ValidationQueries.rowsOutsideHour(p, limit: limit, db)
+            outside.0 += o.0; outside.1 += o.1
+            let i = try ValidationQueries.indexDisagreements(p, limit: limit, db)
+            index.0 += i.0; index.1 += i.1
+            let r = try ValidationQueries.indexOrphans(p, limit: limit, db)
+            orphans.0 += r.0; orphans.1 += r.1
+            deletion += try ValidationQueries.deletionInconsistencies(p, db)
+            var rowCount: Int64 = 0, validCount: Int64 = 0, checksum: UInt64 = 0
+            try ValidationQueries.forEachRow(p.table, db) { row, id in
+                rowCount += 1
+                guard let row else {
+                    counts.1.append("event \(id) in \(p.table) has an unreadable timestamp")
+                    return
+                }
+                if row.state.isValid { validCount += 1 }
+                checksum = checksum &+ row.contentHash
+            }
+            rows += Int(rowCount)
+            if rowCount != p.rowCount || validCount != p.validCount || checksumText(checksum) != p.checksum {
+                counts.0 += 1
+                counts.1.append("partition \(p.hour): stored rows \(p.rowCount)/valid \(p.validCount)/checksum \(p.checksum), table has \(rowCount)/\(validCount)/\(checksumText(checksum))")
+            }
+        }
+        if options.hours == nil {
+            let stray = try ValidationQueries.indexEntriesWithoutPartition(limit: limit, db)
+            orphans.0 += stray.0; orphans.1 += stray.1
+        }
+        add("rows_in_their_hour", failures: outside.0, checked: rows, detail: "every row's event_time lies in its partition's hour", findings: outside.1)
+        add("one_row_per_event", failures: index.0 + orphans.0, checked: rows,
+            detail: "each event_id in exactly one partition, matching event_index", findings: index.1 + orphans.1)
+        add("deletion_markers", failures: deletion.count, checked: rows, detail: "is_valid = 0 exactly when deleted_by is set", findings: deletion)
+        add("partition_checksums", failures: counts.0, checked: partitions.count,
+            detail: "partitions.row_count, valid_count and checksum match the tables", findings: counts.1)
+    }
+
+    mutating func checkSummaries(_ partitions: [ValidationQueries.PartitionEntry]) throws {
+        var problems: [String] = []
+        let dirty = try ValidationQueries.dirtyHours(db)
+        for hour in dirty where PartitionHour.parse(hour).map(inScope) ?? false {
+            problems.append("hour \(hour) is waiting for its summary (a batch died before finishing; the next ingest recomputes it)")
+        }
+        for p in partitions where try ValidationQueries.tableExists(p.table, db) {
+            let stored = try ValidationQueries.storedSummary(p.hour, db)
+            let fresh = try ValidationQueries.freshSummary(p.hour, db)
+            if stored != fresh {
+                problems.append("hour \(p.hour): stored [\(stored.joined(separator: "; "))] but partition gives [\(fresh.joined(separator: "; "))]")
+            }
+        }
+        if options.hours == nil {
+            for hour in try ValidationQueries.summaryHoursWithoutPartition(db) {
+                problems.append("hourly_summary has hour \(hour) with no partition")
+            }
+        }
+        add("hourly_summary", failures: problems.count, checked: partitions.count, detail: "summary rows equal a fresh recomputation", findings: problems)
+    }
+
+    mutating func checkLedger(dataFolder: String) throws {
+        let (files, accounting) = try ValidationQueries.ledgerAccounting(limit: limit, db)
+        add("line_accounting", failures: accounting.count, checked: files,
+            detail: "per file: read = new + updated + duplicate + stale + deleted + rejected", findings: accounting)
+        var archive: [String] = []
+        let ledger = try ValidationQueries.ledgerFiles(db)
+        for (n, file) in ledger.enumerated() {
+            if n % 500 == 0 { progress("checking archived files \(n)/\(ledger.count)") }
+            guard FileSystem.exists(file.location) else {
+                archive.append("file \(file.name) (\(file.status)): archived copy \(file.location) is missing")
+                continue
+            }
+            guard file.status != "quarantined" else { continue }
+            let sha = try FileSystem.sha256(ofFile: file.location)
+            if sha != file.sha256 {
+                archive.append("file \(file.name): \(file.location) has SHA-256 \(sha.prefix(12))…, the ledger recorded \(file.sha256.prefix(12))…")
+            }
+        }
+        add("archived_files", failures: archive.count, checked: ledger.count, detail: "every ledger file's archived copy exists with its SHA-256", findings: archive)
+    }
+
+    // MARK: Against a source
+
+    /// Folds the source with the merge rule and diffs with the target, in passes over a hash
+    /// split of event ids so that memory stays bounded whatever the size.
+    mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
+                                    source: ((Delivery) throws -> Void) throws -> Void) throws {
+        let total = try ValidationQueries.totalLinesRead(db)
+        let passes = max(1, (total + options.eventsPerPass - 1) / options.eventsPerPass)
+        var missing: [String] = [], missingCount = 0
+        var wrongHour: [String] = [], wrongHourCount = 0
+        var validity: [String] = [], validityCount = 0
+        var attributes: [String] = [], attributeCount = 0
+        var unexpected: [String] = [], unexpectedCount = 0
+        var tombstones: [String] = [], tombstoneCount = 0
+        var expectedEvents = 0, expectedDeleted = 0, redelivered = 0, deliveries = 0
+        let pendingInTarget = try ValidationQueries.pendingTombstoneIDs(db)
+        for pass in 0..<passes {
+            if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
+            var expected: [String: EventState] = [:]
+            try source { delivery in
+                guard passes == 1 || Int(stableHash(delivery.eventID) % UInt64(passes)) == pass else { return }
+                deliveries += 1
+                let (state, outcome) = MergeRule.merge(expected[delivery.eventID], delivery)
+                if outcome == .duplicate { redelivered += 1 }
+                expected[delivery.eventID] = state
+            }
+            for state in expected.values where state.record != nil {
+                guard inScope(state.record!.eventTime.hour) else { continue }
+                expectedEvents += 1
+                if !state.isValid { expectedDeleted += 1 }
+            }
+            var matched = Set<String>()
+            for p in partitions where try ValidationQueries.tableExists(p.table, db) {
+                try ValidationQueries.forEachRow(p.table, db) { row, id in
+                    guard passes == 1 || Int(stableHash(id) % UInt64(passes)) == pass else { return }
+                    guard let exp = expected.removeValue(forKey: id) else {
+                        if !matched.contains(id) {
+                            unexpectedCount += 1
+                            if unexpected.count < limit { unexpected.append("event \(id) in \(p.table) is not in the \(sourceLabel)") }
+                        }
+                        return
+                    }
+                    matched.insert(id)
+                    guard let want = exp.record, let row else {
+                        unexpectedCount += 1
+                        if unexpected.count < limit { unexpected.append("event \(id) in \(p.table): the \(sourceLabel) has only tombstones for it") }
+                        return
+                    }
+                    if want.eventTime.hour != p.hour {
+                        wrongHourCount += 1
+                        if wrongHour.count < limit { wrongHour.append("event \(id) is in \(p.table), its event_time \(want.eventTime.rfc3339) belongs in \(want.eventTime.hour.tableName)") }
+                    }
+                    if exp.isValid != row.state.isValid {
+                        validityCount += 1
+                        if validity.count < limit {
+                            validity.append(exp.isValid ? "event \(id) in \(p.table) is marked deleted but was never deleted"
+                                                        : "event \(id) in \(p.table) was deleted (\(exp.deletion!.kind)) but is valid")
+                        }
+                    } else if let d = exp.deletion, let got = row.state.deletion, d.kind != got.kind || d.deletedAt != got.deletedAt {
+                        validityCount += 1
+                        if validity.count < limit { validity.append("event \(id): deletion \(d.kind) at \(d.deletedAt?.rfc3339 ?? "-") but table says \(got.kind) at \(got.deletedAt?.rfc3339 ?? "-")") }
+                    }
+                    let have = row.record
+                    if !(have.userID.utf8.elementsEqual(want.userID.utf8) && have.eventType.utf8.elementsEqual(want.eventType.utf8)
+                         && have.eventTime == want.eventTime && have.receivedTime == want.receivedTime && have.extra == want.extra) {
+                        attributeCount += 1
+                        if attributes.count < limit {
+                            attributes.append("event \(id): expected user \(want.userID), type \(want.eventType), received \(want.receivedTime?.rfc3339 ?? "-"); table has user \(have.userID), type \(have.eventType), received \(have.receivedTime?.rfc3339 ?? "-")")
+                        }
+                    }
+                }
+            }
+            for (id, state) in expected {
+                if let record = state.record {
+                    guard inScope(record.eventTime.hour) else { continue }
+                    missingCount += 1
+                    if missing.count < limit { missing.append("event \(id) (\(record.eventTime.hour.tableName), \(state.isValid ? "valid" : "deleted")) is missing from the target") }
+                } else if options.hours == nil && !pendingInTarget.contains(id) {
+                    tombstoneCount += 1
+                    if tombstones.count < limit { tombstones.append("tombstone for \(id) is neither applied nor pending") }
+                }
+            }
+        }
+        add("\(name)_no_record_missing", failures: missingCount, checked: expectedEvents, detail: "every event in the \(sourceLabel) is in the target", findings: missing)
+        add("\(name)_right_hour", failures: wrongHourCount, checked: expectedEvents, detail: "each event is in the hour of its winning event_time", findings: wrongHour)
+        add("\(name)_deletions_reflected", failures: validityCount, checked: expectedDeleted, detail: "deleted events are is_valid = 0 (flag or tombstone), others valid", findings: validity)
+        add("\(name)_updates_reflected", failures: attributeCount, checked: expectedEvents, detail: "attributes of the newest delivery", findings: attributes)
+        add("\(name)_nothing_extra", failures: unexpectedCount, checked: expectedEvents, detail: "no row that the \(sourceLabel) does not explain", findings: unexpected)
+        add("\(name)_tombstones", failures: tombstoneCount, checked: 0, detail: "tombstones without an event are pending", findings: tombstones)
+        if name == "source" {
+            let files = try ValidationQueries.duplicateContentFiles(db)
+            let lines = try ValidationQueries.duplicateLines(db)
+            add("source_duplicates_absorbed", failures: 0, checked: redelivered,
+                detail: "\(redelivered) of \(deliveries) deliveries in the sent log repeat an earlier one; the ledger saw \(lines) duplicate lines and \(files) duplicate files; rows = distinct events (\(expectedEvents))",
+                findings: [])
+        }
+    }
+
+}
+
+/// Every delivery of the applied files, read back from the archive, in ledger order,
+/// skipping the lines the ingest rejected. Shared by validate's replay and rebuild.
+struct ArchiveReplay {
+    let db: Database
+
+    func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+        let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
+        for file in try ValidationQueries.ledgerFiles(db) where file.status == "applied" {
+            guard FileSystem.exists(file.location) else { continue } // reported by archived_files
+            let rejected = try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db)
+            _ = try GzipLineReader(path: file.location).forEachLine { number, content in
+                guard case .bytes(let bytes) = content, !rejected.contains(number),
+                      case .success(let delivery) = parser.parse(bytes) else { return }
+                try body(delivery)
+            }
+        }
+    }
+}
+
+/// FNV-1a of the id's bytes: a stable split of event ids into passes.
+func stableHash(_ text: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return hash
+}
+
+/// Aligned plain-text tables for terminal output.
+public enum TextTable {
+    public static func render(_ rows: [[String]]) -> String {
+        guard let header = rows.first else { return "" }
+        var widths = header.map { $0.count }
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        var out = ""
+        for (n, row) in rows.enumerated() {
+            let cells = row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            out += cells.joined(separator: "  ") + "\n"
+            if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
+        }
+        return out
+    }
+}

@@ -1,0 +1,177 @@
+import GRDB
+
+/// Read-only SQL used by `tidemark validate`.
+enum ValidationQueries {
+    struct PartitionEntry {
+        var hour: PartitionHour
+        var table: String
+        var rowCount: Int64
+        var validCount: Int64
+        var checksum: String
+    }
+
+    static func partitions(_ db: Database) throws -> [PartitionEntry] {
+        try Row.fetchAll(db, sql: "SELECT hour, table_name, row_count, valid_count, checksum FROM partitions ORDER BY hour").compactMap { row in
+            guard let hour = PartitionHour.parse(row[0]) else { return nil }
+            return PartitionEntry(hour: hour, table: hour.tableName, rowCount: row[2], validCount: row[3], checksum: row[4])
+        }
+    }
+
+    static func tableExists(_ table: String, _ db: Database) throws -> Bool { try db.tableExistsFast(table) }
+
+    /// Rows whose event_time is not in the partition's hour (the canonical text starts with the hour label).
+    static func rowsOutsideHour(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(p.table) WHERE substr(event_time, 1, 13) != ?", arguments: [p.hour.label]) ?? 0
+        let samples = try Row.fetchAll(db, sql: "SELECT event_id, event_time FROM \(p.table) WHERE substr(event_time, 1, 13) != ? LIMIT \(limit)",
+                                       arguments: [p.hour.label]).map { "event \($0[0] as String) has event_time \($0[1] as String) but lies in \(p.table)" }
+        return (count, samples)
+    }
+
+    /// Rows whose lookup entry is missing or names another hour.
+    static func indexDisagreements(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let sql = """
+            FROM \(p.table) r LEFT JOIN event_index i ON i.event_id = r.event_id
+            WHERE i.hour IS NULL OR i.hour != \(p.hour.hoursSinceEpoch)
+            """
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
+        let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, i.hour \(sql) LIMIT \(limit)").map { row -> String in
+            let id: String = row[0]
+            if let other = row[1] as Int? {
+                return "event \(id) is in \(p.table) and also in \(PartitionHour(hoursSinceEpoch: other).tableName) (event_index points there)"
+            }
+            return "event \(id) is in \(p.table) but missing from event_index"
+        }
+        return (count, samples)
+    }
+
+    /// Lookup entries pointing at this hour with no row there.
+    static func indexOrphans(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let sql = "FROM event_index i WHERE i.hour = \(p.hour.hoursSinceEpoch) AND NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.event_id = i.event_id)"
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
+        let samples = try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
+            "event \($0): event_index says \(p.table) but the row is missing"
+        }
+        return (count, samples)
+    }
+
+    /// Lookup entries whose hour has no partition at all.
+    static func indexEntriesWithoutPartition(limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let hours = try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM event_index")
+        let known = Set(try partitions(db).map(\.hour.hoursSinceEpoch))
+        var count = 0
+        var samples: [String] = []
+        for hour in hours where !known.contains(hour) {
+            let ids = try String.fetchAll(db, sql: "SELECT event_id FROM event_index WHERE hour = ?", arguments: [hour])
+            count += ids.count
+            for id in ids.prefix(max(0, limit - samples.count)) {
+                samples.append("event \(id): event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) which has no partition")
+            }
+        }
+        return (count, samples)
+    }
+
+    static func deletionInconsistencies(_ p: PartitionEntry, _ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: """
+            SELECT event_id FROM \(p.table)
+            WHERE (is_valid = 0) != (deleted_by IS NOT NULL) OR deleted_by NOT IN ('flag', 'tombstone', 'flag+tombstone')
+            LIMIT 20
+            """).map { "event \($0) in \(p.table): is_valid and deleted_by disagree" }
+    }
+
+    /// Scans one partition's rows. A row whose `is_valid` column disagrees with `deleted_by`
+    /// is reported as the column says, so that tampering with either shows up as a difference.
+    static func forEachRow(_ table: String, _ db: Database, _ body: (PartitionRow?, String) throws -> Void) throws {
+        let cursor = try Row.fetchCursor(db, sql: """
+            SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id
+            FROM \(table)
+            """)
+        while let row = try cursor.next() {
+            let id: String = row[11]
+            var decoded = PartitionRow.decode(id: id, row: row)
+            let validColumn: Int = row[4]
+            if let current = decoded, (validColumn == 1) != current.state.isValid {
+                decoded!.state.deletion = validColumn == 1 ? nil : Deletion(byFlag: false, byTombstone: false, deletedAt: nil)
+            }
+            try body(decoded, id)
+        }
+    }
+
+    static func storedSummary(_ hour: PartitionHour, _ db: Database) throws -> [String] {
+        try Row.fetchAll(db, sql: """
+            SELECT event_type, valid_events, distinct_users, deleted_events, late_events FROM hourly_summary
+            WHERE hour = ? ORDER BY event_type
+            """, arguments: [hour.label]).map { "\($0[0] as String): valid \($0[1] as Int64), users \($0[2] as Int64), deleted \($0[3] as Int64), late \($0[4] as Int64)" }
+    }
+
+    static func freshSummary(_ hour: PartitionHour, _ db: Database) throws -> [String] {
+        try Row.fetchAll(db, sql: "SELECT * FROM (\(Summaries.freshSummarySQL(hour, batchID: nil, insert: false))) ORDER BY event_type",
+                         arguments: [hour.label]).map { "\($0[1] as String): valid \($0[2] as Int64), users \($0[3] as Int64), deleted \($0[4] as Int64), late \($0[5] as Int64)" }
+    }
+
+    static func summaryHoursWithoutPartition(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT DISTINCT hour FROM hourly_summary WHERE hour NOT IN (SELECT hour FROM partitions)")
+    }
+
+    static func dirtyHours(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT hour FROM dirty_hours ORDER BY hour")
+    }
+
+    /// Ledger rows whose line counts do not add up, or whose rejected count disagrees with `rejected_lines`.
+    static func ledgerAccounting(limit: Int, _ db: Database) throws -> (files: Int, problems: [String]) {
+        let files = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ingested_files WHERE status = 'applied'") ?? 0
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT f.name, f.lines_read, f.lines_new + f.lines_updated + f.lines_duplicate + f.lines_stale + f.lines_deleted + f.lines_rejected,
+                   f.lines_rejected, (SELECT COUNT(*) FROM rejected_lines r WHERE r.file_id = f.file_id)
+            FROM ingested_files f
+            WHERE f.status = 'applied' AND (
+                f.lines_read != f.lines_new + f.lines_updated + f.lines_duplicate + f.lines_stale + f.lines_deleted + f.lines_rejected
+                OR f.lines_rejected != (SELECT COUNT(*) FROM rejected_lines r WHERE r.file_id = f.file_id))
+            LIMIT \(limit)
+            """)
+        return (files, rows.map { "file \($0[0] as String): read \($0[1] as Int64), accounted \($0[2] as Int64), rejected \($0[3] as Int64) vs \($0[4] as Int64) in rejected_lines" })
+    }
+
+    struct LedgerFile {
+        var fileID: Int64
+        var name: String
+        var status: String
+        var sha256: String
+        var location: String
+    }
+
+    static func ledgerFiles(_ db: Database) throws -> [LedgerFile] {
+        try Row.fetchAll(db, sql: "SELECT file_id, name, status, sha256, location FROM ingested_files ORDER BY file_id").map {
+            LedgerFile(fileID: $0[0], name: $0[1], status: $0[2], sha256: $0[3], location: $0[4])
+        }
+    }
+
+    static func duplicateContentFiles(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ingested_files WHERE status = 'duplicate_content'") ?? 0
+    }
+
+    static func duplicateLines(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(lines_duplicate), 0) FROM ingested_files WHERE status = 'applied'") ?? 0
+    }
+
+    static func pendingTombstones(limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT event_id) FROM pending_tombstones") ?? 0
+        let ids = try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM pending_tombstones ORDER BY event_id LIMIT \(limit)")
+        return (count, ids.map { "tombstone for \($0) is waiting for its event" })
+    }
+
+    static func pendingTombstoneIDs(_ db: Database) throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM pending_tombstones"))
+    }
+
+    static func integrityCheck(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+    }
+
+    static func rejectedLineNumbers(fileID: Int64, _ db: Database) throws -> Set<Int> {
+        Set(try Int.fetchAll(db, sql: "SELECT line_number FROM rejected_lines WHERE file_id = ?", arguments: [fileID]))
+    }
+
+    static func totalLinesRead(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(lines_read), 0) FROM ingested_files") ?? 0
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+@testable import TidemarkCore
+
+/// A small realistic pipeline run: produced with late events, corrections and redeliveries,
+/// ingested in several micro-batches, then checked.
+final class ProducedPipeline: @unchecked Sendable {
+    let folder = TestFolder()
+    let summary: ProducerSummary
+
+    init(events: Int = 3000, seed: UInt64 = 9) throws {
+        var options = ProducerOptions(landingFolder: folder.landing, sentLogFolder: folder.sent,
+                                      start: try Timestamp.parse("2025-07-30T10:55:00Z").get())
+        options.rate = 5
+        options.count = events
+        options.seed = seed
+        let producer = try Producer(options: options, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        while try producer.advance(seconds: 97) {
+            try folder.ingest()
+        }
+        try folder.ingest()
+        summary = producer.summary
+    }
+
+    /// A copy of the finished pipeline to tamper with (archive paths stay valid: they are absolute).
+    func copy() throws -> TestFolder {
+        let other = TestFolder()
+        try FileManager.default.removeItem(atPath: other.root)
+        try FileManager.default.copyItem(atPath: folder.root, toPath: other.root)
+        // The ledger's archive paths point into the original folder; point them at the copy.
+        let queue = try DatabaseQueue(path: other.database)
+        try queue.write { db in
+            try db.execute(sql: "UPDATE ingested_files SET location = replace(location, ?, ?)", arguments: [folder.root, other.root])
+        }
+        return other
+    }
+}
+
+@Suite(.serialized) struct ValidateTests {
+    // Built once, read-only afterwards: every test tampers with its own copy.
+    static let pipeline: Result<ProducedPipeline, TidemarkError> = Result { try ProducedPipeline() }.mapError { TidemarkError("build pipeline", "", cause: "\($0)", exit: .ioError) }
+
+    func validate(_ f: TestFolder, replay: Bool = false) throws -> ValidationReport {
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        options.replay = replay
+        return try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
+    func failed(_ r: ValidationReport) -> [String] { r.checks.filter { $0.status == .failed }.map(\.name) }
+
+    func write(_ f: TestFolder, _ sql: String) throws {
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: sql) }
+    }
+
+    func someEvent(_ f: TestFolder, valid: Bool) throws -> (id: String, table: String) {
+        try f.query { db in
+            for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions ORDER BY hour") {
+                if let id = try String.fetchOne(db, sql: "SELECT event_id FROM \(table) WHERE is_valid = ? LIMIT 1", arguments: [valid ? 1 : 0]) {
+                    return (id, table)
+                }
+            }
+            throw TidemarkError("test", "", cause: "no such event", exit: .ioError)
+        }
+    }
+
+    @Test func passesAfterNormalRuns() throws {
+        let p = try Self.pipeline.get()
+        #expect(p.summary.late > 0 && p.summary.correctionsFlag > 0 && p.summary.correctionsTombstone > 0 && p.summary.duplicates > 0)
+        let report = try validate(p.folder, replay: true)
+        #expect(report.ok, "\(report.table)")
+        #expect(report.checks.contains { $0.name == "source_no_record_missing" && $0.count == 3000 })
+    }
+
+    @Test func deletedRowRemovedIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: false)
+        try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'")
+        let r = try validate(f)
+        #expect(failed(r).contains("source_no_record_missing"))
+        #expect(failed(r).contains("one_row_per_event"))
+        #expect(r.checks.first { $0.name == "source_no_record_missing" }!.findings.joined().contains(id))
+    }
+
+    @Test func deletedEventSetValidIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: false)
+        try write(f, "UPDATE \(table) SET is_valid = 1 WHERE event_id = '\(id)'")
+        let r = try validate(f)
+        #expect(failed(r).contains("source_deletions_reflected"))
+        #expect(failed(r).contains("deletion_markers"))
+        #expect(r.checks.first { $0.name == "source_deletions_reflected" }!.findings.joined().contains(id))
+    }
+
+    @Test func rowMovedToWrongHourIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let tables = try f.query { try String.fetchAll($0, sql: "SELECT table_name FROM partitions ORDER BY hour") }
+        #expect(tables.count >= 2)
+        let (id, table) = try someEvent(f, valid: true)
+        let other = tables.first { $0 != table }!
+        try write(f, "INSERT INTO \(other) SELECT * FROM \(table) WHERE event_id = '\(id)'; DELETE FROM \(table) WHERE event_id = '\(id)'")
+        let r = try validate(f)
+        #expect(failed(r).contains("rows_in_their_hour"))
+        #expect(failed(r).contains("source_right_hour"))
+    }
+
+    @Test func eventInTwoPartitionsIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let tables = try f.query { try String.fetchAll($0, sql: "SELECT table_name FROM partitions ORDER BY hour") }
+        let (id, table) = try someEvent(f, valid: true)
+        let other = tables.first { $0 != table }!
+        try write(f, "INSERT INTO \(other) SELECT * FROM \(table) WHERE event_id = '\(id)'")
+        let r = try validate(f)
+        #expect(failed(r).contains("one_row_per_event"))
+        #expect(r.checks.first { $0.name == "one_row_per_event" }!.findings.joined().contains(id))
+    }
+
+    @Test func alteredSummaryIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        try write(f, "UPDATE hourly_summary SET valid_events = valid_events + 1 WHERE rowid = (SELECT MIN(rowid) FROM hourly_summary)")
+        #expect(failed(try validate(f)) == ["hourly_summary"])
+    }
+
+    @Test func modifiedArchiveFileIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let location = try f.query { try String.fetchOne($0, sql: "SELECT location FROM ingested_files WHERE status = 'applied' LIMIT 1") }!
+        var bytes = try FileSystem.readAll(location)
+        bytes[bytes.count / 2] ^= 0x55
+        FileManager.default.createFile(atPath: location, contents: Data(bytes))
+        let r = try validate(f)
+        #expect(failed(r).contains("archived_files"))
+    }
+
+    @Test func sentEventMissingFromTargetIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: true)
+        try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'; DELETE FROM event_index WHERE event_id = '\(id)'")
+        let r = try validate(f)
+        #expect(failed(r).contains("source_no_record_missing"))
+        #expect(failed(r).contains("partition_checksums"))
+    }
+
+    @Test func cliExitCodes() throws {
+        let p = try Self.pipeline.get()
+        let ok = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.sent])
+        #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
+        #expect(ok.stdout.contains("validation passed"))
+        let missing = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.root + "/nowhere"])
+        #expect(missing.status == 66)
+        #expect(missing.stderr.hasPrefix("error: read sent log"))
+        let noDB = try Binary.run(["validate", "--data", p.folder.root + "/nodata"])
+        #expect(noDB.status == 66)
+        let f = try p.copy()
+        try write(f, "UPDATE hourly_summary SET late_events = late_events + 5")
+        let bad = try Binary.run(["validate", "--data", f.data, "--json"])
+        #expect(bad.status == 1)
+        let object = try JSONSerialization.jsonObject(with: Data(bad.stdout.utf8)) as? [String: Any]
+        #expect(object?["ok"] as? Bool == false)
+    }
+}
