@@ -1,7 +1,68 @@
 import ArgumentParser
+import Foundation
 import TidemarkCore
 
 struct DemoCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "demo", abstract: "Not built yet.")
-    func run() throws { throw ExitCode(64) }
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the whole pipeline end to end: produce, ingest in micro-batches, validate, summarize.",
+        discussion: "Exit codes: 0 validation passed; 1 validation failed; 74 I/O error.")
+
+    @Option(help: ArgumentHelp("Folder for landing/, data/ and sent/ (default: a new temporary folder).", valueName: "DIR"))
+    var dir: String?
+
+    @Option(help: "Original events to produce.")
+    var events: Int = 50_000
+
+    @Option(help: "Events per simulated second.")
+    var rate: Int = 5
+
+    @Option(help: "Simulated seconds between ingest micro-batches.")
+    var batchEvery: Int = 120
+
+    @Option(help: "Random seed (same seed, same data).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Also write Prometheus textfile metrics here.")
+    var metricsFile: String?
+
+    @Option(help: "Also write the HTML report here.")
+    var html: String?
+
+    @Option(name: .long, help: "Log format on stderr: text, logfmt or json.")
+    var logFormat: LogFormat = .text
+
+    func validate() throws {
+        if events <= 0 { throw ValidationError("--events must be at least 1") }
+        if rate <= 0 { throw ValidationError("--rate must be at least 1") }
+        if batchEvery <= 0 { throw ValidationError("--batch-every must be at least 1") }
+    }
+
+    func run() throws {
+        LogSetup.bootstrap(format: logFormat, verbose: false)
+        let folder = dir ?? (NSTemporaryDirectory() + "tidemark-demo-" + String(UInt32.random(in: 0...UInt32.max), radix: 16))
+        var options = DemoOptions(folder: folder)
+        options.events = events
+        options.rate = rate
+        options.batchEvery = batchEvery
+        options.seed = seed
+        let interactive = isatty(2) == 1
+        printErr("tidemark demo: \(events) events at \(rate)/s of simulated time, ingest every \(batchEvery) s, in \(folder)")
+        do {
+            let result = try DemoJob.run(options, logger: .init(label: "tidemark")) { line in
+                if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
+            }
+            if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            if let metricsFile { try MetricsExporter.write(dataFolder: options.data, to: metricsFile, last: nil) }
+            if let html { try HTMLReport.write(dataFolder: options.data, to: html) }
+            print(result.validation.table)
+            print(result.summary, terminator: "")
+            print("\nnext: tidemark status --data \(options.data)   |   tidemark validate --data \(options.data) --sent-log \(options.sent)")
+            if !result.validation.ok { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw fail(error)
+        }
+    }
 }

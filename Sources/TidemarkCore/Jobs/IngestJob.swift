@@ -65,7 +65,10 @@ public enum IngestJob {
                 summary.finishedAt = options.clock().rfc3339
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
                 if !options.dryRun {
-                    summary.partitionsTouched = try BatchBookkeeping.finish(summary, db).map(\.label)
+                    summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
+                    let recomputed = try BatchBookkeeping.finish(summary, db).map(\.label)
+                    // A crashed earlier batch may have left more hours to recompute than this one touched.
+                    summary.partitionsTouched = Array(Set(summary.partitionsTouched).union(recomputed)).sorted()
                 }
                 logger.info("\(summary.oneLine)")
                 return summary

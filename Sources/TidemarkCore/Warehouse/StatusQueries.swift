@@ -16,3 +16,72 @@ enum StatusQueries {
         return try? Timestamp.parse(text).get()
     }
 }
+
+/// Data behind `tidemark report` and `tidemark status`.
+enum ReportQueries {
+    struct HourRow { var hour: String; var valid: Int; var deleted: Int; var late: Int }
+    struct BatchRow {
+        var batchID: Int64; var kind: String; var status: String; var startedAt: String; var duration: Double?
+        var files: Int; var duplicateFiles: Int; var quarantined: Int; var lines: Int; var new: Int; var updated: Int
+        var duplicate: Int; var stale: Int; var deletedFlag: Int; var deletedTombstone: Int; var late: Int; var rejected: Int
+        var partitions: Int; var lagP50: Double?; var lagP95: Double?; var lagMax: Double?; var pending: Int
+        var backlogFiles: Int?; var backlogBytes: Int64?; var error: String?
+    }
+
+    static func hours(_ db: Database) throws -> [HourRow] {
+        try Row.fetchAll(db, sql: """
+            SELECT hour, SUM(valid_events), SUM(deleted_events), SUM(late_events) FROM hourly_summary GROUP BY hour ORDER BY hour
+            """).map { HourRow(hour: $0[0], valid: $0[1], deleted: $0[2], late: $0[3]) }
+    }
+
+    static func batches(limit: Int?, _ db: Database) throws -> [BatchRow] {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT batch_id, kind, status, started_at, duration_seconds, files_applied, files_duplicate, files_quarantined,
+                   lines_read, events_new, events_updated, events_duplicate, events_stale, deleted_by_flag, deleted_by_tombstone,
+                   late_events, rejected_lines, partitions_touched, lag_p50_seconds, lag_p95_seconds, lag_max_seconds,
+                   tombstones_pending, backlog_files, backlog_bytes, error
+            FROM batches ORDER BY batch_id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+            """)
+        return rows.reversed().map {
+            BatchRow(batchID: $0[0], kind: $0[1], status: $0[2], startedAt: $0[3], duration: $0[4], files: $0[5], duplicateFiles: $0[6],
+                     quarantined: $0[7], lines: $0[8], new: $0[9], updated: $0[10], duplicate: $0[11], stale: $0[12],
+                     deletedFlag: $0[13], deletedTombstone: $0[14], late: $0[15], rejected: $0[16], partitions: $0[17],
+                     lagP50: $0[18], lagP95: $0[19], lagMax: $0[20], pending: $0[21], backlogFiles: $0[22], backlogBytes: $0[23], error: $0[24])
+        }
+    }
+
+    static func recentlyReprocessed(limit: Int, _ db: Database) throws -> [(hour: String, batch: Int64)] {
+        try Row.fetchAll(db, sql: "SELECT hour, MAX(computed_batch) AS b FROM hourly_summary GROUP BY hour ORDER BY b DESC, hour DESC LIMIT \(limit)")
+            .map { ($0[0], $0[1]) }
+    }
+
+    static func quarantined(limit: Int, _ db: Database) throws -> [(name: String, reason: String, location: String)] {
+        try Row.fetchAll(db, sql: "SELECT name, reason, location FROM ingested_files WHERE status = 'quarantined' ORDER BY file_id DESC LIMIT \(limit)")
+            .map { ($0[0], ($0[1] as String?) ?? "", $0[2]) }
+    }
+
+    static func newestReceivedTime(_ db: Database) throws -> Timestamp? {
+        var newest: Timestamp?
+        for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions ORDER BY hour DESC LIMIT 3") {
+            if let text = try String.fetchOne(db, sql: "SELECT MAX(received_time) FROM \(table)"),
+               let t = try? Timestamp.parse(text).get() {
+                newest = max(newest ?? t, t)
+            }
+        }
+        return newest
+    }
+
+    static func lastSuccessfulBatchEnd(_ db: Database) throws -> Timestamp? {
+        guard let text = try String.fetchOne(db, sql: "SELECT MAX(finished_at) FROM batches WHERE status = 'succeeded'") else { return nil }
+        return try? Timestamp.parse(text).get()
+    }
+
+    static func totals(_ db: Database) throws -> (events: Int, valid: Int, partitions: Int, pending: Int, files: Int) {
+        let row = try Row.fetchOne(db, sql: """
+            SELECT (SELECT COALESCE(SUM(row_count), 0) FROM partitions), (SELECT COALESCE(SUM(valid_count), 0) FROM partitions),
+                   (SELECT COUNT(*) FROM partitions), (SELECT COUNT(DISTINCT event_id) FROM pending_tombstones),
+                   (SELECT COUNT(*) FROM ingested_files)
+            """)!
+        return (row[0], row[1], row[2], row[3], row[4])
+    }
+}
