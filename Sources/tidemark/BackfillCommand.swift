@@ -1,7 +1,94 @@
 import ArgumentParser
+import Foundation
 import TidemarkCore
 
 struct BackfillCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "backfill", abstract: "Not built yet.")
-    func run() throws { throw ExitCode(64) }
+    static let configuration = CommandConfiguration(
+        commandName: "backfill",
+        abstract: "Ingest files from any folder (a restored backup, another landing area) through the same ledger and merge rule.",
+        discussion: """
+            Idempotent (files already in the ledger by content are skipped), resumable (rerun after a kill), \
+            commits in chunks, and leaves the source folder as it was (files are copied into the archive). \
+            Exit codes: 0 done; 66 --from-dir missing; 74 I/O error; 75 another job holds the lock.
+            """)
+
+    @OptionGroup var shared: SharedOptions
+
+    @Option(help: ArgumentHelp("Folder to read *.ndjson.gz files from.", valueName: "DIR"))
+    var fromDir: String
+
+    @Option(help: ArgumentHelp("Only files modified at or after this RFC 3339 time.", valueName: "T"))
+    var since: String?
+
+    @Option(help: ArgumentHelp("Only files modified before this RFC 3339 time.", valueName: "T"))
+    var until: String?
+
+    @Flag(help: "List the files and the hours they would touch; write nothing.")
+    var dryRun = false
+
+    @Flag(help: "Print the summary as one JSON document.")
+    var json = false
+
+    @Option(help: "Partitions this backfill may create (history can span many hours).")
+    var maxNewPartitions: Int = 100_000
+
+    @Option(help: "Allowed lateness in seconds (see ingest).")
+    var allowedLateness: Double = 30
+
+    func validate() throws {
+        for (flag, value) in [("--since", since), ("--until", until)] {
+            if let value, (try? Timestamp.parse(value).get()) == nil { throw ValidationError("\(flag) \(value) is not an RFC 3339 time") }
+        }
+    }
+
+    func run() throws {
+        let logger = shared.makeLogger()
+        var options = IngestOptions(landingFolder: fromDir, dataFolder: shared.dataFolder)
+        options.kind = .backfill
+        options.dryRun = dryRun
+        options.maxNewPartitions = maxNewPartitions
+        options.allowedLateness = allowedLateness
+        options.modifiedSince = since.flatMap { try? Timestamp.parse($0).get().secondsSinceEpoch }
+        options.modifiedUntil = until.flatMap { try? Timestamp.parse($0).get().secondsSinceEpoch }
+        if isatty(2) == 1 { options.progress = ProgressBar.ingest() }
+        StopSignal.install()
+        do {
+            let summary = try IngestJob.run(options, logger: logger)
+            if isatty(2) == 1 { ProgressBar.clear() }
+            if json {
+                printJSON(try summary.jsonText())
+            } else if dryRun {
+                for file in summary.files {
+                    print("\(file.name)\t\(file.outcome)\t\(file.lines) lines\t\(file.hours.joined(separator: ","))")
+                }
+                print("would touch \(summary.partitionsTouched.count) hours: \(summary.partitionsTouched.joined(separator: ", "))")
+            } else if shared.verbose || isatty(1) == 1 {
+                print(summary.oneLine + (summary.filesSkipped > 0 ? ", \(summary.filesSkipped) files already ingested" : ""))
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// A one-line progress display on stderr, only when stderr is a terminal.
+enum ProgressBar {
+    static func ingest() -> @Sendable (IngestProgress) -> Void {
+        let start = Date()
+        return { p in
+            let elapsed = Date().timeIntervalSince(start)
+            let fraction = p.bytesTotal > 0 ? Double(p.bytesDone) / Double(p.bytesTotal) : 1
+            let eta = fraction > 0 ? elapsed / fraction - elapsed : 0
+            let width = 24
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let line = String(format: "[%@] %d/%d files  %.1f/%.1f MB  %d events  ETA %.0fs",
+                              bar, p.filesDone, p.filesTotal, Double(p.bytesDone) / 1e6, Double(p.bytesTotal) / 1e6, p.events, eta)
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+        }
+    }
+
+    static func clear() {
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
 }

@@ -1,7 +1,42 @@
 import ArgumentParser
+import Foundation
 import TidemarkCore
 
 struct RebuildCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rebuild", abstract: "Not built yet.")
-    func run() throws { throw ExitCode(64) }
+    static let configuration = CommandConfiguration(
+        commandName: "rebuild",
+        abstract: "Rebuild hourly partitions from the archived raw files (shadow table, checked, swapped in atomically).",
+        discussion: """
+            Exit codes: 0 rebuilt (or nothing to do); 65 an archived file no longer matches its SHA-256; \
+            66 an archived file or the database is missing; 74 I/O error; 75 another job holds the lock.
+            """)
+
+    @OptionGroup var shared: SharedOptions
+    @OptionGroup var hours: HourRangeOptions
+
+    @Flag(help: "Rebuild every partition.")
+    var all = false
+
+    @Flag(help: "Show per hour the rows that would be added, changed or removed; write nothing.")
+    var dryRun = false
+
+    @Flag(help: "Print the report as one JSON document.")
+    var json = false
+
+    func validate() throws {
+        if all == (hours.range != nil) { throw ValidationError("choose what to rebuild: --hour H, --from H --to H, or --all") }
+    }
+
+    func run() throws {
+        let logger = shared.makeLogger()
+        var options = RebuildOptions(dataFolder: shared.dataFolder)
+        options.hours = hours.range
+        options.dryRun = dryRun
+        do {
+            let report = try RebuildJob.run(options, logger: logger)
+            if json { printJSON(try report.jsonText()) } else { print(report.text, terminator: "") }
+        } catch {
+            throw fail(error)
+        }
+    }
 }

@@ -14,7 +14,7 @@ struct Tidemark: ParsableCommand {
         version: TidemarkVersion.current,
         subcommands: [
             DemoCommand.self, IngestCommand.self, ProduceCommand.self, ValidateCommand.self,
-            BackfillCommand.self, RebuildCommand.self, StatusCommand.self, FreshnessCommand.self,
+            BackfillCommand.self, RebuildCommand.self, StatusCommand.self, FreshnessCommand.self, ReportCommand.self,
         ]
     )
 }

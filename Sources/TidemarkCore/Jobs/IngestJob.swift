@@ -28,6 +28,8 @@ public struct IngestOptions: Sendable {
     public var busyTimeout: Double = 5
     /// The ingest clock (lag, the 24 h future guard). Tests and the demo use a simulated one.
     public var clock: @Sendable () -> Timestamp = { Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970) }
+    /// Called after each file (progress bars).
+    public var progress: (@Sendable (IngestProgress) -> Void)?
 
     public enum Kind: String, Sendable { case ingest, backfill }
 
@@ -35,6 +37,15 @@ public struct IngestOptions: Sendable {
         self.landingFolder = landingFolder
         self.dataFolder = dataFolder
     }
+}
+
+/// Where a batch stands, for progress displays.
+public struct IngestProgress: Sendable {
+    public var filesDone: Int
+    public var filesTotal: Int
+    public var bytesDone: Int64
+    public var bytesTotal: Int64
+    public var events: Int
 }
 
 /// The micro-batch ingest: picks up new files from the landing folder through the ledger,
@@ -126,12 +137,19 @@ struct BatchRunner {
     }
 
     mutating func process(_ files: [LandingFile]) throws {
+        var filesDone = 0
+        var bytesDone: Int64 = 0
+        let totalBytes = files.reduce(0) { $0 + $1.size }
         for file in files {
             if StopSignal.requested {
                 logger.notice("stop requested: ending the batch after the files already applied")
                 break
             }
             try processFile(file)
+            filesDone += 1
+            bytesDone += file.size
+            options.progress?(IngestProgress(filesDone: filesDone, filesTotal: files.count, bytesDone: bytesDone,
+                                             bytesTotal: totalBytes, events: summary.lines.read))
             if filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit {
                 try commitChunk()
             }
@@ -212,9 +230,17 @@ struct BatchRunner {
     }
 
     private mutating func processFile(_ file: LandingFile) throws {
-        if try healLeftover(file) { return }
-        if options.kind == .backfill, try session.knowsContent(sha256: FileSystem.sha256(ofFile: file.path)) {
-            return // already in the ledger by content: a backfill rerun changes nothing
+        if options.kind == .backfill {
+            // Backfill leaves its source alone and identifies files by content only: a file
+            // already in the ledger is skipped (a rerun changes nothing), after finishing its
+            // archive copy if a killed run left that undone.
+            if let known = try session.ledgerLocation(sha256: FileSystem.sha256(ofFile: file.path)) {
+                if !options.dryRun && !FileSystem.exists(known) { try place(from: file.path, to: known) }
+                summary.filesSkipped += 1
+                return
+            }
+        } else if try healLeftover(file) {
+            return
         }
         let fileID = nextFileID
         nextFileID += 1
@@ -280,12 +306,17 @@ struct BatchRunner {
                 try session.record(entry)
                 pendingMoves.append((fileID, file.path, entry.location))
                 summary.filesDuplicate += 1
+                if options.dryRun { summary.files.append(.init(name: file.name, outcome: "duplicate content of ledger file \(original)", lines: 0, hours: [])) }
                 logger.info("duplicate content, not applied again", metadata: ["file": "\(file.name)", "same_as": "\(original)"])
             } else {
                 entry.counts = counts
                 entry.lateEvents = lateCount
                 entry.location = destination(in: archiveFolder, name: file.name, fileID: fileID)
                 try session.finishFile(entry)
+                if options.dryRun {
+                    let hours = (session.writer.hoursByFile[fileID] ?? []).sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
+                    summary.files.append(.init(name: file.name, outcome: "apply", lines: counts.read, hours: hours))
+                }
                 pendingMoves.append((fileID, file.path, entry.location))
                 summary.filesApplied += 1
                 summary.lines = summary.lines + counts
@@ -317,6 +348,7 @@ struct BatchRunner {
         try session.record(entry)
         pendingMoves.append((fileID, file.path, entry.location))
         summary.filesQuarantined += 1
+        if options.dryRun { summary.files.append(.init(name: file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
         summary.quarantined.append(.init(name: file.name, reason: reason, location: entry.location))
         filesInChunk += 1
         logger.warning("quarantined file", metadata: ["file": "\(file.name)", "reason": "\(reason)"])

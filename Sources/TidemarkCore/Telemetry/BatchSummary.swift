@@ -12,6 +12,10 @@ public struct BatchSummary: Codable, Sendable, Equatable {
     public var filesDuplicate = 0
     public var filesQuarantined = 0
     public var filesHealed = 0
+    /// Backfill: files whose content is already in the ledger.
+    public var filesSkipped = 0
+    /// Dry runs: what each file would do.
+    public var files: [FilePlan] = []
     public var lines = LineCounts()
     public var tombstonesPending = 0
     public var lateEvents = 0
@@ -25,6 +29,13 @@ public struct BatchSummary: Codable, Sendable, Equatable {
     public var quarantined: [QuarantinedFile] = []
 
     public init() {}
+
+    public struct FilePlan: Codable, Sendable, Equatable {
+        public var name: String
+        public var outcome: String
+        public var lines: Int
+        public var hours: [String]
+    }
 
     public struct QuarantinedFile: Codable, Sendable, Equatable {
         public var name: String
@@ -55,7 +66,7 @@ public struct BatchSummary: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case batchID = "batch_id", kind, status, dryRun = "dry_run", startedAt = "started_at", finishedAt = "finished_at"
         case durationSeconds = "duration_seconds", filesApplied = "files_applied", filesDuplicate = "files_duplicate_content"
-        case filesQuarantined = "files_quarantined", filesHealed = "files_healed", lines
+        case filesQuarantined = "files_quarantined", filesHealed = "files_healed", filesSkipped = "files_already_ingested", files, lines
         case tombstonesPending = "tombstones_pending", lateEvents = "late_events"
         case partitionsTouched = "partitions_touched", partitionsCreated = "partitions_created"
         case lag = "ingestion_lag_seconds", eventDelay = "event_delay_seconds"

@@ -66,8 +66,9 @@ final class IngestSession {
     func ledgerEntries(name: String, size: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Ledger.entries(name: name, size: size, db)
     }
-    func knowsContent(sha256: String) throws -> Bool {
-        try Int.fetchOne(db, sql: "SELECT 1 FROM ingested_files WHERE sha256 = ? LIMIT 1", arguments: [sha256]) != nil
+    /// Where the ledger says a file with this content lies, if it has one.
+    func ledgerLocation(sha256: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id LIMIT 1", arguments: [sha256])
     }
 
     func commit() throws {

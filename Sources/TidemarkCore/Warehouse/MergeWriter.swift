@@ -144,6 +144,8 @@ final class MergeWriter {
             try ensureTable(newHour)
             try insert(row, hour: newHour)
             try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [newHour, id])
+            try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [id, hour, newHour, batchID])
             touch(fileID, newHour)
         }
         add(row, hour: newHour, sign: 1)

@@ -68,6 +68,16 @@ enum Schema {
                     event_id TEXT PRIMARY KEY,
                     hour INTEGER NOT NULL
                 ) WITHOUT ROWID;
+                -- Rows that changed hour (a newer delivery moved event_time): rebuild follows
+                -- them to find every delivery of an event.
+                CREATE TABLE event_moves (
+                    event_id TEXT NOT NULL,
+                    from_hour INTEGER NOT NULL,
+                    to_hour INTEGER NOT NULL,
+                    batch_id INTEGER NOT NULL
+                );
+                CREATE INDEX event_moves_event ON event_moves(event_id);
+                CREATE INDEX event_moves_to ON event_moves(to_hour);
                 CREATE TABLE pending_tombstones (
                     event_id TEXT NOT NULL,
                     file_id INTEGER NOT NULL,

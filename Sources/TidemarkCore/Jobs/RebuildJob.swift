@@ -1,0 +1,176 @@
+import Foundation
+import GRDB
+import Logging
+
+/// What to rebuild.
+public struct RebuildOptions: Sendable {
+    public var dataFolder: String
+    /// nil: every partition.
+    public var hours: ClosedRange<PartitionHour>?
+    public var dryRun = false
+    public var clock: @Sendable () -> Timestamp = { Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970) }
+
+    public init(dataFolder: String) { self.dataFolder = dataFolder }
+}
+
+/// The outcome for one hour.
+public struct RebuildHourResult: Codable, Sendable, Equatable {
+    public var hour: String
+    public var checksumBefore: String?
+    public var checksumAfter: String
+    public var rows: Int
+    public var added: Int
+    public var changed: Int
+    public var removed: Int
+    public var filesRead: Int
+    /// unchanged, repaired, restored (table was missing), or would-* in a dry run.
+    public var outcome: String
+}
+
+public struct RebuildReport: Codable, Sendable {
+    public var dryRun: Bool
+    public var hours: [RebuildHourResult]
+
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    public var text: String {
+        var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum before", "checksum after"]]
+        for h in hours {
+            rows.append([h.hour, h.outcome, String(h.rows), String(h.added), String(h.changed), String(h.removed), String(h.filesRead),
+                         h.checksumBefore ?? "-", h.checksumAfter])
+        }
+        return TextTable.render(rows)
+    }
+}
+
+/// `tidemark rebuild`: recomputes hourly partitions from the archived raw files alone, with
+/// the same merge rule as ingest, builds each in a shadow table and swaps it in atomically.
+public enum RebuildJob {
+    public static func run(_ options: RebuildOptions, logger: Logger) throws -> RebuildReport {
+        let lock = try JobLock(dataFolder: options.dataFolder, job: "rebuild")
+        defer { withExtendedLifetime(lock) {} }
+        let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false)
+        let started = options.clock()
+        let wall = Date()
+        return try warehouse.withConnection { db in
+            let all = try RebuildStore.allHours(db)
+            let selected = options.hours.map { range in
+                // An explicit hour may have no partition row (never had events): rebuild it anyway.
+                (range.lowerBound.hoursSinceEpoch...range.upperBound.hoursSinceEpoch).map(PartitionHour.init(hoursSinceEpoch:))
+            } ?? all
+            let batchID = try RebuildStore.startBatch(at: started, dryRun: options.dryRun, db)
+            var results: [RebuildHourResult] = []
+            do {
+                for hour in selected {
+                    if options.hours != nil && !all.contains(hour) {
+                        let sources = try RebuildStore.files(touching: [hour], db)
+                        if sources.isEmpty { continue }
+                    }
+                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, db: db, logger: logger))
+                }
+            } catch {
+                if !options.dryRun { BatchBookkeeping.fail(batchID: batchID, error: "\(error)", db) }
+                throw error
+            }
+            if !options.dryRun {
+                try RebuildStore.finishBatch(id: batchID, hours: results.map(\.hour), at: options.clock(),
+                                             seconds: Date().timeIntervalSince(wall), db)
+            }
+            return RebuildReport(dryRun: options.dryRun, hours: results)
+        }
+    }
+
+    static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, db: Database, logger: Logger) throws -> RebuildHourResult {
+        var files = try RebuildStore.files(touching: [hour], db)
+        var states = try fold(files, only: nil, db)
+        // Events that moved into this hour from others: their earlier deliveries are in files
+        // of those hours.
+        let here = Set(states.filter { $0.value.state.record?.eventTime.hour == hour }.keys)
+        let earlier = try RebuildStore.earlierHours(of: here, movedInto: [hour], db)
+        if !earlier.isEmpty {
+            let extraHours = Set(earlier.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
+            let known = Set(files.map(\.fileID))
+            let extra = try RebuildStore.files(touching: Array(extraHours), db).filter { !known.contains($0.fileID) }
+            files = (files + extra).sorted { $0.fileID < $1.fileID }
+            states = try fold(files, only: Set(earlier.keys).union(here), db)
+        }
+        var rows: [PartitionRow] = []
+        for (_, folded) in states {
+            guard let record = folded.state.record, record.eventTime.hour == hour else { continue }
+            rows.append(PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID))
+        }
+        rows.sort { $0.record.eventID.utf8.lexicographicallyPrecedes($1.record.eventID.utf8) }
+        let before = try RebuildStore.partition(hour, db)
+        let tableExists = try db.tableExistsFast(hour.tableName)
+        let current = try RebuildStore.currentRows(hour, db)
+        var added = 0, changed = 0
+        var checksum: UInt64 = 0
+        for row in rows {
+            checksum = checksum &+ row.contentHash
+            if let old = current[row.record.eventID] {
+                if old.contentHash != row.contentHash { changed += 1 }
+            } else {
+                added += 1
+            }
+        }
+        let newIDs = Set(rows.map(\.record.eventID))
+        let removed = current.keys.filter { !newIDs.contains($0) }.count
+        let repaired = added + changed + removed > 0
+        var outcome = !tableExists ? "restored" : (repaired ? "repaired" : "unchanged")
+        if let before, tableExists, !repaired, before.checksum != checksumText(checksum) { outcome = "repaired" }
+        var result = RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
+                                       rows: rows.count, added: added, changed: changed, removed: removed,
+                                       filesRead: files.count, outcome: dryRun ? "would be " + outcome : outcome)
+        if !dryRun {
+            let swapped = try RebuildStore.swap(hour, rows: rows, batchID: batchID, db)
+            result.checksumAfter = swapped.checksum
+            logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(swapped.rows)", "outcome": "\(outcome)"])
+        }
+        return result
+    }
+
+    struct Folded {
+        var state: EventState
+        var firstBatch: Int64
+    }
+
+    /// Reads the files (verifying each against the ledger's SHA-256 first) and folds every
+    /// delivery with the merge rule, in ledger order, with each file's recorded watermark.
+    static func fold(_ files: [RebuildStore.SourceFile], only: Set<String>?, _ db: Database) throws -> [String: Folded] {
+        let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
+        var states: [String: Folded] = [:]
+        for file in files {
+            guard FileSystem.exists(file.location) else {
+                throw TidemarkError("rebuild", file.location, cause: "archived file \(file.name) (ledger file \(file.fileID)) is missing",
+                                    hint: "restore it from backup into that path, then rerun", exit: .noInput)
+            }
+            let rejected = try RebuildStore.rejectedLines(fileID: file.fileID, db)
+            // A file that fails its SHA-256 check aborts the whole rebuild, so folding as we read is safe.
+            let changed = TidemarkError("rebuild", file.location, cause: "archived file \(file.name) no longer matches its SHA-256 in the ledger",
+                                        hint: "restore the original file; rebuild refuses to use changed raw data", exit: .dataError)
+            let summary: GzipFileSummary
+            do {
+                summary = try GzipLineReader(path: file.location).forEachLine { number, content in
+                guard case .bytes(let bytes) = content, !rejected.contains(number),
+                      case .success(let delivery) = parser.parse(bytes) else { return }
+                if let only, !only.contains(delivery.eventID) { return }
+                var late = false
+                if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
+                let before = states[delivery.eventID]
+                let merged = MergeRule.merge(before?.state, delivery, late: late).state
+                let first = before.map { $0.state.record == nil && merged.record != nil ? file.batchID : $0.firstBatch } ?? file.batchID
+                states[delivery.eventID] = Folded(state: merged, firstBatch: first)
+                }
+            } catch is GzipError {
+                throw changed // it was valid gzip when it was applied
+            }
+            guard summary.sha256 == file.sha256 else { throw changed }
+        }
+        return states
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+
+/// `tidemark status`: what an operator wants to see first.
+public struct StatusReport: Codable, Sendable {
+    public struct Batch: Codable, Sendable {
+        public var batchID: Int64
+        public var kind: String
+        public var status: String
+        public var startedAt: String
+        public var durationSeconds: Double?
+        public var filesApplied: Int
+        public var filesDuplicate: Int
+        public var filesQuarantined: Int
+        public var linesRead: Int
+        public var eventsNew: Int
+        public var eventsUpdated: Int
+        public var duplicates: Int
+        public var deletedByFlag: Int
+        public var deletedByTombstone: Int
+        public var lateEvents: Int
+        public var rejectedLines: Int
+        public var partitionsTouched: Int
+        public var lagP50Seconds: Double?
+        public var lagP95Seconds: Double?
+        public var lagMaxSeconds: Double?
+        public var error: String?
+    }
+
+    public struct Quarantined: Codable, Sendable { public var name: String; public var reason: String; public var location: String }
+    public struct Reprocessed: Codable, Sendable { public var hour: String; public var batchID: Int64 }
+
+    public var events: Int
+    public var validEvents: Int
+    public var partitions: Int
+    public var pendingTombstones: Int
+    public var ledgerFiles: Int
+    public var backlogFiles: Int
+    public var backlogBytes: Int64
+    public var newestReceivedTime: String?
+    public var lastSuccessAt: String?
+    public var recentBatches: [Batch]
+    public var recentlyReprocessed: [Reprocessed]
+    public var quarantined: [Quarantined]
+
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    public var text: String {
+        var out = "events \(events) (\(validEvents) valid, \(events - validEvents) deleted) in \(partitions) partitions; \(ledgerFiles) files in the ledger; \(pendingTombstones) tombstones pending\n"
+        out += "backlog: \(backlogFiles) files, \(backlogBytes) bytes waiting in landing\n"
+        out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
+        var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]
+        for b in recentBatches {
+            rows.append([String(b.batchID), b.kind, b.status, String(b.startedAt.prefix(19)), b.durationSeconds.map { String(format: "%.2f", $0) } ?? "-",
+                         String(b.filesApplied), String(b.filesDuplicate), String(b.filesQuarantined), String(b.linesRead), String(b.eventsNew),
+                         String(b.eventsUpdated), String(b.duplicates), String(b.deletedByFlag + b.deletedByTombstone), String(b.lateEvents),
+                         String(b.rejectedLines), String(b.partitionsTouched), b.lagP95Seconds.map { String(format: "%.1f s", $0) } ?? "-"])
+        }
+        out += "recent batches:\n" + TextTable.render(rows)
+        if !recentlyReprocessed.isEmpty {
+            out += "\npartitions recently reprocessed: " + recentlyReprocessed.map { "\($0.hour) (batch \($0.batchID))" }.joined(separator: ", ") + "\n"
+        }
+        if !quarantined.isEmpty {
+            out += "\nquarantined files:\n" + TextTable.render([["file", "reason", "location"]] + quarantined.map { [$0.name, $0.reason, $0.location] })
+        }
+        return out
+    }
+}
+
+public enum StatusJob {
+    public static func run(dataFolder: String, landingFolder: String, batches: Int = 10) throws -> StatusReport {
+        let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
+        let scan = try? LandingFolder.scan(landingFolder)
+        return try warehouse.read { db in
+            let totals = try ReportQueries.totals(db)
+            return StatusReport(
+                events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
+                ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0,
+                newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
+                lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
+                recentBatches: try ReportQueries.batches(limit: batches, db).map {
+                    StatusReport.Batch(batchID: $0.batchID, kind: $0.kind, status: $0.status, startedAt: $0.startedAt, durationSeconds: $0.duration,
+                                       filesApplied: $0.files, filesDuplicate: $0.duplicateFiles, filesQuarantined: $0.quarantined,
+                                       linesRead: $0.lines, eventsNew: $0.new, eventsUpdated: $0.updated, duplicates: $0.duplicate,
+                                       deletedByFlag: $0.deletedFlag, deletedByTombstone: $0.deletedTombstone, lateEvents: $0.late,
+                                       rejectedLines: $0.rejected, partitionsTouched: $0.partitions, lagP50Seconds: $0.lagP50,
+                                       lagP95Seconds: $0.lagP95, lagMaxSeconds: $0.lagMax, error: $0.error)
+                },
+                recentlyReprocessed: try ReportQueries.recentlyReprocessed(limit: 10, db).map { .init(hour: $0.hour, batchID: $0.batch) },
+                quarantined: try ReportQueries.quarantined(limit: 20, db).map { .init(name: $0.name, reason: $0.reason, location: $0.location) })
+        }
+    }
+}
+
+/// `tidemark freshness`: exit 0 fresh, 1 warning, 2 error, for alerting on a stalled pipeline.
+public struct FreshnessReport: Codable, Sendable {
+    public var status: String
+    public var exitCode: Int32
+    public var newestReceivedTime: String?
+    public var dataAgeSeconds: Double?
+    public var lastSuccessAt: String?
+    public var lastSuccessAgeSeconds: Double?
+    public var warnAfterSeconds: Double
+    public var errorAfterSeconds: Double
+    public var reason: String
+
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// Parses durations like `90s`, `10m`, `1h`, `2d` (a bare number is seconds).
+    public static func parseDuration(_ text: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let unit = text.last, let factor = units[unit], let value = Double(text.dropLast()), value >= 0 { return value * factor }
+        if let value = Double(text), value >= 0 { return value }
+        return nil
+    }
+
+    public static func check(dataFolder: String, warnAfter: Double, errorAfter: Double, now: Timestamp) throws -> FreshnessReport {
+        let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
+        let (newest, lastSuccess) = try warehouse.read { db in
+            (try ReportQueries.newestReceivedTime(db), try StatusQueries.lastSuccess(db))
+        }
+        let dataAge = newest.map { now.secondsSinceEpoch - $0.secondsSinceEpoch }
+        let runAge = lastSuccess.map { now.secondsSinceEpoch - $0.secondsSinceEpoch }
+        var report = FreshnessReport(status: "ok", exitCode: 0, newestReceivedTime: newest?.rfc3339, dataAgeSeconds: dataAge,
+                                     lastSuccessAt: lastSuccess?.rfc3339, lastSuccessAgeSeconds: runAge,
+                                     warnAfterSeconds: warnAfter, errorAfterSeconds: errorAfter, reason: "")
+        let worst = max(dataAge ?? .infinity, runAge ?? .infinity)
+        func describe(_ seconds: Double?) -> String { seconds.map { String(format: "%.0f s", $0) } ?? "never" }
+        let facts = "newest data \(describe(dataAge)) old, last successful run \(describe(runAge)) ago"
+        if worst > errorAfter {
+            report.status = "error"; report.exitCode = 2
+            report.reason = "stalled: \(facts) (error after \(Int(errorAfter)) s)"
+        } else if worst > warnAfter {
+            report.status = "warning"; report.exitCode = 1
+            report.reason = "late: \(facts) (warning after \(Int(warnAfter)) s)"
+        } else {
+            report.reason = "fresh: \(facts)"
+        }
+        return report
+    }
+}

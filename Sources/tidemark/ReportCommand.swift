@@ -1,0 +1,22 @@
+import ArgumentParser
+import TidemarkCore
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write a self-contained HTML page of charts (events and late events per hour, lag and reprocessing per batch).",
+        discussion: "Exit codes: 0 written; 66 no database; 74 I/O error.")
+
+    @OptionGroup var shared: SharedOptions
+
+    @Option(help: ArgumentHelp("Where to write the page.", valueName: "FILE"))
+    var html: String
+
+    func run() throws {
+        do {
+            try HTMLReport.write(dataFolder: shared.dataFolder, to: html)
+        } catch {
+            throw fail(error)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+@testable import TidemarkCore
+
+@Suite struct RebuildTests {
+    let quiet = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    func rebuild(_ f: TestFolder, _ hours: ClosedRange<PartitionHour>? = nil, dryRun: Bool = false) throws -> RebuildReport {
+        var o = RebuildOptions(dataFolder: f.data)
+        o.hours = hours
+        o.dryRun = dryRun
+        return try RebuildJob.run(o, logger: quiet)
+    }
+
+    func checksums(_ f: TestFolder) throws -> [String] {
+        try f.query { try Row.fetchAll($0, sql: "SELECT hour, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" } }
+    }
+
+    @Test func rebuildAllLeavesEveryChecksumUnchanged() throws {
+        let f = try ProducedPipeline(events: 2000, seed: 21).copy()
+        let before = try checksums(f)
+        let rowsBefore = try f.eventRows()
+        let report = try rebuild(f)
+        #expect(report.hours.count >= 2)
+        #expect(report.hours.allSatisfy { $0.outcome == "unchanged" && $0.checksumBefore == $0.checksumAfter }, "\(report.text)")
+        #expect(try checksums(f) == before)
+        #expect(try f.eventRows() == rowsBefore)
+    }
+
+    @Test func eventsThatMovedHoursAndWereDeletedElsewhereRebuildExactly() throws {
+        let f = TestFolder()
+        // e1: created in hour 10, deleted by flag there, then moved to hour 11 by a newer delivery.
+        f.land("1.ndjson.gz", [recordLine("e1", user: "a", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z"),
+                               recordLine("e2", time: "2025-07-30T10:20:00Z", received: "2025-07-30T10:20:00Z")])
+        f.land("2.ndjson.gz", [recordLine("e1", user: "a", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:11:00Z", valid: false)])
+        f.land("3.ndjson.gz", [recordLine("e1", user: "b", time: "2025-07-30T11:05:00Z", received: "2025-07-30T11:06:00Z"),
+                               tombstoneLine("pending-only")])
+        // e3: tombstone first, event later in hour 11.
+        f.land("4.ndjson.gz", [tombstoneLine("e3", received: "2025-07-30T11:00:00Z")])
+        f.land("5.ndjson.gz", [recordLine("e3", time: "2025-07-30T11:30:00Z", received: "2025-07-30T11:01:00Z")])
+        try f.ingest()
+        #expect(try f.row("e1")?.table == "events_2025073011")
+        #expect(try f.row("e1")?.isValid == 0)
+        let before = try checksums(f)
+        let rows = try f.eventRows()
+        let h11 = PartitionHour.parse("2025-07-30T11")!
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM events_2025073011") }
+        let report = try rebuild(f, h11...h11)
+        #expect(report.hours.first?.outcome == "repaired")
+        #expect(report.hours.first?.added == 2)
+        #expect(try checksums(f) == before)
+        #expect(try f.eventRows() == rows)
+    }
+
+    @Test func droppedTableIsRestoredAndEditedRowRepaired() throws {
+        let f = try ProducedPipeline(events: 1500, seed: 4).copy()
+        let before = try checksums(f)
+        let rows = try f.eventRows()
+        let tables = try f.query { try String.fetchAll($0, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC") }
+        let hour = PartitionHour.parse("20" + String(tables[0].dropFirst("events_20".count)).enumerated().map { i, c in
+            i == 2 || i == 4 ? "-\(c)" : (i == 6 ? "T\(c)" : "\(c)") }.joined())!
+        #expect(hour.tableName == tables[0])
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE \(tables[0])") }
+        let dry = try rebuild(f, hour...hour, dryRun: true)
+        #expect(dry.hours.first?.outcome == "would be restored")
+        #expect(try f.query { try $0.tableExists(tables[0]) } == false)
+        let restored = try rebuild(f, hour...hour)
+        #expect(restored.hours.first?.outcome == "restored")
+        #expect(try checksums(f) == before)
+        #expect(try f.eventRows() == rows)
+
+        try DatabaseQueue(path: f.database).write { db in
+            try db.execute(sql: "UPDATE \(tables[0]) SET user_id = 'tampered', is_valid = 1 - is_valid WHERE event_id IN (SELECT event_id FROM \(tables[0]) ORDER BY event_id LIMIT 3)")
+        }
+        let preview = try rebuild(f, hour...hour, dryRun: true)
+        #expect(preview.hours.first?.changed == 3)
+        let repaired = try rebuild(f, hour...hour)
+        #expect(repaired.hours.first?.outcome == "repaired")
+        #expect(try f.eventRows() == rows)
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        #expect(try ValidateJob.run(options, logger: quiet).ok)
+    }
+
+    @Test func refusesWhenAnArchivedFileIsMissingOrChanged() throws {
+        let f = try ProducedPipeline(events: 600, seed: 8).copy()
+        let (location, name) = try f.query { db in
+            let row = try Row.fetchOne(db, sql: "SELECT location, name FROM ingested_files WHERE status = 'applied' LIMIT 1")!
+            return (row[0] as String, row[1] as String)
+        }
+        var bytes = try FileSystem.readAll(location)
+        bytes[bytes.count / 2] ^= 0x01
+        FileManager.default.createFile(atPath: location, contents: Data(bytes))
+        let changed = try Binary.run(["rebuild", "--data", f.data, "--all"])
+        #expect(changed.status == 65)
+        #expect(changed.stderr.contains(name) && changed.stderr.contains("SHA-256"))
+        try FileManager.default.removeItem(atPath: location)
+        let missing = try Binary.run(["rebuild", "--data", f.data, "--all"])
+        #expect(missing.status == 66)
+        #expect(missing.stderr.contains(name) && missing.stderr.contains("missing"))
+        let usage = try Binary.run(["rebuild", "--data", f.data])
+        #expect(usage.status == 64)
+    }
+}
+
+@Suite struct BackfillTests {
+    /// Producer output in a folder of its own, not ingested.
+    static func produce(into folder: String, sent: String, events: Int, seed: UInt64) throws {
+        var options = ProducerOptions(landingFolder: folder, sentLogFolder: sent, start: try Timestamp.parse("2025-07-30T10:58:00Z").get())
+        options.rate = 10
+        options.count = events
+        options.seed = seed
+        let producer = try Producer(options: options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        while try producer.advance(seconds: 600) {}
+    }
+
+    func ledger(_ f: TestFolder) throws -> [String] {
+        try f.query { try Row.fetchAll($0, sql: "SELECT name, sha256, status, lines_read FROM ingested_files ORDER BY name").map { "\($0)" } }
+    }
+
+    func backfill(_ f: TestFolder, from: String, env: [String: String] = [:], extra: [String] = []) throws -> BinaryRun {
+        try Binary.run(["backfill", "--from-dir", from, "--data", f.data] + extra, environment: env)
+    }
+
+    func listing(_ folder: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder) {
+            out[name] = try FileSystem.sha256(ofFile: folder + "/" + name)
+        }
+        return out
+    }
+
+    @Test func backfillTwiceEqualsOnceAndLeavesTheSourceAlone() throws {
+        let f = TestFolder()
+        let source = f.root + "/backup"
+        try Self.produce(into: source, sent: f.sent, events: 1500, seed: 3)
+        let sourceBefore = try listing(source)
+        let dry = try backfill(f, from: source, extra: ["--dry-run"])
+        #expect(dry.status == 0)
+        #expect(dry.stdout.contains("would touch 2 hours: 2025-07-30T10, 2025-07-30T11"), "\(dry.stdout.suffix(300))")
+        #expect(dry.stdout.split(separator: "\n").count == sourceBefore.count + 1)
+        let ledgerAfterDryRun = FileManager.default.fileExists(atPath: f.database) ? try ledger(f) : []
+        #expect(ledgerAfterDryRun.isEmpty)
+        #expect(try backfill(f, from: source).status == 0)
+        let once = (try f.eventRows(), try ledger(f))
+        let second = try backfill(f, from: source, extra: ["--json"])
+        #expect(second.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any]
+        #expect(object?["files_applied"] as? Int == 0)
+        #expect(object?["files_already_ingested"] as? Int == sourceBefore.count)
+        #expect(try f.eventRows() == once.0)
+        #expect(try ledger(f) == once.1)
+        #expect(try listing(source) == sourceBefore)
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        options.replay = true
+        let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        #expect(report.ok, "\(report.table)")
+    }
+
+    @Test func killedBackfillResumesToTheSameState() throws {
+        let reference = TestFolder()
+        let source = reference.root + "/backup"
+        try Self.produce(into: source, sent: reference.sent, events: 1200, seed: 5)
+        #expect(try backfill(reference, from: source, extra: ["--max-new-partitions", "100"]).status == 0)
+        let expected = try reference.eventRows()
+        let expectedLedger = try ledger(reference).map { $0.replacingOccurrences(of: reference.root, with: "") }
+
+        for (fault, after) in [("mid-file", "40"), ("before-commit", "0"), ("after-commit", "0"), ("mid-file", "150")] {
+            let f = TestFolder()
+            let killed = try backfill(f, from: source, env: ["TIDEMARK_FAULT": fault, "TIDEMARK_FAULT_AFTER": after])
+            #expect(killed.status == SIGKILL, "\(fault) \(killed.stderr)")
+            let rerun = try backfill(f, from: source)
+            #expect(rerun.status == 0, "\(rerun.stderr)")
+            #expect(try f.eventRows() == expected, "after \(fault)")
+            #expect(try ledger(f).map { $0.replacingOccurrences(of: f.root, with: "") } == expectedLedger, "after \(fault)")
+            // Every ledger file has its archived copy.
+            let locations = try f.query { try String.fetchAll($0, sql: "SELECT location FROM ingested_files") }
+            #expect(locations.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+        }
+    }
+}
