@@ -4,7 +4,7 @@ import Logging
 @testable import TidemarkCore
 
 /// A fresh temporary folder per test, with landing/ and data/ inside; removed on deinit.
-final class TestFolder {
+final class TestFolder: @unchecked Sendable {
     let root: String
     var landing: String { root + "/landing" }
     var data: String { root + "/data" }
@@ -100,7 +100,7 @@ func tombstoneLine(_ id: String, received: String? = nil) -> String {
 }
 
 /// Runs the built `tidemark` binary.
-struct BinaryRun {
+struct BinaryRun: Sendable {
     var status: Int32
     var stdout: String
     var stderr: String

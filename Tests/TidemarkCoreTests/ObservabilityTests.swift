@@ -1,0 +1,187 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+@testable import TidemarkCore
+
+/// Parses the Prometheus text exposition format strictly enough to catch mistakes:
+/// returns metric name → (type, value).
+func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Double)] {
+    struct Bad: Error { var line: String }
+    var types: [String: String] = [:]
+    var out: [String: (String, Double)] = [:]
+    let name = #"^[a-zA-Z_:][a-zA-Z0-9_:]*$"#
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) where !line.isEmpty {
+        if line.hasPrefix("# HELP ") { continue }
+        if line.hasPrefix("# TYPE ") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 4, ["counter", "gauge"].contains(parts[3]) else { throw Bad(line: line) }
+            types[String(parts[2])] = String(parts[3])
+            continue
+        }
+        let parts = line.split(separator: " ")
+        guard parts.count == 2, parts[0].range(of: name, options: .regularExpression) != nil, let value = Double(parts[1]),
+              let type = types[String(parts[0])] else { throw Bad(line: line) }
+        if type == "counter" && !parts[0].hasSuffix("_total") { throw Bad(line: line) }
+        out[String(parts[0])] = (type, value)
+    }
+    return out
+}
+
+@Suite(.serialized) struct ObservabilityTests {
+    static let demo: Result<(folder: TestFolder, run: BinaryRun), TidemarkError> = Result {
+        let f = TestFolder()
+        let run = try Binary.run(["demo", "--dir", f.root + "/demo", "--events", "4000", "--metrics-file", f.root + "/metrics.prom",
+                                  "--html", f.root + "/report.html"])
+        return (f, run)
+    }.mapError { TidemarkError("demo", "", cause: "\($0)", exit: .ioError) }
+
+    @Test func demoPassesAndSummarizes() throws {
+        let (_, run) = try Self.demo.get()
+        #expect(run.status == 0, "\(run.stderr)")
+        for needle in ["validation passed", "events produced", "late events", "deleted", "duplicates absorbed", "partitions reprocessed", "ingestion lag"] {
+            #expect(run.stdout.contains(needle), "missing \(needle)")
+        }
+    }
+
+    @Test func metricsFileParsesAndHoldsTheCounters() throws {
+        let (f, _) = try Self.demo.get()
+        let text = try String(contentsOfFile: f.root + "/metrics.prom", encoding: .utf8)
+        let metrics = try parsePrometheus(text)
+        for counter in ["files_applied", "lines_read", "events_new", "events_duplicate", "events_stale", "deletions_flag",
+                        "deletions_tombstone", "late_events", "rejected_lines", "files_quarantined", "files_duplicate_content", "batches"] {
+            #expect(metrics["tidemark_\(counter)_total"]?.type == "counter", "\(counter)")
+        }
+        #expect(metrics["tidemark_events_new_total"]?.value == 4000)
+        #expect((metrics["tidemark_deletions_flag_total"]?.value ?? 0) > 0)
+        #expect(metrics["tidemark_last_success_timestamp_seconds"]?.type == "gauge")
+        #expect(!FileManager.default.fileExists(atPath: f.root + "/.metrics.prom.tmp"))
+    }
+
+    @Test func ingestWritesMetricsWithLastBatchGauges() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:01Z")])
+        let run = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--metrics-file", f.root + "/m/tidemark.prom"])
+        #expect(run.status == 0)
+        let metrics = try parsePrometheus(try String(contentsOfFile: f.root + "/m/tidemark.prom", encoding: .utf8))
+        #expect(metrics["tidemark_last_batch_files"]?.value == 1)
+        #expect(metrics["tidemark_backlog_files"]?.value == 0)
+        #expect(metrics["tidemark_ingestion_lag_max_seconds"] != nil)
+        #expect(metrics["tidemark_event_delay_max_seconds"]?.value == 1)
+    }
+
+    @Test func htmlReportIsSelfContained() throws {
+        let (f, _) = try Self.demo.get()
+        let html = try String(contentsOfFile: f.root + "/report.html", encoding: .utf8)
+        #expect(html.contains("<svg") && html.contains("Events per hour") && html.contains("Ingestion lag per batch"))
+        #expect(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"))
+    }
+
+    @Test func htmlReportRendersInHeadlessChromium() throws {
+        let (f, _) = try Self.demo.get()
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
+            print("skipped: Chromium is not installed (apt-get install chromium); the page was checked as text above")
+            return
+        }
+        let png = f.root + "/report.png"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: chromium)
+        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--screenshot=\(png)", "--window-size=1000,1200", "file://\(f.root)/report.html"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let bytes = try FileSystem.readAll(png)
+        #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        #expect(bytes.count > 10_000) // a blank page compresses to far less
+    }
+
+    @Test func statusReportsRunsBacklogAndQuarantine() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:01Z"), tombstoneLine("ghost")])
+        f.landBytes("2-bad.ndjson.gz", Array("not gzip".utf8))
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        f.land("3-waiting.ndjson.gz", [recordLine("w", time: "2025-07-30T10:00:00Z")])
+        let run = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
+        #expect(run.status == 0)
+        let o = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        #expect(o["events"] as? Int == 1)
+        #expect(o["pending_tombstones"] as? Int == 1)
+        #expect(o["backlog_files"] as? Int == 1)
+        #expect((o["quarantined"] as? [[String: Any]])?.first?["reason"] as? String == "not a gzip file (bad header)")
+        #expect((o["recent_batches"] as? [[String: Any]])?.first?["files_applied"] as? Int == 1)
+        let text = try Binary.run(["status", "--landing", f.landing, "--data", f.data])
+        #expect(text.stdout.contains("recent batches:") && text.stdout.contains("quarantined files:"))
+        // While another job runs (holds the lock and has a batch open), status still answers.
+        let lock = try JobLock(dataFolder: f.data, job: "ingest")
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "INSERT INTO batches (kind, status, started_at) VALUES ('ingest', 'running', '2025-07-30T10:05:00Z')") }
+        let during = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
+        #expect(during.status == 0)
+        let batches = (try JSONSerialization.jsonObject(with: Data(during.stdout.utf8)) as! [String: Any])["recent_batches"] as! [[String: Any]]
+        #expect(batches.last?["status"] as? String == "running")
+        withExtendedLifetime(lock) {}
+    }
+
+    @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
+        let f = TestFolder()
+        let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(never.status == 0)
+        let empty = try Binary.run(["freshness", "--data", f.data])
+        #expect(empty.status == 2)
+        #expect(empty.stdout.contains("never"))
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        var options = f.options()
+        options.clock = { try! Timestamp.parse("2025-07-30T10:00:30Z").get() }
+        _ = try IngestJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        func freshness(at now: String) throws -> BinaryRun {
+            try Binary.run(["freshness", "--data", f.data, "--warn-after", "10m", "--error-after", "1h", "--now", now, "--json"])
+        }
+        let fresh = try freshness(at: "2025-07-30T10:05:00Z")
+        #expect(fresh.status == 0, "\(fresh.stdout)")
+        let late = try freshness(at: "2025-07-30T10:30:00Z")
+        #expect(late.status == 1)
+        let stalled = try freshness(at: "2025-07-30T12:00:00Z")
+        #expect(stalled.status == 2)
+        let o = try JSONSerialization.jsonObject(with: Data(stalled.stdout.utf8)) as! [String: Any]
+        #expect(o["status"] as? String == "error")
+        #expect(o["data_age_seconds"] as? Double == 7200)
+        #expect(try Binary.run(["freshness", "--data", f.data, "--warn-after", "2h", "--error-after", "1h"]).status == 64)
+    }
+
+    @Test func systemdUnitsVerify() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            print("skipped: systemd-analyze is not installed (apt-get install systemd)")
+            return
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let f = TestFolder()
+        var units: [String] = []
+        for name in ["tidemark-ingest.service", "tidemark-ingest.timer", "tidemark-producer.service"] {
+            let text = try String(contentsOf: root.appendingPathComponent("deploy/systemd/" + name), encoding: .utf8)
+            // Point ExecStart at the binary built here; everything else is verified as shipped.
+            let unit = f.root + "/" + name
+            try text.replacingOccurrences(of: "/usr/local/bin/tidemark", with: Binary.path).write(toFile: unit, atomically: true, encoding: .utf8)
+            units.append(unit)
+        }
+        func verify(_ paths: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
+            p.arguments = ["verify", "--man=no"] + paths
+            let errPath = f.root + "/verify.err"
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+            p.standardError = FileHandle(forWritingAtPath: errPath)
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return (p.terminationStatus, try String(contentsOfFile: errPath, encoding: .utf8))
+        }
+        let (status, messages) = try verify(units)
+        #expect(status == 0)
+        #expect(messages.isEmpty, "\(messages)")
+        // The check can fail: a broken timer value is reported.
+        let broken = f.root + "/broken.timer"
+        try (try String(contentsOfFile: units[1], encoding: .utf8)).replacingOccurrences(of: "OnUnitActiveSec=10s", with: "OnUnitActiveSec=soon")
+            .write(toFile: broken, atomically: true, encoding: .utf8)
+        #expect(try verify([broken]).1.contains("Failed to parse"))
+    }
+}
