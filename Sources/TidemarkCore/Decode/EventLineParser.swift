@@ -269,7 +269,12 @@ struct JSONReader {
         }
         index += 1
         var fields = TopFields()
-        var seenKeys = Set<String>()
+        // Known keys are tracked in a bit set; unknown keys (rare) in a small array.
+        var seen: UInt8 = 0
+        func mark(_ bit: UInt8, _ key: String) throws {
+            guard seen & bit == 0 else { throw LineRejection("duplicate key \"\(key)\" in one object") }
+            seen |= bit
+        }
         skipWhitespace()
         if index < count, base[index] == UInt8(ascii: "}") {
             index += 1
@@ -280,17 +285,18 @@ struct JSONReader {
                 let key = try readString()
                 try expect(UInt8(ascii: ":"), "':'")
                 let value = try readValue(depth: 1)
-                guard seenKeys.insert(key).inserted else {
-                    throw LineRejection("duplicate key \"\(key)\" in one object")
-                }
                 switch key {
-                case "event_id": fields.eventID = value
-                case "user_id": fields.userID = value
-                case "event_type": fields.eventType = value
-                case "event_time": fields.eventTime = value
-                case "received_time": fields.receivedTime = value
-                case "is_valid": fields.isValid = value
-                default: fields.extra.append((key, value))
+                case "event_id": try mark(1, key); fields.eventID = value
+                case "user_id": try mark(2, key); fields.userID = value
+                case "event_type": try mark(4, key); fields.eventType = value
+                case "event_time": try mark(8, key); fields.eventTime = value
+                case "received_time": try mark(16, key); fields.receivedTime = value
+                case "is_valid": try mark(32, key); fields.isValid = value
+                default:
+                    if fields.extra.contains(where: { $0.0.utf8.elementsEqual(key.utf8) }) {
+                        throw LineRejection("duplicate key \"\(key)\" in one object")
+                    }
+                    fields.extra.append((key, value))
                 }
                 skipWhitespace()
                 guard index < count else { throw fail("unexpected end of line inside the object") }

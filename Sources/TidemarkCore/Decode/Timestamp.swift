@@ -35,6 +35,29 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         Timestamp(nanosecondsSinceEpoch: lhs.nanosecondsSinceEpoch + Int64((seconds * 1e9).rounded()))
     }
 
+    /// Length of the canonical text (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`).
+    public static let canonicalLength = 30
+
+    /// Writes the canonical text into `out` (30 bytes) without allocating.
+    @inline(__always)
+    public func writeCanonical(to out: UnsafeMutablePointer<UInt8>) {
+        let days = floorDiv(nanosecondsSinceEpoch, 86_400 * Timestamp.nanosPerSecond)
+        let nanosOfDay = nanosecondsSinceEpoch - days * 86_400 * Timestamp.nanosPerSecond
+        let (year, month, day) = CivilDate.fromDays(days)
+        let secondsOfDay = Int(nanosOfDay / Timestamp.nanosPerSecond)
+        var fraction = Int(nanosOfDay % Timestamp.nanosPerSecond)
+        @inline(__always) func two(_ at: Int, _ v: Int) { out[at] = UInt8(48 + v / 10); out[at + 1] = UInt8(48 + v % 10) }
+        out[0] = UInt8(48 + (year / 1000) % 10); out[1] = UInt8(48 + (year / 100) % 10)
+        two(2, year % 100); out[4] = 45; two(5, month); out[7] = 45; two(8, day); out[10] = 84
+        two(11, secondsOfDay / 3600); out[13] = 58; two(14, (secondsOfDay / 60) % 60); out[16] = 58; two(17, secondsOfDay % 60)
+        out[19] = 46
+        for i in stride(from: 28, through: 20, by: -1) {
+            out[i] = UInt8(48 + fraction % 10)
+            fraction /= 10
+        }
+        out[29] = 90
+    }
+
     /// Canonical text: UTC, `Z`, always nine fractional digits, so that text order is time order.
     public var rfc3339: String {
         let days = floorDiv(nanosecondsSinceEpoch, 86_400 * Timestamp.nanosPerSecond)

@@ -29,6 +29,15 @@ final class MergeWriter {
     /// Upper bound on partitions created in one batch (hostile input guard).
     let maxNewPartitions: Int
 
+    // Hot-path statements, prepared once per batch.
+    private let insertIndex: FastStatement
+    private let selectIndex: FastStatement
+    private var insertByHour: [Int: FastStatement] = [:]
+    private var selectByHour: [Int: FastStatement] = [:]
+    private var updateByHour: [Int: FastStatement] = [:]
+    /// Scratch bytes for formatting timestamps without allocating.
+    private let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
+
     struct Snapshot {
         var knownHours: Set<Int>
         var pending: [String: (deletion: Deletion, files: [Int64])]
@@ -41,6 +50,8 @@ final class MergeWriter {
         self.db = db
         self.batchID = batchID
         self.maxNewPartitions = maxNewPartitions
+        insertIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING")
+        selectIndex = try FastStatement(db, sql: "SELECT hour FROM event_index WHERE event_id = ?")
         knownHours = []
         for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions") {
             if let hour = PartitionHour.parse(label) { knownHours.insert(hour.hoursSinceEpoch) }
@@ -58,6 +69,8 @@ final class MergeWriter {
         }
     }
 
+    deinit { scratch.deallocate() }
+
     var pendingTombstoneCount: Int { pending.count }
 
     func snapshot() -> Snapshot {
@@ -66,6 +79,11 @@ final class MergeWriter {
 
     /// Restores in-memory state after `ROLLBACK TO` a file's savepoint.
     func restore(_ s: Snapshot, droppingFile fileID: Int64) {
+        for hour in createdHours.subtracting(s.createdHours) {
+            insertByHour[hour] = nil
+            selectByHour[hour] = nil
+            updateByHour[hour] = nil
+        }
         knownHours = s.knownHours
         pending = s.pending
         deltas = s.deltas
@@ -100,13 +118,18 @@ final class MergeWriter {
     }
 
     private func currentHour(of id: String) throws -> Int? {
-        try Int.fetchOne(db.cachedStatement(sql: "SELECT hour FROM event_index WHERE event_id = ?"), arguments: [id])
+        selectIndex.reset()
+        try selectIndex.bind(1, id)
+        defer { selectIndex.reset() }
+        return try selectIndex.step() ? Int(selectIndex.int64(0)) : nil
     }
 
     private func applyRecord(_ record: EventRecord, late: Bool, fileID: Int64) throws -> MergeOutcome {
         let hour = record.eventTime.hour.hoursSinceEpoch
-        try db.cachedStatement(sql: "INSERT INTO event_index (event_id, hour) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING")
-            .execute(arguments: [record.eventID, hour])
+        insertIndex.reset()
+        try insertIndex.bind(1, record.eventID)
+        try insertIndex.bind(2, Int64(hour))
+        try insertIndex.run()
         guard db.changesCount == 1 else {
             let existing = try currentHour(of: record.eventID)!
             return try applyToExisting(.record(record), id: record.eventID, hour: existing, late: late, fileID: fileID)
@@ -120,8 +143,8 @@ final class MergeWriter {
         let (state, outcome) = MergeRule.merge(prior, .record(record), late: late)
         let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
         try ensureTable(hour)
-        try insert(row, hour: hour)
-        add(row, hour: hour, sign: 1)
+        let hash = try insert(row, hour: hour)
+        add(row, hash: hash, hour: hour, sign: 1)
         touch(fileID, hour)
         return outcome
     }
@@ -136,19 +159,20 @@ final class MergeWriter {
         guard state != old.state else { return outcome }
         let newHour = state.record!.eventTime.hour.hoursSinceEpoch
         let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
-        add(old, hour: hour, sign: -1)
+        add(old, hash: old.contentHash, hour: hour, sign: -1)
+        let hash: UInt64
         if newHour == hour {
-            try update(row, hour: hour)
+            hash = try update(row, hour: hour)
         } else {
             try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE event_id = ?", arguments: [id])
             try ensureTable(newHour)
-            try insert(row, hour: newHour)
+            hash = try insert(row, hour: newHour)
             try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [newHour, id])
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [id, hour, newHour, batchID])
             touch(fileID, newHour)
         }
-        add(row, hour: newHour, sign: 1)
+        add(row, hash: hash, hour: newHour, sign: 1)
         if deltas[hour] == nil { deltas[hour] = HourDelta() }
         return outcome
     }
@@ -161,11 +185,11 @@ final class MergeWriter {
         }
     }
 
-    private func add(_ row: PartitionRow, hour: Int, sign: Int64) {
+    private func add(_ row: PartitionRow, hash: UInt64, hour: Int, sign: Int64) {
         var delta = deltas[hour] ?? HourDelta()
         delta.rows += sign
         if row.state.isValid { delta.valid += sign }
-        delta.checksum = sign > 0 ? delta.checksum &+ row.contentHash : delta.checksum &- row.contentHash
+        delta.checksum = sign > 0 ? delta.checksum &+ hash : delta.checksum &- hash
         deltas[hour] = delta
     }
 
@@ -185,33 +209,60 @@ final class MergeWriter {
     }
 
     func load(id: String, hour: Int) throws -> PartitionRow? {
-        let table = PartitionHour(hoursSinceEpoch: hour).tableName
-        let statement = try db.cachedStatement(sql: """
+        let statement = try statementFor(hour, &selectByHour, """
             SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch
-            FROM \(table) WHERE event_id = ?
+            FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE event_id = ?
             """)
-        guard let row = try Row.fetchOne(statement, arguments: [id]) else { return nil }
-        return PartitionRow.decode(id: id, row: row)
+        statement.reset()
+        defer { statement.reset() }
+        try statement.bind(1, id)
+        guard try statement.step(), let eventTime = statement.timestamp(2) else { return nil }
+        let deletion = Deletion(kind: statement.text(5), deletedAt: statement.timestamp(6))
+        let record = EventRecord(eventID: id, userID: statement.text(0) ?? "", eventType: statement.text(1) ?? "",
+                                 eventTime: eventTime, receivedTime: statement.timestamp(3), isValid: true, extra: statement.text(8))
+        return PartitionRow(state: EventState(record: record, deletion: deletion, late: statement.int64(7) == 1),
+                            firstBatch: statement.int64(9), lastBatch: statement.int64(10))
     }
 
-    private func insert(_ row: PartitionRow, hour: Int) throws {
-        let table = PartitionHour(hoursSinceEpoch: hour).tableName
-        try db.cachedStatement(sql: "INSERT INTO \(table) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .execute(arguments: row.arguments)
+    private func statementFor(_ hour: Int, _ cache: inout [Int: FastStatement], _ sql: @autoclosure () -> String) throws -> FastStatement {
+        if let statement = cache[hour] { return statement }
+        let statement = try FastStatement(db, sql: sql())
+        cache[hour] = statement
+        return statement
     }
 
-    private func update(_ row: PartitionRow, hour: Int) throws {
-        let table = PartitionHour(hoursSinceEpoch: hour).tableName
-        let r = row.record
-        try db.cachedStatement(sql: """
-            UPDATE \(table) SET user_id = ?, event_type = ?, event_time = ?, received_time = ?, is_valid = ?,
-                deleted_by = ?, deleted_at = ?, is_late = ?, extra = ?, last_batch = ?
-            WHERE event_id = ?
-            """).execute(arguments: [
-                r.userID, r.eventType, r.eventTime.rfc3339, r.receivedTime?.rfc3339, row.state.isValid ? 1 : 0,
-                row.state.deletion?.kind, row.state.deletion?.deletedAt?.rfc3339, row.state.late ? 1 : 0, r.extra,
-                row.lastBatch, r.eventID,
-            ])
+    /// Inserts a row; returns its content hash.
+    private func insert(_ row: PartitionRow, hour: Int) throws -> UInt64 {
+        let statement = try statementFor(hour, &insertByHour,
+            "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        statement.reset()
+        let hash = try row.encode(into: scratch) { index, value in try Self.bind(statement, index, value) }
+        try statement.run()
+        return hash
+    }
+
+    /// Updates a row in place (same hour); returns its content hash.
+    private func update(_ row: PartitionRow, hour: Int) throws -> UInt64 {
+        // Parameters are numbered to match the insert's column order (event_id is ?1; first_batch, ?11, stays).
+        let statement = try statementFor(hour, &updateByHour, """
+            UPDATE \(PartitionHour(hoursSinceEpoch: hour).tableName) SET user_id = ?2, event_type = ?3, event_time = ?4,
+                received_time = ?5, is_valid = ?6, deleted_by = ?7, deleted_at = ?8, is_late = ?9, extra = ?10, last_batch = ?12
+            WHERE event_id = ?1
+            """)
+        statement.reset()
+        let hash = try row.encode(into: scratch) { index, value in try Self.bind(statement, index, value) }
+        try statement.run()
+        return hash
+    }
+
+    @inline(__always)
+    private static func bind(_ statement: FastStatement, _ index: Int32, _ value: ColumnValue) throws {
+        switch value {
+        case .text(let text): try statement.bind(index, text)
+        case .bytes(let pointer, let count): try statement.bind(index, bytes: pointer, count: count)
+        case .int(let number): try statement.bind(index, number)
+        case .null: try statement.bindNull(index)
+        }
     }
 
     /// Writes accumulated per-file hours (including hours gained by earlier tombstone files).
