@@ -34,12 +34,15 @@ public final class Warehouse {
         config.readonly = readOnly
         config.label = "tidemark"
         let cacheKiB = cacheMebibytes * 1024
+        // Test hook for the disk-full path: cap the database size (SQLite then fails with SQLITE_FULL).
+        let maxPages = ProcessInfo.processInfo.environment["TIDEMARK_MAX_PAGE_COUNT"].flatMap(Int.init)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
             if !db.configuration.readonly {
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
+            if let maxPages { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPages)") }
         }
         do {
             queue = try DatabaseQueue(path: databasePath, configuration: config)
