@@ -45,6 +45,9 @@ struct IngestCommand: ParsableCommand {
     @Option(help: "Write Prometheus textfile metrics here after each batch (atomically).")
     var metricsFile: String?
 
+    @Option(help: ArgumentHelp("Commit after this many files (tests and tuning).", visibility: .hidden))
+    var filesPerCommit: Int = 256
+
     func validate() throws {
         if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
@@ -62,6 +65,7 @@ struct IngestCommand: ParsableCommand {
         options.maxFileOutputBytes = maxFileOutput
         options.maxNewPartitions = maxNewPartitions
         options.busyTimeout = busyTimeout
+        options.filesPerCommit = max(1, filesPerCommit)
         StopSignal.install()
         repeat {
             do {

@@ -1,0 +1,185 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+@testable import TidemarkCore
+
+/// Kills `tidemark ingest` with SIGKILL at random moments and at named fault points, reruns,
+/// and checks that the end state equals an uninterrupted run. `TIDEMARK_CRASH_ROUNDS` sets the
+/// number of rounds (20 here; `scripts/crash-loop.sh` runs hundreds).
+@Suite(.serialized) struct CrashTests {
+    static let quiet = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    /// A produced source folder and the tables of one uninterrupted ingest of it.
+    final class Reference: @unchecked Sendable {
+        let folder = TestFolder()
+        var source: String { folder.root + "/source" }
+        let rows: [String]
+        let checksums: [String]
+
+        init() throws {
+            var options = ProducerOptions(landingFolder: folder.root + "/source", sentLogFolder: folder.sent,
+                                          start: try Timestamp.parse("2025-07-30T10:56:00Z").get())
+            options.rate = 8
+            options.count = 4000
+            options.seed = 77
+            let producer = try Producer(options: options, logger: CrashTests.quiet)
+            while try producer.advance(seconds: 600) {}
+            try FileManager.default.removeItem(atPath: folder.landing)
+            try FileManager.default.copyItem(atPath: folder.root + "/source", toPath: folder.landing)
+            _ = try folder.ingest()
+            rows = try folder.eventRows()
+            checksums = try CrashTests.checksums(folder)
+        }
+
+        func freshCopy() throws -> TestFolder {
+            let f = TestFolder()
+            try FileManager.default.removeItem(atPath: f.landing)
+            try FileManager.default.copyItem(atPath: source, toPath: f.landing)
+            try FileManager.default.copyItem(atPath: folder.sent, toPath: f.sent)
+            return f
+        }
+    }
+
+    static let reference: Result<Reference, TidemarkError> = Result { try Reference() }
+        .mapError { TidemarkError("build reference", "", cause: "\($0)", exit: .ioError) }
+
+    static func checksums(_ f: TestFolder) throws -> [String] {
+        try f.query { try Row.fetchAll($0, sql: "SELECT hour, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" } }
+    }
+
+    /// Starts the binary; kills it with SIGKILL after `killAfter` seconds if still running.
+    static func run(_ args: [String], environment: [String: String] = [:], killAfter: Double? = nil) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        if let killAfter {
+            usleep(UInt32(killAfter * 1_000_000))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func assertMatchesReference(_ f: TestFolder, _ reference: Reference, _ context: String) throws {
+        let remaining = try FileManager.default.contentsOfDirectory(atPath: f.landing).filter { LandingFolder.hasLandingSuffix($0) && !LandingFolder.isInProgressName($0) }
+        #expect(remaining.isEmpty, "\(context): files left in landing: \(remaining.prefix(3))")
+        #expect(try Self.checksums(f) == reference.checksums, "\(context)")
+        #expect(try f.eventRows() == reference.rows, "\(context)")
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        options.replay = true
+        let report = try ValidateJob.run(options, logger: Self.quiet)
+        #expect(report.ok, "\(context)\n\(report.table)")
+    }
+
+    @Test func randomKillsAndFaultPointsEndInTheUninterruptedState() throws {
+        let reference = try Self.reference.get()
+        let rounds = ProcessInfo.processInfo.environment["TIDEMARK_CRASH_ROUNDS"].flatMap(Int.init) ?? 20
+        var random = SeededRandom(seed: UInt64(ProcessInfo.processInfo.environment["TIDEMARK_CRASH_SEED"].flatMap(Int.init) ?? 1))
+        let f = try reference.freshCopy()
+        var log: [String] = []
+        for round in 0..<rounds {
+            var args = ["ingest", "--landing", f.landing, "--data", f.data,
+                        "--max-files", String(Int.random(in: 5...120, using: &random)),
+                        "--files-per-commit", String(Int.random(in: 1...40, using: &random))]
+            var env: [String: String] = [:]
+            var killAfter: Double?
+            switch Int.random(in: 0..<5, using: &random) {
+            case 0: env = ["TIDEMARK_FAULT": "mid-file", "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...60, using: &random))]
+            case 1: env = ["TIDEMARK_FAULT": "before-commit", "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...3, using: &random))]
+            case 2: env = ["TIDEMARK_FAULT": "after-commit", "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...3, using: &random))]
+            case 3: killAfter = Double.random(in: 0.0...0.4, using: &random)
+            default: args += ["--allowed-lateness", "30"]
+            }
+            let status = try Self.run(args, environment: env, killAfter: killAfter)
+            log.append("round \(round): \(env) kill \(killAfter ?? -1) -> \(status)")
+            #expect(status == 0 || status == SIGKILL, "\(log.last!)")
+        }
+        // Finish whatever is left, as the next scheduled run would.
+        #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
+        try assertMatchesReference(f, reference, log.suffix(5).joined(separator: "\n"))
+    }
+
+    @Test func sigtermMidBatchCommitsCleanly() throws {
+        let reference = try Self.reference.get()
+        let f = try reference.freshCopy()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "50"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        usleep(300_000)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+        // Whatever was applied is whole and consistent, and no batch was left open.
+        var options = ValidateOptions(dataFolder: f.data)
+        options.replay = true
+        #expect(try ValidateJob.run(options, logger: Self.quiet).ok)
+        let open = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status != 'succeeded'") }
+        #expect(open == 0)
+        #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
+        try assertMatchesReference(f, reference, "after SIGTERM")
+    }
+
+    @Test func crashDuringRebuildSwapLeavesTheOldPartition() throws {
+        let reference = try Self.reference.get()
+        let f = try reference.freshCopy()
+        #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
+        try DatabaseQueue(path: f.database).write { db in
+            let table = try String.fetchOne(db, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC")!
+            try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = (SELECT MIN(event_id) FROM \(table))")
+        }
+        let edited = try f.eventRows()
+        let status = try Self.run(["rebuild", "--data", f.data, "--all"], environment: ["TIDEMARK_FAULT": "rebuild-swap"])
+        #expect(status == SIGKILL)
+        #expect(try f.eventRows() == edited) // the old partition, untouched
+        #expect(try Self.run(["rebuild", "--data", f.data, "--all"]) == 0)
+        try assertMatchesReference(f, reference, "after rebuild crash")
+    }
+
+    @Test func concurrentJobsExclude() throws {
+        let reference = try Self.reference.get()
+        let f = try reference.freshCopy()
+        #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data, "--max-files", "20"]) == 0)
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Binary.path)
+        first.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "5"]
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        // Wait until it holds the lock.
+        var waited = 0
+        while !JobLock.isHeld(dataFolder: f.data) && first.isRunning && waited < 500 { usleep(2_000); waited += 1 }
+        var others: [(String, Int32)] = []
+        if first.isRunning {
+            let backfillSource = f.root + "/other"
+            try FileManager.default.createDirectory(atPath: backfillSource, withIntermediateDirectories: true)
+            others.append(("ingest", try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status))
+            others.append(("backfill", try Binary.run(["backfill", "--from-dir", backfillSource, "--data", f.data]).status))
+            others.append(("rebuild", try Binary.run(["rebuild", "--data", f.data, "--all"]).status))
+            // Readers never wait for the lock and see a consistent snapshot.
+            let validate = try Binary.run(["validate", "--data", f.data])
+            others.append(("validate", validate.status))
+            #expect(validate.status == 0, "\(validate.stdout)")
+        }
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        for (job, status) in others where job != "validate" {
+            // Each either found the lock taken (75) or ran after the first finished (0).
+            #expect(status == 75 || status == 0, "\(job) exited \(status)")
+        }
+        #expect(others.isEmpty || others.contains { $0.1 == 75 }, "the first ingest ended before any other job started")
+        #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
+        try assertMatchesReference(f, reference, "after concurrent jobs")
+    }
+}
