@@ -16,7 +16,8 @@ struct ProduceCommand: ParsableCommand {
             until --count, --duration or SIGINT/SIGTERM; on a signal or at the end, everything held \
             back (late records, corrections, redeliveries) is published at once, then exit 0. \
             --fast: simulated clock from --start, no sleeping; at the end what is held back goes out \
-            in the following simulated seconds' files. Same --seed and options, same bytes.
+            in the following simulated seconds' files (also on SIGINT/SIGTERM, which stop new \
+            events). Same --seed and options, same bytes.
             About --late-fraction of events arrive --late-delay seconds after their event_time; \
             --correction-fraction are corrected once, --correction-delay after publication, by a \
             re-sent record with is_valid false or a tombstone (both carry the publish time as \
@@ -89,14 +90,15 @@ struct ProduceCommand: ParsableCommand {
     func run() throws {
         let logger = shared.makeLogger()
         do {
-            StopSignal.install()
+            StopSignal.install() // also unblocks SIGINT/SIGTERM a parent may have left blocked
+
             let producer = try Producer(options: makeOptions(), logger: logger)
             let progress = isatty(2) == 1
             var lastProgress = 0.0
-            func showProgress(_ summary: ProducerSummary, force: Bool = false) {
+            func showProgress(_ summary: ProducerSummary) {
                 guard progress else { return }
                 let now = Date().timeIntervalSince1970
-                guard force || now - lastProgress >= 0.2 else { return }
+                guard now - lastProgress >= 0.2 else { return }
                 lastProgress = now
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(summary.progressLine)".utf8))
             }

@@ -112,15 +112,26 @@ import Testing
         let f = try reference.freshCopy()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "50"]
+        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "50", "-v"]
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let err = Pipe()
+        process.standardError = err
         try process.run()
-        usleep(300_000)
+        // Wait for the first commit (50 files), then ask it to stop.
+        func committedFiles() -> Int {
+            guard FileManager.default.fileExists(atPath: f.database) else { return 0 }
+            return (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") ?? 0 }) ?? 0
+        }
+        while process.isRunning && committedFiles() == 0 { usleep(5_000) }
         kill(process.processIdentifier, SIGTERM)
+        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        #expect(log.contains("stop requested"), "\(log.suffix(500))")
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
+        // The signal really stopped the batch early: files are left for the next run.
+        let left = try FileManager.default.contentsOfDirectory(atPath: f.landing).filter { LandingFolder.hasLandingSuffix($0) }
+        #expect(!left.isEmpty, "the batch ended before SIGTERM arrived; the test proves nothing")
         // Whatever was applied is whole and consistent, and no batch was left open.
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true

@@ -145,3 +145,18 @@ import Testing
         #expect(agreed > 100)
     }
 }
+
+/// Replays every input the fuzzer ever crashed on (scripts/fuzz-parser.sh keeps them as
+/// fixtures) through the parser and the Foundation differential.
+@Suite struct FuzzFindingsTests {
+    @Test func fuzzFindingsStayFixed() throws {
+        let folder = fixture("fuzz")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder).filter { !$0.hasPrefix(".") }
+        #expect(!names.isEmpty)
+        for name in names {
+            let bytes = try FileSystem.readAll(folder + "/" + name)
+            let problem = bytes.withUnsafeBytes { ParserDifferential.check($0) }
+            #expect(problem == nil, "\(name): \(problem ?? "")")
+        }
+    }
+}

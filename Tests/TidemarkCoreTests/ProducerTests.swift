@@ -105,9 +105,11 @@ import Glibc
         }
     }
 
-    /// `events-20250730T100000Z-000001.ndjson.gz` → seconds since the epoch of its time.
+    /// `events-000000001-20250730T100000Z.ndjson.gz` → seconds since the epoch of its time.
     static func fileSecond(_ name: String) throws -> Int64 {
-        let t = Array(name.utf8.dropFirst("events-".count).prefix(15)).map { Character(UnicodeScalar($0)) }
+        let parts = name.split(separator: "-")
+        try #require(parts.count == 3 && parts[0] == "events", "unexpected landing name \(name)")
+        let t = Array(parts[2].utf8.prefix(15)).map { Character(UnicodeScalar($0)) }
         let text = "\(String(t[0..<4]))-\(String(t[4..<6]))-\(String(t[6..<8]))T\(String(t[9..<11])):\(String(t[11..<13])):\(String(t[13..<15]))Z"
         return try Timestamp.parse(text).get().nanosecondsSinceEpoch / Timestamp.nanosPerSecond
     }
@@ -244,7 +246,7 @@ import Glibc
         // Event times span what the rate implies: 100 s of events at 1000 per second.
         let files = Set(landing.map(\.file)).sorted()
         #expect(try Self.fileSecond(files.first!) == 1_753_869_600)
-        #expect(files.first!.hasPrefix("events-20250730T100000Z-"))
+        #expect(files.first! == "events-000000001-20250730T100000Z.ndjson.gz")
     }
 
     @Test func sameSeedGivesTheSameBytes() throws {
@@ -284,7 +286,15 @@ import Glibc
         let firstSent = try Self.names(folder.sent)
         let firstSentBytes = try firstSent.map { try FileSystem.readAll(folder.sent + "/" + $0) }
 
+        // Leftovers of a killed producer's writes go; other hidden files stay.
+        for path in [folder.landing + "/.events-000000999-20250730T100000Z.ndjson.gz.tmp",
+                     folder.sent + "/.sent-000000099.ndjson.gz.tmp", folder.landing + "/.someone-else.tmp"] {
+            FileManager.default.createFile(atPath: path, contents: Data("partial".utf8))
+        }
         let again = try Self.produce(options)
+        #expect(try Self.names(folder.landing).filter { $0.hasPrefix(".") } == [".someone-else.tmp"])
+        #expect(try Self.names(folder.sent).filter { $0.hasPrefix(".") }.isEmpty)
+        try FileManager.default.removeItem(atPath: folder.landing + "/.someone-else.tmp")
         let landing = try Self.names(folder.landing)
         let sent = try Self.names(folder.sent)
         #expect(landing.count == firstLanding.count + again.files)
@@ -375,12 +385,13 @@ import Glibc
     @Test func sentLogReaderNamesTheBadLine() throws {
         let folder = TestFolder()
         try FileManager.default.createDirectory(atPath: folder.sent, withIntermediateDirectories: true)
-        let good = #"{"file":"events-20250730T100000Z-000001.ndjson.gz","line":1,"record":{"event_id":"e1","received_time":"2025-07-30T10:00:00.000Z"}}"#
+        let good = #"{"file":"events-000000001-20250730T100000Z.ndjson.gz","line":1,"record":{"event_id":"e1","received_time":"2025-07-30T10:00:00.000Z"}}"#
         let path = folder.sent + "/sent-000000001.ndjson.gz"
         for (bad, cause) in [
             (#"{"file":"x.ndjson.gz","line":0,"record":{"event_id":"e2"}}"#, "positive integer"),
             (#"{"line":2,"file":"x.ndjson.gz","record":{"event_id":"e2"}}"#, "\"file\""),
-            (#"{"file":"x.ndjson.gz","line":2,"record":{"event_id":"e2"}"#, "expected '}'"),
+            (#"{"file":"x.ndjson.gz","line":2,"record":{"event_id":"e2"}"#, "invalid JSON"),
+            (#"{"file":"x.ndjson.gz","line":2,"record":"#, "expected '}'"),
             (#"{"file":"x.ndjson.gz","line":2,"record":{"user_id":"u1"}}"#, "missing field event_id"),
         ] {
             try FileSystem.writeAtomically(GzipWriter.gzip(good + "\n" + bad + "\n"), to: path)
@@ -398,7 +409,7 @@ import Glibc
         try FileSystem.writeAtomically(GzipWriter.gzip(good + "\n" + escaped + "\n"), to: path)
         var seen: [String] = []
         try SentLog.forEachDelivery(in: folder.sent) { file, line, delivery in seen.append("\(file) \(line) \(delivery.eventID)") }
-        #expect(seen == ["events-20250730T100000Z-000001.ndjson.gz 1 e1", "a\"b.ndjson.gz 7 e3"])
+        #expect(seen == ["events-000000001-20250730T100000Z.ndjson.gz 1 e1", "a\"b.ndjson.gz 7 e3"])
 
         #expect(throws: TidemarkError.self) { try SentLog.forEachDelivery(in: folder.root + "/missing") { _, _, _ in } }
         do {
@@ -460,6 +471,15 @@ import Glibc
         try process.run()
         try await Task.sleep(for: .seconds(3))
         process.terminate() // SIGTERM
+        var waited = 0
+        while process.isRunning && waited < 200 {
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("tidemark produce was still running 20 s after SIGTERM")
+        }
         process.waitUntilExit()
         try err.close()
         let stderr = String(decoding: try FileSystem.readAll(errPath), as: UTF8.self)

@@ -5,8 +5,8 @@ import Logging
 /// files, keeping a sent log of every delivery (see `SentLog`).
 ///
 /// Time is simulated: slot `k` covers the `fileSeconds` seconds from `start + k * fileSeconds`
-/// and becomes one landing file, named after the slot's first second and a sequence number
-/// (`events-20250730T100000Z-000001.ndjson.gz`), so that name order is publish order. A slot's
+/// and becomes one landing file, named by a sequence number and the slot's first second
+/// (`events-000000001-20250730T100000Z.ndjson.gz`), so that name order is publish order. A slot's
 /// file holds the deliveries *received* during the slot, sorted by `received_time`:
 /// - normal records: `received_time` uniform in the second, `event_time` 0–900 ms before it;
 /// - late records (`lateFraction`): `received_time = event_time + lateDelay`, so they land in
@@ -20,15 +20,19 @@ import Logging
 /// Every random choice comes from one seeded generator, drawn in a fixed order per event
 /// (whatever the fractions), so equal options give byte-identical output.
 ///
-/// Publish protocol, per batch of up to 100 landing files: (1) an in-flight marker
-/// `.inflight` naming the next sent-log file is written to the sent-log folder, (2) the
-/// sent-log file listing every line of the batch is written, (3) the landing files are
-/// published in order, (4) the marker is removed. Every write is atomic (`FileSystem.writeAtomically`).
-/// A landing line is therefore never visible before its sent-log entry. If the process dies
-/// between (2) and (4), the next `Producer` finds the marker and republishes, from the sent
-/// log, the landing files of that batch that are not in the landing folder; one that was
-/// published and already taken away by ingest is then delivered a second time, identical,
-/// which the merge rule absorbs.
+/// Publish protocol, per batch (up to 100 landing files with `advance`, the next five
+/// seconds' files in real time):
+/// 1. an in-flight marker `.inflight` naming the next sent-log file is written to the
+///    sent-log folder;
+/// 2. the sent-log file listing every line of the batch is written;
+/// 3. the landing files are published, in order;
+/// 4. the marker is removed.
+/// Every write is atomic (`FileSystem.writeAtomically`), so a landing line is never visible
+/// before its sent-log entry. If the process dies between 2 and 4, the next `Producer` finds
+/// the marker and republishes, from the sent log, the landing files of that batch that are
+/// not in the landing folder; one that was published and already taken away by ingest is
+/// then delivered a second time, identical, which the merge rule absorbs. Temporary files a
+/// killed producer left behind are removed. One producer at a time per pair of folders.
 ///
 /// A restarted producer never reuses names: sent-log numbering continues after the highest
 /// existing file, landing numbering after the highest number in the last sent-log file and in
@@ -107,6 +111,7 @@ public final class Producer {
         }
         nextSentSequence = 1
         nextLandingSequence = 1
+        removeLeftoverTemporaryFiles()
         try recoverInterruptedBatch()
         try continueNumbering()
     }
@@ -472,16 +477,19 @@ public final class Producer {
 
     // MARK: Names and restart
 
-    /// `events-20250730T100000Z-000001.ndjson.gz`: the file's first second, then the sequence.
+    /// `events-000000001-20250730T100000Z.ndjson.gz`: the sequence number (nine digits or
+    /// more), then the file's first second. The sequence comes first so that name order is
+    /// publish order across runs too: a rerun from the same `--start`, or a restart within
+    /// the seconds an earlier run published ahead, reuses times but never numbers.
     static func landingName(time: Int64, sequence: Int) -> String {
         let text = Timestamp(nanosecondsSinceEpoch: time).rfc3339.utf8 // 2025-07-30T10:00:00.000000000Z
         var bytes = Array("events-".utf8)
+        appendDigits(&bytes, sequence, width: max(9, String(sequence).utf8.count))
+        bytes.append(UInt8(ascii: "-"))
         for (index, byte) in text.prefix(19).enumerated() where index != 4 && index != 7 && index != 13 && index != 16 {
             bytes.append(byte)
         }
         bytes.append(UInt8(ascii: "Z"))
-        bytes.append(UInt8(ascii: "-"))
-        appendDigits(&bytes, sequence, width: max(6, String(sequence).utf8.count))
         bytes.append(contentsOf: ".ndjson.gz".utf8)
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -490,10 +498,25 @@ public final class Producer {
     static func landingSequence(of name: String) -> Int? {
         guard name.hasPrefix("events-"), name.hasSuffix(".ndjson.gz") else { return nil }
         let middle = name.dropFirst("events-".count).dropLast(".ndjson.gz".count)
-        guard let dash = middle.lastIndex(of: "-") else { return nil }
-        let digits = middle[middle.index(after: dash)...]
+        guard let dash = middle.firstIndex(of: "-") else { return nil }
+        let digits = middle[..<dash]
         guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
         return Int(digits)
+    }
+
+    /// Deletes `.NAME.tmp` files that a killed producer left mid-write (only names this
+    /// producer writes; nobody reads them).
+    private func removeLeftoverTemporaryFiles() {
+        let folders: [(String, (String) -> Bool)] = [
+            (options.landingFolder, { Producer.landingSequence(of: $0) != nil }),
+            (options.sentLogFolder, { SentLog.sequence(ofFileName: $0) != nil || $0 == Producer.markerName }),
+        ]
+        for (folder, isOurs) in folders {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { continue }
+            for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") && isOurs(String(name.dropFirst().dropLast(4))) {
+                unlink(folder + "/" + name)
+            }
+        }
     }
 
     /// Republishes the landing files of a batch whose publishing was interrupted.

@@ -7,7 +7,7 @@ import Foundation
 /// order is write order); each is written once, atomically (temporary name, fsync, rename),
 /// and never rewritten. One line per landing-file line, in publish order:
 ///
-///     {"file":"events-20250730T100000Z-000001.ndjson.gz","line":1,"record":{"event_id":"…",…}}
+///     {"file":"events-000000001-20250730T100000Z.ndjson.gz","line":1,"record":{"event_id":"…",…}}
 ///
 /// `file` is the landing file's name, `line` its 1-based line number, and `record` is,
 /// byte for byte, the text of that landing line. `record` is always the last key, so a reader

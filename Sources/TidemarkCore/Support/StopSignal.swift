@@ -11,6 +11,13 @@ private let stopRequestedFlag = Atomic<Int32>(0)
 /// between files, finish (commit or roll back) the transaction in hand, and return.
 public enum StopSignal {
     public static func install() {
+        // A process started by another program can inherit a mask with these signals
+        // blocked (Foundation's Process does this); a blocked SIGTERM would never arrive.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         signal(SIGTERM) { sig in stopRequestedFlag.store(sig, ordering: .relaxed) }
         signal(SIGINT) { sig in stopRequestedFlag.store(sig, ordering: .relaxed) }
     }
