@@ -108,6 +108,12 @@ struct BatchRunner {
     var pendingMoves: [(fileID: Int64, from: String, to: String)] = []
     var filesInChunk = 0
     var bytesInChunk: Int64 = 0
+    /// Whole files waiting to be merged together, their content digests and line count.
+    var group: [InFlightFile] = []
+    var groupContent: [String: Int64] = [:]
+    var groupLines = 0
+    /// Hours this batch will have created: the partition cap counts against them.
+    var plannedHours = Set<Int>()
     let now: Timestamp
     let parser: EventLineParser
 
@@ -140,20 +146,52 @@ struct BatchRunner {
         var filesDone = 0
         var bytesDone: Int64 = 0
         let totalBytes = files.reduce(0) { $0 + $1.size }
-        for file in files {
-            if StopSignal.requested {
-                logger.notice("stop requested: ending the batch after the files already applied")
-                break
-            }
-            try processFile(file)
+        func reportProgress(_ file: LandingFile) {
             filesDone += 1
             bytesDone += file.size
             options.progress?(IngestProgress(filesDone: filesDone, filesTotal: files.count, bytesDone: bytesDone,
                                              bytesTotal: totalBytes, events: summary.lines.read))
-            if filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit {
-                try commitChunk()
+        }
+        // Leftovers of an interrupted move (and, for backfill, content already in the ledger)
+        // are settled without decoding.
+        var toDecode: [LandingFile] = []
+        for file in files {
+            if try settledWithoutDecoding(file) { reportProgress(file) } else { toDecode.append(file) }
+        }
+        let decoder = FileDecoder(files: toDecode, parser: parser, maxOutputBytes: options.maxFileOutputBytes)
+        defer { decoder.cancel() }
+        var inFlight: InFlightFile?
+        while let piece = decoder.next() {
+            if inFlight == nil {
+                if StopSignal.requested {
+                    logger.notice("stop requested: ending the batch after the files already applied")
+                    break
+                }
+                inFlight = InFlightFile(file: toDecode[piece.fileIndex], fileID: nextFileID,
+                                        watermarkBefore: maxEventTime.map { $0 + -options.allowedLateness }, maxEventTime: maxEventTime)
+                nextFileID += 1
+            }
+            inFlight!.absorb(piece.lines, now: now)
+            if !inFlight!.streaming && inFlight!.deliveries.count > BatchRunner.largeFileLines {
+                // A large file is applied in slices inside its own savepoint, so memory stays
+                // bounded and the file is still all or nothing.
+                try flushGroup()
+                try session.beginFile()
+                inFlight!.streaming = true
+            }
+            if inFlight!.streaming && inFlight!.failure == nil && inFlight!.deliveries.count >= BatchRunner.largeFileLines {
+                try applySlice(&inFlight!)
+            }
+            if let end = piece.end {
+                try finish(&inFlight!, end)
+                reportProgress(inFlight!.file)
+                inFlight = nil
+                if group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit) {
+                    try commitChunk()
+                }
             }
         }
+        try flushGroup()
         if options.dryRun {
             try session.flushWithoutCommit()
             summary.partitionsTouched = session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
@@ -169,6 +207,11 @@ struct BatchRunner {
         summary.watermark = maxEventTime.map { ($0 + -options.allowedLateness).rfc3339 }
         summary.status = options.dryRun ? "dry-run" : "succeeded"
     }
+
+    /// Files decoded whole and waiting to be merged together.
+    static let groupLines = 50_000
+    /// Files with more deliveries than this are applied in slices of this size.
+    static let largeFileLines = 100_000
 
     mutating func commitChunk() throws {
         if let maxEventTime, session.inTransaction { try BatchBookkeeping.setMaxEventTime(maxEventTime, db) }
@@ -217,7 +260,6 @@ struct BatchRunner {
         guard !candidates.isEmpty else { return false }
         let sha = try FileSystem.sha256(ofFile: file.path)
         guard let match = candidates.first(where: { $0.sha256 == sha }) else { return false }
-        if options.kind == .backfill { return true }
         if options.dryRun { return true }
         if FileSystem.exists(match.location), (try? FileSystem.sha256(ofFile: match.location)) == sha {
             guard unlink(file.path) == 0 else { throw FileSystemError("remove", file.path) }
@@ -229,128 +271,199 @@ struct BatchRunner {
         return true
     }
 
-    private mutating func processFile(_ file: LandingFile) throws {
-        if options.kind == .backfill {
-            // Backfill leaves its source alone and identifies files by content only: a file
-            // already in the ledger is skipped (a rerun changes nothing), after finishing its
-            // archive copy if a killed run left that undone.
-            if let known = try session.ledgerLocation(sha256: FileSystem.sha256(ofFile: file.path)) {
-                if !options.dryRun && !FileSystem.exists(known) { try place(from: file.path, to: known) }
-                summary.filesSkipped += 1
-                return
-            }
-        } else if try healLeftover(file) {
+    /// True when the file needs no decoding: an interrupted move to finish, or (backfill)
+    /// content already in the ledger, which a rerun must not change.
+    private mutating func settledWithoutDecoding(_ file: LandingFile) throws -> Bool {
+        guard options.kind == .backfill else { return try healLeftover(file) }
+        // Backfill leaves its source alone and identifies files by content only; it finishes
+        // an archive copy that a killed run left undone.
+        guard let known = try session.ledgerLocation(sha256: FileSystem.sha256(ofFile: file.path)) else { return false }
+        if !options.dryRun && !FileSystem.exists(known) { try place(from: file.path, to: known) }
+        summary.filesSkipped += 1
+        return true
+    }
+
+    private func entry(for f: InFlightFile, status: LedgerEntry.Status, sha: String) -> LedgerEntry {
+        LedgerEntry(fileID: f.fileID, name: f.file.name, size: f.file.size, sha256: sha, status: status, reason: nil,
+                    duplicateOf: nil, batchID: summary.batchID, counts: LineCounts(), lateEvents: 0,
+                    watermarkBefore: status == .applied ? f.watermarkBefore : nil, ingestedAt: now, sourcePath: f.file.path,
+                    location: destination(in: status == .quarantined ? quarantineFolder : archiveFolder, name: f.file.name, fileID: f.fileID))
+    }
+
+    /// A file has been read to its end (or failed): decide its fate.
+    private mutating func finish(_ f: inout InFlightFile, _ end: Result<GzipFileSummary, DecodeFailure>) throws {
+        let gz: GzipFileSummary
+        switch end {
+        case .failure(.gzip(let error)):
+            return try quarantine(&f, reason: error.description, sha: nil)
+        case .failure(.io(let error)):
+            if f.streaming { try session.abortFile(fileID: f.fileID) }
+            throw TidemarkError("read", f.file.path, cause: error.cause, hint: "check the file's permissions", exit: .ioError)
+        case .success(let summary):
+            gz = summary
+        }
+        if let failure = f.failure { return try quarantine(&f, reason: failure, sha: gz.sha256) }
+        if let original = try session.appliedFile(sha256: gz.sha256) ?? groupContent[gz.sha256] {
+            if f.streaming { try session.abortFile(fileID: f.fileID) }
+            var e = entry(for: f, status: .duplicateContent, sha: gz.sha256)
+            e.duplicateOf = original
+            e.reason = "same content as ledger file \(original)"
+            try session.record(e)
+            pendingMoves.append((f.fileID, f.file.path, e.location))
+            summary.filesDuplicate += 1
+            if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "duplicate content of ledger file \(original)", lines: 0, hours: [])) }
+            logger.info("duplicate content, not applied again", metadata: ["file": "\(f.file.name)", "same_as": "\(original)"])
+            filesInChunk += 1
             return
         }
-        let fileID = nextFileID
-        nextFileID += 1
-        let watermarkBefore = maxEventTime.map { $0 + -options.allowedLateness }
-        var counts = LineCounts()
-        var lateCount = 0
-        var fileMaxEventTime = maxEventTime
-        var fileLags: [Float] = []
-        var fileDelays: [Float] = []
-        try session.beginFile()
-        let reader = GzipLineReader(path: file.path, maxOutputBytes: options.maxFileOutputBytes)
-        let session = self.session
-        let parser = self.parser
-        let now = self.now
-        var entry = LedgerEntry(
-            fileID: fileID, name: file.name, size: file.size, sha256: "", status: .applied, reason: nil,
-            duplicateOf: nil, batchID: summary.batchID, counts: counts, lateEvents: 0, watermarkBefore: watermarkBefore,
-            ingestedAt: now, sourcePath: file.path, location: "")
-        do {
-            let gz = try reader.forEachLine { number, content in
-                counts.read += 1
-                switch content {
-                case .overlong(let length):
-                    counts.rejected += 1
-                    try session.reject(fileID: fileID, fileName: file.name, line: number,
-                                       reason: "line is longer than 1 MiB (\(length) bytes)", raw: nil)
-                case .bytes(let bytes):
-                    switch parser.parse(bytes) {
-                    case .failure(let rejection):
-                        if rejection.reason == "empty line" {
-                            counts.read -= 1 // blank lines are not records
-                            return
-                        }
-                        counts.rejected += 1
-                        let raw = String(decoding: bytes.prefix(4096), as: UTF8.self)
-                        try session.reject(fileID: fileID, fileName: file.name, line: number, reason: rejection.reason, raw: raw)
-                    case .success(let delivery):
-                        var late = false
-                        if case .record(let record) = delivery {
-                            if let watermarkBefore, record.eventTime < watermarkBefore { late = true }
-                            if fileMaxEventTime == nil || record.eventTime > fileMaxEventTime! { fileMaxEventTime = record.eventTime }
-                            if let received = record.receivedTime {
-                                fileLags.append(Float(now.secondsSinceEpoch - received.secondsSinceEpoch))
-                                fileDelays.append(Float(received.secondsSinceEpoch - record.eventTime.secondsSinceEpoch))
-                            }
-                        }
-                        let outcome = try session.apply(delivery, late: late, fileID: fileID)
-                        if late && (outcome == .new || outcome == .updated) { lateCount += 1 }
-                        counts.count(outcome)
+        f.sha256 = gz.sha256
+        f.decompressedBytes = gz.decompressedBytes
+        if f.streaming {
+            try applySlice(&f)
+            if let failure = f.failure { return try quarantine(&f, reason: failure, sha: gz.sha256) }
+            try record(&f)
+            return
+        }
+        // Guard against junk partitions before anything of the file is merged.
+        let newHours = session.writer.newHours(in: f.deliveries).subtracting(plannedHours)
+        if plannedHours.count + newHours.count > options.maxNewPartitions {
+            let limit = PartitionLimitExceeded(limit: options.maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: newHours.min() ?? 0))
+            return try quarantine(&f, reason: limit.description, sha: gz.sha256)
+        }
+        plannedHours.formUnion(newHours)
+        groupContent[gz.sha256] = f.fileID
+        maxEventTime = f.maxEventTime
+        groupLines += f.deliveries.count
+        group.append(f)
+        if groupLines >= BatchRunner.groupLines || group.count >= options.filesPerCommit { try flushGroup() }
+    }
+
+    /// Applies a large file's buffered deliveries inside its savepoint.
+    private mutating func applySlice(_ f: inout InFlightFile) throws {
+        guard !f.deliveries.isEmpty else { return }
+        let newHours = session.writer.newHours(in: f.deliveries).subtracting(plannedHours)
+        if plannedHours.count + newHours.count > options.maxNewPartitions {
+            f.failure = PartitionLimitExceeded(limit: options.maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: newHours.min() ?? 0)).description
+            f.deliveries.removeAll()
+            return
+        }
+        plannedHours.formUnion(newHours)
+        let outcomes = try session.writer.applyGroup([(f.fileID, f.deliveries)])
+        f.count(outcomes[0])
+        f.deliveries.removeAll(keepingCapacity: true)
+    }
+
+    /// Merges the waiting group of whole files and records their ledger rows.
+    private mutating func flushGroup() throws {
+        guard !group.isEmpty else { return }
+        try session.begin()
+        let outcomes = try session.writer.applyGroup(group.map { ($0.fileID, $0.deliveries) })
+        for (index, var f) in group.enumerated() {
+            f.count(outcomes[index])
+            f.deliveries.removeAll()
+            try record(&f)
+        }
+        group.removeAll()
+        groupContent.removeAll()
+        groupLines = 0
+    }
+
+    /// Writes an applied file's ledger row, rejected lines and hours; plans its move.
+    private mutating func record(_ f: inout InFlightFile) throws {
+        for r in f.rejected {
+            try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
+        }
+        var e = entry(for: f, status: .applied, sha: f.sha256)
+        e.counts = f.counts
+        e.lateEvents = f.lateCount
+        if f.streaming {
+            try session.finishFile(e)
+        } else {
+            try session.writer.flushFileHours(fileID: e.fileID)
+            try session.record(e)
+        }
+        if options.dryRun {
+            let hours = (session.writer.hoursByFile[f.fileID] ?? []).sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
+            summary.files.append(.init(name: f.file.name, outcome: "apply", lines: f.counts.read, hours: hours))
+        }
+        pendingMoves.append((f.fileID, f.file.path, e.location))
+        summary.filesApplied += 1
+        summary.lines = summary.lines + f.counts
+        summary.lateEvents += f.lateCount
+        if f.streaming { maxEventTime = f.maxEventTime }
+        lags.append(contentsOf: f.lags)
+        delays.append(contentsOf: f.delays)
+        filesInChunk += 1
+        bytesInChunk += f.decompressedBytes
+    }
+
+    private mutating func quarantine(_ f: inout InFlightFile, reason: String, sha: String?) throws {
+        if f.streaming { try session.abortFile(fileID: f.fileID) }
+        var e = entry(for: f, status: .quarantined, sha: sha ?? ((try? FileSystem.sha256(ofFile: f.file.path)) ?? ""))
+        e.reason = reason
+        try session.record(e)
+        pendingMoves.append((f.fileID, f.file.path, e.location))
+        summary.filesQuarantined += 1
+        summary.quarantined.append(.init(name: f.file.name, reason: reason, location: e.location))
+        if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
+        filesInChunk += 1
+        logger.warning("quarantined file", metadata: ["file": "\(f.file.name)", "reason": "\(reason)"])
+    }
+}
+
+/// A file being received from the decoder: its deliveries with arrival facts, its rejected
+/// lines and its running counts.
+struct InFlightFile {
+    let file: LandingFile
+    let fileID: Int64
+    let watermarkBefore: Timestamp?
+    var maxEventTime: Timestamp?
+    var deliveries: [PreparedDelivery] = []
+    var rejected: [(line: Int, reason: String, raw: String?)] = []
+    var counts = LineCounts()
+    var lateCount = 0
+    var lags: [Float] = []
+    var delays: [Float] = []
+    var streaming = false
+    /// Set when the file must be quarantined (partition cap) although it decoded.
+    var failure: String?
+    var sha256 = ""
+    var decompressedBytes: Int64 = 0
+
+    init(file: LandingFile, fileID: Int64, watermarkBefore: Timestamp?, maxEventTime: Timestamp?) {
+        self.file = file
+        self.fileID = fileID
+        self.watermarkBefore = watermarkBefore
+        self.maxEventTime = maxEventTime
+    }
+
+    mutating func absorb(_ lines: [DecodedLine], now: Timestamp) {
+        for line in lines {
+            counts.read += 1
+            switch line {
+            case .rejected(let number, let reason, let raw):
+                counts.rejected += 1
+                rejected.append((number, reason, raw))
+            case .delivery(_, let delivery):
+                var late = false
+                if case .record(let record) = delivery {
+                    if let watermarkBefore, record.eventTime < watermarkBefore { late = true }
+                    if maxEventTime == nil || record.eventTime > maxEventTime! { maxEventTime = record.eventTime }
+                    if let received = record.receivedTime {
+                        lags.append(Float(now.secondsSinceEpoch - received.secondsSinceEpoch))
+                        delays.append(Float(received.secondsSinceEpoch - record.eventTime.secondsSinceEpoch))
                     }
                 }
-                if number == 1 { FaultPoint.hit("mid-file") }
+                deliveries.append(PreparedDelivery(delivery: delivery, late: late))
             }
-            entry.sha256 = gz.sha256
-            if let original = try session.appliedFile(sha256: gz.sha256) {
-                try session.abortFile(fileID: fileID)
-                entry.status = .duplicateContent
-                entry.duplicateOf = original
-                entry.reason = "same content as ledger file \(original)"
-                entry.counts = LineCounts()
-                entry.watermarkBefore = nil
-                entry.location = destination(in: archiveFolder, name: file.name, fileID: fileID)
-                try session.record(entry)
-                pendingMoves.append((fileID, file.path, entry.location))
-                summary.filesDuplicate += 1
-                if options.dryRun { summary.files.append(.init(name: file.name, outcome: "duplicate content of ledger file \(original)", lines: 0, hours: [])) }
-                logger.info("duplicate content, not applied again", metadata: ["file": "\(file.name)", "same_as": "\(original)"])
-            } else {
-                entry.counts = counts
-                entry.lateEvents = lateCount
-                entry.location = destination(in: archiveFolder, name: file.name, fileID: fileID)
-                try session.finishFile(entry)
-                if options.dryRun {
-                    let hours = (session.writer.hoursByFile[fileID] ?? []).sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
-                    summary.files.append(.init(name: file.name, outcome: "apply", lines: counts.read, hours: hours))
-                }
-                pendingMoves.append((fileID, file.path, entry.location))
-                summary.filesApplied += 1
-                summary.lines = summary.lines + counts
-                summary.lateEvents += lateCount
-                maxEventTime = fileMaxEventTime
-                lags.append(contentsOf: fileLags)
-                delays.append(contentsOf: fileDelays)
-            }
-            filesInChunk += 1
-            bytesInChunk += gz.decompressedBytes
-        } catch let error as GzipError {
-            try quarantine(file, fileID: fileID, entry: entry, reason: error.description, sha: nil)
-        } catch let error as PartitionLimitExceeded {
-            try quarantine(file, fileID: fileID, entry: entry, reason: error.description, sha: nil)
-        } catch let error as FileSystemError {
-            try session.abortFile(fileID: fileID)
-            throw TidemarkError("read", file.path, cause: error.cause, hint: "check the file's permissions", exit: .ioError)
         }
     }
 
-    private mutating func quarantine(_ file: LandingFile, fileID: Int64, entry: LedgerEntry, reason: String, sha: String?) throws {
-        try session.abortFile(fileID: fileID)
-        var entry = entry
-        entry.status = .quarantined
-        entry.reason = reason
-        entry.counts = LineCounts()
-        entry.sha256 = (try? FileSystem.sha256(ofFile: file.path)) ?? ""
-        entry.location = destination(in: quarantineFolder, name: file.name, fileID: fileID)
-        try session.record(entry)
-        pendingMoves.append((fileID, file.path, entry.location))
-        summary.filesQuarantined += 1
-        if options.dryRun { summary.files.append(.init(name: file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
-        summary.quarantined.append(.init(name: file.name, reason: reason, location: entry.location))
-        filesInChunk += 1
-        logger.warning("quarantined file", metadata: ["file": "\(file.name)", "reason": "\(reason)"])
+    /// Counts the outcomes of the deliveries just merged (same order as `deliveries`).
+    mutating func count(_ outcomes: [MergeOutcome]) {
+        for (item, outcome) in zip(deliveries, outcomes) {
+            counts.count(outcome)
+            if item.late && (outcome == .new || outcome == .updated) { lateCount += 1 }
+        }
     }
 }

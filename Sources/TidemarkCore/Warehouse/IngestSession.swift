@@ -32,10 +32,6 @@ final class IngestSession {
         snapshot = writer.snapshot()
     }
 
-    func apply(_ delivery: Delivery, late: Bool, fileID: Int64) throws -> MergeOutcome {
-        try writer.apply(delivery, late: late, fileID: fileID)
-    }
-
     func reject(fileID: Int64, fileName: String, line: Int, reason: String, raw: String?) throws {
         try Ledger.insertRejected(fileID: fileID, fileName: fileName, line: line, reason: reason, raw: raw, batchID: batchID, db)
     }

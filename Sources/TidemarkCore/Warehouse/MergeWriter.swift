@@ -92,89 +92,11 @@ final class MergeWriter {
         hoursByFile[fileID] = nil
     }
 
-    /// Merges one delivery; returns what it did.
-    func apply(_ delivery: Delivery, late: Bool, fileID: Int64) throws -> MergeOutcome {
-        switch delivery {
-        case .record(let record):
-            return try applyRecord(record, late: late, fileID: fileID)
-        case .tombstone(let id, _):
-            if let hour = try currentHour(of: id) {
-                return try applyToExisting(delivery, id: id, hour: hour, late: false, fileID: fileID)
-            }
-            let before = pending[id]
-            let (state, outcome) = MergeRule.merge(before.map { EventState(deletion: $0.deletion) }, delivery)
-            touch(fileID, nil)
-            if outcome != .duplicate || before == nil || !(before!.files.contains(fileID)) {
-                var files = before?.files ?? []
-                if !files.contains(fileID) {
-                    files.append(fileID)
-                    try db.cachedStatement(sql: "INSERT INTO pending_tombstones (event_id, deleted_at, file_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                        .execute(arguments: [id, delivery.receivedTime?.rfc3339, fileID])
-                }
-                pending[id] = (state.deletion!, files)
-            }
-            return outcome
-        }
-    }
-
-    private func currentHour(of id: String) throws -> Int? {
+    fileprivate func currentHour(of id: String) throws -> Int? {
         selectIndex.reset()
         try selectIndex.bind(1, id)
         defer { selectIndex.reset() }
         return try selectIndex.step() ? Int(selectIndex.int64(0)) : nil
-    }
-
-    private func applyRecord(_ record: EventRecord, late: Bool, fileID: Int64) throws -> MergeOutcome {
-        let hour = record.eventTime.hour.hoursSinceEpoch
-        insertIndex.reset()
-        try insertIndex.bind(1, record.eventID)
-        try insertIndex.bind(2, Int64(hour))
-        try insertIndex.run()
-        guard db.changesCount == 1 else {
-            let existing = try currentHour(of: record.eventID)!
-            return try applyToExisting(.record(record), id: record.eventID, hour: existing, late: late, fileID: fileID)
-        }
-        var prior: EventState?
-        if let waiting = pending.removeValue(forKey: record.eventID) {
-            prior = EventState(deletion: waiting.deletion)
-            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [record.eventID])
-            for file in waiting.files { lateFileHours.append((file, hour)) }
-        }
-        let (state, outcome) = MergeRule.merge(prior, .record(record), late: late)
-        let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
-        try ensureTable(hour)
-        let hash = try insert(row, hour: hour)
-        add(row, hash: hash, hour: hour, sign: 1)
-        touch(fileID, hour)
-        return outcome
-    }
-
-    private func applyToExisting(_ delivery: Delivery, id: String, hour: Int, late: Bool, fileID: Int64) throws -> MergeOutcome {
-        guard let old = try load(id: id, hour: hour) else {
-            throw TidemarkError("merge", "event \(id)", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
-                                hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
-        }
-        let (state, outcome) = MergeRule.merge(old.state, delivery, late: late)
-        touch(fileID, hour)
-        guard state != old.state else { return outcome }
-        let newHour = state.record!.eventTime.hour.hoursSinceEpoch
-        let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
-        add(old, hash: old.contentHash, hour: hour, sign: -1)
-        let hash: UInt64
-        if newHour == hour {
-            hash = try update(row, hour: hour)
-        } else {
-            try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE event_id = ?", arguments: [id])
-            try ensureTable(newHour)
-            hash = try insert(row, hour: newHour)
-            try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [newHour, id])
-            try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
-                .execute(arguments: [id, hour, newHour, batchID])
-            touch(fileID, newHour)
-        }
-        add(row, hash: hash, hour: newHour, sign: 1)
-        if deltas[hour] == nil { deltas[hour] = HourDelta() }
-        return outcome
     }
 
     private func touch(_ fileID: Int64, _ hour: Int?) {
@@ -327,4 +249,160 @@ extension PartitionRow {
             state: EventState(record: record, deletion: deletion, late: (row[7] as Int) == 1),
             firstBatch: row[9], lastBatch: row[10])
     }
+}
+
+/// One delivery ready to merge, with its arrival facts.
+struct PreparedDelivery {
+    var delivery: Delivery
+    var late: Bool
+}
+
+extension MergeWriter {
+    /// Merges the deliveries of whole files (in file order, then line order) in memory with
+    /// `MergeRule.merge`, then writes each changed event once, sorted by hour and event_id.
+    /// Reading and writing in key order turns SQLite's random B-tree accesses into nearly
+    /// sequential ones; an event delivered several times in the group is written once.
+    /// Returns each file's outcomes, in delivery order.
+    func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> [[MergeOutcome]] {
+        // 1. The stored state of every event the group mentions, read in key order.
+        var ids = Set<String>()
+        for file in files { for item in file.deliveries { ids.insert(item.delivery.eventID) } }
+        var stored: [String: (hour: Int, row: PartitionRow)] = [:]
+        var byHour: [Int: [String]] = [:]
+        for id in ids.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            if let hour = try currentHour(of: id) { byHour[hour, default: []].append(id) }
+        }
+        for hour in byHour.keys.sorted() {
+            for id in byHour[hour]! {
+                guard let row = try load(id: id, hour: hour) else {
+                    throw TidemarkError("merge", "event \(id)", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
+                                        hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
+                }
+                stored[id] = (hour, row)
+            }
+        }
+
+        // 2. Merge in arrival order, in memory.
+        var current: [String: EventState] = stored.mapValues(\.row.state)
+        var moves: [(id: String, from: Int, to: Int)] = []
+        var outcomes: [[MergeOutcome]] = []
+        outcomes.reserveCapacity(files.count)
+        for file in files {
+            var fileOutcomes: [MergeOutcome] = []
+            fileOutcomes.reserveCapacity(file.deliveries.count)
+            for (n, item) in file.deliveries.enumerated() {
+                let id = item.delivery.eventID
+                if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
+                guard let before = current[id] else {
+                    switch item.delivery {
+                    case .tombstone:
+                        fileOutcomes.append(try holdTombstone(item.delivery, fileID: file.fileID))
+                        continue
+                    case .record(let record):
+                        // First record of this event; a waiting tombstone deletes it on arrival.
+                        var prior: EventState?
+                        if let waiting = pending.removeValue(forKey: id) {
+                            prior = EventState(deletion: waiting.deletion)
+                            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [id])
+                            for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
+                        }
+                        let (state, outcome) = MergeRule.merge(prior, item.delivery, late: item.late)
+                        current[id] = state
+                        touch(file.fileID, state.record!.eventTime.hour.hoursSinceEpoch)
+                        fileOutcomes.append(outcome)
+                        continue
+                    }
+                }
+                let (state, outcome) = MergeRule.merge(before, item.delivery, late: item.late)
+                let hourBefore = before.record!.eventTime.hour.hoursSinceEpoch
+                touch(file.fileID, hourBefore)
+                if state != before {
+                    current[id] = state
+                    let hourAfter = state.record!.eventTime.hour.hoursSinceEpoch
+                    touch(file.fileID, hourAfter)
+                    // Every hour an event passes through is recorded, even within one group,
+                    // so that rebuild can find all of its deliveries.
+                    if hourAfter != hourBefore { moves.append((id, hourBefore, hourAfter)) }
+                }
+                fileOutcomes.append(outcome)
+            }
+            outcomes.append(fileOutcomes)
+        }
+
+        // 3. Write what changed, once per event, in (hour, event_id) order.
+        var writes: [(hour: Int, id: String, state: EventState)] = []
+        writes.reserveCapacity(current.count)
+        for (id, state) in current {
+            if let old = stored[id], old.row.state == state { continue }
+            writes.append((state.record!.eventTime.hour.hoursSinceEpoch, id, state))
+        }
+        writes.sort { $0.hour != $1.hour ? $0.hour < $1.hour : $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
+        var newIDs: [(String, Int)] = []
+        for write in writes {
+            let hour = write.hour
+            if let old = stored[write.id] {
+                let row = PartitionRow(state: write.state, firstBatch: old.row.firstBatch, lastBatch: batchID)
+                add(old.row, hash: old.row.contentHash, hour: old.hour, sign: -1)
+                if deltas[old.hour] == nil { deltas[old.hour] = HourDelta() }
+                let hash: UInt64
+                if old.hour == hour {
+                    hash = try update(row, hour: hour)
+                } else {
+                    try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: old.hour).tableName) WHERE event_id = ?", arguments: [write.id])
+                    try ensureTable(hour)
+                    hash = try insert(row, hour: hour)
+                    try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [hour, write.id])
+                }
+                add(row, hash: hash, hour: hour, sign: 1)
+            } else {
+                let row = PartitionRow(state: write.state, firstBatch: batchID, lastBatch: batchID)
+                try ensureTable(hour)
+                let hash = try insert(row, hour: hour)
+                add(row, hash: hash, hour: hour, sign: 1)
+                newIDs.append((write.id, hour))
+            }
+        }
+        for move in moves {
+            try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [move.id, move.from, move.to, batchID])
+        }
+        newIDs.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+        for (id, hour) in newIDs {
+            insertIndex.reset()
+            try insertIndex.bind(1, id)
+            try insertIndex.bind(2, Int64(hour))
+            try insertIndex.run()
+        }
+        return outcomes
+    }
+
+    /// A tombstone for an event not seen yet: remembered until the event arrives.
+    private func holdTombstone(_ delivery: Delivery, fileID: Int64) throws -> MergeOutcome {
+        let id = delivery.eventID
+        let before = pending[id]
+        let (state, outcome) = MergeRule.merge(before.map { EventState(deletion: $0.deletion) }, delivery)
+        touch(fileID, nil)
+        var files = before?.files ?? []
+        if !files.contains(fileID) {
+            files.append(fileID)
+            try db.cachedStatement(sql: "INSERT INTO pending_tombstones (event_id, deleted_at, file_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .execute(arguments: [id, delivery.receivedTime?.rfc3339, fileID])
+        }
+        pending[id] = (state.deletion!, files)
+        return outcome
+    }
+
+    /// Hours that records of these deliveries would add to the partitions this batch created.
+    func newHours(in deliveries: [PreparedDelivery]) -> Set<Int> {
+        var hours = Set<Int>()
+        for item in deliveries {
+            if case .record(let r) = item.delivery {
+                let hour = r.eventTime.hour.hoursSinceEpoch
+                if !knownHours.contains(hour) { hours.insert(hour) }
+            }
+        }
+        return hours
+    }
+
+    var partitionsCreatedRoom: Int { maxNewPartitions - createdHours.count }
 }

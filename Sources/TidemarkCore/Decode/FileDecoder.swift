@@ -1,0 +1,125 @@
+import Foundation
+
+/// One line of a landing file after decoding.
+enum DecodedLine {
+    case delivery(line: Int, Delivery)
+    case rejected(line: Int, reason: String, raw: String?)
+}
+
+/// Why a file could not be decoded as a whole (it is then quarantined).
+enum DecodeFailure: Error {
+    case gzip(GzipError)
+    case io(FileSystemError)
+}
+
+/// A run of decoded lines of one file; the last piece of a file carries how the file ended.
+struct DecodedPiece {
+    var fileIndex: Int
+    var lines: [DecodedLine]
+    /// nil until the file's last piece: its digest and sizes, or why it failed.
+    var end: Result<GzipFileSummary, DecodeFailure>?
+}
+
+/// Decodes landing files (gunzip, split, parse) on a background thread while the caller
+/// writes to SQLite on its own: the two halves of ingest overlap on two cores. At most
+/// `piecesAhead` pieces of `linesPerPiece` lines wait in memory, whatever the file sizes.
+final class FileDecoder: @unchecked Sendable {
+    private let files: [LandingFile]
+    private let parser: EventLineParser
+    private let maxOutputBytes: Int64
+    private let linesPerPiece: Int
+    private let piecesAhead: Int
+    private let condition = NSCondition()
+    private var queue: [DecodedPiece] = []
+    private var finished = false
+    private var cancelled = false
+
+    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, piecesAhead: Int = 16) {
+        self.files = files
+        self.parser = parser
+        self.maxOutputBytes = maxOutputBytes
+        self.linesPerPiece = linesPerPiece
+        self.piecesAhead = piecesAhead
+        let thread = Thread { [self] in run() }
+        thread.stackSize = 8 << 20 // deep JSON nesting is cut at 64 levels, but be generous
+        thread.start()
+    }
+
+    /// The next piece in file order, or nil when every file has been decoded.
+    func next() -> DecodedPiece? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !finished { condition.wait() }
+        guard !queue.isEmpty else { return nil }
+        let piece = queue.removeFirst()
+        condition.broadcast()
+        return piece
+    }
+
+    /// Stops decoding ahead (the caller stops early, e.g. on SIGTERM).
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        queue.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func push(_ piece: DecodedPiece) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.count >= piecesAhead && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        queue.append(piece)
+        condition.broadcast()
+        return true
+    }
+
+    private func run() {
+        defer {
+            condition.lock()
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        for (index, file) in files.enumerated() {
+            var lines: [DecodedLine] = []
+            lines.reserveCapacity(min(linesPerPiece, 4096))
+            var stopped = false
+            let result: Result<GzipFileSummary, DecodeFailure>
+            do {
+                let summary = try GzipLineReader(path: file.path, maxOutputBytes: maxOutputBytes).forEachLine { number, content in
+                    switch content {
+                    case .overlong(let length):
+                        lines.append(.rejected(line: number, reason: "line is longer than 1 MiB (\(length) bytes)", raw: nil))
+                    case .bytes(let bytes):
+                        switch parser.parse(bytes) {
+                        case .success(let delivery):
+                            lines.append(.delivery(line: number, delivery))
+                        case .failure(let rejection):
+                            if rejection.reason == "empty line" { return } // blank lines are not records
+                            lines.append(.rejected(line: number, reason: rejection.reason,
+                                                   raw: String(decoding: bytes.prefix(4096), as: UTF8.self)))
+                        }
+                    }
+                    if lines.count >= linesPerPiece {
+                        guard push(DecodedPiece(fileIndex: index, lines: lines, end: nil)) else {
+                            stopped = true
+                            throw CancellationError()
+                        }
+                        lines = []
+                    }
+                }
+                result = .success(summary)
+            } catch let error as GzipError {
+                result = .failure(.gzip(error))
+            } catch let error as FileSystemError {
+                result = .failure(.io(error))
+            } catch {
+                return // cancelled
+            }
+            if stopped { return }
+            guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
+        }
+    }
+}
