@@ -34,7 +34,7 @@ final class FileDecoder: @unchecked Sendable {
     private var finished = false
     private var cancelled = false
 
-    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, piecesAhead: Int = 16) {
+    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, piecesAhead: Int = 4) {
         self.files = files
         self.parser = parser
         self.maxOutputBytes = maxOutputBytes

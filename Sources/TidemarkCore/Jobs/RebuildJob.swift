@@ -8,6 +8,9 @@ public struct RebuildOptions: Sendable {
     /// nil: every partition.
     public var hours: ClosedRange<PartitionHour>?
     public var dryRun = false
+    /// Events folded in memory per pass; an hour with more is rebuilt in several passes over
+    /// a hash split of event ids, so memory stays bounded.
+    public var eventsPerPass = 250_000
     public var clock: @Sendable () -> Timestamp = { Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970) }
 
     public init(dataFolder: String) { self.dataFolder = dataFolder }
@@ -71,7 +74,7 @@ public enum RebuildJob {
                         let sources = try RebuildStore.files(touching: [hour], db)
                         if sources.isEmpty { continue }
                     }
-                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, db: db, logger: logger))
+                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: max(1, options.eventsPerPass), db: db, logger: logger))
                 }
             } catch {
                 if !options.dryRun { BatchBookkeeping.fail(batchID: batchID, error: "\(error)", db) }
@@ -85,53 +88,57 @@ public enum RebuildJob {
         }
     }
 
-    static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, db: Database, logger: Logger) throws -> RebuildHourResult {
-        var files = try RebuildStore.files(touching: [hour], db)
-        var states = try fold(files, only: nil, db)
-        // Events that moved into this hour from others: their earlier deliveries are in files
-        // of those hours.
-        let here = Set(states.filter { $0.value.state.record?.eventTime.hour == hour }.keys)
-        let earlier = try RebuildStore.earlierHours(of: here, movedInto: [hour], db)
-        if !earlier.isEmpty {
-            let extraHours = Set(earlier.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
-            let known = Set(files.map(\.fileID))
-            let extra = try RebuildStore.files(touching: Array(extraHours), db).filter { !known.contains($0.fileID) }
-            files = (files + extra).sorted { $0.fileID < $1.fileID }
-            states = try fold(files, only: Set(earlier.keys).union(here), db)
-        }
-        var rows: [PartitionRow] = []
-        for (_, folded) in states {
-            guard let record = folded.state.record, record.eventTime.hour == hour else { continue }
-            rows.append(PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID))
-        }
-        rows.sort { $0.record.eventID.utf8.lexicographicallyPrecedes($1.record.eventID.utf8) }
+    static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, eventsPerPass: Int, db: Database, logger: Logger) throws -> RebuildHourResult {
+        let primary = try RebuildStore.files(touching: [hour], db)
+        // Events that moved into this hour: their earlier deliveries are in files of the hours
+        // they came from; from those files only these events are read.
+        let moved = try RebuildStore.eventsMovedInto(hour, db)
+        let known = Set(primary.map(\.fileID))
+        let extraHours = Set(moved.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
+        let extra = try RebuildStore.files(touching: extraHours, db).filter { !known.contains($0.fileID) }
+        let files = (primary + extra).sorted { $0.fileID < $1.fileID }
+        let passes = max(1, (primary.reduce(0) { $0 + $1.linesRead } + eventsPerPass - 1) / eventsPerPass)
         let before = try RebuildStore.partition(hour, db)
-        let tableExists = try db.tableExistsFast(hour.tableName)
-        let current = try RebuildStore.currentRows(hour, db)
-        var added = 0, changed = 0
-        var checksum: UInt64 = 0
-        for row in rows {
-            checksum = checksum &+ row.contentHash
-            if let old = current[row.record.eventID] {
-                if old.contentHash != row.contentHash { changed += 1 }
-            } else {
-                added += 1
+
+        try db.execute(sql: "BEGIN IMMEDIATE")
+        do {
+            let insert = try RebuildStore.createShadow(hour, db)
+            var rows = 0, valid = 0
+            var checksum: UInt64 = 0
+            let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
+            defer { scratch.deallocate() }
+            for pass in 0..<passes {
+                let states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, db)
+                var ids: [String] = []
+                ids.reserveCapacity(states.count)
+                for (id, folded) in states where folded.state.record?.eventTime.hour == hour { ids.append(id) }
+                for index in byteOrder(ids) {
+                    let folded = states[ids[index]]!
+                    let row = PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID)
+                    insert.reset()
+                    checksum = checksum &+ (try row.encode(into: scratch) { i, value in try insert.bind(i, value) })
+                    try insert.run()
+                    rows += 1
+                    if row.state.isValid { valid += 1 }
+                }
             }
+            let diff = try RebuildStore.diff(hour, db)
+            let repaired = diff.added + diff.changed + diff.removed > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
+            let outcome = !diff.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
+            if dryRun {
+                try db.execute(sql: "ROLLBACK")
+            } else {
+                try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum, batchID: batchID, db)
+                try db.execute(sql: "COMMIT")
+                logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rows)", "outcome": "\(outcome)"])
+            }
+            return RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
+                                     rows: rows, added: diff.added, changed: diff.changed, removed: diff.removed,
+                                     filesRead: files.count, outcome: dryRun ? "would be " + outcome : outcome)
+        } catch {
+            try? db.execute(sql: "ROLLBACK")
+            throw error
         }
-        let newIDs = Set(rows.map(\.record.eventID))
-        let removed = current.keys.filter { !newIDs.contains($0) }.count
-        let repaired = added + changed + removed > 0
-        var outcome = !tableExists ? "restored" : (repaired ? "repaired" : "unchanged")
-        if let before, tableExists, !repaired, before.checksum != checksumText(checksum) { outcome = "repaired" }
-        var result = RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
-                                       rows: rows.count, added: added, changed: changed, removed: removed,
-                                       filesRead: files.count, outcome: dryRun ? "would be " + outcome : outcome)
-        if !dryRun {
-            let swapped = try RebuildStore.swap(hour, rows: rows, batchID: batchID, db)
-            result.checksumAfter = swapped.checksum
-            logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(swapped.rows)", "outcome": "\(outcome)"])
-        }
-        return result
     }
 
     struct Folded {
@@ -141,7 +148,8 @@ public enum RebuildJob {
 
     /// Reads the files (verifying each against the ledger's SHA-256 first) and folds every
     /// delivery with the merge rule, in ledger order, with each file's recorded watermark.
-    static func fold(_ files: [RebuildStore.SourceFile], only: Set<String>?, _ db: Database) throws -> [String: Folded] {
+    static func fold(_ files: [RebuildStore.SourceFile], pass: Int, of passes: Int, extraFiles: Set<Int64>,
+                     movedEvents: [String: Set<Int>], _ db: Database) throws -> [String: Folded] {
         let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
         var states: [String: Folded] = [:]
         for file in files {
@@ -158,7 +166,8 @@ public enum RebuildJob {
                 summary = try GzipLineReader(path: file.location).forEachLine { number, content in
                 guard case .bytes(let bytes) = content, !rejected.contains(number),
                       case .success(let delivery) = parser.parse(bytes) else { return }
-                if let only, !only.contains(delivery.eventID) { return }
+                if passes > 1 && Int(stableHash(delivery.eventID) % UInt64(passes)) != pass { return }
+                if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
                 var late = false
                 if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
                 let before = states[delivery.eventID]

@@ -61,6 +61,16 @@ final class FastStatement {
         try check(sqlite3_bind_null(handle, index))
     }
 
+    @inline(__always)
+    func bind(_ index: Int32, _ value: ColumnValue) throws {
+        switch value {
+        case .text(let text): try bind(index, text)
+        case .bytes(let pointer, let count): try bind(index, bytes: pointer, count: count)
+        case .int(let number): try bind(index, number)
+        case .null: try bindNull(index)
+        }
+    }
+
     /// Steps once: true when a row is available, false when done.
     @inline(__always)
     func step() throws -> Bool {

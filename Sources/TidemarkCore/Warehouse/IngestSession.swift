@@ -114,7 +114,15 @@ enum BatchBookkeeping {
             try BatchLog.finish(summary, db)
             return .commit
         }
+        checkpoint(db)
         return hours
+    }
+
+    /// Copies the write-ahead log into the database and empties it, so that the next run
+    /// (and every reader) opens a small WAL instead of scanning a large one. If a reader
+    /// holds an old snapshot the checkpoint does what it can; the next batch finishes it.
+    static func checkpoint(_ db: Database) {
+        _ = try? Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
     static func fail(batchID: Int64, error: String, _ db: Database) {

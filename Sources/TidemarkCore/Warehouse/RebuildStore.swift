@@ -9,6 +9,7 @@ enum RebuildStore {
         var sha256: String
         var batchID: Int64
         var watermarkBefore: Timestamp?
+        var linesRead: Int
     }
 
     static func allHours(_ db: Database) throws -> [PartitionHour] {
@@ -20,34 +21,31 @@ enum RebuildStore {
         guard !hours.isEmpty else { return [] }
         let list = hours.map { "'\($0.label)'" }.joined(separator: ",") // labels are built from integers
         return try Row.fetchAll(db, sql: """
-            SELECT f.file_id, f.name, f.location, f.sha256, f.batch_id, f.watermark_before FROM ingested_files f
+            SELECT f.file_id, f.name, f.location, f.sha256, f.batch_id, f.watermark_before, f.lines_read FROM ingested_files f
             WHERE f.status = 'applied' AND f.file_id IN (SELECT file_id FROM file_hours WHERE hour IN (\(list)))
             ORDER BY f.file_id
             """).map {
                 SourceFile(fileID: $0[0], name: $0[1], location: $0[2], sha256: $0[3], batchID: $0[4],
-                           watermarkBefore: ($0[5] as String?).flatMap { try? Timestamp.parse($0).get() })
+                           watermarkBefore: ($0[5] as String?).flatMap { try? Timestamp.parse($0).get() }, linesRead: $0[6])
             }
     }
 
-    /// Hours these events lived in before they moved into `hours`.
-    static func earlierHours(of events: Set<String>, movedInto hours: [PartitionHour], _ db: Database) throws -> [String: Set<Int>] {
-        guard !hours.isEmpty else { return [:] }
-        let list = hours.map { String($0.hoursSinceEpoch) }.joined(separator: ",")
+    /// Events that moved into `hour` from other hours, with every hour they came from
+    /// (following chains of moves).
+    static func eventsMovedInto(_ hour: PartitionHour, _ db: Database) throws -> [String: Set<Int>] {
         var out: [String: Set<Int>] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT event_id, from_hour FROM event_moves WHERE to_hour IN (\(list))") {
-            let id: String = row[0]
-            if events.contains(id) { out[id, default: []].insert(row[1]) }
+        for row in try Row.fetchAll(db, sql: "SELECT event_id, from_hour FROM event_moves WHERE to_hour = ?", arguments: [hour.hoursSinceEpoch]) {
+            out[row[0], default: []].insert(row[1])
         }
-        // Follow chains: a move into an earlier hour from yet another hour.
         var frontier = Set(out.values.flatMap { $0 })
-        var seen = Set(hours.map(\.hoursSinceEpoch))
+        var seen: Set<Int> = [hour.hoursSinceEpoch]
         while !frontier.isEmpty {
             let next = frontier.subtracting(seen)
             seen.formUnion(next)
             guard !next.isEmpty else { break }
             frontier = []
-            let nextList = next.map(String.init).joined(separator: ",")
-            for row in try Row.fetchAll(db, sql: "SELECT event_id, from_hour FROM event_moves WHERE to_hour IN (\(nextList))") {
+            let list = next.map(String.init).joined(separator: ",")
+            for row in try Row.fetchAll(db, sql: "SELECT event_id, from_hour FROM event_moves WHERE to_hour IN (\(list))") {
                 let id: String = row[0]
                 guard out[id] != nil else { continue }
                 let from: Int = row[1]
@@ -65,56 +63,56 @@ enum RebuildStore {
         try ValidationQueries.partitions(db).first { $0.hour == hour }
     }
 
-    /// Current rows of an hour (empty when the table is missing).
-    static func currentRows(_ hour: PartitionHour, _ db: Database) throws -> [String: PartitionRow] {
-        guard try db.tableExistsFast(hour.tableName) else { return [:] }
-        var rows: [String: PartitionRow] = [:]
-        try ValidationQueries.forEachRow(hour.tableName, db) { row, id in
-            if let row { rows[id] = row }
-        }
-        return rows
+    static func shadowName(_ hour: PartitionHour) -> String { hour.tableName + "__rebuild" }
+
+    /// Creates the empty shadow table for an hour (inside the caller's transaction).
+    static func createShadow(_ hour: PartitionHour, _ db: Database) throws -> FastStatement {
+        let shadow = shadowName(hour)
+        try db.execute(sql: "DROP TABLE IF EXISTS \(shadow)")
+        try db.execute(sql: PartitionTable.createSQL(hour).replacingOccurrences(of: hour.tableName, with: shadow))
+        return try FastStatement(db, sql: "INSERT INTO \(shadow) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     }
 
-    /// Builds the hour's rows in a shadow table, checks them, swaps the shadow in for the old
-    /// table, and recomputes the hour's counts, checksum and summary: one transaction, so
-    /// readers see the old partition or the new one, and a crash leaves the old one.
-    static func swap(_ hour: PartitionHour, rows: [PartitionRow], batchID: Int64, _ db: Database) throws -> (checksum: String, rows: Int, valid: Int) {
-        let shadow = hour.tableName + "__rebuild"
-        var result = (checksum: "", rows: 0, valid: 0)
-        try db.inTransaction(.immediate) {
-            try db.execute(sql: "DROP TABLE IF EXISTS \(shadow)")
-            try db.execute(sql: PartitionTable.createSQL(hour).replacingOccurrences(of: hour.tableName, with: shadow))
-            let insert = try db.makeStatement(sql: "INSERT INTO \(shadow) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            var checksum: UInt64 = 0
-            var valid = 0
-            for row in rows {
-                guard row.record.eventTime.hour == hour else {
-                    throw TidemarkError("rebuild", hour.label, cause: "internal check failed: event \(row.record.eventID) belongs to \(row.record.eventTime.hour)", exit: .ioError)
-                }
-                try insert.execute(arguments: row.arguments)
-                checksum = checksum &+ row.contentHash
-                if row.state.isValid { valid += 1 }
-            }
-            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? -1
-            guard count == rows.count else {
-                throw TidemarkError("rebuild", hour.label, cause: "shadow table has \(count) rows, expected \(rows.count)", exit: .ioError)
-            }
-            FaultPoint.hit("rebuild-swap")
-            try db.execute(sql: "DROP TABLE IF EXISTS \(hour.tableName)")
-            try db.execute(sql: "ALTER TABLE \(shadow) RENAME TO \(hour.tableName)")
-            let upsert = try db.makeStatement(sql: "INSERT INTO event_index (event_id, hour) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour")
-            for row in rows { try upsert.execute(arguments: [row.record.eventID, hour.hoursSinceEpoch]) }
-            result = (checksumText(checksum), rows.count, valid)
-            try db.execute(sql: """
-                INSERT INTO partitions (hour, table_name, row_count, valid_count, checksum, created_batch, last_batch, rebuilt_batch)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (hour) DO UPDATE SET row_count = excluded.row_count, valid_count = excluded.valid_count,
-                    checksum = excluded.checksum, rebuilt_batch = excluded.rebuilt_batch
-                """, arguments: [hour.label, hour.tableName, rows.count, valid, result.checksum, batchID, batchID, batchID])
-            try Summaries.recompute(hour, batchID: batchID, db)
-            return .commit
+    /// Rows the shadow adds, changes (any data column) and removes compared with the live table.
+    static func diff(_ hour: PartitionHour, _ db: Database) throws -> (added: Int, changed: Int, removed: Int, tableExisted: Bool) {
+        let shadow = shadowName(hour), live = hour.tableName
+        guard try db.tableExistsFast(live) else {
+            return (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? 0, 0, 0, false)
         }
-        return result
+        let added = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow) s WHERE NOT EXISTS (SELECT 1 FROM \(live) l WHERE l.event_id = s.event_id)") ?? 0
+        let removed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(live) l WHERE NOT EXISTS (SELECT 1 FROM \(shadow) s WHERE s.event_id = l.event_id)") ?? 0
+        let changed = try Int.fetchOne(db, sql: """
+            SELECT COUNT(*) FROM \(shadow) s JOIN \(live) l ON l.event_id = s.event_id
+            WHERE s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
+               OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
+               OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra
+            """) ?? 0
+        return (added, changed, removed, true)
+    }
+
+    /// Swaps the checked shadow in for the live table and recomputes the hour's counts,
+    /// checksum, lookup entries and summary, inside the caller's transaction: readers see
+    /// the old partition or the new one, and a crash leaves the old one.
+    static func swapIn(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64, batchID: Int64, _ db: Database) throws {
+        let shadow = shadowName(hour)
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? -1
+        guard count == rows else {
+            throw TidemarkError("rebuild", hour.label, cause: "shadow table has \(count) rows, expected \(rows)", exit: .ioError)
+        }
+        FaultPoint.hit("rebuild-swap")
+        try db.execute(sql: "DROP TABLE IF EXISTS \(hour.tableName)")
+        try db.execute(sql: "ALTER TABLE \(shadow) RENAME TO \(hour.tableName)")
+        try db.execute(sql: """
+            INSERT INTO event_index (event_id, hour) SELECT event_id, \(hour.hoursSinceEpoch) FROM \(hour.tableName) WHERE true
+            ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour
+            """)
+        try db.execute(sql: """
+            INSERT INTO partitions (hour, table_name, row_count, valid_count, checksum, created_batch, last_batch, rebuilt_batch)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (hour) DO UPDATE SET row_count = excluded.row_count, valid_count = excluded.valid_count,
+                checksum = excluded.checksum, rebuilt_batch = excluded.rebuilt_batch
+            """, arguments: [hour.label, hour.tableName, rows, valid, checksumText(checksum), batchID, batchID, batchID])
+        try Summaries.recompute(hour, batchID: batchID, db)
     }
 
     static func startBatch(at time: Timestamp, dryRun: Bool, _ db: Database) throws -> Int64 {
@@ -132,5 +130,6 @@ enum RebuildStore {
             try BatchLog.finish(summary, db)
             return .commit
         }
+        BatchBookkeeping.checkpoint(db)
     }
 }

@@ -19,7 +19,7 @@ public final class Warehouse {
     ///   - create: create the folder and database when missing; otherwise a missing database is exit 66.
     ///   - busyTimeout: how long to wait for another connection's write lock before giving up (exit 75).
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
-                cacheMebibytes: Int = 64) throws {
+                cacheMebibytes: Int = 32) throws {
         self.dataFolder = dataFolder
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
         if !FileSystem.exists(databasePath) {
@@ -48,6 +48,9 @@ public final class Warehouse {
             queue = try DatabaseQueue(path: databasePath, configuration: config)
             if !readOnly {
                 try queue.writeWithoutTransaction { db in
+                    // 8 KiB pages: half the read/write calls of 4 KiB on a million-row load, and
+                    // still small B-tree cells moves. Only takes effect on a new, empty database.
+                    try db.execute(sql: "PRAGMA page_size = 8192")
                     let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
                     if mode?.lowercased() != "wal" {
                         throw TidemarkError("open database", self.databasePath, cause: "cannot switch to WAL mode (got \(mode ?? "nothing"))", exit: .ioError)

@@ -1,0 +1,154 @@
+"""Tidemark benchmark: the scenarios of issue 7 with the floor (zcat) and a peer (DuckDB) on
+the same files, reported as ratios. Run through scripts/bench.sh, which builds first.
+
+Usage: python3 bench/run.py BINARY WORKDIR [--events N]
+"""
+import argparse
+import gzip
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("binary")
+parser.add_argument("workdir")
+parser.add_argument("--events", type=int, default=1_000_000)
+args = parser.parse_args()
+tm = os.path.abspath(args.binary)
+work = os.path.abspath(args.workdir)
+os.makedirs(work, exist_ok=True)
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def timed(cmd, env=None, repeat=1):
+    """Runs cmd under /usr/bin/time -v; returns (median seconds, max peak RSS MB, last stdout)."""
+    seconds, rss, out = [], [], ""
+    for _ in range(repeat):
+        started = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
+        seconds.append(time.perf_counter() - started)
+        if p.returncode != 0:
+            sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        for line in p.stderr.splitlines():
+            if "Maximum resident set size" in line:
+                rss.append(int(line.split(":")[1]) / 1024)
+        out = p.stdout
+    return statistics.median(seconds), max(rss) if rss else 0.0, out
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+# Data: the producer in simulated time, as the issue specifies.
+source = os.path.join(work, "source")
+if not os.path.isdir(source) or not os.listdir(source):
+    fresh(source)
+    subprocess.run([tm, "produce", "--fast", "--count", str(args.events), "--rate", "1000", "--seed", "1",
+                    "--landing", source, "--sent-log", os.path.join(work, "sent")], check=True, capture_output=True)
+files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".ndjson.gz"))
+
+# One file of 1,000 events with late events and corrections, a day after the big set.
+one_dir = os.path.join(work, "one-file")
+if not os.path.isdir(one_dir):
+    scratch = fresh(os.path.join(work, "one-scratch"))
+    subprocess.run([tm, "produce", "--fast", "--count", "1000", "--rate", "1000", "--seed", "2",
+                    "--start", "2025-07-31T10:00:00Z", "--landing", scratch, "--sent-log", os.path.join(work, "one-sent")],
+                   check=True, capture_output=True)
+    fresh(one_dir)
+    with open(os.path.join(one_dir, "one.ndjson.gz"), "wb") as out:
+        for name in sorted(os.listdir(scratch)):  # concatenated gzip members are one valid gzip file
+            with open(os.path.join(scratch, name), "rb") as f:
+                out.write(f.read())
+
+results = []
+
+
+def row(name, seconds, rss=None, note=""):
+    results.append((name, seconds, rss, note))
+
+
+# Floor: decompression alone.
+started = time.perf_counter()
+subprocess.run("zcat " + " ".join(files) + " | wc -l", shell=True, check=True, capture_output=True)
+zcat = time.perf_counter() - started
+row("zcat FILES | wc -l (floor)", zcat)
+
+# Peer: DuckDB computing the same final state with one query.
+try:
+    import duckdb  # noqa: F401
+    peer_db = os.path.join(work, "peer.duckdb")
+    if os.path.exists(peer_db):
+        os.remove(peer_db)
+    duck, duck_rss, _ = timed([sys.executable, os.path.join(here, "duckdb_peer.py"), source, peer_db])
+    row("DuckDB, same final state (peer)", duck, duck_rss)
+except ImportError:
+    duck = None
+    row("DuckDB (peer)", float("nan"), note="pip install duckdb")
+
+# 1. Full ingest of every file into an empty data folder, in one run.
+landing = fresh(os.path.join(work, "landing"))
+for f in files:
+    shutil.copy(f, landing)
+data = os.path.join(work, "data")
+shutil.rmtree(data, ignore_errors=True)
+full, full_rss, _ = timed([tm, "ingest", "--landing", landing, "--data", data])
+row(f"1. ingest {args.events:,} events ({len(files)} files)", full, full_rss)
+
+# 2. Idle run.
+idle, idle_rss, _ = timed([tm, "ingest", "--landing", landing, "--data", data], repeat=7)
+row("2. idle run (nothing new)", idle, idle_rss)
+
+# 3. One-file batch into the big database and into an empty one.
+big_copy = fresh(os.path.join(work, "data-copy"))
+one_landing = fresh(os.path.join(work, "one-landing"))
+one_big, one_empty = [], []
+for _ in range(5):
+    shutil.rmtree(big_copy)
+    shutil.copytree(data, big_copy, ignore=shutil.ignore_patterns("archive"))
+    shutil.copy(os.path.join(one_dir, "one.ndjson.gz"), one_landing)
+    one_big.append(timed([tm, "ingest", "--landing", one_landing, "--data", big_copy])[0])
+    empty = fresh(os.path.join(work, "data-empty"))
+    shutil.copy(os.path.join(one_dir, "one.ndjson.gz"), one_landing)
+    one_empty.append(timed([tm, "ingest", "--landing", one_landing, "--data", empty])[0])
+row("3a. one-file batch, into the big database", statistics.median(one_big))
+row("3b. one-file batch, into an empty database", statistics.median(one_empty))
+
+# 4. Rebuild of the largest hour; validate of the whole database.
+import sqlite3
+con = sqlite3.connect(os.path.join(data, "tidemark.sqlite"))
+hour = con.execute("SELECT hour FROM partitions ORDER BY row_count DESC LIMIT 1").fetchone()[0]
+rows_in_hour = con.execute("SELECT row_count FROM partitions WHERE hour = ?", (hour,)).fetchone()[0]
+con.close()
+rebuild, rebuild_rss, _ = timed([tm, "rebuild", "--data", data, "--hour", hour])
+row(f"4a. rebuild --hour {hour} ({rows_in_hour:,} rows)", rebuild, rebuild_rss)
+validate, validate_rss, _ = timed([tm, "validate", "--data", data])
+row("4b. validate (internal checks)", validate, validate_rss)
+validate_sent, validate_sent_rss, _ = timed([tm, "validate", "--data", data, "--sent-log", os.path.join(work, "sent")])
+row("4c. validate --sent-log", validate_sent, validate_sent_rss)
+
+print(f"\nmachine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}; {time.strftime('%Y-%m-%d')}\n")
+print(f"{'scenario':52} {'seconds':>9} {'× zcat':>8} {'peak RSS MB':>12}")
+print("-" * 85)
+for name, seconds, rss, note in results:
+    ratio = seconds / zcat if zcat else float("nan")
+    print(f"{name:52} {seconds:9.3f} {ratio:8.2f} {('%.0f' % rss) if rss else '':>12} {note}")
+
+def verdict(ok):
+    return "met" if ok else "NOT met"
+
+print("\ntargets:")
+print(f"  full ingest ≤ 4 × zcat: {full / zcat:.1f} × — {verdict(full <= 4 * zcat)}")
+if duck:
+    print(f"  full ingest faster than DuckDB: {full / duck:.2f} × DuckDB's time — {verdict(full < duck)}")
+print(f"  peak RSS of the full ingest ≤ 150 MB: {full_rss:.0f} MB — {verdict(full_rss <= 150)}")
+print(f"  idle run ≤ 30 ms: {idle * 1000:.0f} ms — {verdict(idle <= 0.030)}")
+b, e = statistics.median(one_big), statistics.median(one_empty)
+print(f"  one-file batch ≤ 60 ms: {b * 1000:.0f} ms — {verdict(b <= 0.060)}; ≤ 1.5 × empty: {b / e:.2f} × — {verdict(b <= 1.5 * e)}")
+print(f"  rebuild --hour < 1 s: {rebuild:.2f} s — {verdict(rebuild < 1)}")
+print(f"  validate ≤ 2 × ingest: {validate / full:.2f} × (with --sent-log {validate_sent / full:.2f} ×) — {verdict(validate <= 2 * full)}")
