@@ -112,9 +112,11 @@ for _ in range(5):
     shutil.rmtree(big_copy)
     shutil.copytree(data, big_copy, ignore=shutil.ignore_patterns("archive"))
     shutil.copy(os.path.join(one_dir, "one.ndjson.gz"), one_landing)
+    os.sync()  # the copy's dirty pages would otherwise be flushed by the batch's first fsync
     one_big.append(timed([tm, "ingest", "--landing", one_landing, "--data", big_copy])[0])
     empty = fresh(os.path.join(work, "data-empty"))
     shutil.copy(os.path.join(one_dir, "one.ndjson.gz"), one_landing)
+    os.sync()
     one_empty.append(timed([tm, "ingest", "--landing", one_landing, "--data", empty])[0])
 row("3a. one-file batch, into the big database", statistics.median(one_big))
 row("3b. one-file batch, into an empty database", statistics.median(one_empty))
