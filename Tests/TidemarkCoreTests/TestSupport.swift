@@ -44,8 +44,29 @@ final class TestFolder: @unchecked Sendable {
         return o
     }
 
+    /// Runs one batch through the built `tidemark ingest --json` binary, the way cron does,
+    /// and returns its summary. Option changes become flags.
     @discardableResult
     func ingest(_ tweak: (inout IngestOptions) -> Void = { _ in }) throws -> BatchSummary {
+        let defaults = options()
+        var o = defaults
+        tweak(&o)
+        var args = ["ingest", "--landing", o.landingFolder, "--data", o.dataFolder, "--json"]
+        if o.dryRun { args.append("--dry-run") }
+        if o.maxNewPartitions != defaults.maxNewPartitions { args += ["--max-new-partitions", String(o.maxNewPartitions)] }
+        if o.maxFileOutputBytes != defaults.maxFileOutputBytes { args += ["--max-file-output", String(o.maxFileOutputBytes)] }
+        if o.filesPerCommit != defaults.filesPerCommit { args += ["--files-per-commit", String(o.filesPerCommit)] }
+        if o.allowedLateness != defaults.allowedLateness { args += ["--allowed-lateness", String(o.allowedLateness)] }
+        let run = try Binary.run(args)
+        guard run.status == 0 else {
+            throw TidemarkError("tidemark ingest", o.landingFolder, cause: "exit \(run.status): \(run.stderr)", exit: .ioError)
+        }
+        return try JSONDecoder().decode(BatchSummary.self, from: Data(run.stdout.utf8))
+    }
+
+    /// The same batch in-process, for tests that need the library's clock.
+    @discardableResult
+    func ingestInProcess(_ tweak: (inout IngestOptions) -> Void = { _ in }) throws -> BatchSummary {
         var o = options()
         tweak(&o)
         return try IngestJob.run(o, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))

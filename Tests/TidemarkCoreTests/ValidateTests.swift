@@ -142,6 +142,21 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(failed(r).contains("partition_checksums"))
     }
 
+    @Test func hourScopeChecksOnlyThoseHours() throws {
+        let f = try Self.pipeline.get().copy()
+        let tables = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }
+        #expect(tables.count >= 2)
+        let (first, last) = (tables.first!, tables.last!)
+        try write(f, "UPDATE hourly_summary SET valid_events = valid_events + 1 WHERE hour = '\(last)'")
+        let elsewhere = try Binary.run(["validate", "--data", f.data, "--sent-log", f.sent, "--hour", first])
+        #expect(elsewhere.status == 0, "\(elsewhere.stdout)")
+        let there = try Binary.run(["validate", "--data", f.data, "--from", first, "--to", last])
+        #expect(there.status == 1)
+        #expect(there.stdout.contains("hour \(last)"))
+        let bad = try Binary.run(["validate", "--data", f.data, "--from", last, "--to", first])
+        #expect(bad.status == 64 || first == last)
+    }
+
     @Test func cliExitCodes() throws {
         let p = try Self.pipeline.get()
         let ok = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.sent])

@@ -90,8 +90,9 @@ public final class JobLock {
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             close(fd)
-            throw TidemarkError("lock", path, cause: "another tidemark job is running\(holder.isEmpty ? "" : " (\(holder))")",
-                                hint: "this is normal when runs overlap; the next scheduled run will pick up the files", exit: .busy)
+            // One line, no hint: overlapping cron runs are normal and must not flood the mailbox.
+            throw TidemarkError("lock", path, cause: "another tidemark job is running\(holder.isEmpty ? "" : " (\(holder))"); nothing done, retry later",
+                                exit: .busy)
         }
         ftruncate(fd, 0)
         let note = "\(job) pid \(getpid())\n"
