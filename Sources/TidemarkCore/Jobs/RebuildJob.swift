@@ -30,16 +30,9 @@ public struct RebuildHourResult: Codable, Sendable, Equatable {
     public var outcome: String
 }
 
-public struct RebuildReport: Codable, Sendable {
+public struct RebuildReport: Codable, Sendable, JSONDocument {
     public var dryRun: Bool
     public var hours: [RebuildHourResult]
-
-    public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
 
     public var text: String {
         var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum before", "checksum after"]]

@@ -1,7 +1,7 @@
 import Foundation
 
 /// `tidemark status`: what an operator wants to see first.
-public struct StatusReport: Codable, Sendable {
+public struct StatusReport: Codable, Sendable, JSONDocument {
     public struct Batch: Codable, Sendable {
         public var batchID: Int64
         public var kind: String
@@ -41,13 +41,6 @@ public struct StatusReport: Codable, Sendable {
     public var recentBatches: [Batch]
     public var recentlyReprocessed: [Reprocessed]
     public var quarantined: [Quarantined]
-
-    public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
 
     public var text: String {
         var out = "events \(events) (\(validEvents) valid, \(events - validEvents) deleted) in \(partitions) partitions; \(ledgerFiles) files in the ledger; \(pendingTombstones) tombstones pending\n"
@@ -97,7 +90,7 @@ public enum StatusJob {
 }
 
 /// `tidemark freshness`: exit 0 fresh, 1 warning, 2 error, for alerting on a stalled pipeline.
-public struct FreshnessReport: Codable, Sendable {
+public struct FreshnessReport: Codable, Sendable, JSONDocument {
     public var status: String
     public var exitCode: Int32
     public var newestReceivedTime: String?
@@ -107,13 +100,6 @@ public struct FreshnessReport: Codable, Sendable {
     public var warnAfterSeconds: Double
     public var errorAfterSeconds: Double
     public var reason: String
-
-    public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
 
     /// Parses durations like `90s`, `10m`, `1h`, `2d` (a bare number is seconds).
     public static func parseDuration(_ text: String) -> Double? {

@@ -31,7 +31,7 @@ public struct ValidationCheck: Codable, Sendable, Equatable {
 }
 
 /// The validation verdict: ok when no check failed.
-public struct ValidationReport: Codable, Sendable {
+public struct ValidationReport: Codable, Sendable, JSONDocument {
     public var ok: Bool { !checks.contains { $0.status == .failed } }
     public var checks: [ValidationCheck] = []
 
@@ -65,11 +65,6 @@ public struct ValidationReport: Codable, Sendable {
         return out
     }
 
-    public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
 }
 
 /// `tidemark validate`: proves that nothing is missing, every correction is reflected and

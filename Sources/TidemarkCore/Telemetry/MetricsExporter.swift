@@ -1,13 +1,6 @@
 import Foundation
 
-extension BatchSummary {
-    /// The summary as one pretty-printed JSON document with sorted keys.
-    public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
-}
+extension BatchSummary: JSONDocument {}
 
 /// Prometheus textfile output (the node_exporter textfile-collector convention for batch
 /// jobs): counters `tidemark_*_total` cumulative across runs (kept in `pipeline_state`),
