@@ -78,3 +78,27 @@ import Testing
         }
     }
 }
+
+@Suite struct DurationHistogramTests {
+    @Test func quantilesAreWithinTwoPercentAndMaxIsExact() {
+        var random = SeededRandom(seed: 12)
+        var histogram = DurationHistogram()
+        var values: [Double] = []
+        for _ in 0..<20_000 {
+            let v = Double.random(in: 0.01...500, using: &random) * (Bool.random(using: &random) ? 1 : 0.01)
+            values.append(v)
+            histogram.add(v)
+        }
+        values.sort()
+        for q in [0.5, 0.95] {
+            let exact = values[Int((Double(values.count - 1) * q).rounded())]
+            let approx = histogram.quantile(q)!
+            #expect(abs(approx - exact) / exact < 0.02, "q\(q): \(approx) vs \(exact)")
+        }
+        #expect(histogram.maximum == values.last!)
+        var merged = DurationHistogram()
+        merged.merge(histogram)
+        #expect(merged.quantile(0.5) == histogram.quantile(0.5) && merged.count == 20_000)
+        #expect(DurationHistogram().quantile(0.5) == nil)
+    }
+}

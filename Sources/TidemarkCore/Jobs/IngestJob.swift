@@ -102,8 +102,8 @@ struct BatchRunner {
     var summary = BatchSummary()
     var nextFileID: Int64
     var maxEventTime: Timestamp?
-    var lags: [Float] = []
-    var delays: [Float] = []
+    var lags = DurationHistogram()
+    var delays = DurationHistogram()
     /// Moves to do once the current transaction has committed.
     var pendingMoves: [(fileID: Int64, from: String, to: String)] = []
     var filesInChunk = 0
@@ -391,8 +391,8 @@ struct BatchRunner {
         summary.lines = summary.lines + f.counts
         summary.lateEvents += f.lateCount
         if f.streaming { maxEventTime = f.maxEventTime }
-        lags.append(contentsOf: f.lags)
-        delays.append(contentsOf: f.delays)
+        lags.merge(f.lags)
+        delays.merge(f.delays)
         filesInChunk += 1
         bytesInChunk += f.decompressedBytes
     }
@@ -422,8 +422,8 @@ struct InFlightFile {
     var rejected: [(line: Int, reason: String, raw: String?)] = []
     var counts = LineCounts()
     var lateCount = 0
-    var lags: [Float] = []
-    var delays: [Float] = []
+    var lags = DurationHistogram()
+    var delays = DurationHistogram()
     var streaming = false
     /// Set when the file must be quarantined (partition cap) although it decoded.
     var failure: String?
@@ -450,8 +450,8 @@ struct InFlightFile {
                     if let watermarkBefore, record.eventTime < watermarkBefore { late = true }
                     if maxEventTime == nil || record.eventTime > maxEventTime! { maxEventTime = record.eventTime }
                     if let received = record.receivedTime {
-                        lags.append(Float(now.secondsSinceEpoch - received.secondsSinceEpoch))
-                        delays.append(Float(received.secondsSinceEpoch - record.eventTime.secondsSinceEpoch))
+                        lags.add(now.secondsSinceEpoch - received.secondsSinceEpoch)
+                        delays.add(received.secondsSinceEpoch - record.eventTime.secondsSinceEpoch)
                     }
                 }
                 deliveries.append(PreparedDelivery(delivery: delivery, late: late))

@@ -52,6 +52,14 @@ public struct BatchSummary: Codable, Sendable, Equatable {
 
         public init() {}
 
+        init(_ histogram: DurationHistogram) {
+            count = histogram.count
+            guard count > 0 else { return }
+            p50 = histogram.quantile(0.5)
+            p95 = histogram.quantile(0.95)
+            self.max = histogram.maximum
+        }
+
         public init(_ values: [Float]) {
             count = values.count
             guard !values.isEmpty else { return }
