@@ -208,3 +208,85 @@ import Testing
         }
     }
 }
+
+/// Regressions found in review.
+@Suite struct ReviewRegressionTests {
+    @Test func dryRunOfManyFilesCommitsNothing() throws {
+        let f = TestFolder()
+        for n in 0..<7 { f.land("\(n).ndjson.gz", [recordLine("d\(n)", time: "2025-07-30T10:00:00Z")]) }
+        let s = try f.ingest { $0.dryRun = true; $0.filesPerCommit = 2 }
+        #expect(s.lines.new == 7 && s.files.count == 7)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).count == 7)
+        let ledger = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") }
+        #expect(ledger == 0)
+        #expect(!FileManager.default.fileExists(atPath: f.data + "/archive"))
+    }
+
+    @Test func staleDeliveryNamingAnotherHourDoesNotMakeRebuildInventRows() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e1", user: "new", time: "2025-07-30T12:10:00Z", received: "2025-07-30T12:10:00Z")])
+        f.land("2.ndjson.gz", [recordLine("e1", user: "old", time: "2025-07-30T11:59:00Z", received: "2025-07-30T12:00:00Z"),
+                               recordLine("e1", user: "old", time: "2025-07-30T11:58:00Z", received: "2025-07-30T12:00:01Z", valid: false),
+                               recordLine("e2", time: "2025-07-30T11:30:00Z", received: "2025-07-30T11:30:00Z")])
+        try f.ingest()
+        #expect(try f.row("e1")?.table == "events_2025073012")
+        #expect(try f.row("e1")?.isValid == 0)
+        let rows = try f.eventRows()
+        let rebuild = try Binary.run(["rebuild", "--data", f.data, "--all", "--json"])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        #expect(!rebuild.stdout.contains("repaired") && !rebuild.stdout.contains("restored"), "\(rebuild.stdout)")
+        #expect(try f.eventRows() == rows)
+        let validate = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(validate.status == 0, "\(validate.stdout)")
+        // A later newer delivery still moves it: no key clash with a phantom row.
+        f.land("3.ndjson.gz", [recordLine("e1", user: "newest", time: "2025-07-30T11:00:00Z", received: "2025-07-30T13:00:00Z")])
+        try f.ingest()
+        #expect(try f.row("e1")?.table == "events_2025073011")
+    }
+
+    @Test func memberEndingExactlyAtTheBufferBoundaryIsRead() throws {
+        let f = TestFolder()
+        var text = ""
+        var n = 0
+        while text.utf8.count < 262_144 - 200 {
+            text += recordLine("b\(n)", time: "2025-07-30T10:00:00Z") + "\n"
+            n += 1
+        }
+        let pad = 262_144 - text.utf8.count - 1
+        text += String(repeating: " ", count: pad) + "\n" // a blank line of spaces: ignored
+        #expect(text.utf8.count == 262_144)
+        f.landBytes("exact.ndjson.gz", GzipWriter.gzip(text))
+        let s = try f.ingest()
+        #expect(s.filesApplied == 1 && s.filesQuarantined == 0)
+        #expect(s.lines.new == n)
+    }
+
+    @Test func pendingTombstoneKeepsItsEarliestTimeAcrossBatches() throws {
+        let lines = [tombstoneLine("x", received: "2025-07-30T10:05:00Z"), tombstoneLine("x", received: "2025-07-30T10:01:00Z")]
+        let event = [recordLine("x", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")]
+        let split = TestFolder()
+        split.land("1.ndjson.gz", lines)
+        try split.ingest()
+        split.land("2.ndjson.gz", event)
+        try split.ingest()
+        let together = TestFolder()
+        together.land("1.ndjson.gz", lines)
+        together.land("2.ndjson.gz", event)
+        try together.ingest()
+        #expect(try split.eventRows() == together.eventRows())
+        let deletedAt = try split.query { try String.fetchOne($0, sql: "SELECT deleted_at FROM events_2025073010") }
+        #expect(deletedAt == "2025-07-30T10:01:00.000000000Z")
+    }
+
+    @Test func quarantinedFilePutBackIsRetried() throws {
+        let f = TestFolder()
+        let lines = (0..<12).map { h in recordLine("q\(h)", time: Timestamp(nanosecondsSinceEpoch: (1_753_000_000 + Int64(h) * 3600) * 1_000_000_000).rfc3339) }
+        f.land("hours.ndjson.gz", lines)
+        #expect(try f.ingest { $0.maxNewPartitions = 5 }.filesQuarantined == 1)
+        try FileManager.default.moveItem(atPath: f.data + "/quarantine/hours.ndjson.gz", toPath: f.landing + "/hours.ndjson.gz")
+        let retry = try f.ingest()
+        #expect(retry.filesApplied == 1 && retry.lines.new == 12 && retry.filesHealed == 0)
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 0, "\(validate.stdout)")
+    }
+}

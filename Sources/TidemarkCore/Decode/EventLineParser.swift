@@ -322,7 +322,6 @@ struct JSONReader {
         case UInt8(ascii: "{"):
             index += 1
             var members: [(String, JSONValue)] = []
-            var keys = Set<String>()
             skipWhitespace()
             if index < count, base[index] == UInt8(ascii: "}") { index += 1; return .object([]) }
             while true {
@@ -331,7 +330,10 @@ struct JSONReader {
                 let key = try readString()
                 try expect(UInt8(ascii: ":"), "':'")
                 let value = try readValue(depth: depth + 1)
-                guard keys.insert(key).inserted else { throw LineRejection("duplicate key \"\(key)\" in one object") }
+                // Byte comparison, as at the top level: distinct encodings are distinct keys.
+                if members.contains(where: { $0.0.utf8.elementsEqual(key.utf8) }) {
+                    throw LineRejection("duplicate key \"\(key)\" in one object")
+                }
                 members.append((key, value))
                 skipWhitespace()
                 guard index < count else { throw fail("unexpected end of line inside an object") }

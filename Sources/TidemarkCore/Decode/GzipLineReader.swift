@@ -55,11 +55,11 @@ public struct GzipLineReader {
     }
 
     /// Calls `body` for each line (1-based numbers) and returns the file's digest and sizes.
-    /// Throws `GzipError` for a file that is not complete, valid gzip; lines already handed
-    /// out must then be discarded by the caller.
+    /// Throws `GzipError` for a file that is not complete, valid gzip (lines already handed
+    /// out must then be discarded by the caller), and `FileSystemError` when it cannot be read.
     public func forEachLine(_ body: (Int, LineContent) throws -> Void) throws -> GzipFileSummary {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw GzipError.io(String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw FileSystemError("open", path) }
         defer { close(fd) }
 
         // Heap-allocated: zlib keeps a pointer back to the stream and rejects a moved one.
@@ -89,7 +89,7 @@ public struct GzipLineReader {
                 let n = read(fd, input, chunkSize)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw GzipError.io(String(cString: strerror(errno)))
+                    throw FileSystemError("read", path)
                 }
                 if n == 0 {
                     endOfFile = true
@@ -126,6 +126,8 @@ public struct GzipLineReader {
                 }
             case Z_STREAM_END:
                 inMember = false
+                // A member that ends exactly at a full buffer has nothing more to give.
+                outputFull = false
                 guard inflateReset(streamPointer) == Z_OK else { throw GzipError.corrupt("inflateReset failed") }
             case Z_DATA_ERROR:
                 let message = streamPointer.pointee.msg.map { String(cString: $0) } ?? "data error"

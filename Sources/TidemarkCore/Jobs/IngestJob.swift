@@ -56,7 +56,7 @@ public enum IngestJob {
         let lock = try JobLock(dataFolder: options.dataFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, busyTimeout: options.busyTimeout)
-        let scan = try LandingFolder.scan(options.landingFolder)
+        let scan = try LandingFolder.scan(options.landingFolder, flag: options.kind == .backfill ? "the right --from-dir DIR" : "--landing DIR (or set TIDEMARK_LANDING)")
         for skipped in scan.skipped {
             logger.info("skipping landing entry", metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])
         }
@@ -82,6 +82,11 @@ public enum IngestJob {
                     summary.partitionsTouched = Array(Set(summary.partitionsTouched).union(recomputed)).sorted()
                 }
                 logger.info("\(summary.oneLine)")
+                if let first = runner.unreadable.first {
+                    throw TidemarkError("read", first.path, cause: first.cause + (runner.unreadable.count > 1 ? " (and \(runner.unreadable.count - 1) more files)" : ""),
+                                        hint: "fix the file's permissions; it stays in the landing folder and the next run takes it (the other files were applied)",
+                                        exit: .ioError)
+                }
                 return summary
             } catch {
                 runner.abandon(error)
@@ -114,6 +119,9 @@ struct BatchRunner {
     var groupLines = 0
     /// Hours this batch will have created: the partition cap counts against them.
     var plannedHours = Set<Int>()
+    var plannedHoursAtFileStart = Set<Int>()
+    /// Files that could not be read (permissions, I/O): left in landing, reported at the end.
+    var unreadable: [FileSystemError] = []
     let now: Timestamp
     let parser: EventLineParser
 
@@ -172,21 +180,23 @@ struct BatchRunner {
                 nextFileID += 1
             }
             inFlight!.absorb(piece.lines, now: now)
-            if !inFlight!.streaming && inFlight!.deliveries.count > BatchRunner.largeFileLines {
+            if !inFlight!.streaming && inFlight!.buffered > BatchRunner.largeFileLines {
                 // A large file is applied in slices inside its own savepoint, so memory stays
                 // bounded and the file is still all or nothing.
                 try flushGroup()
                 try session.beginFile()
+                plannedHoursAtFileStart = plannedHours
                 inFlight!.streaming = true
             }
-            if inFlight!.streaming && inFlight!.failure == nil && inFlight!.deliveries.count >= BatchRunner.largeFileLines {
+            if inFlight!.streaming && inFlight!.buffered >= BatchRunner.largeFileLines {
                 try applySlice(&inFlight!)
             }
             if let end = piece.end {
                 try finish(&inFlight!, end)
                 reportProgress(inFlight!.file)
                 inFlight = nil
-                if group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit) {
+                // A dry run keeps everything in one transaction and rolls it back at the end.
+                if !options.dryRun && group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit) {
                     try commitChunk()
                 }
             }
@@ -214,6 +224,7 @@ struct BatchRunner {
     static let largeFileLines = 100_000
 
     mutating func commitChunk() throws {
+        precondition(!options.dryRun, "a dry run never commits")
         if let maxEventTime, session.inTransaction { try BatchBookkeeping.setMaxEventTime(maxEventTime, db) }
         try session.commit()
         filesInChunk = 0
@@ -259,7 +270,9 @@ struct BatchRunner {
         let candidates = try session.ledgerEntries(name: file.name, size: file.size)
         guard !candidates.isEmpty else { return false }
         let sha = try FileSystem.sha256(ofFile: file.path)
-        guard let match = candidates.first(where: { $0.sha256 == sha }) else { return false }
+        // Only applied or duplicate files are leftovers; a quarantined file put back by an
+        // operator is a new attempt.
+        guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
         if FileSystem.exists(match.location), (try? FileSystem.sha256(ofFile: match.location)) == sha {
             guard unlink(file.path) == 0 else { throw FileSystemError("remove", file.path) }
@@ -297,14 +310,18 @@ struct BatchRunner {
         case .failure(.gzip(let error)):
             return try quarantine(&f, reason: error.description, sha: nil)
         case .failure(.io(let error)):
-            if f.streaming { try session.abortFile(fileID: f.fileID) }
-            throw TidemarkError("read", f.file.path, cause: error.cause, hint: "check the file's permissions", exit: .ioError)
+            // Not the file's content: leave it in landing, out of the ledger, and go on; the
+            // batch ends with exit 74 naming it.
+            if f.streaming { try abortStreaming(&f) }
+            unreadable.append(error)
+            logger.error("cannot read landing file; left in place", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
+            return
         case .success(let summary):
             gz = summary
         }
         if let failure = f.failure { return try quarantine(&f, reason: failure, sha: gz.sha256) }
         if let original = try session.appliedFile(sha256: gz.sha256) ?? groupContent[gz.sha256] {
-            if f.streaming { try session.abortFile(fileID: f.fileID) }
+            if f.streaming { try abortStreaming(&f) }
             var e = entry(for: f, status: .duplicateContent, sha: gz.sha256)
             e.duplicateOf = original
             e.reason = "same content as ledger file \(original)"
@@ -338,8 +355,19 @@ struct BatchRunner {
         if groupLines >= BatchRunner.groupLines || group.count >= options.filesPerCommit { try flushGroup() }
     }
 
-    /// Applies a large file's buffered deliveries inside its savepoint.
+    /// Undoes a large file's slices: its savepoint, and the hours it had planned.
+    private mutating func abortStreaming(_ f: inout InFlightFile) throws {
+        try session.abortFile(fileID: f.fileID)
+        plannedHours = plannedHoursAtFileStart
+    }
+
+    /// Applies a large file's buffered deliveries (and writes its rejected lines) inside its savepoint.
     private mutating func applySlice(_ f: inout InFlightFile) throws {
+        guard f.failure == nil else { return }
+        for r in f.rejected {
+            try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
+        }
+        f.rejected.removeAll(keepingCapacity: true)
         guard !f.deliveries.isEmpty else { return }
         let newHours = session.writer.newHours(in: f.deliveries).subtracting(plannedHours)
         if plannedHours.count + newHours.count > options.maxNewPartitions {
@@ -348,8 +376,8 @@ struct BatchRunner {
             return
         }
         plannedHours.formUnion(newHours)
-        let outcomes = try session.writer.applyGroup([(f.fileID, f.deliveries)])
-        f.count(outcomes[0])
+        let result = try session.writer.applyGroup([(f.fileID, f.deliveries)])
+        f.count(result.outcomes[0], lateFirstArrivals: result.lateFirstArrivals[0])
         f.deliveries.removeAll(keepingCapacity: true)
     }
 
@@ -357,9 +385,9 @@ struct BatchRunner {
     private mutating func flushGroup() throws {
         guard !group.isEmpty else { return }
         try session.begin()
-        let outcomes = try session.writer.applyGroup(group.map { ($0.fileID, $0.deliveries) })
+        let result = try session.writer.applyGroup(group.map { ($0.fileID, $0.deliveries) })
         for (index, var f) in group.enumerated() {
-            f.count(outcomes[index])
+            f.count(result.outcomes[index], lateFirstArrivals: result.lateFirstArrivals[index])
             f.deliveries.removeAll()
             try record(&f)
         }
@@ -376,15 +404,15 @@ struct BatchRunner {
         var e = entry(for: f, status: .applied, sha: f.sha256)
         e.counts = f.counts
         e.lateEvents = f.lateCount
+        if options.dryRun {
+            let hours = (session.writer.hoursByFile[f.fileID] ?? []).sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
+            summary.files.append(.init(name: f.file.name, outcome: "apply", lines: f.counts.read, hours: hours))
+        }
         if f.streaming {
             try session.finishFile(e)
         } else {
             try session.writer.flushFileHours(fileID: e.fileID)
             try session.record(e)
-        }
-        if options.dryRun {
-            let hours = (session.writer.hoursByFile[f.fileID] ?? []).sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
-            summary.files.append(.init(name: f.file.name, outcome: "apply", lines: f.counts.read, hours: hours))
         }
         pendingMoves.append((f.fileID, f.file.path, e.location))
         summary.filesApplied += 1
@@ -398,7 +426,7 @@ struct BatchRunner {
     }
 
     private mutating func quarantine(_ f: inout InFlightFile, reason: String, sha: String?) throws {
-        if f.streaming { try session.abortFile(fileID: f.fileID) }
+        if f.streaming { try abortStreaming(&f) }
         var e = entry(for: f, status: .quarantined, sha: sha ?? ((try? FileSystem.sha256(ofFile: f.file.path)) ?? ""))
         e.reason = reason
         try session.record(e)
@@ -430,6 +458,9 @@ struct InFlightFile {
     var sha256 = ""
     var decompressedBytes: Int64 = 0
 
+    /// Lines held in memory (deliveries and rejected lines).
+    var buffered: Int { deliveries.count + rejected.count }
+
     init(file: LandingFile, fileID: Int64, watermarkBefore: Timestamp?, maxEventTime: Timestamp?) {
         self.file = file
         self.fileID = fileID
@@ -440,6 +471,8 @@ struct InFlightFile {
     mutating func absorb(_ lines: [DecodedLine], now: Timestamp) {
         for line in lines {
             counts.read += 1
+            // Once the file is bound for quarantine, only count what is left of it.
+            if failure != nil { continue }
             switch line {
             case .rejected(let number, let reason, let raw):
                 counts.rejected += 1
@@ -448,7 +481,10 @@ struct InFlightFile {
                 var late = false
                 if case .record(let record) = delivery {
                     if let watermarkBefore, record.eventTime < watermarkBefore { late = true }
-                    if maxEventTime == nil || record.eventTime > maxEventTime! { maxEventTime = record.eventTime }
+                    // The watermark follows event time up to the ingest clock only: one record
+                    // from the future must not make everything after it late.
+                    let bounded = min(record.eventTime, now)
+                    if maxEventTime == nil || bounded > maxEventTime! { maxEventTime = bounded }
                     if let received = record.receivedTime {
                         lags.add(now.secondsSinceEpoch - received.secondsSinceEpoch)
                         delays.add(received.secondsSinceEpoch - record.eventTime.secondsSinceEpoch)
@@ -459,11 +495,10 @@ struct InFlightFile {
         }
     }
 
-    /// Counts the outcomes of the deliveries just merged (same order as `deliveries`).
-    mutating func count(_ outcomes: [MergeOutcome]) {
-        for (item, outcome) in zip(deliveries, outcomes) {
-            counts.count(outcome)
-            if item.late && (outcome == .new || outcome == .updated) { lateCount += 1 }
-        }
+    /// Counts the outcomes of the deliveries just merged (same order as `deliveries`), and the
+    /// events whose first arrival was late (what `hourly_summary.late_events` counts).
+    mutating func count(_ outcomes: [MergeOutcome], lateFirstArrivals: Int) {
+        for outcome in outcomes { counts.count(outcome) }
+        lateCount += lateFirstArrivals
     }
 }

@@ -100,11 +100,37 @@ public enum RebuildJob {
             var checksum: UInt64 = 0
             let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
             defer { scratch.deallocate() }
+            var elsewhere: [String: Int] = [:] // events the fold places in another hour
             for pass in 0..<passes {
-                let states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, db)
+                var states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
+                // A stale or deleting delivery may name this hour for an event whose row is in
+                // another: its files of this hour do not hold its whole history. Those events
+                // are folded again over the files of the hour event_index gives (and the hours
+                // they moved through), before deciding where they belong.
+                let candidates = states.compactMap { id, folded in
+                    folded.state.record?.eventTime.hour == hour && moved[id] == nil ? id : nil
+                }
+                let indexed = try RebuildStore.indexedHours(of: candidates, db).filter { $0.value != hour.hoursSinceEpoch }
+                if !indexed.isEmpty {
+                    var hours = Set(indexed.values)
+                    for other in Set(indexed.values) {
+                        for (id, from) in try RebuildStore.eventsMovedInto(PartitionHour(hoursSinceEpoch: other), db) where indexed[id] != nil {
+                            hours.formUnion(from)
+                        }
+                    }
+                    let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
+                    var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
+                    for file in more { all[file.fileID] = file }
+                    let refolded = try fold(all.values.sorted { $0.fileID < $1.fileID }, pass: 0, of: 1, extraFiles: [],
+                                            movedEvents: [:], only: Set(indexed.keys), db)
+                    for (id, folded) in refolded { states[id] = folded }
+                }
                 var ids: [String] = []
                 ids.reserveCapacity(states.count)
-                for (id, folded) in states where folded.state.record?.eventTime.hour == hour { ids.append(id) }
+                for (id, folded) in states {
+                    guard let eventHour = folded.state.record?.eventTime.hour else { continue }
+                    if eventHour == hour { ids.append(id) } else { elsewhere[id] = eventHour.hoursSinceEpoch }
+                }
                 for index in byteOrder(ids) {
                     let folded = states[ids[index]]!
                     let row = PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID)
@@ -118,10 +144,12 @@ public enum RebuildJob {
             let diff = try RebuildStore.diff(hour, db)
             let repaired = diff.added + diff.changed + diff.removed > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
             let outcome = !diff.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
+            let removed = try RebuildStore.removedIDs(hour, db)
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {
                 try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum, batchID: batchID, db)
+                try RebuildStore.relocate(removed, from: hour, to: elsewhere, db)
                 try db.execute(sql: "COMMIT")
                 logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rows)", "outcome": "\(outcome)"])
             }
@@ -142,7 +170,7 @@ public enum RebuildJob {
     /// Reads the files (verifying each against the ledger's SHA-256 first) and folds every
     /// delivery with the merge rule, in ledger order, with each file's recorded watermark.
     static func fold(_ files: [RebuildStore.SourceFile], pass: Int, of passes: Int, extraFiles: Set<Int64>,
-                     movedEvents: [String: Set<Int>], _ db: Database) throws -> [String: Folded] {
+                     movedEvents: [String: Set<Int>], only: Set<String>?, _ db: Database) throws -> [String: Folded] {
         let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
         var states: [String: Folded] = [:]
         for file in files {
@@ -156,11 +184,15 @@ public enum RebuildJob {
                                         hint: "restore the original file; rebuild refuses to use changed raw data", exit: .dataError)
             let summary: GzipFileSummary
             do {
-                summary = try GzipLineReader(path: file.location).forEachLine { number, content in
+                summary = try GzipLineReader(path: file.location, maxOutputBytes: .max).forEachLine { number, content in
                 guard case .bytes(let bytes) = content, !rejected.contains(number),
                       case .success(let delivery) = parser.parse(bytes) else { return }
-                if passes > 1 && Int(stableHash(delivery.eventID) % UInt64(passes)) != pass { return }
-                if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
+                if let only {
+                    guard only.contains(delivery.eventID) else { return }
+                } else {
+                    if passes > 1 && Int(stableHash(delivery.eventID) % UInt64(passes)) != pass { return }
+                    if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
+                }
                 var late = false
                 if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
                 let before = states[delivery.eventID]

@@ -37,10 +37,10 @@ public enum LandingFolder {
     }
 
     /// Lists a folder. Throws exit 66 when the folder does not exist.
-    public static func scan(_ folder: String) throws -> Scan {
+    public static func scan(_ folder: String, flag: String = "--landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
         guard FileSystem.isFolder(folder) else {
             throw TidemarkError("scan landing folder", folder, cause: "no such folder",
-                                hint: "create it, or pass --landing DIR (or set TIDEMARK_LANDING)", exit: .noInput)
+                                hint: "create it, or pass \(flag)", exit: .noInput)
         }
         guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }
         defer { closedir(dir) }

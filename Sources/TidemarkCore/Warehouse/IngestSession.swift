@@ -64,7 +64,8 @@ final class IngestSession {
     }
     /// Where the ledger says a file with this content lies, if it has one.
     func ledgerLocation(sha256: String) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id LIMIT 1", arguments: [sha256])
+        try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? AND status != 'quarantined' ORDER BY file_id LIMIT 1",
+                            arguments: [sha256])
     }
 
     func commit() throws {

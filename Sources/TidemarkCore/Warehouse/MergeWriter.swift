@@ -190,6 +190,7 @@ final class MergeWriter {
             try statement.execute(arguments: [file, PartitionHour(hoursSinceEpoch: hour).label])
         }
         lateFileHours.removeAll()
+        hoursByFile[fileID] = nil
     }
 
     /// Applies the per-hour deltas to `partitions` and marks the hours dirty for summaries.
@@ -244,6 +245,14 @@ extension PartitionRow {
     }
 }
 
+/// What merging a group did, per file.
+struct GroupResult {
+    /// Each file's outcomes, in delivery order.
+    var outcomes: [[MergeOutcome]]
+    /// Per file: events whose first record arrived in it behind the watermark.
+    var lateFirstArrivals: [Int]
+}
+
 /// One delivery ready to merge, with its arrival facts.
 struct PreparedDelivery {
     var delivery: Delivery
@@ -255,8 +264,7 @@ extension MergeWriter {
     /// `MergeRule.merge`, then writes each changed event once, sorted by hour and event_id.
     /// Reading and writing in key order turns SQLite's random B-tree accesses into nearly
     /// sequential ones; an event delivered several times in the group is written once.
-    /// Returns each file's outcomes, in delivery order.
-    func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> [[MergeOutcome]] {
+    func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> GroupResult {
         // 1. The stored state of every event the group mentions, read in key order.
         var ids = Set<String>()
         for file in files { for item in file.deliveries { ids.insert(item.delivery.eventID) } }
@@ -281,8 +289,10 @@ extension MergeWriter {
         var current: [String: EventState] = stored.mapValues(\.row.state)
         var moves: [(id: String, from: Int, to: Int)] = []
         var outcomes: [[MergeOutcome]] = []
+        var lateFirstArrivals: [Int] = []
         outcomes.reserveCapacity(files.count)
         for file in files {
+            var lateFirst = 0
             var fileOutcomes: [MergeOutcome] = []
             fileOutcomes.reserveCapacity(file.deliveries.count)
             for (n, item) in file.deliveries.enumerated() {
@@ -302,6 +312,7 @@ extension MergeWriter {
                             for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
                         }
                         let (state, outcome) = MergeRule.merge(prior, item.delivery, late: item.late)
+                        if item.late { lateFirst += 1 }
                         current[id] = state
                         touch(file.fileID, state.record!.eventTime.hour.hoursSinceEpoch)
                         fileOutcomes.append(outcome)
@@ -322,6 +333,7 @@ extension MergeWriter {
                 fileOutcomes.append(outcome)
             }
             outcomes.append(fileOutcomes)
+            lateFirstArrivals.append(lateFirst)
         }
 
         // 3. Write what changed, once per event, in (hour, event_id) order.
@@ -372,7 +384,7 @@ extension MergeWriter {
             try insertIndex.bind(2, Int64(hour))
             try insertIndex.run()
         }
-        return outcomes
+        return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)
     }
 
     /// A tombstone for an event not seen yet: remembered until the event arrives.
@@ -382,11 +394,16 @@ extension MergeWriter {
         let (state, outcome) = MergeRule.merge(before.map { EventState(deletion: $0.deletion) }, delivery)
         touch(fileID, nil)
         var files = before?.files ?? []
-        if !files.contains(fileID) {
-            files.append(fileID)
-            try db.cachedStatement(sql: "INSERT INTO pending_tombstones (event_id, deleted_at, file_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                .execute(arguments: [id, delivery.receivedTime?.rfc3339, fileID])
-        }
+        if !files.contains(fileID) { files.append(fileID) }
+        // Every tombstone is written, keeping the earliest known time per (event, file), so
+        // that a later batch reloads exactly what memory holds now.
+        try db.cachedStatement(sql: """
+            INSERT INTO pending_tombstones (event_id, deleted_at, file_id) VALUES (?, ?, ?)
+            ON CONFLICT (event_id, file_id) DO UPDATE SET deleted_at = CASE
+                WHEN excluded.deleted_at IS NULL THEN deleted_at
+                WHEN deleted_at IS NULL OR excluded.deleted_at < deleted_at THEN excluded.deleted_at
+                ELSE deleted_at END
+            """).execute(arguments: [id, delivery.receivedTime?.rfc3339, fileID])
         pending[id] = (state.deletion!, files)
         return outcome
     }

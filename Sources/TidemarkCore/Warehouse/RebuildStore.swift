@@ -63,6 +63,41 @@ enum RebuildStore {
         try ValidationQueries.partitions(db).first { $0.hour == hour }
     }
 
+    /// Where `event_index` places these events (those it knows).
+    static func indexedHours(of ids: [String], _ db: Database) throws -> [String: Int] {
+        let select = try FastStatement(db, sql: "SELECT hour FROM event_index WHERE event_id = ?")
+        var out: [String: Int] = [:]
+        for id in ids {
+            select.reset()
+            try select.bind(1, id)
+            if try select.step() { out[id] = Int(select.int64(0)) }
+        }
+        select.reset()
+        return out
+    }
+
+    /// Live rows of `hour` that the shadow no longer has.
+    static func removedIDs(_ hour: PartitionHour, _ db: Database) throws -> [String] {
+        guard try db.tableExistsFast(hour.tableName) else { return [] }
+        return try String.fetchAll(db, sql: """
+            SELECT event_id FROM \(hour.tableName) l WHERE NOT EXISTS (SELECT 1 FROM \(shadowName(hour)) s WHERE s.event_id = l.event_id)
+            """)
+    }
+
+    /// After a swap, points the lookup of events that left `hour` at the hour where their row
+    /// now is, or drops it when they have no row anywhere yet.
+    static func relocate(_ ids: [String], from hour: PartitionHour, to target: [String: Int], _ db: Database) throws {
+        for id in ids {
+            if let other = target[id], other != hour.hoursSinceEpoch,
+               try db.tableExistsFast(PartitionHour(hoursSinceEpoch: other).tableName),
+               try Int.fetchOne(db, sql: "SELECT 1 FROM \(PartitionHour(hoursSinceEpoch: other).tableName) WHERE event_id = ?", arguments: [id]) != nil {
+                try db.execute(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?", arguments: [other, id])
+            } else {
+                try db.execute(sql: "DELETE FROM event_index WHERE event_id = ? AND hour = ?", arguments: [id, hour.hoursSinceEpoch])
+            }
+        }
+    }
+
     static func shadowName(_ hour: PartitionHour) -> String { hour.tableName + "__rebuild" }
 
     /// Creates the empty shadow table for an hour (inside the caller's transaction).
@@ -85,7 +120,7 @@ enum RebuildStore {
             SELECT COUNT(*) FROM \(shadow) s JOIN \(live) l ON l.event_id = s.event_id
             WHERE s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
                OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
-               OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra
+               OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late
             """) ?? 0
         return (added, changed, removed, true)
     }

@@ -92,7 +92,7 @@ public final class Warehouse {
                                  hint: "free space on the data folder's file system, then rerun: nothing was half-applied", exit: .ioError)
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
-                                 hint: "restore from backup, or rebuild from the archive with 'tidemark backfill --from-dir DATA/archive' into a new --data folder", exit: .ioError)
+                                 hint: "restore from backup, or reload the archive into a new data folder: for d in DATA/archive/*/; do tidemark backfill --from-dir \"$d\" --data NEW; done", exit: .ioError)
         case .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_PERM:
             return TidemarkError(operation, target, cause: error.message ?? "I/O error",
                                  hint: "check permissions and free space of the data folder", exit: .ioError)
