@@ -62,6 +62,14 @@ import Testing
         #expect(detected > 150)
     }
 
+    @Test func zeroPaddingAfterTheLastMemberIsIgnored() throws {
+        let folder = TestFolder()
+        folder.landBytes("padded.ndjson.gz", GzipWriter.gzip("a\nb\n") + [UInt8](repeating: 0, count: 300_000))
+        #expect(try lines(folder.landing + "/padded.ndjson.gz") == ["a", "b"])
+        folder.landBytes("junk.ndjson.gz", GzipWriter.gzip("a\n") + [0, 0, 7, 0])
+        #expect(throws: GzipError.self) { try lines(folder.landing + "/junk.ndjson.gz") }
+    }
+
     @Test func emptyAndNotGzip() throws {
         let folder = TestFolder()
         folder.landBytes("empty.ndjson.gz", [])

@@ -106,6 +106,25 @@ public struct GzipLineReader {
                 break
             }
             if !inMember {
+                // Like gzip(1), zero bytes after the last member (tape or block padding) are
+                // ignored; anything else there must be another member.
+                if members > 0, streamPointer.pointee.avail_in > 0, streamPointer.pointee.next_in[0] == 0 {
+                    var zeros = true
+                    for i in 0..<Int(streamPointer.pointee.avail_in) where streamPointer.pointee.next_in[i] != 0 { zeros = false; break }
+                    if zeros {
+                        var more = 0
+                        repeat {
+                            more = read(fd, input, chunkSize)
+                            if more < 0 && errno == EINTR { continue }
+                            if more < 0 { throw FileSystemError("read", path) }
+                            hasher.update(UnsafeRawBufferPointer(start: input, count: more))
+                            compressed += Int64(more)
+                            for i in 0..<more where input[i] != 0 { zeros = false; break }
+                        } while more > 0 && zeros
+                        if zeros { break }
+                        throw GzipError.corrupt("data after zero padding at the end of the file")
+                    }
+                }
                 inMember = true
                 members += 1
             }
