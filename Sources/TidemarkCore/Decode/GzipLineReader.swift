@@ -12,7 +12,7 @@ public enum GzipError: Error, Equatable, Sendable, CustomStringConvertible {
     case truncated(afterBytes: Int64)
     case corrupt(String)
     case tooLarge(limit: Int64)
-    case io(String)
+    case outOfMemory
 
     public var description: String {
         switch self {
@@ -21,7 +21,7 @@ public enum GzipError: Error, Equatable, Sendable, CustomStringConvertible {
         case .truncated(let n): return "truncated gzip: the stream ends after \(n) compressed bytes without its trailer"
         case .corrupt(let message): return "corrupt gzip: \(message)"
         case .tooLarge(let limit): return "decompresses to more than \(limit) bytes (gzip bomb guard, see --max-file-output)"
-        case .io(let message): return "read failed: \(message)"
+        case .outOfMemory: return "zlib ran out of memory"
         }
     }
 }
@@ -153,7 +153,7 @@ public struct GzipLineReader {
                 if members == 1 && decompressed == 0 && message.contains("header") { throw GzipError.notGzip }
                 throw GzipError.corrupt(message)
             case Z_MEM_ERROR:
-                throw GzipError.io("out of memory in zlib")
+                throw GzipError.outOfMemory
             default:
                 throw GzipError.corrupt("zlib status \(status)")
             }

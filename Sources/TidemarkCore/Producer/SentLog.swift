@@ -103,10 +103,9 @@ public enum SentLog {
                 }
                 try body(cachedFile, entry.line, UnsafeRawBufferPointer(rebasing: bytes[entry.record]))
             }
+        } catch let error as FileSystemError {
+            throw TidemarkError("read sent log", path, cause: error.cause, exit: .ioError)
         } catch let error as GzipError {
-            if case .io(let cause) = error {
-                throw TidemarkError("read sent log", path, cause: cause, exit: .ioError)
-            }
             throw TidemarkError("read sent log", path, cause: error.description,
                                 hint: "sent-log files are written atomically; this one was damaged after it was written",
                                 exit: .dataError)

@@ -104,7 +104,4 @@ enum Ledger {
             """).execute(arguments: [fileID, fileName, line, reason, raw, batchID])
     }
 
-    static func updateLocation(fileID: Int64, location: String, _ db: Database) throws {
-        try db.execute(sql: "UPDATE ingested_files SET location = ? WHERE file_id = ?", arguments: [location, fileID])
-    }
 }

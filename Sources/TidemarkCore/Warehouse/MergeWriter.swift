@@ -222,14 +222,6 @@ struct PartitionLimitExceeded: Error, CustomStringConvertible {
 }
 
 extension PartitionRow {
-    var arguments: StatementArguments {
-        let r = record
-        return [
-            r.eventID, r.userID, r.eventType, r.eventTime.rfc3339, r.receivedTime?.rfc3339, state.isValid ? 1 : 0,
-            state.deletion?.kind, state.deletion?.deletedAt?.rfc3339, state.late ? 1 : 0, r.extra, firstBatch, lastBatch,
-        ]
-    }
-
     /// Decodes `user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch`.
     static func decode(id: String, row: Row) -> PartitionRow? {
         guard let eventTime = try? Timestamp.parse(row[2] as String).get() else { return nil }
