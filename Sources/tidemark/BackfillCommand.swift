@@ -32,8 +32,7 @@ struct BackfillCommand: ParsableCommand {
     @Option(help: "Partitions this backfill may create (history can span many hours).")
     var maxNewPartitions: Int = 100_000
 
-    @Option(help: "Allowed lateness in seconds (see ingest).")
-    var allowedLateness: Double = 30
+    @OptionGroup var apply: ApplyOptions
 
     func validate() throws {
         for (flag, value) in [("--since", since), ("--until", until)] {
@@ -47,7 +46,7 @@ struct BackfillCommand: ParsableCommand {
         options.kind = .backfill
         options.dryRun = dryRun
         options.maxNewPartitions = maxNewPartitions
-        options.allowedLateness = allowedLateness
+        apply.apply(to: &options)
         options.modifiedSince = since.flatMap { try? Timestamp.parse($0).get().secondsSinceEpoch }
         options.modifiedUntil = until.flatMap { try? Timestamp.parse($0).get().secondsSinceEpoch }
         if isatty(2) == 1 { options.progress = ProgressBar.ingest() }

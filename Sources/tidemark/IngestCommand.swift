@@ -30,17 +30,10 @@ struct IngestCommand: ParsableCommand {
     @Flag(help: "Print the batch summary as one JSON document on stdout.")
     var json = false
 
-    @Option(help: "Allowed lateness in seconds: events older than (newest event_time − this) count as late.")
-    var allowedLateness: Double = 30
-
-    @Option(help: "Decompressed bytes allowed per file before it is quarantined as a gzip bomb.")
-    var maxFileOutput: Int64 = 1 << 30
+    @OptionGroup var apply: ApplyOptions
 
     @Option(help: "Partitions one batch may create; a file that would exceed it is quarantined.")
     var maxNewPartitions: Int = 1000
-
-    @Option(help: "Seconds to wait for another connection's write lock before exiting 75.")
-    var busyTimeout: Double = 5
 
     @Option(help: "Write Prometheus textfile metrics here after each batch (atomically).")
     var metricsFile: String?
@@ -53,7 +46,6 @@ struct IngestCommand: ParsableCommand {
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
         if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
         if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
-        if allowedLateness < 0 { throw ValidationError("--allowed-lateness cannot be negative") }
     }
 
     func run() throws {
@@ -61,10 +53,8 @@ struct IngestCommand: ParsableCommand {
         var options = IngestOptions(landingFolder: shared.landingFolder, dataFolder: shared.dataFolder)
         options.maxFiles = maxFiles
         options.dryRun = dryRun
-        options.allowedLateness = allowedLateness
-        options.maxFileOutputBytes = maxFileOutput
+        apply.apply(to: &options)
         options.maxNewPartitions = maxNewPartitions
-        options.busyTimeout = busyTimeout
         options.filesPerCommit = max(1, filesPerCommit)
         StopSignal.install()
         repeat {

@@ -34,6 +34,30 @@ struct SharedOptions: ParsableArguments {
 
 extension LogFormat: ExpressibleByArgument {}
 
+/// Flags shared by the commands that apply files (ingest, backfill).
+struct ApplyOptions: ParsableArguments {
+    @Option(help: "Allowed lateness in seconds: events older than (newest event_time − this) count as late.")
+    var allowedLateness: Double = 30
+
+    @Option(help: "Decompressed bytes allowed per file before it is quarantined as a gzip bomb.")
+    var maxFileOutput: Int64 = 1 << 30
+
+    @Option(help: "Seconds to wait for another connection's write lock before exiting 75.")
+    var busyTimeout: Double = 5
+
+    func validate() throws {
+        if allowedLateness < 0 { throw ValidationError("--allowed-lateness cannot be negative") }
+        if maxFileOutput <= 0 { throw ValidationError("--max-file-output must be positive") }
+        if busyTimeout < 0 { throw ValidationError("--busy-timeout cannot be negative") }
+    }
+
+    func apply(to options: inout IngestOptions) {
+        options.allowedLateness = allowedLateness
+        options.maxFileOutputBytes = maxFileOutput
+        options.busyTimeout = busyTimeout
+    }
+}
+
 /// Prints `error: …` and `hint: …` on stderr and turns the error into the documented exit code.
 func fail(_ error: Error) -> ExitCode {
     let (message, hint, status) = ErrorReport.describe(error)
