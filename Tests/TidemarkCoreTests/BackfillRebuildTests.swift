@@ -152,7 +152,9 @@ import Testing
         #expect(dry.stdout.split(separator: "\n").count == sourceBefore.count + 1)
         let ledgerAfterDryRun = FileManager.default.fileExists(atPath: f.database) ? try ledger(f) : []
         #expect(ledgerAfterDryRun.isEmpty)
-        #expect(try backfill(f, from: source).status == 0)
+        let first = try backfill(f, from: source)
+        #expect(first.status == 0)
+        #expect(first.stderr.isEmpty, "no progress bar or chatter when stderr is not a terminal: \(first.stderr)")
         let once = (try f.eventRows(), try ledger(f))
         let second = try backfill(f, from: source, extra: ["--json"])
         #expect(second.status == 0)

@@ -162,6 +162,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let ok = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.sent])
         #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
         #expect(ok.stdout.contains("validation passed"))
+        #expect(ok.stderr.isEmpty) // progress only on a terminal
         let missing = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.root + "/nowhere"])
         #expect(missing.status == 66)
         #expect(missing.stderr.hasPrefix("error: read sent log"))
