@@ -55,6 +55,7 @@ public enum IngestJob {
     public static func run(_ options: IngestOptions, logger: Logger) throws -> BatchSummary {
         let lock = try JobLock(dataFolder: options.dataFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
+        FaultPoint.pause("after-lock")
         let warehouse = try Warehouse(dataFolder: options.dataFolder, busyTimeout: options.busyTimeout)
         let scan = try LandingFolder.scan(options.landingFolder, flag: options.kind == .backfill ? "the right --from-dir DIR" : "--landing DIR (or set TIDEMARK_LANDING)")
         for skipped in scan.skipped {
@@ -230,6 +231,7 @@ struct BatchRunner {
         filesInChunk = 0
         bytesInChunk = 0
         FaultPoint.hit("after-commit")
+        FaultPoint.pause("after-commit")
         for move in pendingMoves {
             do {
                 try place(from: move.from, to: move.to)

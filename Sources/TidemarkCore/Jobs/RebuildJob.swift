@@ -174,7 +174,7 @@ public enum RebuildJob {
         let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
         var states: [String: Folded] = [:]
         for file in files {
-            guard FileSystem.exists(file.location) else {
+            guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else {
                 throw TidemarkError("rebuild", file.location, cause: "archived file \(file.name) (ledger file \(file.fileID)) is missing",
                                     hint: "restore it from backup into that path, then rerun", exit: .noInput)
             }
@@ -184,7 +184,7 @@ public enum RebuildJob {
                                         hint: "restore the original file; rebuild refuses to use changed raw data", exit: .dataError)
             let summary: GzipFileSummary
             do {
-                summary = try GzipLineReader(path: file.location, maxOutputBytes: .max).forEachLine { number, content in
+                summary = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
                 guard case .bytes(let bytes) = content, !rejected.contains(number),
                       case .success(let delivery) = parser.parse(bytes) else { return }
                 if let only {

@@ -68,6 +68,15 @@ public struct LineCounts: Sendable, Equatable, Codable {
 
 /// SQL of the ledger.
 enum Ledger {
+    /// Where an applied file's bytes can be read: its archived copy, or, while its move is
+    /// pending (a batch between commit and move, or one that died there), the original path
+    /// when it still holds the same content. Nil when neither does.
+    static func readablePath(location: String, sourcePath: String, sha256: String) -> String? {
+        if FileSystem.exists(location) { return location }
+        if FileSystem.exists(sourcePath), (try? FileSystem.sha256(ofFile: sourcePath)) == sha256 { return sourcePath }
+        return nil
+    }
+
     static func nextFileID(_ db: Database) throws -> Int64 {
         (try Int64.fetchOne(db, sql: "SELECT MAX(file_id) FROM ingested_files") ?? 0) + 1
     }

@@ -10,6 +10,7 @@ enum RebuildStore {
         var batchID: Int64
         var watermarkBefore: Timestamp?
         var linesRead: Int
+        var sourcePath: String
     }
 
     static func allHours(_ db: Database) throws -> [PartitionHour] {
@@ -21,12 +22,13 @@ enum RebuildStore {
         guard !hours.isEmpty else { return [] }
         let list = hours.map { "'\($0.label)'" }.joined(separator: ",") // labels are built from integers
         return try Row.fetchAll(db, sql: """
-            SELECT f.file_id, f.name, f.location, f.sha256, f.batch_id, f.watermark_before, f.lines_read FROM ingested_files f
+            SELECT f.file_id, f.name, f.location, f.sha256, f.batch_id, f.watermark_before, f.lines_read, f.source_path FROM ingested_files f
             WHERE f.status = 'applied' AND f.file_id IN (SELECT file_id FROM file_hours WHERE hour IN (\(list)))
             ORDER BY f.file_id
             """).map {
                 SourceFile(fileID: $0[0], name: $0[1], location: $0[2], sha256: $0[3], batchID: $0[4],
-                           watermarkBefore: ($0[5] as String?).flatMap { try? Timestamp.parse($0).get() }, linesRead: $0[6])
+                           watermarkBefore: ($0[5] as String?).flatMap { try? Timestamp.parse($0).get() }, linesRead: $0[6],
+                           sourcePath: $0[7])
             }
     }
 
