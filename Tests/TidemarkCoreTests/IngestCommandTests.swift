@@ -23,6 +23,17 @@ import Testing
         #expect((object?["lines"] as? [String: Any])?["new"] as? Int == 1)
     }
 
+    @Test func maxFilesLeavesTheRestAsBacklog() throws {
+        let f = TestFolder()
+        for n in 0..<5 { f.land("\(n).ndjson.gz", [recordLine("m\(n)", time: "2025-07-30T10:00:00Z")]) }
+        let run = try Binary.run(args(f, ["--max-files", "2", "--json"]))
+        let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(object?["files_applied"] as? Int == 2)
+        #expect(object?["backlog_files"] as? Int == 3)
+        #expect((object?["backlog_bytes"] as? Int ?? 0) > 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).sorted() == ["2.ndjson.gz", "3.ndjson.gz", "4.ndjson.gz"])
+    }
+
     @Test func missingLandingFolderExits66() throws {
         let f = TestFolder()
         let run = try Binary.run(["ingest", "--landing", f.root + "/nope", "--data", f.data])
