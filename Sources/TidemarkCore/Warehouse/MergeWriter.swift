@@ -38,6 +38,8 @@ final class MergeWriter {
     private var insertByHour: [Int: FastStatement] = [:]
     private var selectByHour: [Int: FastStatement] = [:]
     private var updateByHour: [Int: FastStatement] = [:]
+    /// The (file, hour) pair recorded last: consecutive deliveries mostly repeat it.
+    private var lastTouched: (file: Int64, hour: Int) = (-1, -1)
     /// Scratch bytes for formatting timestamps without allocating.
     private let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
 
@@ -88,6 +90,7 @@ final class MergeWriter {
             updateByHour[hour] = nil
         }
         knownHours = s.knownHours
+        lastTouched = (-1, -1)
         pending = s.pending
         deltas = s.deltas
         createdHours = s.createdHours
@@ -103,7 +106,9 @@ final class MergeWriter {
     }
 
     private func touch(_ fileID: Int64, _ hour: Int?) {
+        if let hour, lastTouched.file == fileID && lastTouched.hour == hour { return }
         if let hour {
+            lastTouched = (fileID, hour)
             hoursByFile[fileID, default: []].insert(hour)
         } else if hoursByFile[fileID] == nil {
             hoursByFile[fileID] = []
@@ -257,40 +262,60 @@ extension MergeWriter {
     /// Reading and writing in key order turns SQLite's random B-tree accesses into nearly
     /// sequential ones; an event delivered several times in the group is written once.
     func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> GroupResult {
+        // Each distinct event gets a slot: one hash lookup per delivery, arrays after that.
+        var slotOf: [String: Int] = [:]
+        var ids: [String] = []
+        var slotsByFile: [[Int]] = []
+        slotsByFile.reserveCapacity(files.count)
+        for file in files {
+            var slots: [Int] = []
+            slots.reserveCapacity(file.deliveries.count)
+            for item in file.deliveries {
+                let id = item.delivery.eventID
+                if let slot = slotOf[id] {
+                    slots.append(slot)
+                } else {
+                    slotOf[id] = ids.count
+                    slots.append(ids.count)
+                    ids.append(id)
+                }
+            }
+            slotsByFile.append(slots)
+        }
+
         // 1. The stored state of every event the group mentions, read in key order.
-        var ids = Set<String>()
-        for file in files { for item in file.deliveries { ids.insert(item.delivery.eventID) } }
-        var stored: [String: (hour: Int, row: PartitionRow)] = [:]
-        var byHour: [Int: [String]] = [:]
-        let idList = Array(ids)
-        for index in byteOrder(idList) {
-            let id = idList[index]
-            if let hour = try currentHour(of: id) { byHour[hour, default: []].append(id) }
+        var storedHour = [Int](repeating: -1, count: ids.count)
+        var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
+        var byHour: [Int: [Int]] = [:]
+        for slot in byteOrder(ids) {
+            if let hour = try currentHour(of: ids[slot]) { byHour[hour, default: []].append(slot) }
         }
         for hour in byHour.keys.sorted() {
-            for id in byHour[hour]! {
-                guard let row = try load(id: id, hour: hour) else {
-                    throw TidemarkError("merge", "event \(id)", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
+            for slot in byHour[hour]! {
+                guard let row = try load(id: ids[slot], hour: hour) else {
+                    throw TidemarkError("merge", "event \(ids[slot])", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
                                         hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
                 }
-                stored[id] = (hour, row)
+                storedHour[slot] = hour
+                storedRow[slot] = row
             }
         }
 
         // 2. Merge in arrival order, in memory.
-        var current: [String: EventState] = stored.mapValues(\.row.state)
+        var current: [EventState?] = storedRow.map { $0?.state }
         var moves: [(id: String, from: Int, to: Int)] = []
         var outcomes: [[MergeOutcome]] = []
         var lateFirstArrivals: [Int] = []
         outcomes.reserveCapacity(files.count)
-        for file in files {
+        for (fileIndex, file) in files.enumerated() {
             var lateFirst = 0
             var fileOutcomes: [MergeOutcome] = []
             fileOutcomes.reserveCapacity(file.deliveries.count)
+            let slots = slotsByFile[fileIndex]
             for (n, item) in file.deliveries.enumerated() {
-                let id = item.delivery.eventID
+                let slot = slots[n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
-                guard let before = current[id] else {
+                guard let before = current[slot] else {
                     switch item.delivery {
                     case .tombstone:
                         fileOutcomes.append(try holdTombstone(item.delivery, fileID: file.fileID))
@@ -298,14 +323,14 @@ extension MergeWriter {
                     case .record(let record):
                         // First record of this event; a waiting tombstone deletes it on arrival.
                         var prior: EventState?
-                        if let waiting = pending.removeValue(forKey: id) {
+                        if !pending.isEmpty, let waiting = pending.removeValue(forKey: ids[slot]) {
                             prior = EventState(deletion: waiting.deletion)
-                            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [id])
+                            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
                             for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
                         }
                         let (state, outcome) = MergeRule.merge(prior, item.delivery, late: item.late)
                         if item.late { lateFirst += 1 }
-                        current[id] = state
+                        current[slot] = state
                         touch(file.fileID, state.record!.eventTime.hour.hoursSinceEpoch)
                         fileOutcomes.append(outcome)
                         continue
@@ -315,12 +340,12 @@ extension MergeWriter {
                 let hourBefore = before.record!.eventTime.hour.hoursSinceEpoch
                 touch(file.fileID, hourBefore)
                 if state != before {
-                    current[id] = state
+                    current[slot] = state
                     let hourAfter = state.record!.eventTime.hour.hoursSinceEpoch
                     touch(file.fileID, hourAfter)
                     // Every hour an event passes through is recorded, even within one group,
                     // so that rebuild can find all of its deliveries.
-                    if hourAfter != hourBefore { moves.append((id, hourBefore, hourAfter)) }
+                    if hourAfter != hourBefore { moves.append((ids[slot], hourBefore, hourAfter)) }
                 }
                 fileOutcomes.append(outcome)
             }
@@ -329,51 +354,52 @@ extension MergeWriter {
         }
 
         // 3. Write what changed, once per event, in (hour, event_id) order.
+        var changed: [Int] = []
         var changedIDs: [String] = []
-        var changedStates: [EventState] = []
         var changedHours: [Int] = []
-        changedIDs.reserveCapacity(current.count)
-        for (id, state) in current {
-            if let old = stored[id], old.row.state == state { continue }
-            changedIDs.append(id)
-            changedStates.append(state)
+        for slot in 0..<ids.count {
+            guard let state = current[slot] else { continue } // tombstones only: pending
+            if let old = storedRow[slot], old.state == state { continue }
+            changed.append(slot)
+            changedIDs.append(ids[slot])
             changedHours.append(state.record!.eventTime.hour.hoursSinceEpoch)
         }
-        var newIDs: [(String, Int)] = []
+        var newSlots: [Int] = []
         for index in byteOrder(changedIDs, groupedBy: changedHours) {
-            let write = (hour: changedHours[index], id: changedIDs[index], state: changedStates[index])
-            let hour = write.hour
-            if let old = stored[write.id] {
-                let row = PartitionRow(state: write.state, firstBatch: old.row.firstBatch, lastBatch: batchID)
-                add(old.row, hash: old.row.contentHash, hour: old.hour, sign: -1)
-                if deltas[old.hour] == nil { deltas[old.hour] = HourDelta() }
+            let slot = changed[index]
+            let hour = changedHours[index]
+            let state = current[slot]!
+            if let old = storedRow[slot] {
+                let oldHour = storedHour[slot]
+                let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
+                add(old, hash: old.contentHash, hour: oldHour, sign: -1)
                 let hash: UInt64
-                if old.hour == hour {
+                if oldHour == hour {
                     hash = try update(row, hour: hour)
                 } else {
-                    try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: old.hour).tableName) WHERE event_id = ?", arguments: [write.id])
+                    try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE event_id = ?", arguments: [ids[slot]])
                     try ensureTable(hour)
                     hash = try insert(row, hour: hour)
-                    try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [hour, write.id])
+                    try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [hour, ids[slot]])
                 }
                 add(row, hash: hash, hour: hour, sign: 1)
             } else {
-                let row = PartitionRow(state: write.state, firstBatch: batchID, lastBatch: batchID)
+                let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
                 try ensureTable(hour)
                 let hash = try insert(row, hour: hour)
                 add(row, hash: hash, hour: hour, sign: 1)
-                newIDs.append((write.id, hour))
+                newSlots.append(slot)
             }
         }
         for move in moves {
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [move.id, move.from, move.to, batchID])
         }
-        for index in byteOrder(newIDs.map(\.0)) {
-            let (id, hour) = newIDs[index]
+        let newIDs = newSlots.map { ids[$0] }
+        for index in byteOrder(newIDs) {
             insertIndex.reset()
-            try insertIndex.bind(1, id)
-            try insertIndex.bind(2, Int64(hour))
+            try insertIndex.bind(1, newIDs[index])
+            try insertIndex.bind(2, Int64(current[newSlots[index]]!.record!.eventTime.hour.hoursSinceEpoch))
             try insertIndex.run()
         }
         return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)
