@@ -19,10 +19,15 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        .systemLibrary(
+            name: "CSQLiteTuning",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         .target(
             name: "TidemarkCore",
             dependencies: [
                 "CZlib",
+                "CSQLiteTuning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+import CSQLiteTuning
 import Foundation
 import GRDB
 
@@ -10,6 +11,9 @@ import GRDB
 public final class Warehouse {
     public static let databaseName = "tidemark.sqlite"
 
+    /// Process-wide SQLite settings, applied before the first connection opens.
+    private static let tuneSQLiteOnce: Void = { _ = tidemark_sqlite_disable_memstatus() }()
+
     public let dataFolder: String
     public let databasePath: String
     let queue: DatabaseQueue
@@ -20,6 +24,7 @@ public final class Warehouse {
     ///   - busyTimeout: how long to wait for another connection's write lock before giving up (exit 75).
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
                 cacheMebibytes: Int = 24) throws {
+        _ = Warehouse.tuneSQLiteOnce
         self.dataFolder = dataFolder
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
         if !FileSystem.exists(databasePath) {
