@@ -93,6 +93,20 @@ import Testing
         #expect(try ValidateJob.run(options, logger: quiet).ok)
     }
 
+    @Test func rebuildOfAnHourRangeTouchesOnlyThoseHours() throws {
+        let f = try ProducedPipeline(events: 3000, seed: 6).copy()
+        let hours = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }
+        #expect(hours.count >= 2)
+        let run = try Binary.run(["rebuild", "--data", f.data, "--from", hours[0], "--to", hours[hours.count - 2], "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        let rebuilt = (report?["hours"] as? [[String: Any]])?.compactMap { $0["hour"] as? String }
+        #expect(rebuilt == Array(hours.dropLast()))
+        let untouched = try f.query { try Int64.fetchOne($0, sql: "SELECT rebuilt_batch FROM partitions WHERE hour = ?", arguments: [hours.last!]) }
+        #expect(untouched == nil)
+        #expect(try Binary.run(["rebuild", "--data", f.data, "--from", hours.last!, "--to", hours[0]]).status == 64)
+    }
+
     @Test func refusesWhenAnArchivedFileIsMissingOrChanged() throws {
         let f = try ProducedPipeline(events: 600, seed: 8).copy()
         let (location, name) = try f.query { db in
@@ -169,6 +183,23 @@ import Testing
         options.replay = true
         let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
         #expect(report.ok, "\(report.table)")
+    }
+
+    @Test func sinceAndUntilSelectFilesByModificationTime() throws {
+        let f = TestFolder()
+        let source = f.root + "/backup"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        let days = ["2025-07-01", "2025-07-15", "2025-07-29"]
+        for (n, day) in days.enumerated() {
+            let path = f.land("\(n).ndjson.gz", [recordLine("s\(n)", time: "2025-07-30T10:00:00Z")], folder: source)
+            let date = Date(timeIntervalSince1970: try Timestamp.parse(day + "T12:00:00Z").get().secondsSinceEpoch)
+            try FileManager.default.setAttributes([.modificationDate: date], ofItemAtPath: path)
+        }
+        let run = try backfill(f, from: source, extra: ["--since", "2025-07-10T00:00:00Z", "--until", "2025-07-20T00:00:00Z", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try f.row("s1") != nil)
+        #expect(try f.row("s0") == nil && f.row("s2") == nil)
+        #expect(try backfill(f, from: source, extra: ["--since", "yesterday"]).status == 64)
     }
 
     @Test func killedBackfillResumesToTheSameState() throws {

@@ -1,0 +1,36 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Named crash points for fault-injection tests: when `TIDEMARK_FAULT` names the point (and
+/// `TIDEMARK_FAULT_AFTER` hits have passed, default 0), the process kills itself with SIGKILL
+/// there, exactly as a power cut or OOM kill would.
+public enum FaultPoint {
+    private static let configured: (name: String, after: Int)? = {
+        guard let raw = getenv("TIDEMARK_FAULT") else { return nil }
+        let after = getenv("TIDEMARK_FAULT_AFTER").flatMap { Int(String(cString: $0)) } ?? 0
+        return (String(cString: raw), after)
+    }()
+    private static let hits = Atomic<Int>(0)
+
+    private static let paused = Atomic<Int>(0)
+
+    /// Test hook for concurrency tests: the first time the point named by `TIDEMARK_PAUSE_AT`
+    /// is reached, sleep there for `TIDEMARK_PAUSE_SECONDS` (default 2), holding whatever the
+    /// job holds.
+    public static func pause(_ name: String) {
+        guard let raw = getenv("TIDEMARK_PAUSE_AT"), String(cString: raw) == name,
+              paused.add(1, ordering: .relaxed).newValue == 1 else { return }
+        let seconds = getenv("TIDEMARK_PAUSE_SECONDS").flatMap { Double(String(cString: $0)) } ?? 2
+        usleep(UInt32(seconds * 1_000_000))
+    }
+
+    public static func hit(_ name: String) {
+        guard let configured, configured.name == name else { return }
+        let count = hits.add(1, ordering: .relaxed).newValue
+        if count > configured.after { kill(getpid(), SIGKILL) }
+    }
+}
