@@ -21,25 +21,28 @@ struct DecodedPiece {
 }
 
 /// Decodes landing files (gunzip, split, parse) on a background thread while the caller
-/// writes to SQLite on its own: the two halves of ingest overlap on two cores. At most
-/// `piecesAhead` pieces of `linesPerPiece` lines wait in memory, whatever the file sizes.
+/// writes to SQLite on its own: the two halves of ingest overlap on two cores. Pieces hold at
+/// most `linesPerPiece` lines, and decoding pauses once `linesAhead` lines wait in memory,
+/// whatever the file sizes. The budget is in lines, not pieces: small files make small pieces,
+/// and the decoder must be able to run a whole merge group ahead while SQLite works.
 final class FileDecoder: @unchecked Sendable {
     private let files: [LandingFile]
     private let parser: EventLineParser
     private let maxOutputBytes: Int64
     private let linesPerPiece: Int
-    private let piecesAhead: Int
+    private let linesAhead: Int
     private let condition = NSCondition()
     private var queue: [DecodedPiece] = []
+    private var queuedLines = 0
     private var finished = false
     private var cancelled = false
 
-    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, piecesAhead: Int = 4) {
+    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536) {
         self.files = files
         self.parser = parser
         self.maxOutputBytes = maxOutputBytes
         self.linesPerPiece = linesPerPiece
-        self.piecesAhead = piecesAhead
+        self.linesAhead = linesAhead
         let thread = Thread { [self] in run() }
         thread.stackSize = 8 << 20 // deep JSON nesting is cut at 64 levels, but be generous
         thread.start()
@@ -52,6 +55,7 @@ final class FileDecoder: @unchecked Sendable {
         while queue.isEmpty && !finished { condition.wait() }
         guard !queue.isEmpty else { return nil }
         let piece = queue.removeFirst()
+        queuedLines -= piece.lines.count
         condition.broadcast()
         return piece
     }
@@ -61,6 +65,7 @@ final class FileDecoder: @unchecked Sendable {
         condition.lock()
         cancelled = true
         queue.removeAll()
+        queuedLines = 0
         condition.broadcast()
         condition.unlock()
     }
@@ -68,9 +73,10 @@ final class FileDecoder: @unchecked Sendable {
     private func push(_ piece: DecodedPiece) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while queue.count >= piecesAhead && !cancelled { condition.wait() }
+        while !queue.isEmpty && queuedLines + piece.lines.count > linesAhead && !cancelled { condition.wait() }
         guard !cancelled else { return false }
         queue.append(piece)
+        queuedLines += piece.lines.count
         condition.broadcast()
         return true
     }

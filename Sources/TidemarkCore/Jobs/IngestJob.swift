@@ -78,9 +78,7 @@ public enum IngestJob {
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
-                    let recomputed = try BatchBookkeeping.finish(summary, db).map(\.label)
-                    // A crashed earlier batch may have left more hours to recompute than this one touched.
-                    summary.partitionsTouched = Array(Set(summary.partitionsTouched).union(recomputed)).sorted()
+                    try BatchBookkeeping.finish(summary, db)
                 }
                 logger.info("\(summary.oneLine)")
                 if let first = runner.unreadable.first {

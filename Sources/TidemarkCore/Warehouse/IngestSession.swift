@@ -2,7 +2,7 @@ import GRDB
 
 /// One batch's writes: transactions in chunks of files, a savepoint per file (a file is
 /// applied whole or not at all), the merge writer, the ledger row committed with the file's
-/// effects, and the summaries of touched hours at the end.
+/// effects.
 final class IngestSession {
     let db: Database
     let batchID: Int64
@@ -95,8 +95,6 @@ enum BatchBookkeeping {
     static func start(kind: String, at time: Timestamp, _ db: Database) throws -> Int64 {
         try db.inTransaction(.immediate) {
             try BatchLog.markAbandoned(db)
-            // Summaries left dirty by a batch that died are healed before anything else.
-            _ = try Summaries.recomputeDirtyHours(batchID: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(batch_id), 0) FROM batches") ?? 0, db)
             return .commit
         }
         var id: Int64 = 0
@@ -107,16 +105,13 @@ enum BatchBookkeeping {
         return id
     }
 
-    /// Recomputes the touched hours' summaries and closes the batch row, in one transaction.
-    static func finish(_ summary: BatchSummary, _ db: Database) throws -> [PartitionHour] {
-        var hours: [PartitionHour] = []
+    /// Closes the batch row, then checkpoints the write-ahead log.
+    static func finish(_ summary: BatchSummary, _ db: Database) throws {
         try db.inTransaction(.immediate) {
-            hours = try Summaries.recomputeDirtyHours(batchID: summary.batchID, db)
             try BatchLog.finish(summary, db)
             return .commit
         }
         checkpoint(db)
-        return hours
     }
 
     /// Copies the write-ahead log into the database and empties it, so that the next run

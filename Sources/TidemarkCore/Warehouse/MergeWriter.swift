@@ -3,11 +3,27 @@ import GRDB
 import Glibc
 #endif
 
-/// Per-hour changes accumulated inside one transaction, applied to `partitions` at commit.
+/// Per-hour changes accumulated inside one transaction, applied to `partitions` and the
+/// summaries at commit.
 struct HourDelta: Equatable {
     var rows: Int64 = 0
     var valid: Int64 = 0
     var checksum: UInt64 = 0
+    /// `hourly_summary` counts per event type.
+    var types: [String: SummaryCounts] = [:]
+    /// Valid events per (event type, user): `summary_users`, from which distinct users come.
+    var users: [SummaryUser: Int64] = [:]
+}
+
+struct SummaryCounts: Equatable {
+    var valid: Int64 = 0
+    var deleted: Int64 = 0
+    var late: Int64 = 0
+}
+
+struct SummaryUser: Hashable {
+    var eventType: String
+    var userID: String
 }
 
 /// Applies deliveries to the partition tables inside an open transaction, through
@@ -115,13 +131,23 @@ final class MergeWriter {
         }
     }
 
+    /// Counts a row into (sign +1) or out of (sign -1) its hour: partition counts, checksum
+    /// and summary counts, so that summaries follow the data in the same transaction.
     private func add(_ row: PartitionRow, hash: UInt64, hour: Int, sign: Int64) {
-        var delta = deltas[hour] ?? HourDelta()
-        delta.rows += sign
-        if row.state.isValid { delta.valid += sign }
-        delta.checksum = sign > 0 ? delta.checksum &+ hash : delta.checksum &- hash
-        deltas[hour] = delta
+        let valid = row.state.isValid
+        let record = row.state.record!
+        // Mutated in place: copying the entry would copy its dictionaries on every row.
+        Self.update(&deltas[hour, default: HourDelta()]) { delta in
+            delta.rows += sign
+            if valid { delta.valid += sign }
+            delta.checksum = sign > 0 ? delta.checksum &+ hash : delta.checksum &- hash
+            delta.types[record.eventType, default: SummaryCounts()].add(valid: valid, late: row.state.late, sign: sign)
+            if valid { delta.users[SummaryUser(eventType: record.eventType, userID: record.userID), default: 0] += sign }
+        }
     }
+
+    @inline(__always)
+    private static func update(_ delta: inout HourDelta, _ body: (inout HourDelta) -> Void) { body(&delta) }
 
     func ensureTable(_ hour: Int) throws {
         guard !knownHours.contains(hour) else { return }
@@ -198,7 +224,9 @@ final class MergeWriter {
         hoursByFile[fileID] = nil
     }
 
-    /// Applies the per-hour deltas to `partitions` and marks the hours dirty for summaries.
+    /// Applies the per-hour deltas to `partitions`, `hourly_summary` and `summary_users`, in
+    /// the transaction that wrote the rows: a committed hour's summary is always current, and
+    /// its cost follows the rows that changed, not the size of the hour.
     func flushPartitions() throws -> Set<Int> {
         let touched = Set(deltas.keys)
         for (hour, delta) in deltas {
@@ -209,11 +237,21 @@ final class MergeWriter {
                 UPDATE partitions SET row_count = row_count + ?, valid_count = valid_count + ?, checksum = ?, last_batch = ?
                 WHERE hour = ?
                 """).execute(arguments: [delta.rows, delta.valid, checksumText(checksum), batchID, label])
-            try db.cachedStatement(sql: "INSERT INTO dirty_hours (hour, batch_id) VALUES (?, ?) ON CONFLICT (hour) DO UPDATE SET batch_id = excluded.batch_id")
-                .execute(arguments: [label, batchID])
+            try Summaries.apply(delta, hour: label, batchID: batchID, db)
         }
         deltas.removeAll()
         return touched
+    }
+}
+
+extension SummaryCounts {
+    mutating func add(valid isValid: Bool, late: Bool, sign: Int64) {
+        if isValid {
+            valid += sign
+            if late { self.late += sign }
+        } else {
+            deleted += sign
+        }
     }
 }
 

@@ -117,6 +117,24 @@ enum Schema {
                 CREATE TABLE pipeline_state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v2-incremental-summaries") { db in
+            // Summaries now move with each transaction's rows instead of being recomputed at
+            // the end of a batch, so `dirty_hours` goes; every hour is recomputed once here.
+            try db.execute(sql: """
+                CREATE TABLE summary_users (
+                    hour TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    user_id TEXT NOT NULL,
+                    valid_events INTEGER NOT NULL,
+                    PRIMARY KEY (hour, event_type, user_id)
+                ) WITHOUT ROWID;
+                DROP TABLE dirty_hours;
+                """)
+            let batchID = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(batch_id), 0) FROM batches") ?? 0
+            for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
+                if let hour = PartitionHour.parse(label) { try Summaries.recompute(hour, batchID: batchID, db) }
+            }
+        }
         return migrator
     }
 }

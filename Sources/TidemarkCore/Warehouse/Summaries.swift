@@ -1,26 +1,54 @@
 import GRDB
 
-/// Derived data: `hourly_summary` and the per-partition counts. Recomputed only for the
-/// hours a batch touched (`dirty_hours`), never for the others.
+/// Derived data: `hourly_summary`, kept current by every batch in the transaction that
+/// changes the rows. Counts move by the changed rows' deltas; distinct users come from
+/// `summary_users` (valid events per hour, event type and user), so a small batch into a
+/// large hour never rescans the hour. Rebuild and the upgrade from v1 recompute an hour whole.
 enum Summaries {
-    /// Recomputes `hourly_summary` for every dirty hour and clears them. Runs at the end of
-    /// each batch, and at the start of the next one if a crash came in between.
-    @discardableResult
-    static func recomputeDirtyHours(batchID: Int64, _ db: Database) throws -> [PartitionHour] {
-        let labels = try String.fetchAll(db, sql: "SELECT hour FROM dirty_hours ORDER BY hour")
-        var hours: [PartitionHour] = []
-        for label in labels {
-            guard let hour = PartitionHour.parse(label) else { continue }
-            try recompute(hour, batchID: batchID, db)
-            hours.append(hour)
+    /// Adds one transaction's changes of one hour to its summary rows.
+    static func apply(_ delta: HourDelta, hour: String, batchID: Int64, _ db: Database) throws {
+        if delta.types.isEmpty && delta.users.isEmpty { return }
+        let addUsers = try db.cachedStatement(sql: """
+            INSERT INTO summary_users (hour, event_type, user_id, valid_events) VALUES (?, ?, ?, ?)
+            ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = valid_events + excluded.valid_events
+            """)
+        let dropUser = try db.cachedStatement(sql: """
+            DELETE FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ? AND valid_events = 0
+            """)
+        var types = Set(delta.types.keys)
+        for (key, change) in delta.users where change != 0 {
+            try addUsers.execute(arguments: [hour, key.eventType, key.userID, change])
+            if change < 0 { try dropUser.execute(arguments: [hour, key.eventType, key.userID]) }
+            types.insert(key.eventType)
         }
-        try db.execute(sql: "DELETE FROM dirty_hours")
-        return hours
+        let addCounts = try db.cachedStatement(sql: """
+            INSERT INTO hourly_summary (hour, event_type, valid_events, distinct_users, deleted_events, late_events, computed_batch)
+            VALUES (?1, ?2, ?3, (SELECT COUNT(*) FROM summary_users WHERE hour = ?1 AND event_type = ?2), ?4, ?5, ?6)
+            ON CONFLICT (hour, event_type) DO UPDATE SET valid_events = valid_events + excluded.valid_events,
+                distinct_users = excluded.distinct_users, deleted_events = deleted_events + excluded.deleted_events,
+                late_events = late_events + excluded.late_events, computed_batch = excluded.computed_batch
+            """)
+        // A type with no rows left in the hour has no summary row (as GROUP BY gives none).
+        let dropEmpty = try db.cachedStatement(sql: """
+            DELETE FROM hourly_summary WHERE hour = ? AND event_type = ? AND valid_events = 0 AND deleted_events = 0
+            """)
+        for type in types.sorted() {
+            let counts = delta.types[type] ?? SummaryCounts()
+            try addCounts.execute(arguments: [hour, type, counts.valid, counts.deleted, counts.late, batchID])
+            if counts.valid < 0 || counts.deleted < 0 { try dropEmpty.execute(arguments: [hour, type]) }
+        }
     }
 
+    /// Recomputes one hour's summary rows from its partition (after a rebuild, or once when
+    /// upgrading a database that had no `summary_users`).
     static func recompute(_ hour: PartitionHour, batchID: Int64, _ db: Database) throws {
         try db.execute(sql: "DELETE FROM hourly_summary WHERE hour = ?", arguments: [hour.label])
+        try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
         guard try db.tableExistsFast(hour.tableName) else { return }
+        try db.execute(sql: """
+            INSERT INTO summary_users (hour, event_type, user_id, valid_events)
+            SELECT ?, event_type, user_id, COUNT(*) FROM \(hour.tableName) WHERE is_valid = 1 GROUP BY event_type, user_id
+            """, arguments: [hour.label])
         try db.execute(sql: freshSummarySQL(hour, batchID: batchID, insert: true), arguments: [hour.label])
     }
 

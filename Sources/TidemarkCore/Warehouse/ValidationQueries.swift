@@ -112,9 +112,6 @@ enum ValidationQueries {
         try String.fetchAll(db, sql: "SELECT DISTINCT hour FROM hourly_summary WHERE hour NOT IN (SELECT hour FROM partitions)")
     }
 
-    static func dirtyHours(_ db: Database) throws -> [String] {
-        try String.fetchAll(db, sql: "SELECT hour FROM dirty_hours ORDER BY hour")
-    }
 
     /// Ledger rows whose line counts do not add up, or whose rejected count disagrees with `rejected_lines`.
     static func ledgerAccounting(limit: Int, _ db: Database) throws -> (files: Int, problems: [String]) {
