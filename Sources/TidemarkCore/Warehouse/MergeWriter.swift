@@ -325,7 +325,10 @@ extension MergeWriter {
         var storedHour = [Int](repeating: -1, count: ids.count)
         var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
         var byHour: [Int: [Int]] = [:]
-        for slot in byteOrder(ids) {
+        // One sort serves every pass: lookups, writes (grouped by hour) and index inserts all
+        // go in event_id byte order, SQLite's key order.
+        let order = byteOrder(ids)
+        for slot in order {
             if let hour = try currentHour(of: ids[slot]) { byHour[hour, default: []].append(slot) }
         }
         for hour in byHour.keys.sorted() {
@@ -392,52 +395,47 @@ extension MergeWriter {
         }
 
         // 3. Write what changed, once per event, in (hour, event_id) order.
-        var changed: [Int] = []
-        var changedIDs: [String] = []
-        var changedHours: [Int] = []
-        for slot in 0..<ids.count {
+        var changedByHour: [Int: [Int]] = [:]
+        for slot in order {
             guard let state = current[slot] else { continue } // tombstones only: pending
             if let old = storedRow[slot], old.state == state { continue }
-            changed.append(slot)
-            changedIDs.append(ids[slot])
-            changedHours.append(state.record!.eventTime.hour.hoursSinceEpoch)
+            changedByHour[state.record!.eventTime.hour.hoursSinceEpoch, default: []].append(slot)
         }
-        var newSlots: [Int] = []
-        for index in byteOrder(changedIDs, groupedBy: changedHours) {
-            let slot = changed[index]
-            let hour = changedHours[index]
-            let state = current[slot]!
-            if let old = storedRow[slot] {
-                let oldHour = storedHour[slot]
-                let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
-                add(old, hash: old.contentHash, hour: oldHour, sign: -1)
-                let hash: UInt64
-                if oldHour == hour {
-                    hash = try update(row, hour: hour)
+        var isNew = [Bool](repeating: false, count: ids.count)
+        for hour in changedByHour.keys.sorted() {
+            for slot in changedByHour[hour]! {
+                let state = current[slot]!
+                if let old = storedRow[slot] {
+                    let oldHour = storedHour[slot]
+                    let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
+                    add(old, hash: old.contentHash, hour: oldHour, sign: -1)
+                    let hash: UInt64
+                    if oldHour == hour {
+                        hash = try update(row, hour: hour)
+                    } else {
+                        try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE event_id = ?", arguments: [ids[slot]])
+                        try ensureTable(hour)
+                        hash = try insert(row, hour: hour)
+                        try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [hour, ids[slot]])
+                    }
+                    add(row, hash: hash, hour: hour, sign: 1)
                 } else {
-                    try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE event_id = ?", arguments: [ids[slot]])
+                    let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
                     try ensureTable(hour)
-                    hash = try insert(row, hour: hour)
-                    try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [hour, ids[slot]])
+                    let hash = try insert(row, hour: hour)
+                    add(row, hash: hash, hour: hour, sign: 1)
+                    isNew[slot] = true
                 }
-                add(row, hash: hash, hour: hour, sign: 1)
-            } else {
-                let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
-                try ensureTable(hour)
-                let hash = try insert(row, hour: hour)
-                add(row, hash: hash, hour: hour, sign: 1)
-                newSlots.append(slot)
             }
         }
         for move in moves {
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [move.id, move.from, move.to, batchID])
         }
-        let newIDs = newSlots.map { ids[$0] }
-        for index in byteOrder(newIDs) {
+        for slot in order where isNew[slot] {
             insertIndex.reset()
-            try insertIndex.bind(1, newIDs[index])
-            try insertIndex.bind(2, Int64(current[newSlots[index]]!.record!.eventTime.hour.hoursSinceEpoch))
+            try insertIndex.bind(1, ids[slot])
+            try insertIndex.bind(2, Int64(current[slot]!.record!.eventTime.hour.hoursSinceEpoch))
             try insertIndex.run()
         }
         return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)
@@ -492,11 +490,10 @@ func utf8Less(_ a: String, _ b: String) -> Bool {
     }
 }
 
-/// The permutation that puts `strings` in byte order (within each group when `groupedBy` is
-/// given, groups ascending). Sorting plain integer keys (group, first eight bytes) and
-/// comparing whole strings only on ties keeps reference counting out of the sort.
-func byteOrder(_ strings: [String], groupedBy groups: [Int]? = nil) -> [Int] {
-    var keys: [(group: Int, prefix: UInt64, index: Int32)] = []
+/// The permutation that puts `strings` in byte order. Sorting plain integer keys (the first
+/// eight bytes) and comparing whole strings only on ties keeps reference counting out of the sort.
+func byteOrder(_ strings: [String]) -> [Int] {
+    var keys: [(prefix: UInt64, index: Int32)] = []
     keys.reserveCapacity(strings.count)
     for (index, string) in strings.enumerated() {
         var prefix: UInt64 = 0
@@ -507,10 +504,9 @@ func byteOrder(_ strings: [String], groupedBy groups: [Int]? = nil) -> [Int] {
             if taken == 8 { break }
         }
         prefix <<= UInt64(8 * (8 - taken))
-        keys.append((groups?[index] ?? 0, prefix, Int32(index)))
+        keys.append((prefix, Int32(index)))
     }
     keys.sort { a, b in
-        if a.group != b.group { return a.group < b.group }
         if a.prefix != b.prefix { return a.prefix < b.prefix }
         return utf8Less(strings[Int(a.index)], strings[Int(b.index)])
     }
