@@ -110,7 +110,7 @@ public enum RebuildJob {
                 let candidates = states.compactMap { id, folded in
                     folded.state.record?.eventTime.hour == hour && moved[id] == nil ? id : nil
                 }
-                let indexed = try RebuildStore.indexedHours(of: candidates, db).filter { $0.value != hour.hoursSinceEpoch }
+                let indexed = try RebuildStore.indexedHours(of: byteOrder(candidates).map { candidates[$0] }, db).filter { $0.value != hour.hoursSinceEpoch }
                 if !indexed.isEmpty {
                     var hours = Set(indexed.values)
                     for other in Set(indexed.values) {
@@ -141,10 +141,10 @@ public enum RebuildJob {
                     if row.state.isValid { valid += 1 }
                 }
             }
-            let diff = try RebuildStore.diff(hour, db)
+            let removed = try RebuildStore.removedIDs(hour, db)
+            let diff = try RebuildStore.diff(hour, removed: removed.count, db)
             let repaired = diff.added + diff.changed + diff.removed > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
             let outcome = !diff.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
-            let removed = try RebuildStore.removedIDs(hour, db)
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {

@@ -110,21 +110,22 @@ enum RebuildStore {
         return try FastStatement(db, sql: "INSERT INTO \(shadow) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     }
 
-    /// Rows the shadow adds, changes (any data column) and removes compared with the live table.
-    static func diff(_ hour: PartitionHour, _ db: Database) throws -> (added: Int, changed: Int, removed: Int, tableExisted: Bool) {
+    /// Rows the shadow adds and changes (any data column) compared with the live table, in one
+    /// pass over the shadow; `removed` are the live rows the shadow no longer has.
+    static func diff(_ hour: PartitionHour, removed: Int, _ db: Database) throws -> (added: Int, changed: Int, removed: Int, tableExisted: Bool) {
         let shadow = shadowName(hour), live = hour.tableName
         guard try db.tableExistsFast(live) else {
             return (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? 0, 0, 0, false)
         }
-        let added = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow) s WHERE NOT EXISTS (SELECT 1 FROM \(live) l WHERE l.event_id = s.event_id)") ?? 0
-        let removed = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(live) l WHERE NOT EXISTS (SELECT 1 FROM \(shadow) s WHERE s.event_id = l.event_id)") ?? 0
-        let changed = try Int.fetchOne(db, sql: """
-            SELECT COUNT(*) FROM \(shadow) s JOIN \(live) l ON l.event_id = s.event_id
-            WHERE s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
-               OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
-               OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late
-            """) ?? 0
-        return (added, changed, removed, true)
+        let row = try Row.fetchOne(db, sql: """
+            SELECT COALESCE(SUM(l.event_id IS NULL), 0),
+                   COALESCE(SUM(l.event_id IS NOT NULL AND (
+                       s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
+                       OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
+                       OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late)), 0)
+            FROM \(shadow) s LEFT JOIN \(live) l ON l.event_id = s.event_id
+            """)
+        return (row?[0] ?? 0, row?[1] ?? 0, removed, true)
     }
 
     /// Swaps the checked shadow in for the live table and recomputes the hour's counts,
@@ -141,7 +142,7 @@ enum RebuildStore {
         try db.execute(sql: "ALTER TABLE \(shadow) RENAME TO \(hour.tableName)")
         try db.execute(sql: """
             INSERT INTO event_index (event_id, hour) SELECT event_id, \(hour.hoursSinceEpoch) FROM \(hour.tableName) WHERE true
-            ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour
+            ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour WHERE event_index.hour <> excluded.hour
             """)
         try db.execute(sql: """
             INSERT INTO partitions (hour, table_name, row_count, valid_count, checksum, created_batch, last_batch, rebuilt_batch)

@@ -23,7 +23,7 @@ public final class Warehouse {
     ///   - create: create the folder and database when missing; otherwise a missing database is exit 66.
     ///   - busyTimeout: how long to wait for another connection's write lock before giving up (exit 75).
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
-                cacheMebibytes: Int = 8) throws {
+                cacheMebibytes: Int = 24) throws {
         _ = Warehouse.tuneSQLiteOnce
         self.dataFolder = dataFolder
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
