@@ -1,0 +1,111 @@
+/*
+ * The SQLite floor of the 1M ingest: raw C API, no parsing, no merge logic. Loads N events
+ * with random UUID keys (rows shaped like Tidemark's) in sorted groups of 50,000 with the
+ * same settings as ingest (WAL, synchronous=FULL, 8 KiB pages, 8 MiB cache, a commit every
+ * 256,000 rows), doing per event what ingest does for a new event: one lookup in the
+ * event_id index, one partition insert, one index insert.
+ *
+ *   layout "tidemark": partition WITHOUT ROWID keyed by event_id + event_index (the schema)
+ *   layout "rowid":    partition as a rowid table (appends) + event_index (event_id -> hour, row)
+ *
+ * Usage: sqlite_floor DBPATH LAYOUT [N]      (prints seconds)
+ */
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct { char id[37]; long millis; } Event;
+
+static uint64_t state = 88172645463325252ULL;
+static uint64_t next_random(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state; }
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static int by_id(const void *a, const void *b) { return memcmp(((const Event *)a)->id, ((const Event *)b)->id, 36); }
+
+static void must(int code, sqlite3 *db, const char *what) {
+    if (code != SQLITE_OK && code != SQLITE_DONE && code != SQLITE_ROW) {
+        fprintf(stderr, "%s: %s\n", what, sqlite3_errmsg(db));
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH tidemark|rowid [N]\n"); return 64; }
+    const char *path = argv[1];
+    int rowid = strcmp(argv[2], "rowid") == 0;
+    long total = argc > 3 ? atol(argv[3]) : 1000000, group = 50000, per_commit = 256000;
+    char wal[4096], shm[4096];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    remove(path); remove(wal); remove(shm);
+
+    sqlite3 *db;
+    must(sqlite3_open(path, &db), db, "open");
+    must(sqlite3_exec(db, "PRAGMA page_size=8192; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", 0, 0, 0), db, "pragmas");
+    const char *partition = rowid
+        ? "CREATE TABLE p(event_id TEXT, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT)"
+        : "CREATE TABLE p(event_id TEXT PRIMARY KEY, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT) WITHOUT ROWID";
+    const char *index = rowid
+        ? "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL, row INT NOT NULL) WITHOUT ROWID"
+        : "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL) WITHOUT ROWID";
+    must(sqlite3_exec(db, partition, 0, 0, 0), db, "create partition");
+    must(sqlite3_exec(db, index, 0, 0, 0), db, "create index");
+
+    sqlite3_stmt *insert_row, *insert_index, *lookup;
+    must(sqlite3_prepare_v2(db, "INSERT INTO p VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)", -1, &insert_row, 0), db, "prepare");
+    must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO event_index VALUES (?, ?, ?)" : "INSERT INTO event_index VALUES (?, ?)", -1, &insert_index, 0), db, "prepare");
+    must(sqlite3_prepare_v2(db, "SELECT hour FROM event_index WHERE event_id = ?", -1, &lookup, 0), db, "prepare");
+
+    Event *events = malloc(sizeof(Event) * group);
+    sqlite3_int64 *rows = malloc(sizeof(sqlite3_int64) * group);
+    double started = now();
+    long since_commit = 0;
+    must(sqlite3_exec(db, "BEGIN", 0, 0, 0), db, "begin");
+    for (long done = 0; done < total; done += group) {
+        for (long i = 0; i < group; i++) {
+            uint64_t a = next_random(), b = next_random();
+            snprintf(events[i].id, sizeof events[i].id, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a & 0xffff),
+                     (unsigned)((a >> 16) & 0xfff), (unsigned)(b >> 48), (unsigned long long)(b & 0xffffffffffffULL));
+            events[i].millis = done + i - (next_random() % 10 == 0 ? (long)(30000 + next_random() % 30000) : 0);
+        }
+        qsort(events, group, sizeof(Event), by_id);
+        for (long i = 0; i < group; i++) {
+            sqlite3_bind_text(lookup, 1, events[i].id, 36, SQLITE_STATIC);
+            must(sqlite3_step(lookup), db, "lookup");
+            sqlite3_reset(lookup);
+        }
+        char event_time[40];
+        for (long i = 0; i < group; i++) {
+            long m = events[i].millis < 0 ? 0 : events[i].millis;
+            snprintf(event_time, sizeof event_time, "2025-07-30T10:%02ld:%02ld.%03ld000000Z", (m / 60000) % 60, (m / 1000) % 60, m % 1000);
+            sqlite3_bind_text(insert_row, 1, events[i].id, 36, SQLITE_STATIC);
+            sqlite3_bind_text(insert_row, 2, "u00123", 6, SQLITE_STATIC);
+            sqlite3_bind_text(insert_row, 3, "add_to_cart", 11, SQLITE_STATIC);
+            sqlite3_bind_text(insert_row, 4, event_time, 30, SQLITE_TRANSIENT);
+            sqlite3_bind_text(insert_row, 5, event_time, 30, SQLITE_TRANSIENT);
+            must(sqlite3_step(insert_row), db, "insert row");
+            sqlite3_reset(insert_row);
+            rows[i] = sqlite3_last_insert_rowid(db);
+        }
+        for (long i = 0; i < group; i++) {
+            sqlite3_bind_text(insert_index, 1, events[i].id, 36, SQLITE_STATIC);
+            sqlite3_bind_int(insert_index, 2, 486730);
+            if (rowid) sqlite3_bind_int64(insert_index, 3, rows[i]);
+            must(sqlite3_step(insert_index), db, "insert index");
+            sqlite3_reset(insert_index);
+        }
+        since_commit += group;
+        if (since_commit >= per_commit) {
+            must(sqlite3_exec(db, "COMMIT; BEGIN", 0, 0, 0), db, "commit");
+            since_commit = 0;
+        }
+    }
+    must(sqlite3_exec(db, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE)", 0, 0, 0), db, "commit");
+    printf("%.3f\n", now() - started);
+    sqlite3_finalize(insert_row); sqlite3_finalize(insert_index); sqlite3_finalize(lookup);
+    sqlite3_close(db);
+    free(events); free(rows);
+    return 0;
+}
