@@ -131,23 +131,10 @@ final class MergeWriter {
         }
     }
 
-    /// Counts a row into (sign +1) or out of (sign -1) its hour: partition counts, checksum
-    /// and summary counts, so that summaries follow the data in the same transaction.
     private func add(_ row: PartitionRow, hash: UInt64, hour: Int, sign: Int64) {
-        let valid = row.state.isValid
-        let record = row.state.record!
-        // Mutated in place: copying the entry would copy its dictionaries on every row.
-        Self.update(&deltas[hour, default: HourDelta()]) { delta in
-            delta.rows += sign
-            if valid { delta.valid += sign }
-            delta.checksum = sign > 0 ? delta.checksum &+ hash : delta.checksum &- hash
-            delta.types[record.eventType, default: SummaryCounts()].add(valid: valid, late: row.state.late, sign: sign)
-            if valid { delta.users[SummaryUser(eventType: record.eventType, userID: record.userID), default: 0] += sign }
-        }
+        // Mutated in place through the subscript: a copy would copy its dictionaries per row.
+        deltas[hour, default: HourDelta()].count(row, hash: hash, sign: sign)
     }
-
-    @inline(__always)
-    private static func update(_ delta: inout HourDelta, _ body: (inout HourDelta) -> Void) { body(&delta) }
 
     func ensureTable(_ hour: Int) throws {
         guard !knownHours.contains(hour) else { return }
@@ -241,6 +228,20 @@ final class MergeWriter {
         }
         deltas.removeAll()
         return touched
+    }
+}
+
+extension HourDelta {
+    /// Counts a row into (sign +1) or out of (sign -1) its hour: partition counts, checksum
+    /// and summary counts, so that summaries follow the data in the same transaction.
+    mutating func count(_ row: PartitionRow, hash: UInt64, sign: Int64) {
+        let valid = row.state.isValid
+        let record = row.record
+        rows += sign
+        if valid { self.valid += sign }
+        checksum = sign > 0 ? checksum &+ hash : checksum &- hash
+        types[record.eventType, default: SummaryCounts()].add(valid: valid, late: row.state.late, sign: sign)
+        if valid { users[SummaryUser(eventType: record.eventType, userID: record.userID), default: 0] += sign }
     }
 }
 
