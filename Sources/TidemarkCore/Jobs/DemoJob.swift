@@ -44,7 +44,7 @@ public struct DemoResult: Sendable {
             ["late events", "\(lateEvents) counted late by the ingest (producer held back \(produced.late))"],
             ["deleted", "\(lines.deletedByFlag) by is_valid=false, \(lines.deletedByTombstone) by tombstone (producer sent \(produced.correctionsFlag) + \(produced.correctionsTombstone))"],
             ["duplicates absorbed", "\(lines.duplicate) duplicate lines, \(lines.stale) stale, \(filesDuplicate) duplicate files"],
-            ["partitions reprocessed", "\(partitionsReprocessed) hour summaries computed, \(partitionsResummarized) of them redone for late or corrected data; untouched hours never rewritten"],
+            ["partitions reprocessed", "\(partitionsReprocessed) hour summaries updated, \(partitionsResummarized) of them revisited for late or corrected data; untouched hours never rewritten"],
             ["ingestion lag", lag.p50.map { String(format: "p50 %.1f s, p95 %.1f s, max %.1f s (simulated clock)", $0, lag.p95 ?? 0, lag.max ?? 0) } ?? "-"],
             ["validation", validation.ok ? "PASSED (\(validation.checks.count) checks against the sent log and an archive replay)" : "FAILED"],
             ["wall time", String(format: "%.1f s", seconds)],
@@ -82,8 +82,8 @@ public enum DemoJob {
             result.lateEvents += s.lateEvents
             result.filesDuplicate += s.filesDuplicate
             result.partitionsReprocessed += s.partitionsTouched.count
-            // An hour summarized by an earlier batch and recomputed now: late or corrected data
-            // crossed a batch boundary, and only that hour was redone.
+            // An hour summarized by an earlier batch and updated again now: late or corrected
+            // data crossed a batch boundary, and only that hour was revisited.
             result.partitionsResummarized += s.partitionsTouched.filter { summarizedHours.contains($0) }.count
             summarizedHours.formUnion(s.partitionsTouched)
             if let p50 = s.lag.p50 { lags.append(Float(p50)) }
