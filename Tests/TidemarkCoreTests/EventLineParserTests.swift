@@ -146,6 +146,50 @@ import Testing
     }
 }
 
+/// Rebuild skips lines of other passes by hashing the event_id read off the line's start; that
+/// must agree with hashing the parsed event_id whenever the line parses.
+@Suite struct LeadingEventIDTests {
+    let parser = EventLineParser(now: Timestamp(secondsSinceEpoch: 1_753_900_000))
+
+    func leading(_ text: String) -> UInt64? {
+        var copy = text
+        return copy.withUTF8 { EventLineParser.leadingEventIDHash(UnsafeRawBufferPointer($0)) }
+    }
+
+    @Test func readsOnlyPlainLeadingIDs() {
+        #expect(leading(#"{"event_id":"abc","user_id":"u"}"#) == stableHash("abc"))
+        #expect(leading(#"{"event_id":"t1"}"#) == stableHash("t1"))
+        #expect(leading(#"{ "event_id":"abc"}"#) == nil)           // not the exact prefix
+        #expect(leading(#"{"user_id":"u","event_id":"abc"}"#) == nil) // not first
+        #expect(leading(#"{"event_id":"a\"b"}"#) == nil)           // escape: the parse decides
+        #expect(leading(#"{"event_id":"a\u0062"}"#) == nil)
+        #expect(leading(#"{"event_id":""}"#) == nil)                 // empty is a rejection
+        #expect(leading(#"{"event_id":"é"}"#) == nil)                // non-ASCII: the parse decides
+        #expect(leading(#"{"event_id":"abc"#) == nil)                // unterminated
+        #expect(leading(#"{"event_id":1}"#) == nil)
+    }
+
+    @Test func agreesWithTheParseOnMutatedLines() {
+        var random = SeededRandom(seed: 7)
+        let pieces = [#"\""#, #"\\"#, #"\u0041"#, #""event_id":"x""#, ",", " ", "é", "}", "{"]
+        var decided = 0
+        for n in 0..<5000 {
+            var line = Array(#"{"event_id":"e-\#(n)","user_id":"u1","event_type":"view","event_time":"2025-07-30T10:00:00Z"}"#)
+            for _ in 0..<Int.random(in: 0...2, using: &random) {
+                let at = Int.random(in: 0...line.count, using: &random)
+                line.insert(contentsOf: pieces.randomElement(using: &random)!, at: at)
+            }
+            let text = String(line)
+            guard let hash = leading(text) else { continue }
+            decided += 1
+            if case .success(let delivery) = parser.parse(text) {
+                #expect(stableHash(delivery.eventID) == hash, "\(text)")
+            }
+        }
+        #expect(decided > 1000)
+    }
+}
+
 /// Replays every input the fuzzer ever crashed on (scripts/fuzz-parser.sh keeps them as
 /// fixtures) through the parser and the Foundation differential.
 @Suite struct FuzzFindingsTests {

@@ -100,10 +100,20 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(tables.count >= 2)
         let (id, table) = try someEvent(f, valid: true)
         let other = tables.first { $0 != table }!
-        try write(f, "INSERT INTO \(other) SELECT * FROM \(table) WHERE event_id = '\(id)'; DELETE FROM \(table) WHERE event_id = '\(id)'")
+        try write(f, "INSERT INTO \(other) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(table) WHERE event_id = '\(id)'; DELETE FROM \(table) WHERE event_id = '\(id)'")
         let r = try validate(f)
         #expect(failed(r).contains("rows_in_their_hour"))
         #expect(failed(r).contains("source_right_hour"))
+    }
+
+    @Test func secondRowOfAnEventInItsOwnPartitionIsDetected() throws {
+        // Partition tables are keyed by row_id; event_index is what keeps one row per event.
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: true)
+        try write(f, "INSERT INTO \(table) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(table) WHERE event_id = '\(id)'")
+        let r = try validate(f)
+        #expect(failed(r).contains("one_row_per_event"))
+        #expect(r.checks.first { $0.name == "one_row_per_event" }!.findings.joined().contains("\(id) has a second row in \(table)"))
     }
 
     @Test func eventInTwoPartitionsIsDetected() throws {
@@ -111,7 +121,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let tables = try f.query { try String.fetchAll($0, sql: "SELECT table_name FROM partitions ORDER BY hour") }
         let (id, table) = try someEvent(f, valid: true)
         let other = tables.first { $0 != table }!
-        try write(f, "INSERT INTO \(other) SELECT * FROM \(table) WHERE event_id = '\(id)'")
+        try write(f, "INSERT INTO \(other) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(table) WHERE event_id = '\(id)'")
         let r = try validate(f)
         #expect(failed(r).contains("one_row_per_event"))
         #expect(r.checks.first { $0.name == "one_row_per_event" }!.findings.joined().contains(id))

@@ -41,6 +41,28 @@ public struct EventLineParser: Sendable {
         }
     }
 
+    /// `stableHash` of the event_id of a line that starts exactly `{"event_id":"` and whose
+    /// value is printable ASCII without escapes; nil for any other line. For such a line that
+    /// parses, the parsed event_id is these very bytes (a second event_id key is a rejection),
+    /// so callers that split work by event_id hash can skip lines of other splits unparsed.
+    static func leadingEventIDHash(_ line: UnsafeRawBufferPointer) -> UInt64? {
+        let prefix = leadingEventIDPrefix
+        guard line.count > prefix.count else { return nil }
+        for i in 0..<prefix.count where line[i] != prefix[i] { return nil }
+        var hasher = StableHasher()
+        var index = prefix.count
+        while index < line.count {
+            let byte = line[index]
+            if byte == UInt8(ascii: "\"") { return index > prefix.count ? hasher.value : nil }
+            guard byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") else { return nil }
+            hasher.add(byte)
+            index += 1
+        }
+        return nil
+    }
+
+    private static let leadingEventIDPrefix = Array("{\"event_id\":\"".utf8)
+
     public func parse(_ text: String) -> Result<Delivery, LineRejection> {
         var copy = text
         return copy.withUTF8 { parse(UnsafeRawBufferPointer($0)) }

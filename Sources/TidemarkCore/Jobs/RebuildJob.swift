@@ -101,6 +101,10 @@ public enum RebuildJob {
             let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
             defer { scratch.deallocate() }
             var elsewhere: [String: Int] = [:] // events the fold places in another hour
+            // An event that stays in this hour keeps the row_id event_index gives it, so the
+            // swap rewrites only the lookup entries that change; other rows get ids above them.
+            var nextRowID = try RebuildStore.maxIndexedRowID(hour, db)
+            var usedRowIDs = Set<Int64>()
             for pass in 0..<passes {
                 var states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
                 // A stale or deleting delivery may name this hour for an event whose row is in
@@ -110,7 +114,8 @@ public enum RebuildJob {
                 let candidates = states.compactMap { id, folded in
                     folded.state.record?.eventTime.hour == hour && moved[id] == nil ? id : nil
                 }
-                let indexed = try RebuildStore.indexedHours(of: byteOrder(candidates).map { candidates[$0] }, db).filter { $0.value != hour.hoursSinceEpoch }
+                let located = try RebuildStore.indexLocations(of: byteOrder(candidates).map { candidates[$0] }, db)
+                let indexed = located.compactMapValues { $0.hour != hour.hoursSinceEpoch ? $0.hour : nil }
                 if !indexed.isEmpty {
                     var hours = Set(indexed.values)
                     for other in Set(indexed.values) {
@@ -134,13 +139,22 @@ public enum RebuildJob {
                 for index in byteOrder(ids) {
                     let folded = states[ids[index]]!
                     let row = PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID)
+                    let rowID: Int64
+                    if let at = located[ids[index]], at.hour == hour.hoursSinceEpoch, usedRowIDs.insert(at.rowID).inserted {
+                        rowID = at.rowID
+                    } else {
+                        nextRowID += 1
+                        rowID = nextRowID
+                    }
                     insert.reset()
                     checksum = checksum &+ (try row.encode(into: scratch) { i, value in try insert.bind(i, value) })
+                    try insert.bind(13, rowID)
                     try insert.run()
                     rows += 1
                     if row.state.isValid { valid += 1 }
                 }
             }
+            try RebuildStore.indexShadow(hour, db)
             let removed = try RebuildStore.removedIDs(hour, db)
             let diff = try RebuildStore.diff(hour, removed: removed.count, db)
             let repaired = diff.added + diff.changed + diff.removed > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
@@ -185,8 +199,12 @@ public enum RebuildJob {
             let summary: GzipFileSummary
             do {
                 summary = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
-                guard case .bytes(let bytes) = content, !rejected.contains(number),
-                      case .success(let delivery) = parser.parse(bytes) else { return }
+                guard case .bytes(let bytes) = content, !rejected.contains(number) else { return }
+                // Lines of another pass are skipped before parsing when their event_id can be
+                // read off the line's start exactly (the parse would hash the same bytes).
+                if only == nil && passes > 1, let hash = EventLineParser.leadingEventIDHash(bytes),
+                   Int(hash % UInt64(passes)) != pass { return }
+                guard case .success(let delivery) = parser.parse(bytes) else { return }
                 if let only {
                     guard only.contains(delivery.eventID) else { return }
                 } else {

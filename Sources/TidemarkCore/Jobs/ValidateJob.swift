@@ -352,16 +352,6 @@ struct ArchiveReplay {
     }
 }
 
-/// FNV-1a of the id's bytes: a stable split of event ids into passes.
-func stableHash(_ text: String) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 {
-        hash ^= UInt64(byte)
-        hash = hash &* 0x100_0000_01b3
-    }
-    return hash
-}
-
 /// Aligned plain-text tables for terminal output.
 public enum TextTable {
     public static func render(_ rows: [[String]]) -> String {

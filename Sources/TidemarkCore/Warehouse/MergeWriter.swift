@@ -71,8 +71,8 @@ final class MergeWriter {
         self.db = db
         self.batchID = batchID
         self.maxNewPartitions = maxNewPartitions
-        insertIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING")
-        selectIndex = try FastStatement(db, sql: "SELECT hour FROM event_index WHERE event_id = ?")
+        insertIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES (?, ?, ?)")
+        selectIndex = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?")
         knownHours = []
         for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions") {
             if let hour = PartitionHour.parse(label) { knownHours.insert(hour.hoursSinceEpoch) }
@@ -114,11 +114,12 @@ final class MergeWriter {
         hoursByFile[fileID] = nil
     }
 
-    fileprivate func currentHour(of id: String) throws -> Int? {
+    /// Where `event_index` says the event's row is.
+    fileprivate func location(of id: String) throws -> (hour: Int, rowID: Int64)? {
         selectIndex.reset()
         try selectIndex.bind(1, id)
         defer { selectIndex.reset() }
-        return try selectIndex.step() ? Int(selectIndex.int64(0)) : nil
+        return try selectIndex.step() ? (Int(selectIndex.int64(0)), selectIndex.int64(1)) : nil
     }
 
     private func touch(_ fileID: Int64, _ hour: Int?) {
@@ -151,15 +152,16 @@ final class MergeWriter {
         createdHours.insert(hour)
     }
 
-    func load(id: String, hour: Int) throws -> PartitionRow? {
+    /// The row `event_index` names, if it is there and holds this event.
+    func load(id: String, hour: Int, rowID: Int64) throws -> PartitionRow? {
         let statement = try statementFor(hour, &selectByHour, """
-            SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch
-            FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE event_id = ?
+            SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id
+            FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?
             """)
         statement.reset()
         defer { statement.reset() }
-        try statement.bind(1, id)
-        guard try statement.step(), let eventTime = statement.timestamp(2) else { return nil }
+        try statement.bind(1, rowID)
+        guard try statement.step(), statement.text(11) == id, let eventTime = statement.timestamp(2) else { return nil }
         let deletion = Deletion(kind: statement.text(5), deletedAt: statement.timestamp(6))
         let record = EventRecord(eventID: id, userID: statement.text(0) ?? "", eventType: statement.text(1) ?? "",
                                  eventTime: eventTime, receivedTime: statement.timestamp(3), isValid: true, extra: statement.text(8))
@@ -174,26 +176,28 @@ final class MergeWriter {
         return statement
     }
 
-    /// Inserts a row; returns its content hash.
-    private func insert(_ row: PartitionRow, hour: Int) throws -> UInt64 {
+    /// Appends a row; returns its content hash and row_id.
+    private func insert(_ row: PartitionRow, hour: Int) throws -> (hash: UInt64, rowID: Int64) {
         let statement = try statementFor(hour, &insertByHour,
             "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         statement.reset()
         let hash = try row.encode(into: scratch) { index, value in try statement.bind(index, value) }
         try statement.run()
-        return hash
+        return (hash, statement.lastInsertRowID)
     }
 
     /// Updates a row in place (same hour); returns its content hash.
-    private func update(_ row: PartitionRow, hour: Int) throws -> UInt64 {
-        // Parameters are numbered to match the insert's column order (event_id is ?1; first_batch, ?11, stays).
+    private func update(_ row: PartitionRow, hour: Int, rowID: Int64) throws -> UInt64 {
+        // Parameters are numbered to match the insert's column order (event_id is ?1 and does
+        // not change; first_batch, ?11, stays); ?13 is the row.
         let statement = try statementFor(hour, &updateByHour, """
             UPDATE \(PartitionHour(hoursSinceEpoch: hour).tableName) SET user_id = ?2, event_type = ?3, event_time = ?4,
                 received_time = ?5, is_valid = ?6, deleted_by = ?7, deleted_at = ?8, is_late = ?9, extra = ?10, last_batch = ?12
-            WHERE event_id = ?1
+            WHERE row_id = ?13 AND event_id = ?1
             """)
         statement.reset()
         let hash = try row.encode(into: scratch) { index, value in try statement.bind(index, value) }
+        try statement.bind(13, rowID)
         try statement.run()
         return hash
     }
@@ -322,23 +326,24 @@ extension MergeWriter {
             slotsByFile.append(slots)
         }
 
-        // 1. The stored state of every event the group mentions, read in key order.
+        // 1. The stored state of every event the group mentions: `event_index` read in key
+        // order (one sort serves every pass over it), then the rows in row order.
         var storedHour = [Int](repeating: -1, count: ids.count)
+        var storedRowID = [Int64](repeating: 0, count: ids.count)
         var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
-        var byHour: [Int: [Int]] = [:]
-        // One sort serves every pass: lookups, writes (grouped by hour) and index inserts all
-        // go in event_id byte order, SQLite's key order.
+        var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
         let order = byteOrder(ids)
         for slot in order {
-            if let hour = try currentHour(of: ids[slot]) { byHour[hour, default: []].append(slot) }
+            if let at = try location(of: ids[slot]) { byHour[at.hour, default: []].append((at.rowID, slot)) }
         }
         for hour in byHour.keys.sorted() {
-            for slot in byHour[hour]! {
-                guard let row = try load(id: ids[slot], hour: hour) else {
+            for (rowID, slot) in byHour[hour]!.sorted(by: { $0.rowID < $1.rowID }) {
+                guard let row = try load(id: ids[slot], hour: hour, rowID: rowID) else {
                     throw TidemarkError("merge", "event \(ids[slot])", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
                                         hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
                 }
                 storedHour[slot] = hour
+                storedRowID[slot] = rowID
                 storedRow[slot] = row
             }
         }
@@ -395,36 +400,48 @@ extension MergeWriter {
             lateFirstArrivals.append(lateFirst)
         }
 
-        // 3. Write what changed, once per event, in (hour, event_id) order.
-        var changedByHour: [Int: [Int]] = [:]
+        // 3. Write what changed, once per event, hour by hour: rows updated in place in row
+        // order, then rows appended (new events and events that moved in).
+        var updatesByHour: [Int: [Int]] = [:]
+        var appendsByHour: [Int: [Int]] = [:]
         for slot in order {
             guard let state = current[slot] else { continue } // tombstones only: pending
-            if let old = storedRow[slot], old.state == state { continue }
-            changedByHour[state.record!.eventTime.hour.hoursSinceEpoch, default: []].append(slot)
+            let hour = state.record!.eventTime.hour.hoursSinceEpoch
+            if let old = storedRow[slot] {
+                if old.state == state { continue }
+                if storedHour[slot] == hour {
+                    updatesByHour[hour, default: []].append(slot)
+                    continue
+                }
+            }
+            appendsByHour[hour, default: []].append(slot)
         }
+        var appendedRowID = [Int64](repeating: 0, count: ids.count)
         var isNew = [Bool](repeating: false, count: ids.count)
-        for hour in changedByHour.keys.sorted() {
-            for slot in changedByHour[hour]! {
+        for hour in Set(updatesByHour.keys).union(appendsByHour.keys).sorted() {
+            for slot in (updatesByHour[hour] ?? []).sorted(by: { storedRowID[$0] < storedRowID[$1] }) {
+                let old = storedRow[slot]!
+                let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
+                add(old, hash: old.contentHash, hour: hour, sign: -1)
+                add(row, hash: try update(row, hour: hour, rowID: storedRowID[slot]), hour: hour, sign: 1)
+            }
+            try ensureTable(hour)
+            for slot in appendsByHour[hour] ?? [] {
                 let state = current[slot]!
                 if let old = storedRow[slot] {
+                    // The event moved here from another hour.
                     let oldHour = storedHour[slot]
                     let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
                     add(old, hash: old.contentHash, hour: oldHour, sign: -1)
-                    let hash: UInt64
-                    if oldHour == hour {
-                        hash = try update(row, hour: hour)
-                    } else {
-                        try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE event_id = ?", arguments: [ids[slot]])
-                        try ensureTable(hour)
-                        hash = try insert(row, hour: hour)
-                        try db.cachedStatement(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?").execute(arguments: [hour, ids[slot]])
-                    }
+                    try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?", arguments: [storedRowID[slot]])
+                    let (hash, rowID) = try insert(row, hour: hour)
+                    try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                     add(row, hash: hash, hour: hour, sign: 1)
                 } else {
                     let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
-                    try ensureTable(hour)
-                    let hash = try insert(row, hour: hour)
+                    let (hash, rowID) = try insert(row, hour: hour)
                     add(row, hash: hash, hour: hour, sign: 1)
+                    appendedRowID[slot] = rowID
                     isNew[slot] = true
                 }
             }
@@ -437,6 +454,7 @@ extension MergeWriter {
             insertIndex.reset()
             try insertIndex.bind(1, ids[slot])
             try insertIndex.bind(2, Int64(current[slot]!.record!.eventTime.hour.hoursSinceEpoch))
+            try insertIndex.bind(3, appendedRowID[slot])
             try insertIndex.run()
         }
         return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)

@@ -65,17 +65,29 @@ enum RebuildStore {
         try ValidationQueries.partitions(db).first { $0.hour == hour }
     }
 
-    /// Where `event_index` places these events (those it knows).
-    static func indexedHours(of ids: [String], _ db: Database) throws -> [String: Int] {
-        let select = try FastStatement(db, sql: "SELECT hour FROM event_index WHERE event_id = ?")
-        var out: [String: Int] = [:]
+    /// Where `event_index` places these events (those it knows). Pass them in byte order:
+    /// the lookups then walk the index once.
+    static func indexLocations(of ids: [String], _ db: Database) throws -> [String: (hour: Int, rowID: Int64)] {
+        let select = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?")
+        var out: [String: (hour: Int, rowID: Int64)] = [:]
         for id in ids {
             select.reset()
             try select.bind(1, id)
-            if try select.step() { out[id] = Int(select.int64(0)) }
+            if try select.step() { out[id] = (Int(select.int64(0)), select.int64(1)) }
         }
         select.reset()
         return out
+    }
+
+    /// The largest row_id `event_index` names in this hour (0 when none).
+    static func maxIndexedRowID(_ hour: PartitionHour, _ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM event_index WHERE hour = ?", arguments: [hour.hoursSinceEpoch]) ?? 0
+    }
+
+    /// Indexes the filled shadow by event_id, for comparing it with the live table. The index
+    /// is dropped again before the swap.
+    static func indexShadow(_ hour: PartitionHour, _ db: Database) throws {
+        try db.execute(sql: "CREATE INDEX \(shadowName(hour))_event_id ON \(shadowName(hour)) (event_id)")
     }
 
     /// Live rows of `hour` that the shadow no longer has.
@@ -86,14 +98,27 @@ enum RebuildStore {
             """)
     }
 
-    /// After a swap, points the lookup of events that left `hour` at the hour where their row
-    /// now is, or drops it when they have no row anywhere yet.
+    /// After a swap, points the lookup of events that left `hour` at the row they have in the
+    /// hour the fold placed them in, or drops it when they have no row anywhere yet. Each
+    /// such hour's table is scanned once.
     static func relocate(_ ids: [String], from hour: PartitionHour, to target: [String: Int], _ db: Database) throws {
+        var byHour: [Int: Set<String>] = [:]
         for id in ids {
-            if let other = target[id], other != hour.hoursSinceEpoch,
-               try db.tableExistsFast(PartitionHour(hoursSinceEpoch: other).tableName),
-               try Int.fetchOne(db, sql: "SELECT 1 FROM \(PartitionHour(hoursSinceEpoch: other).tableName) WHERE event_id = ?", arguments: [id]) != nil {
-                try db.execute(sql: "UPDATE event_index SET hour = ? WHERE event_id = ?", arguments: [other, id])
+            if let other = target[id], other != hour.hoursSinceEpoch { byHour[other, default: []].insert(id) }
+        }
+        var found: [String: (hour: Int, rowID: Int64)] = [:]
+        for (other, wanted) in byHour {
+            let table = PartitionHour(hoursSinceEpoch: other).tableName
+            guard try db.tableExistsFast(table) else { continue }
+            let rows = try Row.fetchCursor(db, sql: "SELECT event_id, row_id FROM \(table)")
+            while let row = try rows.next() {
+                let id: String = row[0]
+                if wanted.contains(id) { found[id] = (other, row[1]) }
+            }
+        }
+        for id in ids {
+            if let at = found[id] {
+                try db.execute(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?", arguments: [at.hour, at.rowID, id])
             } else {
                 try db.execute(sql: "DELETE FROM event_index WHERE event_id = ? AND hour = ?", arguments: [id, hour.hoursSinceEpoch])
             }
@@ -107,25 +132,25 @@ enum RebuildStore {
         let shadow = shadowName(hour)
         try db.execute(sql: "DROP TABLE IF EXISTS \(shadow)")
         try db.execute(sql: PartitionTable.createSQL(hour).replacingOccurrences(of: hour.tableName, with: shadow))
-        return try FastStatement(db, sql: "INSERT INTO \(shadow) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        return try FastStatement(db, sql: "INSERT INTO \(shadow) (\(PartitionTable.columns), row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     }
 
-    /// Rows the shadow adds and changes (any data column) compared with the live table, in one
-    /// pass over the shadow; `removed` are the live rows the shadow no longer has.
+    /// Rows the shadow adds, changes (any data column) and removes compared with the live
+    /// table: one pass over the live rows, each looked up in the indexed shadow.
     static func diff(_ hour: PartitionHour, removed: Int, _ db: Database) throws -> (added: Int, changed: Int, removed: Int, tableExisted: Bool) {
         let shadow = shadowName(hour), live = hour.tableName
-        guard try db.tableExistsFast(live) else {
-            return (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? 0, 0, 0, false)
-        }
+        let shadowRows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? 0
+        guard try db.tableExistsFast(live) else { return (shadowRows, 0, 0, false) }
         let row = try Row.fetchOne(db, sql: """
-            SELECT COALESCE(SUM(l.event_id IS NULL), 0),
-                   COALESCE(SUM(l.event_id IS NOT NULL AND (
+            SELECT COUNT(DISTINCT s.event_id),
+                   COALESCE(SUM(s.event_id IS NOT NULL AND (
                        s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
                        OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
                        OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late)), 0)
-            FROM \(shadow) s LEFT JOIN \(live) l ON l.event_id = s.event_id
+            FROM \(live) l LEFT JOIN \(shadow) s ON s.event_id = l.event_id
             """)
-        return (row?[0] ?? 0, row?[1] ?? 0, removed, true)
+        let matched: Int = row?[0] ?? 0
+        return (shadowRows - matched, row?[1] ?? 0, removed, true)
     }
 
     /// Swaps the checked shadow in for the live table and recomputes the hour's counts,
@@ -138,11 +163,13 @@ enum RebuildStore {
             throw TidemarkError("rebuild", hour.label, cause: "shadow table has \(count) rows, expected \(rows)", exit: .ioError)
         }
         FaultPoint.hit("rebuild-swap")
+        try db.execute(sql: "DROP INDEX IF EXISTS \(shadow)_event_id")
         try db.execute(sql: "DROP TABLE IF EXISTS \(hour.tableName)")
         try db.execute(sql: "ALTER TABLE \(shadow) RENAME TO \(hour.tableName)")
         try db.execute(sql: """
-            INSERT INTO event_index (event_id, hour) SELECT event_id, \(hour.hoursSinceEpoch) FROM \(hour.tableName) WHERE true
-            ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour WHERE event_index.hour <> excluded.hour
+            INSERT INTO event_index (event_id, hour, row_id) SELECT event_id, \(hour.hoursSinceEpoch), row_id FROM \(hour.tableName) WHERE true
+            ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour, row_id = excluded.row_id
+                WHERE event_index.hour <> excluded.hour OR event_index.row_id <> excluded.row_id
             """)
         try db.execute(sql: """
             INSERT INTO partitions (hour, table_name, row_count, valid_count, checksum, created_batch, last_batch, rebuilt_batch)

@@ -135,16 +135,46 @@ enum Schema {
                 if let hour = PartitionHour.parse(label) { try Summaries.recompute(hour, batchID: batchID, db) }
             }
         }
+        migrator.registerMigration("v3-rowid-partitions") { db in
+            // Partition rows are appended under an integer key and `event_index` names each
+            // event's row: one random-key B-tree per new event instead of two.
+            try db.execute(sql: """
+                CREATE TABLE event_index_v3 (
+                    event_id TEXT PRIMARY KEY,
+                    hour INTEGER NOT NULL,
+                    row_id INTEGER NOT NULL
+                ) WITHOUT ROWID
+                """)
+            for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
+                guard let hour = PartitionHour.parse(label), try db.tableExists(hour.tableName) else { continue }
+                let old = hour.tableName + "__v2"
+                try db.execute(sql: "ALTER TABLE \(hour.tableName) RENAME TO \(old)")
+                try db.execute(sql: PartitionTable.createSQL(hour))
+                try db.execute(sql: "INSERT INTO \(hour.tableName) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(old) ORDER BY event_id")
+                try db.execute(sql: "DROP TABLE \(old)")
+                try db.execute(sql: """
+                    INSERT INTO event_index_v3 (event_id, hour, row_id) SELECT event_id, \(hour.hoursSinceEpoch), row_id FROM \(hour.tableName) WHERE true
+                    ON CONFLICT (event_id) DO NOTHING
+                    """)
+            }
+            try db.execute(sql: """
+                DROP TABLE event_index;
+                ALTER TABLE event_index_v3 RENAME TO event_index;
+                """)
+        }
         return migrator
     }
 }
 
-/// One hourly partition table. Its name comes only from the hour's integers.
+/// One hourly partition table. Its name comes only from the hour's integers. Rows are
+/// appended under `row_id` (an explicit INTEGER PRIMARY KEY, so VACUUM keeps it); `event_index`
+/// maps each event_id to its hour and row, and is what keeps one row per event.
 enum PartitionTable {
     static func createSQL(_ hour: PartitionHour) -> String {
         """
         CREATE TABLE IF NOT EXISTS \(hour.tableName) (
-            event_id TEXT PRIMARY KEY,
+            row_id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL,
             user_id TEXT NOT NULL,
             event_type TEXT NOT NULL,
             event_time TEXT NOT NULL,
@@ -156,7 +186,7 @@ enum PartitionTable {
             extra TEXT,
             first_batch INTEGER NOT NULL,
             last_batch INTEGER NOT NULL
-        ) WITHOUT ROWID
+        )
         """
     }
 

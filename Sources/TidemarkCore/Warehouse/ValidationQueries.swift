@@ -27,26 +27,28 @@ enum ValidationQueries {
         return (count, samples)
     }
 
-    /// Rows whose lookup entry is missing or names another hour.
+    /// Rows whose lookup entry is missing or names another hour or another row (a second row
+    /// of the same event).
     static func indexDisagreements(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
         let sql = """
             FROM \(p.table) r LEFT JOIN event_index i ON i.event_id = r.event_id
-            WHERE i.hour IS NULL OR i.hour != \(p.hour.hoursSinceEpoch)
+            WHERE i.hour IS NULL OR i.hour != \(p.hour.hoursSinceEpoch) OR i.row_id != r.row_id
             """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, i.hour \(sql) LIMIT \(limit)").map { row -> String in
+        let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, i.hour, r.row_id \(sql) LIMIT \(limit)").map { row -> String in
             let id: String = row[0]
-            if let other = row[1] as Int? {
-                return "event \(id) is in \(p.table) and also in \(PartitionHour(hoursSinceEpoch: other).tableName) (event_index points there)"
+            guard let other = row[1] as Int? else { return "event \(id) is in \(p.table) but missing from event_index" }
+            if other == p.hour.hoursSinceEpoch {
+                return "event \(id) has a second row in \(p.table) (row_id \(row[2] as Int64); event_index names another)"
             }
-            return "event \(id) is in \(p.table) but missing from event_index"
+            return "event \(id) is in \(p.table) and also in \(PartitionHour(hoursSinceEpoch: other).tableName) (event_index points there)"
         }
         return (count, samples)
     }
 
     /// Lookup entries pointing at this hour with no row there.
     static func indexOrphans(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let sql = "FROM event_index i WHERE i.hour = \(p.hour.hoursSinceEpoch) AND NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.event_id = i.event_id)"
+        let sql = "FROM event_index i WHERE i.hour = \(p.hour.hoursSinceEpoch) AND NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.row_id = i.row_id AND r.event_id = i.event_id)"
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
         let samples = try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
             "event \($0): event_index says \(p.table) but the row is missing"

@@ -1,0 +1,64 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+@testable import TidemarkCore
+
+/// Databases written by earlier versions open and upgrade in place, keeping every row.
+@Suite struct MigrationTests {
+    @Test func v2PartitionsKeyedByEventIDUpgradeToRowIDPartitions() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [
+            recordLine("a", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            recordLine("b", user: "u2", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z"),
+            recordLine("c", user: "u3", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
+            tombstoneLine("b"),
+        ])
+        try f.ingest()
+        let before = try f.eventRows()
+        // Rewrite the tables as v2 had them: partitions WITHOUT ROWID keyed by event_id, and
+        // event_index without row ids.
+        let queue = try DatabaseQueue(path: f.database)
+        try queue.write { db in
+            for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions") {
+                try db.execute(sql: """
+                    CREATE TABLE v2 (
+                        event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, event_type TEXT NOT NULL, event_time TEXT NOT NULL,
+                        received_time TEXT, is_valid INTEGER NOT NULL CHECK (is_valid IN (0, 1)), deleted_by TEXT, deleted_at TEXT,
+                        is_late INTEGER NOT NULL DEFAULT 0, extra TEXT, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    INSERT INTO v2 SELECT \(PartitionTable.columns) FROM \(table);
+                    DROP TABLE \(table);
+                    ALTER TABLE v2 RENAME TO \(table);
+                    """)
+            }
+            try db.execute(sql: """
+                CREATE TABLE v2_index (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL) WITHOUT ROWID;
+                INSERT INTO v2_index SELECT event_id, hour FROM event_index;
+                DROP TABLE event_index;
+                ALTER TABLE v2_index RENAME TO event_index;
+                DELETE FROM grdb_migrations WHERE identifier = 'v3-rowid-partitions';
+                """)
+        }
+        try queue.close()
+        f.land("2.ndjson.gz", [
+            recordLine("a", user: "u9", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:30:00Z"),
+            recordLine("d", user: "u4", time: "2025-07-30T11:05:00Z", received: "2025-07-30T11:05:00Z"),
+        ])
+        let s = try f.ingest()
+        #expect(s.lines.updated == 1 && s.lines.new == 1)
+        let after = try f.eventRows()
+        #expect(after.count == before.count + 1)
+        #expect(try f.row("a")?.userID == "u9")
+        #expect(try f.row("b")?.isValid == 0)
+        let columns = try f.query { try $0.columns(in: "events_2025073010").map(\.name) }
+        #expect(columns.first == "row_id")
+        let indexColumns = try f.query { try $0.columns(in: "event_index").map(\.name) }
+        #expect(indexColumns == ["event_id", "hour", "row_id"])
+        var options = ValidateOptions(dataFolder: f.data)
+        options.replay = true
+        let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        #expect(report.checks.filter { $0.status == .failed }.isEmpty, "\(report.checks.filter { $0.status == .failed })")
+        #expect(report.checks.count > 10)
+    }
+}
