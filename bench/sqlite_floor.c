@@ -5,10 +5,12 @@
  * 256,000 rows), doing per event what ingest does for a new event: one lookup in the
  * event_id index, one partition insert, one index insert.
  *
- *   layout "tidemark": partition WITHOUT ROWID keyed by event_id + event_index (the schema)
- *   layout "rowid":    partition as a rowid table (appends) + event_index (event_id -> hour, row)
+ *   layout "rowid":    partitions keyed by row_id (appends) + event_index (event_id -> hour, row):
+ *                      Tidemark's layout
+ *   layout "event-id": partitions WITHOUT ROWID keyed by event_id + event_index (event_id -> hour):
+ *                      Tidemark's first layout, for comparison
  *
- * Usage: sqlite_floor DBPATH LAYOUT [N]      (prints seconds)
+ * Usage: sqlite_floor DBPATH rowid|event-id [N]      (prints seconds)
  */
 #include <sqlite3.h>
 #include <stdint.h>
@@ -32,7 +34,7 @@ static void must(int code, sqlite3 *db, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH tidemark|rowid [N]\n"); return 64; }
+    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|event-id [N]\n"); return 64; }
     const char *path = argv[1];
     int rowid = strcmp(argv[2], "rowid") == 0;
     long total = argc > 3 ? atol(argv[3]) : 1000000, group = 50000, per_commit = 256000;
@@ -45,16 +47,16 @@ int main(int argc, char **argv) {
     must(sqlite3_open(path, &db), db, "open");
     must(sqlite3_exec(db, "PRAGMA page_size=8192; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", 0, 0, 0), db, "pragmas");
     const char *partition = rowid
-        ? "CREATE TABLE p(event_id TEXT, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT)"
+        ? "CREATE TABLE p(row_id INTEGER PRIMARY KEY, event_id TEXT, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT)"
         : "CREATE TABLE p(event_id TEXT PRIMARY KEY, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT) WITHOUT ROWID";
     const char *index = rowid
-        ? "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL, row INT NOT NULL) WITHOUT ROWID"
+        ? "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL, row_id INT NOT NULL) WITHOUT ROWID"
         : "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL) WITHOUT ROWID";
     must(sqlite3_exec(db, partition, 0, 0, 0), db, "create partition");
     must(sqlite3_exec(db, index, 0, 0, 0), db, "create index");
 
     sqlite3_stmt *insert_row, *insert_index, *lookup;
-    must(sqlite3_prepare_v2(db, "INSERT INTO p VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)", -1, &insert_row, 0), db, "prepare");
+    must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO p (event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch) VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)" : "INSERT INTO p VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)", -1, &insert_row, 0), db, "prepare");
     must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO event_index VALUES (?, ?, ?)" : "INSERT INTO event_index VALUES (?, ?)", -1, &insert_index, 0), db, "prepare");
     must(sqlite3_prepare_v2(db, "SELECT hour FROM event_index WHERE event_id = ?", -1, &lookup, 0), db, "prepare");
 
