@@ -118,15 +118,15 @@ struct Validator {
         add("sqlite_integrity", failures: integrity.count, checked: 1, detail: "PRAGMA integrity_check", findings: integrity)
         if let sent = options.sentLogFolder {
             progress("comparing with the sent log")
-            try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log") { body in
-                try SentLog.forEachDelivery(in: sent) { _, _, delivery in try body(delivery) }
+            try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log") { skip, body in
+                try SentLog.forEachDelivery(in: sent, skipping: skip) { _, _, delivery in try body(delivery) }
             }
         }
         if options.replay {
             progress("replaying archived files")
             let archive = ArchiveReplay(db: db)
-            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files") { body in
-                try archive.forEachDelivery(body)
+            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files") { skip, body in
+                try archive.forEachDelivery(skipping: skip, body)
             }
         }
     }
@@ -235,9 +235,11 @@ struct Validator {
     // MARK: Against a source
 
     /// Folds the source with the merge rule and diffs with the target, in passes over a hash
-    /// split of event ids so that memory stays bounded whatever the size.
+    /// split of event ids so that memory stays bounded whatever the size. The source gets a
+    /// test for raw lines that belong to another pass (it may skip them unparsed) and the
+    /// deliveries to fold.
     mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
-                                    source: ((Delivery) throws -> Void) throws -> Void) throws {
+                                    source: (_ skip: (UnsafeRawBufferPointer) -> Bool, _ body: (Delivery) throws -> Void) throws -> Void) throws {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = max(1, (total + options.eventsPerPass - 1) / options.eventsPerPass)
         var missing: [String] = [], missingCount = 0
@@ -251,7 +253,10 @@ struct Validator {
         for pass in 0..<passes {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
             var expected: [String: EventState] = [:]
-            try source { delivery in
+            let otherPass: (UnsafeRawBufferPointer) -> Bool = { line in
+                passes > 1 && (EventLineParser.leadingEventIDHash(line).map { Int($0 % UInt64(passes)) != pass } ?? false)
+            }
+            try source(otherPass) { delivery in
                 guard passes == 1 || Int(stableHash(delivery.eventID) % UInt64(passes)) == pass else { return }
                 deliveries += 1
                 let (state, outcome) = MergeRule.merge(expected[delivery.eventID], delivery)
@@ -265,8 +270,7 @@ struct Validator {
             }
             var matched = Set<String>()
             for p in partitions where try ValidationQueries.tableExists(p.table, db) {
-                try ValidationQueries.forEachRow(p.table, db) { row, id in
-                    guard passes == 1 || Int(stableHash(id) % UInt64(passes)) == pass else { return }
+                try ValidationQueries.forEachRow(p.table, db, where: { passes == 1 || Int(stableHash($0) % UInt64(passes)) == pass }) { row, id in
                     guard let exp = expected.removeValue(forKey: id) else {
                         if !matched.contains(id) {
                             unexpectedCount += 1
@@ -337,14 +341,14 @@ struct Validator {
 struct ArchiveReplay {
     let db: Database
 
-    func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+    func forEachDelivery(skipping skip: (UnsafeRawBufferPointer) -> Bool = { _ in false }, _ body: (Delivery) throws -> Void) throws {
         let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
         for file in try ValidationQueries.ledgerFiles(db) where file.status == "applied" {
             // A missing file is reported by archived_files.
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else { continue }
             let rejected = try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db)
             _ = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
-                guard case .bytes(let bytes) = content, !rejected.contains(number),
+                guard case .bytes(let bytes) = content, !rejected.contains(number), !skip(bytes),
                       case .success(let delivery) = parser.parse(bytes) else { return }
                 try body(delivery)
             }

@@ -82,13 +82,16 @@ enum ValidationQueries {
 
     /// Scans one partition's rows. A row whose `is_valid` column disagrees with `deleted_by`
     /// is reported as the column says, so that tampering with either shows up as a difference.
-    static func forEachRow(_ table: String, _ db: Database, _ body: (PartitionRow?, String) throws -> Void) throws {
+    /// `wanted` picks rows by event_id before the rest of the row is decoded.
+    static func forEachRow(_ table: String, _ db: Database, where wanted: (String) -> Bool = { _ in true },
+                           _ body: (PartitionRow?, String) throws -> Void) throws {
         let cursor = try Row.fetchCursor(db, sql: """
             SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id
             FROM \(table)
             """)
         while let row = try cursor.next() {
             let id: String = row[11]
+            guard wanted(id) else { continue }
             var decoded = PartitionRow.decode(id: id, row: row)
             let validColumn: Int = row[4]
             if let current = decoded, (validColumn == 1) != current.state.isValid {
