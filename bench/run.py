@@ -97,7 +97,7 @@ floor_binary = os.path.join(work, "sqlite_floor")
 sqlite_floor = {}
 if shutil.which("cc") and subprocess.run(["cc", "-O2", "-o", floor_binary, os.path.join(here, "sqlite_floor.c"), "-lsqlite3"],
                                          capture_output=True).returncode == 0:
-    for layout, label in (("rowid", "Tidemark's layout (floor)"), ("event-id", "first layout, partitions keyed by event_id")):
+    for layout, label in (("rowid", "Tidemark's layout (floor)"), ("event-id", "first layout (event_id keys)")):
         seconds, rss, out = timed([floor_binary, os.path.join(work, "floor.sqlite"), layout, str(args.events)])
         sqlite_floor[layout] = float(out.strip())
         row(f"SQLite alone, C API, {label}", sqlite_floor[layout], rss)
