@@ -38,7 +38,7 @@ import Testing
         let s = try f.ingest()
         #expect(s.filesApplied == 1)
         #expect(s.filesQuarantined == expectedQuarantined + 4)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM event_index") } == 1) // only "good"
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") } == 1) // only "good"
         #expect(try quarantineReason(f, "cut-4.ndjson.gz")?.hasPrefix("truncated gzip") == true) // inside the trailer
         #expect(try quarantineReason(f, "empty.ndjson.gz") == "empty file (zero bytes, not gzip)")
         #expect(try quarantineReason(f, "plain.ndjson.gz") == "not a gzip file (bad header)")
@@ -161,7 +161,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: f.landing + "/1-big.ndjson.gz"))
         let later = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
         #expect(later.status == 0)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM event_index") } == 20_001)
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") } == 20_001)
     }
 }
 

@@ -16,8 +16,8 @@ import Testing
         ])
         try f.ingest()
         let before = try f.eventRows()
-        // Rewrite the tables as v2 had them: partitions WITHOUT ROWID keyed by event_id, and
-        // event_index without row ids.
+        // Rewrite the tables as v2 had them: partitions WITHOUT ROWID keyed by event_id, one
+        // event_index without row ids, no recent index.
         let queue = try DatabaseQueue(path: f.database)
         try queue.write { db in
             for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions") {
@@ -34,10 +34,11 @@ import Testing
             }
             try db.execute(sql: """
                 CREATE TABLE v2_index (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL) WITHOUT ROWID;
-                INSERT INTO v2_index SELECT event_id, hour FROM event_index;
+                INSERT INTO v2_index SELECT event_id, hour FROM event_index UNION ALL SELECT event_id, hour FROM event_index_recent;
                 DROP TABLE event_index;
+                DROP TABLE event_index_recent;
                 ALTER TABLE v2_index RENAME TO event_index;
-                DELETE FROM grdb_migrations WHERE identifier = 'v3-rowid-partitions';
+                DELETE FROM grdb_migrations WHERE identifier IN ('v3-rowid-partitions', 'v4-recent-index');
                 """)
         }
         try queue.close()
@@ -55,6 +56,8 @@ import Testing
         #expect(columns.first == "row_id")
         let indexColumns = try f.query { try $0.columns(in: "event_index").map(\.name) }
         #expect(indexColumns == ["event_id", "hour", "row_id"])
+        let lookupEntries = try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") }
+        #expect(lookupEntries == 4)
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
         let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))

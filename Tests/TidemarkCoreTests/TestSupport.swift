@@ -10,6 +10,8 @@ final class TestFolder: @unchecked Sendable {
     var data: String { root + "/data" }
     var sent: String { root + "/sent" }
     var database: String { data + "/tidemark.sqlite" }
+    /// Extra environment for the binary's runs (test hooks).
+    var environment: [String: String] = [:]
 
     init() {
         root = NSTemporaryDirectory() + "tidemark-test-" + UUID().uuidString
@@ -57,7 +59,7 @@ final class TestFolder: @unchecked Sendable {
         if o.maxFileOutputBytes != defaults.maxFileOutputBytes { args += ["--max-file-output", String(o.maxFileOutputBytes)] }
         if o.filesPerCommit != defaults.filesPerCommit { args += ["--files-per-commit", String(o.filesPerCommit)] }
         if o.allowedLateness != defaults.allowedLateness { args += ["--allowed-lateness", String(o.allowedLateness)] }
-        let run = try Binary.run(args)
+        let run = try Binary.run(args, environment: environment)
         guard run.status == 0 else {
             throw TidemarkError("tidemark ingest", o.landingFolder, cause: "exit \(run.status): \(run.stderr)", exit: .ioError)
         }

@@ -146,7 +146,7 @@ final class ProducedPipeline: @unchecked Sendable {
     @Test func sentEventMissingFromTargetIsDetected() throws {
         let f = try Self.pipeline.get().copy()
         let (id, table) = try someEvent(f, valid: true)
-        try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'; DELETE FROM event_index WHERE event_id = '\(id)'")
+        try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'; DELETE FROM event_index WHERE event_id = '\(id)'; DELETE FROM event_index_recent WHERE event_id = '\(id)'")
         let r = try validate(f)
         #expect(failed(r).contains("source_no_record_missing"))
         #expect(failed(r).contains("partition_checksums"))

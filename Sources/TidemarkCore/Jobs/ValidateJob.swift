@@ -168,6 +168,8 @@ struct Validator {
         if options.hours == nil {
             let stray = try ValidationQueries.indexEntriesWithoutPartition(limit: limit, db)
             orphans.0 += stray.0; orphans.1 += stray.1
+            let both = try ValidationQueries.lookupEntriesInBothTrees(limit: limit, db)
+            orphans.0 += both.0; orphans.1 += both.1
         }
         add("rows_in_their_hour", failures: outside.0, checked: rows, detail: "every row's event_time lies in its partition's hour", findings: outside.1)
         add("one_row_per_event", failures: index.0 + orphans.0, checked: rows,

@@ -47,9 +47,12 @@ final class MergeWriter {
     private var lateFileHours: [(Int64, Int)] = []
     /// Upper bound on partitions created in one batch (hostile input guard).
     let maxNewPartitions: Int
+    /// Entries in `event_index_recent`.
+    private(set) var recentEntries = 0
 
     // Hot-path statements, prepared once per batch.
     private let insertIndex: FastStatement
+    private let insertRecent: FastStatement
     private let selectIndex: FastStatement
     private var insertByHour: [Int: FastStatement] = [:]
     private var selectByHour: [Int: FastStatement] = [:]
@@ -65,6 +68,7 @@ final class MergeWriter {
         var deltas: [Int: HourDelta]
         var createdHours: Set<Int>
         var lateFileHours: [(Int64, Int)]
+        var recentEntries: Int
     }
 
     init(db: Database, batchID: Int64, maxNewPartitions: Int = 1000) throws {
@@ -72,7 +76,9 @@ final class MergeWriter {
         self.batchID = batchID
         self.maxNewPartitions = maxNewPartitions
         insertIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES (?, ?, ?)")
-        selectIndex = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?")
+        insertRecent = try FastStatement(db, sql: "INSERT INTO event_index_recent (event_id, hour, row_id) VALUES (?, ?, ?)")
+        selectIndex = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index_recent WHERE event_id = ?1 UNION ALL SELECT hour, row_id FROM event_index WHERE event_id = ?1")
+        recentEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event_index_recent") ?? 0
         knownHours = []
         for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions") {
             if let hour = PartitionHour.parse(label) { knownHours.insert(hour.hoursSinceEpoch) }
@@ -95,7 +101,8 @@ final class MergeWriter {
     var pendingTombstoneCount: Int { pending.count }
 
     func snapshot() -> Snapshot {
-        Snapshot(knownHours: knownHours, pending: pending, deltas: deltas, createdHours: createdHours, lateFileHours: lateFileHours)
+        Snapshot(knownHours: knownHours, pending: pending, deltas: deltas, createdHours: createdHours, lateFileHours: lateFileHours,
+                 recentEntries: recentEntries)
     }
 
     /// Restores in-memory state after `ROLLBACK TO` a file's savepoint.
@@ -111,10 +118,11 @@ final class MergeWriter {
         deltas = s.deltas
         createdHours = s.createdHours
         lateFileHours = s.lateFileHours
+        recentEntries = s.recentEntries
         hoursByFile[fileID] = nil
     }
 
-    /// Where `event_index` says the event's row is.
+    /// Where the lookup (`event_index_recent`, then `event_index`) says the event's row is.
     fileprivate func location(of id: String) throws -> (hour: Int, rowID: Int64)? {
         selectIndex.reset()
         try selectIndex.bind(1, id)
@@ -218,6 +226,19 @@ final class MergeWriter {
     /// Applies the per-hour deltas to `partitions`, `hourly_summary` and `summary_users`, in
     /// the transaction that wrote the rows: a committed hour's summary is always current, and
     /// its cost follows the rows that changed, not the size of the hour.
+    /// Entries the recent index holds before it is folded into `event_index`: small enough to
+    /// stay in the page cache (about 3.6 MB), large enough that a fold is rare. Tests shrink it
+    /// (`TIDEMARK_RECENT_INDEX_CAPACITY`) to fold often.
+    static let recentIndexCapacity: Int = getenv("TIDEMARK_RECENT_INDEX_CAPACITY")
+        .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 65_536
+
+    /// Moves every entry of `event_index_recent` into `event_index`, in key order.
+    func foldRecentIndex() throws {
+        guard recentEntries > 0 else { return }
+        try EventLookup.foldRecent(db)
+        recentEntries = 0
+    }
+
     func flushPartitions() throws -> Set<Int> {
         let touched = Set(deltas.keys)
         for (hour, delta) in deltas {
@@ -436,6 +457,7 @@ extension MergeWriter {
                     try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?", arguments: [storedRowID[slot]])
                     let (hash, rowID) = try insert(row, hour: hour)
                     try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
+                    try db.cachedStatement(sql: "UPDATE event_index_recent SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                     add(row, hash: hash, hour: hour, sign: 1)
                 } else {
                     let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
@@ -450,13 +472,21 @@ extension MergeWriter {
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [move.id, move.from, move.to, batchID])
         }
+        // The new events of a small group go to the small recent index (dirtying a few pages
+        // there rather than one leaf of the large index per event), which is folded into the
+        // large one when full. A large group sweeps the large index anyway: it goes there directly.
+        let newCount = isNew.reduce(0) { $0 + ($1 ? 1 : 0) }
+        let intoRecent = newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
+        if intoRecent && recentEntries + newCount > MergeWriter.recentIndexCapacity { try foldRecentIndex() }
+        let insert = intoRecent ? insertRecent : insertIndex
         for slot in order where isNew[slot] {
-            insertIndex.reset()
-            try insertIndex.bind(1, ids[slot])
-            try insertIndex.bind(2, Int64(current[slot]!.record!.eventTime.hour.hoursSinceEpoch))
-            try insertIndex.bind(3, appendedRowID[slot])
-            try insertIndex.run()
+            insert.reset()
+            try insert.bind(1, ids[slot])
+            try insert.bind(2, Int64(current[slot]!.record!.eventTime.hour.hoursSinceEpoch))
+            try insert.bind(3, appendedRowID[slot])
+            try insert.run()
         }
+        if intoRecent { recentEntries += newCount }
         return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)
     }
 

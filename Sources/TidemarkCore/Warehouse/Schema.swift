@@ -162,6 +162,15 @@ enum Schema {
                 ALTER TABLE event_index_v3 RENAME TO event_index;
                 """)
         }
+        migrator.registerMigration("v4-recent-index") { db in
+            try db.execute(sql: """
+                CREATE TABLE event_index_recent (
+                    event_id TEXT PRIMARY KEY,
+                    hour INTEGER NOT NULL,
+                    row_id INTEGER NOT NULL
+                ) WITHOUT ROWID
+                """)
+        }
         return migrator
     }
 }

@@ -27,15 +27,16 @@ enum ValidationQueries {
         return (count, samples)
     }
 
-    /// Rows whose lookup entry is missing or names another hour or another row (a second row
-    /// of the same event).
+    /// Rows whose lookup entry (in `event_index` or `event_index_recent`) is missing or names
+    /// another hour or another row (a second row of the same event).
     static func indexDisagreements(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
         let sql = """
-            FROM \(p.table) r LEFT JOIN event_index i ON i.event_id = r.event_id
-            WHERE i.hour IS NULL OR i.hour != \(p.hour.hoursSinceEpoch) OR i.row_id != r.row_id
+            FROM \(p.table) r LEFT JOIN event_index i ON i.event_id = r.event_id LEFT JOIN event_index_recent j ON j.event_id = r.event_id
+            WHERE COALESCE(i.hour, j.hour) IS NULL OR COALESCE(i.hour, j.hour) != \(p.hour.hoursSinceEpoch)
+               OR COALESCE(i.row_id, j.row_id) != r.row_id
             """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, i.hour, r.row_id \(sql) LIMIT \(limit)").map { row -> String in
+        let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, COALESCE(i.hour, j.hour), r.row_id \(sql) LIMIT \(limit)").map { row -> String in
             let id: String = row[0]
             guard let other = row[1] as Int? else { return "event \(id) is in \(p.table) but missing from event_index" }
             if other == p.hour.hoursSinceEpoch {
@@ -48,7 +49,11 @@ enum ValidationQueries {
 
     /// Lookup entries pointing at this hour with no row there.
     static func indexOrphans(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let sql = "FROM event_index i WHERE i.hour = \(p.hour.hoursSinceEpoch) AND NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.row_id = i.row_id AND r.event_id = i.event_id)"
+        let sql = """
+            FROM (SELECT event_id, row_id FROM event_index WHERE hour = \(p.hour.hoursSinceEpoch)
+                  UNION ALL SELECT event_id, row_id FROM event_index_recent WHERE hour = \(p.hour.hoursSinceEpoch)) i
+            WHERE NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.row_id = i.row_id AND r.event_id = i.event_id)
+            """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
         let samples = try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
             "event \($0): event_index says \(p.table) but the row is missing"
@@ -58,16 +63,27 @@ enum ValidationQueries {
 
     /// Lookup entries whose hour has no partition at all.
     static func indexEntriesWithoutPartition(limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let hours = try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM event_index")
+        let hours = try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM (SELECT hour FROM event_index UNION ALL SELECT hour FROM event_index_recent)")
         let known = Set(try partitions(db).map(\.hour.hoursSinceEpoch))
         var count = 0
         var samples: [String] = []
         for hour in hours where !known.contains(hour) {
-            let ids = try String.fetchAll(db, sql: "SELECT event_id FROM event_index WHERE hour = ?", arguments: [hour])
+            let ids = try String.fetchAll(db, sql: "SELECT event_id FROM event_index WHERE hour = ?1 UNION ALL SELECT event_id FROM event_index_recent WHERE hour = ?1",
+                                          arguments: [hour])
             count += ids.count
             for id in ids.prefix(max(0, limit - samples.count)) {
                 samples.append("event \(id): event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) which has no partition")
             }
+        }
+        return (count, samples)
+    }
+
+    /// Event ids with an entry in both lookup trees (there must be one).
+    static func lookupEntriesInBothTrees(limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let sql = "FROM event_index_recent j JOIN event_index i ON i.event_id = j.event_id"
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
+        let samples = try String.fetchAll(db, sql: "SELECT j.event_id \(sql) LIMIT \(limit)").map {
+            "event \($0) has entries in both event_index and event_index_recent"
         }
         return (count, samples)
     }

@@ -113,3 +113,19 @@ extension Database {
         try Int.fetchOne(self, sql: "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", arguments: [name]) != nil
     }
 }
+
+/// The event lookup is two B-trees keyed by event_id: `event_index_recent`, small, takes the
+/// new events of small batches (a few dirty pages per batch), and `event_index`, large, holds
+/// the rest. An event_id is in one of them, never both.
+enum EventLookup {
+    /// Moves every recent entry into `event_index`, in key order (inside the caller's
+    /// transaction). `OR FAIL` spares SQLite a statement journal, which would copy every page
+    /// the fold touches into memory: a conflict (an event in both trees) fails the whole
+    /// transaction anyway.
+    static func foldRecent(_ db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR FAIL INTO event_index (event_id, hour, row_id) SELECT event_id, hour, row_id FROM event_index_recent ORDER BY event_id;
+            DELETE FROM event_index_recent;
+            """)
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+@testable import TidemarkCore
+
+/// The event lookup is two trees: small batches add to `event_index_recent`, which is folded
+/// into `event_index` when full. Every path (update, move, deletion, rebuild, validate) must
+/// find an event in either one.
+@Suite struct RecentIndexTests {
+    func lookup(_ f: TestFolder) throws -> (main: [String], recent: [String]) {
+        try f.query { db in
+            (try String.fetchAll(db, sql: "SELECT event_id || '@' || hour FROM event_index ORDER BY event_id"),
+             try String.fetchAll(db, sql: "SELECT event_id || '@' || hour FROM event_index_recent ORDER BY event_id"))
+        }
+    }
+
+    func failedChecks(_ f: TestFolder) throws -> [String] {
+        try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+            .checks.filter { $0.status == .failed }.map(\.name)
+    }
+
+    let h10 = PartitionHour.parse("2025-07-30T10")!.hoursSinceEpoch
+    let h11 = PartitionHour.parse("2025-07-30T11")!.hoursSinceEpoch
+
+    @Test func eventsInTheRecentIndexAreUpdatedMovedAndDeleted() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [
+            recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            recordLine("b", time: "2025-07-30T10:05:00Z", received: "2025-07-30T10:05:00Z"),
+            recordLine("c", time: "2025-07-30T10:06:00Z", received: "2025-07-30T10:06:00Z"),
+        ])
+        try f.ingest()
+        #expect(try lookup(f).main == [])
+        #expect(try lookup(f).recent == ["a@\(h10)", "b@\(h10)", "c@\(h10)"])
+        // a moves to 11:00, b is deleted by tombstone, c is updated in place.
+        f.land("2.ndjson.gz", [
+            recordLine("a", time: "2025-07-30T11:00:00Z", received: "2025-07-30T10:30:00Z"),
+            tombstoneLine("b"),
+            recordLine("c", user: "u7", time: "2025-07-30T10:06:00Z", received: "2025-07-30T10:31:00Z"),
+        ])
+        try f.ingest()
+        #expect(try lookup(f).recent == ["a@\(h11)", "b@\(h10)", "c@\(h10)"])
+        #expect(try f.row("a")?.table == "events_2025073011")
+        #expect(try f.row("b")?.isValid == 0)
+        #expect(try f.row("c")?.userID == "u7")
+        #expect(try failedChecks(f) == [])
+    }
+
+    @Test func aFullRecentIndexIsFoldedAndBothTreesStayConsistent() throws {
+        let f = TestFolder()
+        // Room for 4 entries; a group may add at most 4 / 4 = 1 new event to it.
+        f.environment["TIDEMARK_RECENT_INDEX_CAPACITY"] = "4"
+        // Three new events in one group: too many for the recent index, so into event_index.
+        f.land("1.ndjson.gz", [
+            recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            recordLine("b", time: "2025-07-30T10:01:00Z", received: "2025-07-30T10:01:00Z"),
+            recordLine("c", time: "2025-07-30T10:02:00Z", received: "2025-07-30T10:02:00Z"),
+        ])
+        try f.ingest()
+        #expect(try lookup(f) == (["a@\(h10)", "b@\(h10)", "c@\(h10)"], []))
+        for (n, id) in ["d", "e", "f", "g"].enumerated() {
+            f.land("2-\(id).ndjson.gz", [recordLine(id, time: "2025-07-30T10:1\(n):00Z", received: "2025-07-30T10:1\(n):00Z")])
+            try f.ingest()
+        }
+        #expect(try lookup(f).recent == ["d@\(h10)", "e@\(h10)", "f@\(h10)", "g@\(h10)"])
+        // h does not fit: d–g are folded into event_index first. a (always in event_index)
+        // and d (folded now) move to 11:00 in the same batch.
+        f.land("3.ndjson.gz", [
+            recordLine("h", time: "2025-07-30T10:20:00Z", received: "2025-07-30T10:20:00Z"),
+            recordLine("a", time: "2025-07-30T11:10:00Z", received: "2025-07-30T10:40:00Z"),
+            recordLine("d", time: "2025-07-30T11:11:00Z", received: "2025-07-30T10:41:00Z"),
+        ])
+        try f.ingest()
+        #expect(try lookup(f) == (["a@\(h11)", "b@\(h10)", "c@\(h10)", "d@\(h11)", "e@\(h10)", "f@\(h10)", "g@\(h10)"], ["h@\(h10)"]))
+        #expect(try failedChecks(f) == [])
+        // Rebuild works on event_index alone: it folds the recent entries first.
+        let before = try f.eventRows()
+        let rebuild = try Binary.run(["rebuild", "--data", f.data, "--all"])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        #expect(try lookup(f).recent == [])
+        #expect(try lookup(f).main.count == 8)
+        #expect(try f.eventRows() == before)
+        #expect(try failedChecks(f) == [])
+    }
+
+    @Test func validateFindsAnEventInBothTrees() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        try f.ingest()
+        let queue = try DatabaseQueue(path: f.database)
+        try queue.write { try $0.execute(sql: "INSERT INTO event_index SELECT * FROM event_index_recent") }
+        try queue.close()
+        #expect(try failedChecks(f) == ["one_row_per_event"])
+    }
+}
