@@ -105,8 +105,10 @@ public enum RebuildJob {
             var elsewhere: [String: Int] = [:] // events the fold places in another hour
             // An event that stays in this hour keeps the row_id event_index gives it, so the
             // swap rewrites only the lookup entries that change; other rows get ids above them.
-            var nextRowID = try RebuildStore.maxIndexedRowID(hour, db)
+            let reusableRowIDs = try RebuildStore.maxIndexedRowID(hour, db)
+            var nextRowID = reusableRowIDs
             var usedRowIDs = Set<Int64>()
+            var counts = HourDelta() // the summary of the rows written
             for pass in 0..<passes {
                 var states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
                 // A stale or deleting delivery may name this hour for an event whose row is in
@@ -149,9 +151,11 @@ public enum RebuildJob {
                         rowID = nextRowID
                     }
                     insert.reset()
-                    checksum = checksum &+ (try row.encode(into: scratch) { i, value in try insert.bind(i, value) })
+                    let hash = try row.encode(into: scratch) { i, value in try insert.bind(i, value) }
                     try insert.bind(13, rowID)
                     try insert.run()
+                    checksum = checksum &+ hash
+                    counts.count(row, hash: hash, sign: 1)
                     rows += 1
                     if row.state.isValid { valid += 1 }
                 }
@@ -164,7 +168,8 @@ public enum RebuildJob {
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {
-                try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum, batchID: batchID, db)
+                try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum, summary: counts,
+                                        newRowIDsAbove: reusableRowIDs, batchID: batchID, db)
                 try RebuildStore.relocate(removed, from: hour, to: elsewhere, db)
                 try db.execute(sql: "COMMIT")
                 logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rows)", "outcome": "\(outcome)"])

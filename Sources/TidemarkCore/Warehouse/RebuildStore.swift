@@ -156,7 +156,11 @@ enum RebuildStore {
     /// Swaps the checked shadow in for the live table and recomputes the hour's counts,
     /// checksum, lookup entries and summary, inside the caller's transaction: readers see
     /// the old partition or the new one, and a crash leaves the old one.
-    static func swapIn(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64, batchID: Int64, _ db: Database) throws {
+    /// Rows with a row_id above `newRowIDsAbove` are the ones whose lookup entry changes; the
+    /// others kept the row_id `event_index` already names. `summary` holds the counts of the
+    /// rows written, which replace the hour's summary.
+    static func swapIn(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64, summary: HourDelta,
+                       newRowIDsAbove: Int64, batchID: Int64, _ db: Database) throws {
         let shadow = shadowName(hour)
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? -1
         guard count == rows else {
@@ -167,9 +171,9 @@ enum RebuildStore {
         try db.execute(sql: "DROP TABLE IF EXISTS \(hour.tableName)")
         try db.execute(sql: "ALTER TABLE \(shadow) RENAME TO \(hour.tableName)")
         try db.execute(sql: """
-            INSERT INTO event_index (event_id, hour, row_id) SELECT event_id, \(hour.hoursSinceEpoch), row_id FROM \(hour.tableName) WHERE true
+            INSERT INTO event_index (event_id, hour, row_id)
+            SELECT event_id, \(hour.hoursSinceEpoch), row_id FROM \(hour.tableName) WHERE row_id > \(newRowIDsAbove)
             ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour, row_id = excluded.row_id
-                WHERE event_index.hour <> excluded.hour OR event_index.row_id <> excluded.row_id
             """)
         try db.execute(sql: """
             INSERT INTO partitions (hour, table_name, row_count, valid_count, checksum, created_batch, last_batch, rebuilt_batch)
@@ -177,7 +181,7 @@ enum RebuildStore {
             ON CONFLICT (hour) DO UPDATE SET row_count = excluded.row_count, valid_count = excluded.valid_count,
                 checksum = excluded.checksum, rebuilt_batch = excluded.rebuilt_batch
             """, arguments: [hour.label, hour.tableName, rows, valid, checksumText(checksum), batchID, batchID, batchID])
-        try Summaries.recompute(hour, batchID: batchID, db)
+        try Summaries.replace(hour, with: summary, batchID: batchID, db)
     }
 
     static func startBatch(at time: Timestamp, dryRun: Bool, _ db: Database) throws -> Int64 {

@@ -3,7 +3,8 @@ import GRDB
 /// Derived data: `hourly_summary`, kept current by every batch in the transaction that
 /// changes the rows. Counts move by the changed rows' deltas; distinct users come from
 /// `summary_users` (valid events per hour, event type and user), so a small batch into a
-/// large hour never rescans the hour. Rebuild and the upgrade from v1 recompute an hour whole.
+/// large hour never rescans the hour. Rebuild replaces an hour's rows with the counts of the
+/// rows it wrote; the upgrade from v1 recomputes every hour once.
 enum Summaries {
     /// Adds one transaction's changes of one hour to its summary rows.
     static func apply(_ delta: HourDelta, hour: String, batchID: Int64, _ db: Database) throws {
@@ -39,8 +40,16 @@ enum Summaries {
         }
     }
 
-    /// Recomputes one hour's summary rows from its partition (after a rebuild, or once when
-    /// upgrading a database that had no `summary_users`).
+    /// Replaces one hour's summary rows with the counts of its rows (rebuild counts the rows
+    /// it writes, sparing a rescan of the hour).
+    static func replace(_ hour: PartitionHour, with counts: HourDelta, batchID: Int64, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM hourly_summary WHERE hour = ?", arguments: [hour.label])
+        try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
+        try apply(counts, hour: hour.label, batchID: batchID, db)
+    }
+
+    /// Recomputes one hour's summary rows from its partition (once, when upgrading a database
+    /// that had no `summary_users`).
     static func recompute(_ hour: PartitionHour, batchID: Int64, _ db: Database) throws {
         try db.execute(sql: "DELETE FROM hourly_summary WHERE hour = ?", arguments: [hour.label])
         try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
