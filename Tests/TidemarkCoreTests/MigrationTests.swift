@@ -6,6 +6,26 @@ import Testing
 
 /// Databases written by earlier versions open and upgrade in place, keeping every row.
 @Suite struct MigrationTests {
+    @Test func readersOfANotYetUpgradedDatabaseSayHowToUpgrade() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        try f.ingest()
+        let queue = try DatabaseQueue(path: f.database)
+        // What v3 wrote: one lookup tree, no v4 migration.
+        try queue.write { try $0.execute(sql: """
+            INSERT INTO event_index SELECT * FROM event_index_recent;
+            DROP TABLE event_index_recent;
+            DELETE FROM grdb_migrations WHERE identifier = 'v4-recent-index';
+            """) }
+        try queue.close()
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 74)
+        #expect(validate.stderr.contains("not upgraded yet") && validate.stderr.contains("tidemark ingest"), "\(validate.stderr)")
+        try f.ingest()
+        let again = try Binary.run(["validate", "--data", f.data])
+        #expect(again.status == 0, "\(again.stdout)")
+    }
+
     @Test func v2PartitionsKeyedByEventIDUpgradeToRowIDPartitions() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import Testing
 @testable import TidemarkCore
 
@@ -86,6 +87,39 @@ import Testing
             #expect(try stored(f) == fresh(f))
         }
         #expect(try stored(f).count > 10)
+    }
+
+    @Test func aTypeThatComesAndGoesWithinOneTransactionLeavesNoRow() throws {
+        // A file over 100,000 lines is applied in slices of about 100,000 lines inside one
+        // transaction: the only "rare" event of 10:00 is created in the first slice and moved
+        // to 12:00 in the last, so the hour's net change for "rare" is zero.
+        let f = TestFolder()
+        var lines = [recordLine("x", type: "rare", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")]
+        for n in 0..<210_000 {
+            lines.append(recordLine("v\(n)", user: "u\(n % 50)", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"))
+        }
+        lines.append(recordLine("x", type: "rare", time: "2025-07-30T12:00:00Z", received: "2025-07-30T12:00:00Z"))
+        f.land("big.ndjson.gz", lines)
+        let s = try f.ingest()
+        #expect(s.lines.new == 210_001 && s.lines.updated == 1)
+        #expect(try stored(f) == fresh(f))
+        #expect(try stored(f).map { "\($0[0]) \($0[1])" } == ["2025-07-30T11 view", "2025-07-30T12 rare"])
+    }
+
+    @Test func validateChecksThePerUserCounts() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [
+            recordLine("a", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            recordLine("b", user: "u1", time: "2025-07-30T10:01:00Z", received: "2025-07-30T10:01:00Z"),
+        ])
+        try f.ingest()
+        let queue = try DatabaseQueue(path: f.database)
+        try queue.write { try $0.execute(sql: "UPDATE summary_users SET valid_events = 1") }
+        try queue.close()
+        let report = try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let failed = report.checks.filter { $0.status == .failed }
+        #expect(failed.map(\.name) == ["hourly_summary"])
+        #expect(failed.first?.findings.joined().contains("summary_users has view/u1 = 1") == true)
     }
 
     @Test func upgradeFromV1RecomputesEveryHour() throws {

@@ -103,12 +103,15 @@ public enum RebuildJob {
             let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
             defer { scratch.deallocate() }
             var elsewhere: [String: Int] = [:] // events the fold places in another hour
-            // An event that stays in this hour keeps the row_id event_index gives it, so the
-            // swap rewrites only the lookup entries that change; other rows get ids above them.
-            let reusableRowIDs = try RebuildStore.maxIndexedRowID(hour, db)
+            // An event that stays in this hour keeps the row_id event_index gives it (when the
+            // live table can hold it), so the swap rewrites only the lookup entries that
+            // change; other rows get ids above the live table's largest.
+            let reusableRowIDs = try RebuildStore.maxRowID(hour, db)
             var nextRowID = reusableRowIDs
             var usedRowIDs = Set<Int64>()
-            var counts = HourDelta() // the summary of the rows written
+            // The hour's summary is rebuilt from the rows written, pass by pass (memory stays
+            // bounded by the pass).
+            try Summaries.clear(hour, db)
             for pass in 0..<passes {
                 var states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
                 // A stale or deleting delivery may name this hour for an event whose row is in
@@ -140,11 +143,13 @@ public enum RebuildJob {
                     guard let eventHour = folded.state.record?.eventTime.hour else { continue }
                     if eventHour == hour { ids.append(id) } else { elsewhere[id] = eventHour.hoursSinceEpoch }
                 }
+                var counts = HourDelta()
                 for index in byteOrder(ids) {
                     let folded = states[ids[index]]!
                     let row = PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID)
                     let rowID: Int64
-                    if let at = located[ids[index]], at.hour == hour.hoursSinceEpoch, usedRowIDs.insert(at.rowID).inserted {
+                    if let at = located[ids[index]], at.hour == hour.hoursSinceEpoch, at.rowID <= reusableRowIDs,
+                       usedRowIDs.insert(at.rowID).inserted {
                         rowID = at.rowID
                     } else {
                         nextRowID += 1
@@ -159,6 +164,7 @@ public enum RebuildJob {
                     rows += 1
                     if row.state.isValid { valid += 1 }
                 }
+                try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
             }
             try RebuildStore.indexShadow(hour, db)
             let removed = try RebuildStore.removedIDs(hour, db)
@@ -168,7 +174,7 @@ public enum RebuildJob {
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {
-                try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum, summary: counts,
+                try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum,
                                         newRowIDsAbove: reusableRowIDs, batchID: batchID, db)
                 try RebuildStore.relocate(removed, from: hour, to: elsewhere, db)
                 try db.execute(sql: "COMMIT")

@@ -79,9 +79,10 @@ enum RebuildStore {
         return out
     }
 
-    /// The largest row_id `event_index` names in this hour (0 when none).
-    static func maxIndexedRowID(_ hour: PartitionHour, _ db: Database) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM event_index WHERE hour = ?", arguments: [hour.hoursSinceEpoch]) ?? 0
+    /// The largest row_id of the hour's live table (0 when it has none or is missing).
+    static func maxRowID(_ hour: PartitionHour, _ db: Database) throws -> Int64 {
+        guard try db.tableExistsFast(hour.tableName) else { return 0 }
+        return try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(hour.tableName)") ?? 0
     }
 
     /// Indexes the filled shadow by event_id, for comparing it with the live table. The index
@@ -153,13 +154,12 @@ enum RebuildStore {
         return (shadowRows - matched, row?[1] ?? 0, removed, true)
     }
 
-    /// Swaps the checked shadow in for the live table and recomputes the hour's counts,
-    /// checksum, lookup entries and summary, inside the caller's transaction: readers see
-    /// the old partition or the new one, and a crash leaves the old one.
-    /// Rows with a row_id above `newRowIDsAbove` are the ones whose lookup entry changes; the
-    /// others kept the row_id `event_index` already names. `summary` holds the counts of the
-    /// rows written, which replace the hour's summary.
-    static func swapIn(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64, summary: HourDelta,
+    /// Swaps the checked shadow in for the live table and sets the hour's counts, checksum and
+    /// lookup entries, inside the caller's transaction (which also rewrote the hour's summary):
+    /// readers see the old partition or the new one, and a crash leaves the old one. Rows with
+    /// a row_id above `newRowIDsAbove` are the ones whose lookup entry changes; the others kept
+    /// the row_id `event_index` already names.
+    static func swapIn(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64,
                        newRowIDsAbove: Int64, batchID: Int64, _ db: Database) throws {
         let shadow = shadowName(hour)
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? -1
@@ -181,7 +181,6 @@ enum RebuildStore {
             ON CONFLICT (hour) DO UPDATE SET row_count = excluded.row_count, valid_count = excluded.valid_count,
                 checksum = excluded.checksum, rebuilt_batch = excluded.rebuilt_batch
             """, arguments: [hour.label, hour.tableName, rows, valid, checksumText(checksum), batchID, batchID, batchID])
-        try Summaries.replace(hour, with: summary, batchID: batchID, db)
     }
 
     static func startBatch(at time: Timestamp, dryRun: Bool, _ db: Database) throws -> Int64 {

@@ -145,6 +145,7 @@ enum Schema {
                     row_id INTEGER NOT NULL
                 ) WITHOUT ROWID
                 """)
+            var hours: [PartitionHour] = []
             for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
                 guard let hour = PartitionHour.parse(label), try db.tableExists(hour.tableName) else { continue }
                 let old = hour.tableName + "__v2"
@@ -152,6 +153,18 @@ enum Schema {
                 try db.execute(sql: PartitionTable.createSQL(hour))
                 try db.execute(sql: "INSERT INTO \(hour.tableName) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(old) ORDER BY event_id")
                 try db.execute(sql: "DROP TABLE \(old)")
+                // The row the old lookup named first; an event that (against the rules) had
+                // rows in two hours keeps the one the old lookup chose.
+                try db.execute(sql: """
+                    INSERT INTO event_index_v3 (event_id, hour, row_id)
+                    SELECT p.event_id, \(hour.hoursSinceEpoch), p.row_id FROM \(hour.tableName) p
+                    JOIN event_index i ON i.event_id = p.event_id AND i.hour = \(hour.hoursSinceEpoch)
+                    ON CONFLICT (event_id) DO NOTHING
+                    """)
+                hours.append(hour)
+            }
+            // Then rows the old lookup did not name (validate reports them as before).
+            for hour in hours {
                 try db.execute(sql: """
                     INSERT INTO event_index_v3 (event_id, hour, row_id) SELECT event_id, \(hour.hoursSinceEpoch), row_id FROM \(hour.tableName) WHERE true
                     ON CONFLICT (event_id) DO NOTHING

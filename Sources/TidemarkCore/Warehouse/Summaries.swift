@@ -3,49 +3,57 @@ import GRDB
 /// Derived data: `hourly_summary`, kept current by every batch in the transaction that
 /// changes the rows. Counts move by the changed rows' deltas; distinct users come from
 /// `summary_users` (valid events per hour, event type and user), so a small batch into a
-/// large hour never rescans the hour. Rebuild replaces an hour's rows with the counts of the
-/// rows it wrote; the upgrade from v1 recomputes every hour once.
+/// large hour never rescans the hour. Rebuild clears an hour's rows and adds the rows it
+/// writes, pass by pass; the upgrade from v1 recomputes every hour once.
 enum Summaries {
-    /// Adds one transaction's changes of one hour to its summary rows.
+    /// Adds changes of one hour to its summary rows. Distinct users move by ±1 as a user's
+    /// valid-event count in `summary_users` leaves or returns to zero, so the cost follows the
+    /// users that changed, never the number of users in the hour.
     static func apply(_ delta: HourDelta, hour: String, batchID: Int64, _ db: Database) throws {
         if delta.types.isEmpty && delta.users.isEmpty { return }
-        let addUsers = try db.cachedStatement(sql: """
+        let readUser = try db.cachedStatement(sql: """
+            SELECT valid_events FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ?
+            """)
+        let writeUser = try db.cachedStatement(sql: """
             INSERT INTO summary_users (hour, event_type, user_id, valid_events) VALUES (?, ?, ?, ?)
-            ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = valid_events + excluded.valid_events
+            ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = excluded.valid_events
             """)
-        let dropUser = try db.cachedStatement(sql: """
-            DELETE FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ? AND valid_events = 0
-            """)
-        var types = Set(delta.types.keys)
+        let dropUser = try db.cachedStatement(sql: "DELETE FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ?")
+        var distinct: [String: Int64] = [:]
         for (key, change) in delta.users where change != 0 {
-            try addUsers.execute(arguments: [hour, key.eventType, key.userID, change])
-            if change < 0 { try dropUser.execute(arguments: [hour, key.eventType, key.userID]) }
-            types.insert(key.eventType)
+            let before = try Int64.fetchOne(readUser, arguments: [hour, key.eventType, key.userID]) ?? 0
+            let after = before + change
+            if after > 0 {
+                try writeUser.execute(arguments: [hour, key.eventType, key.userID, after])
+            } else {
+                try dropUser.execute(arguments: [hour, key.eventType, key.userID])
+            }
+            if before <= 0 && after > 0 { distinct[key.eventType, default: 0] += 1 }
+            if before > 0 && after <= 0 { distinct[key.eventType, default: 0] -= 1 }
         }
         let addCounts = try db.cachedStatement(sql: """
             INSERT INTO hourly_summary (hour, event_type, valid_events, distinct_users, deleted_events, late_events, computed_batch)
-            VALUES (?1, ?2, ?3, (SELECT COUNT(*) FROM summary_users WHERE hour = ?1 AND event_type = ?2), ?4, ?5, ?6)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (hour, event_type) DO UPDATE SET valid_events = valid_events + excluded.valid_events,
-                distinct_users = excluded.distinct_users, deleted_events = deleted_events + excluded.deleted_events,
+                distinct_users = distinct_users + excluded.distinct_users, deleted_events = deleted_events + excluded.deleted_events,
                 late_events = late_events + excluded.late_events, computed_batch = excluded.computed_batch
             """)
-        // A type with no rows left in the hour has no summary row (as GROUP BY gives none).
+        // A type with no rows left in the hour has no summary row (as GROUP BY gives none). The
+        // net change of a transaction can be zero for a type that came and went within it.
         let dropEmpty = try db.cachedStatement(sql: """
             DELETE FROM hourly_summary WHERE hour = ? AND event_type = ? AND valid_events = 0 AND deleted_events = 0
             """)
-        for type in types.sorted() {
+        for type in Set(delta.types.keys).union(distinct.keys).sorted() {
             let counts = delta.types[type] ?? SummaryCounts()
-            try addCounts.execute(arguments: [hour, type, counts.valid, counts.deleted, counts.late, batchID])
-            if counts.valid < 0 || counts.deleted < 0 { try dropEmpty.execute(arguments: [hour, type]) }
+            try addCounts.execute(arguments: [hour, type, counts.valid, distinct[type] ?? 0, counts.deleted, counts.late, batchID])
+            try dropEmpty.execute(arguments: [hour, type])
         }
     }
 
-    /// Replaces one hour's summary rows with the counts of its rows (rebuild counts the rows
-    /// it writes, sparing a rescan of the hour).
-    static func replace(_ hour: PartitionHour, with counts: HourDelta, batchID: Int64, _ db: Database) throws {
+    /// Empties one hour's summary rows (rebuild then adds the rows it writes, pass by pass).
+    static func clear(_ hour: PartitionHour, _ db: Database) throws {
         try db.execute(sql: "DELETE FROM hourly_summary WHERE hour = ?", arguments: [hour.label])
         try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
-        try apply(counts, hour: hour.label, batchID: batchID, db)
     }
 
     /// Recomputes one hour's summary rows from its partition (once, when upgrading a database

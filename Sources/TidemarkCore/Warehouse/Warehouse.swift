@@ -62,6 +62,10 @@ public final class Warehouse {
                     }
                 }
                 try Schema.migrator.migrate(queue)
+            } else if try !queue.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
+                // Readers never write, so they cannot upgrade an older database themselves.
+                throw TidemarkError("open database", databasePath, cause: "written by an earlier version of tidemark and not upgraded yet",
+                                    hint: "run 'tidemark ingest' (or backfill or rebuild) once: it upgrades the database before anything else", exit: .ioError)
             }
         } catch let error as DatabaseError {
             throw Warehouse.translate(error, operation: "open database", target: databasePath)
