@@ -119,7 +119,7 @@ import Testing
         let report = try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
         let failed = report.checks.filter { $0.status == .failed }
         #expect(failed.map(\.name) == ["hourly_summary"])
-        #expect(failed.first?.findings.joined().contains("summary_users has view/u1 = 1") == true)
+        #expect(failed.first?.findings.joined().contains("view/u1: summary_users has 1") == true)
     }
 
     @Test func upgradeFromV1RecomputesEveryHour() throws {

@@ -90,6 +90,9 @@ struct Validator {
     let db: Database
     let progress: (String) -> Void
     var report = ValidationReport()
+    /// Hours whose `summary_users` rows differ from the partition, found during the partition
+    /// scan and reported with the summaries.
+    var summaryUserProblems: [String] = []
     var limit: Int { options.sampleLimit }
 
     init(options: ValidateOptions, db: Database, progress: @escaping (String) -> Void) {
@@ -151,14 +154,31 @@ struct Validator {
             index.0 += i.0; index.1 += i.1
             deletion += try ValidationQueries.deletionInconsistencies(p, db)
             var rowCount: Int64 = 0, validCount: Int64 = 0, checksum: UInt64 = 0
+            var users: [SummaryUser: Int64] = [:] // valid events per (type, user), as summary_users holds them
             try ValidationQueries.forEachRow(p.table, db) { row, id in
                 rowCount += 1
                 guard let row else {
                     counts.1.append("event \(id) in \(p.table) has an unreadable timestamp")
                     return
                 }
-                if row.state.isValid { validCount += 1 }
+                if row.state.isValid {
+                    validCount += 1
+                    users[SummaryUser(eventType: row.record.eventType, userID: row.record.userID), default: 0] += 1
+                }
                 checksum = checksum &+ row.contentHash
+            }
+            var differing: [String] = []
+            var differingCount = 0
+            for (key, stored) in try ValidationQueries.summaryUsers(p.hour, db) where users.removeValue(forKey: key) != stored {
+                differingCount += 1
+                if differing.count < limit { differing.append("\(key.eventType)/\(key.userID): summary_users has \(stored)") }
+            }
+            for (key, n) in users {
+                differingCount += 1
+                if differing.count < limit { differing.append("\(key.eventType)/\(key.userID): \(n) valid events, no summary_users row") }
+            }
+            if differingCount > 0 {
+                summaryUserProblems.append("hour \(p.hour): \(differingCount) summary_users rows differ from the partition (\(differing.joined(separator: "; ")))")
             }
             rows += Int(rowCount)
             if (entriesPerHour[p.hour.hoursSinceEpoch] ?? 0) != Int(rowCount) - i.0 {
@@ -195,12 +215,10 @@ struct Validator {
             if stored != fresh {
                 problems.append("hour \(p.hour): stored [\(stored.joined(separator: "; "))] but partition gives [\(fresh.joined(separator: "; "))]")
             }
-            // The per-user counts behind distinct_users, which later batches build on.
-            let users = try ValidationQueries.summaryUserDisagreements(p, limit: limit, db)
-            if users.count > 0 {
-                problems.append("hour \(p.hour): \(users.count) summary_users rows differ from the partition (\(users.samples.joined(separator: "; ")))")
-            }
         }
+        // The per-user counts behind distinct_users, which later batches build on (compared
+        // during the partition scan).
+        problems += summaryUserProblems
         if options.hours == nil {
             for hour in try ValidationQueries.summaryHoursWithoutPartition(db) {
                 problems.append("hourly_summary has hour \(hour) with no partition")

@@ -140,18 +140,13 @@ enum ValidationQueries {
                          arguments: [hour.label]).map { "\($0[1] as String): valid \($0[2] as Int64), users \($0[3] as Int64), deleted \($0[4] as Int64), late \($0[5] as Int64)" }
     }
 
-    /// `summary_users` rows of the hour that differ from the partition's valid events per
-    /// (event type, user), in either direction.
-    static func summaryUserDisagreements(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (count: Int, samples: [String]) {
-        let fresh = "SELECT event_type, user_id, COUNT(*) AS n FROM \(p.table) WHERE is_valid = 1 GROUP BY event_type, user_id"
-        let stored = "SELECT event_type, user_id, valid_events AS n FROM summary_users WHERE hour = ?1"
-        let sql = "SELECT event_type, user_id, n, 'partition' FROM (\(fresh) EXCEPT \(stored)) UNION ALL SELECT event_type, user_id, n, 'summary_users' FROM (\(stored) EXCEPT \(fresh))"
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM (\(sql))", arguments: [p.hour.label]) ?? 0
-        guard count > 0 else { return (0, []) }
-        let samples = try Row.fetchAll(db, sql: "\(sql) LIMIT \(limit)", arguments: [p.hour.label]).map {
-            "\($0[3] as String) has \($0[0] as String)/\($0[1] as String) = \($0[2] as Int64)"
+    /// An hour's `summary_users` rows.
+    static func summaryUsers(_ hour: PartitionHour, _ db: Database) throws -> [SummaryUser: Int64] {
+        var out: [SummaryUser: Int64] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT event_type, user_id, valid_events FROM summary_users WHERE hour = ?", arguments: [hour.label]) {
+            out[SummaryUser(eventType: row[0], userID: row[1])] = row[2]
         }
-        return (count, samples)
+        return out
     }
 
     static func summaryHoursWithoutPartition(_ db: Database) throws -> [String] {
