@@ -23,6 +23,10 @@ struct ValidateCommand: ParsableCommand {
     @Option(help: "How many example findings to list per check.")
     var show: Int = 10
 
+    func validate() throws {
+        if show < 0 { throw ValidationError("--show must be 0 or more") }
+    }
+
     func run() throws {
         let logger = shared.makeLogger()
         var options = ValidateOptions(dataFolder: shared.dataFolder)

@@ -179,7 +179,7 @@ import Testing
         }
         var waited = 0
         while committedFiles() <= 20 && first.isRunning && waited < 2000 { usleep(2_000); waited += 1 }
-        #expect(JobLock.isHeld(dataFolder: f.data))
+        #expect(jobLockIsHeld(dataFolder: f.data))
         let open = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }
         #expect(open == 1) // a batch is in progress
         let backfillSource = f.root + "/other"

@@ -183,3 +183,13 @@ typealias SeededRandom = SeededGenerator
 func fixture(_ relative: String) -> String {
     Bundle.module.resourceURL!.appendingPathComponent("Fixtures/" + relative).path
 }
+
+/// Whether a process holds the job lock of a data folder right now (a batch is running).
+func jobLockIsHeld(dataFolder: String) -> Bool {
+    let fd = open((dataFolder as NSString).appendingPathComponent("tidemark.lock"), O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
+    flock(fd, LOCK_UN)
+    return false
+}

@@ -91,7 +91,6 @@ final class FileDecoder: @unchecked Sendable {
         for (index, file) in files.enumerated() {
             var lines: [DecodedLine] = []
             lines.reserveCapacity(min(linesPerPiece, 4096))
-            var stopped = false
             let result: Result<GzipFileSummary, DecodeFailure>
             do {
                 let summary = try GzipLineReader(path: file.path, maxOutputBytes: maxOutputBytes).forEachLine { number, content in
@@ -109,10 +108,7 @@ final class FileDecoder: @unchecked Sendable {
                         }
                     }
                     if lines.count >= linesPerPiece {
-                        guard push(DecodedPiece(fileIndex: index, lines: lines, end: nil)) else {
-                            stopped = true
-                            throw CancellationError()
-                        }
+                        guard push(DecodedPiece(fileIndex: index, lines: lines, end: nil)) else { throw CancellationError() }
                         lines = []
                     }
                 }
@@ -124,7 +120,6 @@ final class FileDecoder: @unchecked Sendable {
             } catch {
                 return // cancelled
             }
-            if stopped { return }
             guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
         }
     }

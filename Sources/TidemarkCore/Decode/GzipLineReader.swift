@@ -12,7 +12,6 @@ public enum GzipError: Error, Equatable, Sendable, CustomStringConvertible {
     case truncated(afterBytes: Int64)
     case corrupt(String)
     case tooLarge(limit: Int64)
-    case outOfMemory
 
     public var description: String {
         switch self {
@@ -21,7 +20,6 @@ public enum GzipError: Error, Equatable, Sendable, CustomStringConvertible {
         case .truncated(let n): return "truncated gzip: the stream ends after \(n) compressed bytes without its trailer"
         case .corrupt(let message): return "corrupt gzip: \(message)"
         case .tooLarge(let limit): return "decompresses to more than \(limit) bytes (gzip bomb guard, see --max-file-output)"
-        case .outOfMemory: return "zlib ran out of memory"
         }
     }
 }
@@ -66,7 +64,8 @@ public struct GzipLineReader {
         let streamPointer = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         streamPointer.initialize(to: z_stream())
         defer { streamPointer.deallocate() }
-        guard tidemark_inflate_init_gzip(streamPointer) == Z_OK else { throw GzipError.corrupt("inflateInit failed") }
+        // A zlib set-up failure is this process's problem, not the file's: not a quarantine.
+        guard tidemark_inflate_init_gzip(streamPointer) == Z_OK else { throw FileSystemError("decompress", path, cause: "zlib could not start (out of memory?)") }
         defer { inflateEnd(streamPointer) }
 
         let input = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
@@ -86,11 +85,7 @@ public struct GzipLineReader {
 
         while true {
             if streamPointer.pointee.avail_in == 0 && !endOfFile {
-                let n = read(fd, input, chunkSize)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FileSystemError("read", path)
-                }
+                let n = try FileSystem.readSome(fd, input, chunkSize, path: path)
                 if n == 0 {
                     endOfFile = true
                 } else {
@@ -112,15 +107,13 @@ public struct GzipLineReader {
                     var zeros = true
                     for i in 0..<Int(streamPointer.pointee.avail_in) where streamPointer.pointee.next_in[i] != 0 { zeros = false; break }
                     if zeros {
-                        var more = 0
-                        repeat {
-                            more = read(fd, input, chunkSize)
-                            if more < 0 && errno == EINTR { continue }
-                            if more < 0 { throw FileSystemError("read", path) }
+                        while zeros {
+                            let more = try FileSystem.readSome(fd, input, chunkSize, path: path)
+                            if more == 0 { break }
                             hasher.update(UnsafeRawBufferPointer(start: input, count: more))
                             compressed += Int64(more)
                             for i in 0..<more where input[i] != 0 { zeros = false; break }
-                        } while more > 0 && zeros
+                        }
                         if zeros { break }
                         throw GzipError.corrupt("data after zero padding at the end of the file")
                     }
@@ -147,13 +140,13 @@ public struct GzipLineReader {
                 inMember = false
                 // A member that ends exactly at a full buffer has nothing more to give.
                 outputFull = false
-                guard inflateReset(streamPointer) == Z_OK else { throw GzipError.corrupt("inflateReset failed") }
+                guard inflateReset(streamPointer) == Z_OK else { throw FileSystemError("decompress", path, cause: "zlib could not reset its stream") }
             case Z_DATA_ERROR:
                 let message = streamPointer.pointee.msg.map { String(cString: $0) } ?? "data error"
                 if members == 1 && decompressed == 0 && message.contains("header") { throw GzipError.notGzip }
                 throw GzipError.corrupt(message)
             case Z_MEM_ERROR:
-                throw GzipError.outOfMemory
+                throw FileSystemError("decompress", path, cause: "zlib ran out of memory")
             default:
                 throw GzipError.corrupt("zlib status \(status)")
             }

@@ -55,7 +55,6 @@ public enum IngestJob {
     public static func run(_ options: IngestOptions, logger: Logger) throws -> BatchSummary {
         let lock = try JobLock(dataFolder: options.dataFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
-        FaultPoint.pause("after-lock")
         // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
         // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
         let warehouse = try Warehouse(dataFolder: options.dataFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)

@@ -48,9 +48,10 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
 /// the same merge rule as ingest, builds each in a shadow table and swaps it in atomically.
 public enum RebuildJob {
     public static func run(_ options: RebuildOptions, logger: Logger) throws -> RebuildReport {
+        // The database first: a mistyped --data must not leave a folder (with a lock file) behind.
+        let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false)
         let lock = try JobLock(dataFolder: options.dataFolder, job: "rebuild")
         defer { withExtendedLifetime(lock) {} }
-        let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false)
         let started = options.clock()
         let wall = Date()
         return try warehouse.withConnection { db in
@@ -198,7 +199,7 @@ public enum RebuildJob {
     /// delivery with the merge rule, in ledger order, with each file's recorded watermark.
     static func fold(_ files: [RebuildStore.SourceFile], pass: Int, of passes: Int, extraFiles: Set<Int64>,
                      movedEvents: [String: Set<Int>], only: Set<String>?, _ db: Database) throws -> [String: Folded] {
-        let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
+        let parser = EventLineParser.forPublishedLines
         var states: [String: Folded] = [:]
         for file in files {
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else {

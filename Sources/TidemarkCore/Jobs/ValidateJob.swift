@@ -373,7 +373,7 @@ struct ArchiveReplay {
     let db: Database
 
     func forEachDelivery(skipping skip: (UnsafeRawBufferPointer) -> Bool = { _ in false }, _ body: (Delivery) throws -> Void) throws {
-        let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
+        let parser = EventLineParser.forPublishedLines
         for file in try ValidationQueries.ledgerFiles(db) where file.status == "applied" {
             // A missing file is reported by archived_files.
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else { continue }

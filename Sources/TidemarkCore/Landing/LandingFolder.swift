@@ -103,15 +103,4 @@ public final class JobLock {
         flock(fd, LOCK_UN)
         close(fd)
     }
-
-    /// Whether another process holds the job lock right now (a batch is running).
-    public static func isHeld(dataFolder: String) -> Bool {
-        let path = (dataFolder as NSString).appendingPathComponent("tidemark.lock")
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
-        flock(fd, LOCK_UN)
-        return false
-    }
 }

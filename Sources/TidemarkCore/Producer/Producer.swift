@@ -104,9 +104,9 @@ public final class Producer {
 
         for folder in [options.landingFolder, options.sentLogFolder] {
             do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            } catch {
-                throw TidemarkError("create folder", folder, cause: Producer.describe(error), exit: .ioError)
+                try FileSystem.makeFolder(folder)
+            } catch let error as FileSystemError {
+                throw TidemarkError("create folder", folder, cause: error.cause, exit: .ioError)
             }
         }
         nextSentSequence = 1

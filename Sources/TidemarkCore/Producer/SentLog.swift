@@ -59,7 +59,7 @@ public enum SentLog {
         _ body: (_ file: String, _ line: Int, _ delivery: Delivery) throws -> Void
     ) throws {
         // The record was published in the past; only the future-skew check uses `now`.
-        let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
+        let parser = EventLineParser.forPublishedLines
         for name in try files(in: folder) {
             let path = folder + "/" + name
             var entry = 0

@@ -19,6 +19,14 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
         self.isNoSpace = code == ENOSPC || code == EDQUOT
     }
 
+    /// A failure of this process rather than of the file (e.g. zlib could not allocate).
+    public init(_ operation: String, _ path: String, cause: String) {
+        self.operation = operation
+        self.path = path
+        self.cause = cause
+        self.isNoSpace = false
+    }
+
     public var description: String { "\(operation) \(path): \(cause)" }
 }
 
@@ -32,17 +40,12 @@ public enum FileSystem {
         let temporary = folder + "/." + url.lastPathComponent + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError("create", temporary) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let error = FileSystemError("write", temporary)
-                close(fd)
-                unlink(temporary)
-                throw error
-            }
-            written += n
+        do {
+            try bytes.withUnsafeBytes { try writeAll(fd, $0.baseAddress!, $0.count, path: temporary) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
         }
         guard fsync(fd) == 0 else {
             let error = FileSystemError("fsync", temporary)
@@ -67,11 +70,13 @@ public enum FileSystem {
         }
     }
 
+    /// `mkdir -p`, reporting the real cause (no space, read-only, permission) of a failure.
     public static func makeFolder(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw FileSystemError("create folder", path, errno: EACCES)
+        if isFolder(path) { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try makeFolder(parent) }
+        if mkdir(path, 0o755) != 0 && !(errno == EEXIST && isFolder(path)) {
+            throw FileSystemError("create folder", path)
         }
     }
 
@@ -93,12 +98,60 @@ public enum FileSystem {
         guard unlink(source) == 0 else { throw FileSystemError("remove", source) }
     }
 
-    /// Copies a file (temp name, fsync, rename), leaving the source untouched.
+    /// Copies a file (temp name, fsync, rename), streaming, leaving the source untouched.
     public static func copy(_ source: String, to destination: String) throws {
-        guard let data = FileManager.default.contents(atPath: source) else {
-            throw FileSystemError("read", source, errno: ENOENT)
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw FileSystemError("open", source) }
+        defer { close(input) }
+        let url = URL(fileURLWithPath: destination)
+        let folder = url.deletingLastPathComponent().path
+        let temporary = folder + "/." + url.lastPathComponent + ".tmp"
+        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw FileSystemError("create", temporary) }
+        let size = 256 * 1024
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        do {
+            while true {
+                let n = try readSome(input, buffer, size, path: source)
+                if n == 0 { break }
+                try writeAll(output, buffer, n, path: temporary)
+            }
+            guard fsync(output) == 0 else { throw FileSystemError("fsync", temporary) }
+        } catch {
+            close(output)
+            unlink(temporary)
+            throw error
         }
-        try writeAtomically([UInt8](data), to: destination)
+        close(output)
+        guard rename(temporary, destination) == 0 else {
+            let error = FileSystemError("rename", temporary)
+            unlink(temporary)
+            throw error
+        }
+        syncFolder(folder)
+    }
+
+    /// `read(2)` that retries when a signal interrupts it; 0 at the end of the file.
+    static func readSome(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, path: String) throws -> Int {
+        while true {
+            let n = read(fd, buffer, count)
+            if n >= 0 { return n }
+            if errno != EINTR { throw FileSystemError("read", path) }
+        }
+    }
+
+    /// `write(2)` of all `count` bytes, retrying on interruption and short writes.
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, path: String) throws {
+        var written = 0
+        while written < count {
+            let n = write(fd, buffer + written, count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileSystemError("write", path)
+            }
+            written += n
+        }
     }
 
     public static func readAll(_ path: String) throws -> [UInt8] {
@@ -118,11 +171,7 @@ public enum FileSystem {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
         while true {
-            let n = read(fd, buffer, size)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError("read", path)
-            }
+            let n = try readSome(fd, buffer, size, path: path)
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(start: buffer, count: n))
         }

@@ -94,8 +94,6 @@ final class FastStatement {
     /// The row id of the last successful INSERT on this connection.
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(db.sqliteConnection) }
 
-    @inline(__always)
-    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
 
     @inline(__always)
     func text(_ column: Int32) -> String? {

@@ -64,8 +64,7 @@ final class IngestSession {
     }
     /// Where the ledger says a file with this content lies, if it has one.
     func ledgerLocation(sha256: String) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? AND status != 'quarantined' ORDER BY file_id LIMIT 1",
-                            arguments: [sha256])
+        try Ledger.location(sha256: sha256, db)
     }
 
     func commit() throws {

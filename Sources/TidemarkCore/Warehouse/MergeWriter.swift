@@ -5,7 +5,7 @@ import Glibc
 
 /// Per-hour changes accumulated inside one transaction, applied to `partitions` and the
 /// summaries at commit.
-struct HourDelta: Equatable {
+struct HourDelta {
     var rows: Int64 = 0
     var valid: Int64 = 0
     var checksum: UInt64 = 0
@@ -15,7 +15,7 @@ struct HourDelta: Equatable {
     var users: [SummaryUser: Int64] = [:]
 }
 
-struct SummaryCounts: Equatable {
+struct SummaryCounts {
     var valid: Int64 = 0
     var deleted: Int64 = 0
     var late: Int64 = 0
@@ -223,9 +223,6 @@ final class MergeWriter {
         hoursByFile[fileID] = nil
     }
 
-    /// Applies the per-hour deltas to `partitions`, `hourly_summary` and `summary_users`, in
-    /// the transaction that wrote the rows: a committed hour's summary is always current, and
-    /// its cost follows the rows that changed, not the size of the hour.
     /// Entries the recent index holds before it is folded into `event_index`: small enough to
     /// stay in the page cache (about 3.6 MB), large enough that a fold is rare. Tests shrink it
     /// (`TIDEMARK_RECENT_INDEX_CAPACITY`) to fold often.
@@ -239,6 +236,9 @@ final class MergeWriter {
         recentEntries = 0
     }
 
+    /// Applies the per-hour deltas to `partitions`, `hourly_summary` and `summary_users`, in
+    /// the transaction that wrote the rows: a committed hour's summary is always current, and
+    /// its cost follows the rows that changed, not the size of the hour.
     func flushPartitions() throws -> Set<Int> {
         let touched = Set(deltas.keys)
         for (hour, delta) in deltas {
@@ -454,7 +454,8 @@ extension MergeWriter {
                     let oldHour = storedHour[slot]
                     let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
                     add(old, hash: old.contentHash, hour: oldHour, sign: -1)
-                    try db.execute(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?", arguments: [storedRowID[slot]])
+                    try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?")
+                        .execute(arguments: [storedRowID[slot]])
                     let (hash, rowID) = try insert(row, hour: hour)
                     try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                     try db.cachedStatement(sql: "UPDATE event_index_recent SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
@@ -523,7 +524,6 @@ extension MergeWriter {
         return hours
     }
 
-    var partitionsCreatedRoom: Int { maxNewPartitions - createdHours.count }
 }
 
 /// Byte order of UTF-8 text (SQLite's BINARY collation), fast: memcmp on the contiguous bytes.

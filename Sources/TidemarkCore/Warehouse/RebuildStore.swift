@@ -164,7 +164,8 @@ enum RebuildStore {
         let shadow = shadowName(hour)
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? -1
         guard count == rows else {
-            throw TidemarkError("rebuild", hour.label, cause: "shadow table has \(count) rows, expected \(rows)", exit: .ioError)
+            throw TidemarkError("rebuild", hour.label, cause: "the rebuilt copy of the hour has \(count) rows where \(rows) were written; nothing was changed (rolled back)",
+                                hint: "run 'tidemark validate --hour \(hour.label)' and report this as a bug with its output", exit: .ioError)
         }
         FaultPoint.hit("rebuild-swap")
         try db.execute(sql: "DROP INDEX IF EXISTS \(shadow)_event_id")
@@ -194,10 +195,6 @@ enum RebuildStore {
         summary.finishedAt = time.rfc3339
         summary.durationSeconds = seconds
         summary.partitionsTouched = hours
-        try db.inTransaction(.immediate) {
-            try BatchLog.finish(summary, db)
-            return .commit
-        }
-        BatchBookkeeping.checkpoint(db)
+        try BatchBookkeeping.finish(summary, db)
     }
 }

@@ -138,13 +138,7 @@ enum Schema {
         migrator.registerMigration("v3-rowid-partitions") { db in
             // Partition rows are appended under an integer key and `event_index` names each
             // event's row: one random-key B-tree per new event instead of two.
-            try db.execute(sql: """
-                CREATE TABLE event_index_v3 (
-                    event_id TEXT PRIMARY KEY,
-                    hour INTEGER NOT NULL,
-                    row_id INTEGER NOT NULL
-                ) WITHOUT ROWID
-                """)
+            try db.execute(sql: EventLookup.createSQL("event_index_v3"))
             var hours: [PartitionHour] = []
             for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
                 guard let hour = PartitionHour.parse(label), try db.tableExists(hour.tableName) else { continue }
@@ -176,13 +170,12 @@ enum Schema {
                 """)
         }
         migrator.registerMigration("v4-recent-index") { db in
-            try db.execute(sql: """
-                CREATE TABLE event_index_recent (
-                    event_id TEXT PRIMARY KEY,
-                    hour INTEGER NOT NULL,
-                    row_id INTEGER NOT NULL
-                ) WITHOUT ROWID
-                """)
+            try db.execute(sql: EventLookup.createSQL("event_index_recent"))
+        }
+        migrator.registerMigration("v5-ledger-content-index") { db in
+            // Backfill looks every source file up by content whatever its status; the partial
+            // index of applied files does not serve that, and a long backfill scanned the ledger.
+            try db.execute(sql: "CREATE INDEX ingested_files_content ON ingested_files(sha256)")
         }
         return migrator
     }

@@ -11,23 +11,17 @@ enum Summaries {
     /// users that changed, never the number of users in the hour.
     static func apply(_ delta: HourDelta, hour: String, batchID: Int64, _ db: Database) throws {
         if delta.types.isEmpty && delta.users.isEmpty { return }
-        let readUser = try db.cachedStatement(sql: """
-            SELECT valid_events FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ?
-            """)
-        let writeUser = try db.cachedStatement(sql: """
+        let addUser = try db.cachedStatement(sql: """
             INSERT INTO summary_users (hour, event_type, user_id, valid_events) VALUES (?, ?, ?, ?)
-            ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = excluded.valid_events
+            ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = valid_events + excluded.valid_events
+            RETURNING valid_events
             """)
         let dropUser = try db.cachedStatement(sql: "DELETE FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ?")
         var distinct: [String: Int64] = [:]
         for (key, change) in delta.users where change != 0 {
-            let before = try Int64.fetchOne(readUser, arguments: [hour, key.eventType, key.userID]) ?? 0
-            let after = before + change
-            if after > 0 {
-                try writeUser.execute(arguments: [hour, key.eventType, key.userID, after])
-            } else {
-                try dropUser.execute(arguments: [hour, key.eventType, key.userID])
-            }
+            let after = try Int64.fetchOne(addUser, arguments: [hour, key.eventType, key.userID, change]) ?? change
+            let before = after - change
+            if after <= 0 { try dropUser.execute(arguments: [hour, key.eventType, key.userID]) }
             if before <= 0 && after > 0 { distinct[key.eventType, default: 0] += 1 }
             if before > 0 && after <= 0 { distinct[key.eventType, default: 0] -= 1 }
         }
@@ -46,7 +40,7 @@ enum Summaries {
         for type in Set(delta.types.keys).union(distinct.keys).sorted() {
             let counts = delta.types[type] ?? SummaryCounts()
             try addCounts.execute(arguments: [hour, type, counts.valid, distinct[type] ?? 0, counts.deleted, counts.late, batchID])
-            try dropEmpty.execute(arguments: [hour, type])
+            if counts.valid <= 0 && counts.deleted <= 0 { try dropEmpty.execute(arguments: [hour, type]) }
         }
     }
 
@@ -59,8 +53,7 @@ enum Summaries {
     /// Recomputes one hour's summary rows from its partition (once, when upgrading a database
     /// that had no `summary_users`).
     static func recompute(_ hour: PartitionHour, batchID: Int64, _ db: Database) throws {
-        try db.execute(sql: "DELETE FROM hourly_summary WHERE hour = ?", arguments: [hour.label])
-        try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
+        try clear(hour, db)
         guard try db.tableExistsFast(hour.tableName) else { return }
         try db.execute(sql: """
             INSERT INTO summary_users (hour, event_type, user_id, valid_events)

@@ -58,7 +58,8 @@ public final class Warehouse {
                     try db.execute(sql: "PRAGMA page_size = 8192")
                     let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
                     if mode?.lowercased() != "wal" {
-                        throw TidemarkError("open database", self.databasePath, cause: "cannot switch to WAL mode (got \(mode ?? "nothing"))", exit: .ioError)
+                        throw TidemarkError("open database", self.databasePath, cause: "cannot switch to WAL mode (got \(mode ?? "nothing"))",
+                                            hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
                     }
                 }
                 try Schema.migrator.migrate(queue)
@@ -96,6 +97,9 @@ public final class Warehouse {
         case .SQLITE_BUSY, .SQLITE_LOCKED:
             return TidemarkError(operation, target, cause: "database is locked by another connection",
                                  hint: "another process holds a write lock; retry later", exit: .busy)
+        case .SQLITE_CONSTRAINT:
+            return TidemarkError(operation, target, cause: "the database contradicts itself: \(error.message ?? "constraint failed") (the transaction was rolled back)",
+                                 hint: "run 'tidemark validate' to find the inconsistency, then 'tidemark rebuild' the hours it names", exit: .ioError)
         case .SQLITE_FULL:
             return TidemarkError(operation, target, cause: "disk full (the transaction was rolled back)",
                                  hint: "free space on the data folder's file system, then rerun: nothing was half-applied", exit: .ioError)
@@ -122,6 +126,11 @@ extension Database {
 /// new events of small batches (a few dirty pages per batch), and `event_index`, large, holds
 /// the rest. An event_id is in one of them, never both.
 enum EventLookup {
+    /// Both trees have this shape, so that a fold moves entries as they are.
+    static func createSQL(_ table: String) -> String {
+        "CREATE TABLE \(table) (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID"
+    }
+
     /// Moves every recent entry into `event_index`, in key order (inside the caller's
     /// transaction). `OR FAIL` spares SQLite a statement journal, which would copy every page
     /// the fold touches into memory: a conflict (an event in both trees) fails the whole
