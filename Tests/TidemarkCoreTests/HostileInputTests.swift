@@ -19,6 +19,29 @@ import Testing
         })
     }
 
+    @Test func aLargeFileBrokenAtItsEndIsRolledBackWhole() throws {
+        // Over 100,000 lines, the file is applied in slices inside its own savepoint; a
+        // truncation found at the end must undo every slice, and the next file still applies.
+        let f = TestFolder()
+        var text = ""
+        for n in 0..<210_000 {
+            text += recordLine("big\(n)", user: "u\(n % 50)", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z") + "\n"
+        }
+        let gzip = GzipWriter.gzip(text)
+        f.landBytes("1-big.ndjson.gz", Array(gzip.dropLast(6)))
+        f.land("2-good.ndjson.gz", [recordLine("good", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+        let s = try f.ingest()
+        #expect(s.filesApplied == 1 && s.filesQuarantined == 1)
+        #expect(try quarantineReason(f, "1-big.ndjson.gz")?.hasPrefix("truncated gzip") == true)
+        #expect(try f.eventRows().count == 1)
+        let lookups = try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") }
+        #expect(lookups == 1)
+        let summaryRows = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM hourly_summary WHERE hour = '2025-07-30T10'") }
+        #expect(summaryRows == 0)
+        let partitions = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }
+        #expect(partitions == ["2025-07-30T11"])
+    }
+
     @Test func brokenGzipFilesAreQuarantinedWholeAndOthersApplied() throws {
         let f = TestFolder()
         let text = (0..<300).map { recordLine("t\($0)", time: "2025-07-30T10:00:00Z") + "\n" }.joined()

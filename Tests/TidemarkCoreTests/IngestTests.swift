@@ -19,6 +19,30 @@ import Testing
         #expect(late == 1)
     }
 
+    @Test func theWatermarkDoesNotRunAheadOfTheIngestClock() throws {
+        // One record two hours in the future (allowed: up to 24 h) must not make everything
+        // after it late: the watermark follows event time only up to the ingest clock.
+        let f = TestFolder()
+        let now = f.options().clock().secondsSinceEpoch
+        func at(_ offset: Double) -> String { Timestamp(secondsSinceEpoch: now + offset).rfc3339 }
+        f.land("1.ndjson.gz", [recordLine("future", time: at(7200), received: at(0))])
+        try f.ingestInProcess() // in process: the test's clock is the ingest clock
+        f.land("2.ndjson.gz", [recordLine("recent", time: at(-10), received: at(0)),
+                               recordLine("old", time: at(-600), received: at(0))])
+        let s = try f.ingestInProcess()
+        #expect(s.lateEvents == 1) // only "old", 10 minutes behind the clock
+    }
+
+    @Test func durabilitySettingsAreWALWithFullSync() throws {
+        let f = TestFolder()
+        let warehouse = try Warehouse(dataFolder: f.data)
+        let (mode, sync) = try warehouse.withConnection { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
+        }
+        #expect(mode == "wal")
+        #expect(sync == 2) // FULL: a commit is on disk before its files leave landing
+    }
+
     @Test func invalidationByFlagAndByTombstone() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("f", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),

@@ -24,6 +24,31 @@ import Testing
         #expect(o4 == .duplicate)
     }
 
+    @Test func aMissingReceivedTimeIsOldest() {
+        let unknown = Self.rec("e", user: "unknown", received: nil)
+        let known = Self.rec("e", user: "known", received: "2025-07-30T10:00:00Z")
+        for order in [[unknown, known], [known, unknown]] {
+            #expect(MergeRule.fold(order)?.record?.userID == "known")
+        }
+    }
+
+    @Test func equalReceivedTimesBreakTiesByTheCanonicalRecord() {
+        // Same received_time: the later event_time wins, then the greater user_id bytes.
+        let a = Self.rec("e", user: "a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:05:00Z")
+        let b = Self.rec("e", user: "b", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:05:00Z")
+        let later = Self.rec("e", user: "a", time: "2025-07-30T10:00:01Z", received: "2025-07-30T10:05:00Z")
+        for order in [[a, b], [b, a]] { #expect(MergeRule.fold(order)?.record?.userID == "b") }
+        for order in [[b, later], [later, b]] { #expect(MergeRule.fold(order)?.record?.eventTime == Self.t("2025-07-30T10:00:01Z")) }
+    }
+
+    @Test func bothKindsOfDeletionAreRecorded() {
+        let flag = Self.rec("e", received: "2025-07-30T10:00:01Z", valid: false)
+        let tombstone = Delivery.tombstone(eventID: "e", receivedTime: Self.t("2025-07-30T10:00:02Z"))
+        for order in [[flag, tombstone], [tombstone, flag]] {
+            #expect(MergeRule.fold(order)?.deletion?.kind == "flag+tombstone")
+        }
+    }
+
     @Test func deletionIsFinal() {
         let original = Self.rec("e", received: "2025-07-30T10:00:01Z")
         let (s1, _) = MergeRule.merge(nil, .tombstone(eventID: "e", receivedTime: nil))

@@ -143,6 +143,33 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(failed(r).contains("archived_files"))
     }
 
+    @Test func severalPassesFindWhatOnePassFinds() throws {
+        let f = try Self.pipeline.get().copy()
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        options.replay = true
+        options.eventsPerPass = 700 // several passes over the hash split
+        let clean = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        #expect(failed(clean) == [])
+        let (id, table) = try someEvent(f, valid: true)
+        try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'; DELETE FROM event_index WHERE event_id = '\(id)'; DELETE FROM event_index_recent WHERE event_id = '\(id)'")
+        let r = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        #expect(failed(r).contains("source_no_record_missing"))
+        #expect(failed(r).contains("replay_no_record_missing"))
+        #expect(r.checks.first { $0.name == "source_no_record_missing" }!.findings.joined().contains(id))
+    }
+
+    @Test func replayAloneFindsAChangedAttribute() throws {
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: true)
+        try write(f, "UPDATE \(table) SET user_id = 'not-the-sender' WHERE event_id = '\(id)'")
+        var options = ValidateOptions(dataFolder: f.data)
+        options.replay = true
+        let r = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        #expect(failed(r).contains("replay_updates_reflected"))
+        #expect(r.checks.first { $0.name == "replay_updates_reflected" }!.findings.joined().contains(id))
+    }
+
     @Test func sentEventMissingFromTargetIsDetected() throws {
         let f = try Self.pipeline.get().copy()
         let (id, table) = try someEvent(f, valid: true)
