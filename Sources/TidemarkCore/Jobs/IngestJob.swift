@@ -73,8 +73,12 @@ public enum IngestJob {
             do {
                 try runner.process(files)
                 var summary = runner.summary
-                summary.backlogFiles = scan.files.count - files.count
-                summary.backlogBytes = scan.totalBytes - files.reduce(0) { $0 + $1.size }
+                // What is still waiting: the landing folder's files this run did not settle (left
+                // by --max-files, a stop request or a read error); for backfill, whose source is
+                // never emptied, the selected files it did not get to.
+                let pool = options.kind == .backfill ? files : scan.files
+                summary.backlogFiles = pool.count - runner.settled.files
+                summary.backlogBytes = pool.reduce(0) { $0 + $1.size } - runner.settled.bytes
                 summary.finishedAt = options.clock().rfc3339
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
                 if !options.dryRun {
@@ -122,6 +126,8 @@ struct BatchRunner {
     var plannedHoursAtFileStart = Set<Int>()
     /// Files that could not be read (permissions, I/O): left in landing, reported at the end.
     var unreadable: [FileSystemError] = []
+    /// Files whose fate this run decided (applied, duplicate, quarantined, healed, skipped).
+    var settled: (files: Int, bytes: Int64) = (0, 0)
     let now: Timestamp
     let parser: EventLineParser
 
@@ -154,9 +160,10 @@ struct BatchRunner {
         var filesDone = 0
         var bytesDone: Int64 = 0
         let totalBytes = files.reduce(0) { $0 + $1.size }
-        func reportProgress(_ file: LandingFile) {
+        func reportProgress(_ file: LandingFile, settled isSettled: Bool = true) {
             filesDone += 1
             bytesDone += file.size
+            if isSettled { settled = (settled.files + 1, settled.bytes + file.size) }
             options.progress?(IngestProgress(filesDone: filesDone, filesTotal: files.count, bytesDone: bytesDone,
                                              bytesTotal: totalBytes, events: summary.lines.read))
         }
@@ -192,8 +199,9 @@ struct BatchRunner {
                 try applySlice(&inFlight!)
             }
             if let end = piece.end {
+                let unreadableBefore = unreadable.count
                 try finish(&inFlight!, end)
-                reportProgress(inFlight!.file)
+                reportProgress(inFlight!.file, settled: unreadable.count == unreadableBefore)
                 inFlight = nil
                 // A dry run keeps everything in one transaction and rolls it back at the end.
                 if !options.dryRun && group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit) {
@@ -343,17 +351,26 @@ struct BatchRunner {
             return
         }
         // Guard against junk partitions before anything of the file is merged.
-        let newHours = session.writer.newHours(in: f.deliveries).subtracting(plannedHours)
-        if plannedHours.count + newHours.count > options.maxNewPartitions {
-            let limit = PartitionLimitExceeded(limit: options.maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: newHours.min() ?? 0))
-            return try quarantine(&f, reason: limit.description, sha: gz.sha256)
+        if let overCap = reserveNewHours(for: f.deliveries) {
+            return try quarantine(&f, reason: overCap.description, sha: gz.sha256)
         }
-        plannedHours.formUnion(newHours)
         groupContent[gz.sha256] = f.fileID
         maxEventTime = f.maxEventTime
         groupLines += f.deliveries.count
         group.append(f)
         if groupLines >= BatchRunner.groupLines || group.count >= options.filesPerCommit { try flushGroup() }
+    }
+
+    /// Counts the partitions these deliveries would create against the batch's cap: nil when
+    /// they fit (and are now planned), else why the file must be quarantined. Checked before
+    /// anything of the file is merged, so no junk partition is ever created.
+    private mutating func reserveNewHours(for deliveries: [PreparedDelivery]) -> PartitionLimitExceeded? {
+        let newHours = session.writer.newHours(in: deliveries).subtracting(plannedHours)
+        if plannedHours.count + newHours.count > options.maxNewPartitions {
+            return PartitionLimitExceeded(limit: options.maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: newHours.min() ?? 0))
+        }
+        plannedHours.formUnion(newHours)
+        return nil
     }
 
     /// Undoes a large file's slices: its savepoint, and the hours it had planned.
@@ -370,13 +387,11 @@ struct BatchRunner {
         }
         f.rejected.removeAll(keepingCapacity: true)
         guard !f.deliveries.isEmpty else { return }
-        let newHours = session.writer.newHours(in: f.deliveries).subtracting(plannedHours)
-        if plannedHours.count + newHours.count > options.maxNewPartitions {
-            f.failure = PartitionLimitExceeded(limit: options.maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: newHours.min() ?? 0)).description
+        if let overCap = reserveNewHours(for: f.deliveries) {
+            f.failure = overCap.description
             f.deliveries.removeAll()
             return
         }
-        plannedHours.formUnion(newHours)
         let result = try session.writer.applyGroup([(f.fileID, f.deliveries)])
         f.count(result.outcomes[0], lateFirstArrivals: result.lateFirstArrivals[0])
         f.deliveries.removeAll(keepingCapacity: true)

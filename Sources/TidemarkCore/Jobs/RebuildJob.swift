@@ -91,7 +91,7 @@ public enum RebuildJob {
         let extraHours = Set(moved.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
         let extra = try RebuildStore.files(touching: extraHours, db).filter { !known.contains($0.fileID) }
         let files = (primary + extra).sorted { $0.fileID < $1.fileID }
-        let passes = max(1, (primary.reduce(0) { $0 + $1.linesRead } + eventsPerPass - 1) / eventsPerPass)
+        let passes = PassSplit.passes(for: primary.reduce(0) { $0 + $1.linesRead }, perPass: eventsPerPass)
         let before = try RebuildStore.partition(hour, db)
 
         try db.execute(sql: "BEGIN IMMEDIATE")
@@ -114,7 +114,7 @@ public enum RebuildJob {
             // bounded by the pass).
             try Summaries.clear(hour, db)
             for pass in 0..<passes {
-                var states = try fold(files, pass: pass, of: passes, extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
+                var states = try fold(files, split: PassSplit(index: pass, count: passes), extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
                 // A stale or deleting delivery may name this hour for an event whose row is in
                 // another: its files of this hour do not hold its whole history. Those events
                 // are folded again over the files of the hour event_index gives (and the hours
@@ -134,7 +134,7 @@ public enum RebuildJob {
                     let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
                     var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
                     for file in more { all[file.fileID] = file }
-                    let refolded = try fold(all.values.sorted { $0.fileID < $1.fileID }, pass: 0, of: 1, extraFiles: [],
+                    let refolded = try fold(all.values.sorted { $0.fileID < $1.fileID }, split: PassSplit(index: 0, count: 1), extraFiles: [],
                                             movedEvents: [:], only: Set(indexed.keys), db)
                     for (id, folded) in refolded { states[id] = folded }
                 }
@@ -197,7 +197,7 @@ public enum RebuildJob {
 
     /// Reads the files (verifying each against the ledger's SHA-256 first) and folds every
     /// delivery with the merge rule, in ledger order, with each file's recorded watermark.
-    static func fold(_ files: [RebuildStore.SourceFile], pass: Int, of passes: Int, extraFiles: Set<Int64>,
+    static func fold(_ files: [RebuildStore.SourceFile], split: PassSplit, extraFiles: Set<Int64>,
                      movedEvents: [String: Set<Int>], only: Set<String>?, _ db: Database) throws -> [String: Folded] {
         let parser = EventLineParser.forPublishedLines
         var states: [String: Folded] = [:]
@@ -216,13 +216,12 @@ public enum RebuildJob {
                 guard case .bytes(let bytes) = content, !rejected.contains(number) else { return }
                 // Lines of another pass are skipped before parsing when their event_id can be
                 // read off the line's start exactly (the parse would hash the same bytes).
-                if only == nil && passes > 1, let hash = EventLineParser.leadingEventIDHash(bytes),
-                   Int(hash % UInt64(passes)) != pass { return }
+                if only == nil && split.excludes(line: bytes) { return }
                 guard case .success(let delivery) = parser.parse(bytes) else { return }
                 if let only {
                     guard only.contains(delivery.eventID) else { return }
                 } else {
-                    if passes > 1 && Int(stableHash(delivery.eventID) % UInt64(passes)) != pass { return }
+                    if !split.contains(delivery.eventID) { return }
                     if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
                 }
                 var late = false

@@ -121,9 +121,14 @@ struct Validator {
         add("sqlite_integrity", failures: integrity.count, checked: 1, detail: "PRAGMA integrity_check", findings: integrity)
         if let sent = options.sentLogFolder {
             progress("comparing with the sent log")
-            try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log") { skip, body in
+            let sentCounts = try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log") { skip, body in
                 try SentLog.forEachDelivery(in: sent, skipping: skip) { _, _, delivery in try body(delivery) }
             }
+            let files = try ValidationQueries.duplicateContentFiles(db)
+            let lines = try ValidationQueries.duplicateLines(db)
+            add("source_duplicates_absorbed", failures: 0, checked: sentCounts.redelivered,
+                detail: "\(sentCounts.redelivered) of \(sentCounts.deliveries) deliveries in the sent log repeat an earlier one; the ledger saw \(lines) duplicate lines and \(files) duplicate files; rows = distinct events (\(sentCounts.expectedEvents))",
+                findings: [])
         }
         if options.replay {
             progress("replaying archived files")
@@ -269,10 +274,13 @@ struct Validator {
     /// split of event ids so that memory stays bounded whatever the size. The source gets a
     /// test for raw lines that belong to another pass (it may skip them unparsed) and the
     /// deliveries to fold.
+    /// Returns how many deliveries repeated an earlier one, of how many, and the events expected.
+    @discardableResult
     mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
-                                    source: (_ skip: (UnsafeRawBufferPointer) -> Bool, _ body: (Delivery) throws -> Void) throws -> Void) throws {
+                                    source: (_ skip: (UnsafeRawBufferPointer) -> Bool, _ body: (Delivery) throws -> Void) throws -> Void) throws
+        -> (redelivered: Int, deliveries: Int, expectedEvents: Int) {
         let total = try ValidationQueries.totalLinesRead(db)
-        let passes = max(1, (total + options.eventsPerPass - 1) / options.eventsPerPass)
+        let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
         var missing: [String] = [], missingCount = 0
         var wrongHour: [String] = [], wrongHourCount = 0
         var validity: [String] = [], validityCount = 0
@@ -284,11 +292,9 @@ struct Validator {
         for pass in 0..<passes {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
             var expected: [String: EventState] = [:]
-            let otherPass: (UnsafeRawBufferPointer) -> Bool = { line in
-                passes > 1 && (EventLineParser.leadingEventIDHash(line).map { Int($0 % UInt64(passes)) != pass } ?? false)
-            }
-            try source(otherPass) { delivery in
-                guard passes == 1 || Int(stableHash(delivery.eventID) % UInt64(passes)) == pass else { return }
+            let split = PassSplit(index: pass, count: passes)
+            try source(split.excludes(line:)) { delivery in
+                guard split.contains(delivery.eventID) else { return }
                 deliveries += 1
                 let (state, outcome) = MergeRule.merge(expected[delivery.eventID], delivery)
                 if outcome == .duplicate { redelivered += 1 }
@@ -301,7 +307,7 @@ struct Validator {
             }
             var matched = Set<String>()
             for p in partitions where try ValidationQueries.tableExists(p.table, db) {
-                try ValidationQueries.forEachRow(p.table, db, where: { passes == 1 || Int(stableHash($0) % UInt64(passes)) == pass }) { row, id in
+                try ValidationQueries.forEachRow(p.table, db, where: split.contains) { row, id in
                     guard let exp = expected.removeValue(forKey: id) else {
                         if !matched.contains(id) {
                             unexpectedCount += 1
@@ -356,13 +362,7 @@ struct Validator {
         add("\(name)_updates_reflected", failures: attributeCount, checked: expectedEvents, detail: "attributes of the newest delivery", findings: attributes)
         add("\(name)_nothing_extra", failures: unexpectedCount, checked: expectedEvents, detail: "no row that the \(sourceLabel) does not explain", findings: unexpected)
         add("\(name)_tombstones", failures: tombstoneCount, checked: 0, detail: "tombstones without an event are pending", findings: tombstones)
-        if name == "source" {
-            let files = try ValidationQueries.duplicateContentFiles(db)
-            let lines = try ValidationQueries.duplicateLines(db)
-            add("source_duplicates_absorbed", failures: 0, checked: redelivered,
-                detail: "\(redelivered) of \(deliveries) deliveries in the sent log repeat an earlier one; the ledger saw \(lines) duplicate lines and \(files) duplicate files; rows = distinct events (\(expectedEvents))",
-                findings: [])
-        }
+        return (redelivered, deliveries, expectedEvents)
     }
 
 }

@@ -15,3 +15,24 @@ struct StableHasher {
         value = value &* 0x100_0000_01b3
     }
 }
+
+/// One pass of a split of event ids into `count` passes by `stableHash` (rebuild and validate
+/// hold one pass of events in memory at a time).
+struct PassSplit {
+    let index: Int
+    let count: Int
+
+    /// How many passes keep `total` events under `perPass` each.
+    static func passes(for total: Int, perPass: Int) -> Int { max(1, (total + perPass - 1) / perPass) }
+
+    func contains(_ eventID: String) -> Bool {
+        count == 1 || Int(stableHash(eventID) % UInt64(count)) == index
+    }
+
+    /// Whether a raw line certainly belongs to another pass, decided before parsing it (only
+    /// for lines whose event_id can be read off their start exactly).
+    func excludes(line: UnsafeRawBufferPointer) -> Bool {
+        guard count > 1, let hash = EventLineParser.leadingEventIDHash(line) else { return false }
+        return Int(hash % UInt64(count)) != index
+    }
+}
