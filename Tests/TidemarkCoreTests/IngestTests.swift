@@ -289,6 +289,7 @@ import Testing
         let s = try f.ingest()
         #expect(s.filesApplied == 1 && s.filesQuarantined == 0)
         #expect(s.lines.new == n)
+        #expect(s.lines.rejected == 0) // the blank line is not a rejected record
     }
 
     @Test func pendingTombstoneKeepsItsEarliestTimeAcrossBatches() throws {

@@ -1,7 +1,14 @@
 /// Why a line was refused. The description is what an operator reads in `rejected_lines.reason`.
 public struct LineRejection: Error, Equatable, Sendable, CustomStringConvertible {
     public var reason: String
+    /// Nothing but whitespace: not a record, and not an error to report either.
+    public var isBlank = false
     public init(_ reason: String) { self.reason = reason }
+    static let blank: LineRejection = {
+        var rejection = LineRejection("empty line")
+        rejection.isBlank = true
+        return rejection
+    }()
     public var description: String { reason }
 }
 
@@ -28,7 +35,7 @@ public struct EventLineParser: Sendable {
             return .failure(LineRejection("line is longer than 1 MiB (\(line.count) bytes)"))
         }
         guard let base = line.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-            return .failure(LineRejection("empty line"))
+            return .failure(.blank)
         }
         var reader = JSONReader(base: base, count: line.count)
         do {
@@ -283,7 +290,7 @@ struct JSONReader {
 
     mutating func readTopObject() throws -> TopFields {
         skipWhitespace()
-        guard index < count else { throw LineRejection("empty line") }
+        guard index < count else { throw LineRejection.blank }
         guard base[index] == UInt8(ascii: "{") else {
             // Tell "valid JSON but not an object" apart from "not JSON".
             var probe = self

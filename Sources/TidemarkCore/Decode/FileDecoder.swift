@@ -102,7 +102,7 @@ final class FileDecoder: @unchecked Sendable {
                         case .success(let delivery):
                             lines.append(.delivery(line: number, delivery))
                         case .failure(let rejection):
-                            if rejection.reason == "empty line" { return } // blank lines are not records
+                            if rejection.isBlank { return } // blank lines are not records
                             lines.append(.rejected(line: number, reason: rejection.reason,
                                                    raw: String(decoding: bytes.prefix(4096), as: UTF8.self)))
                         }

@@ -30,8 +30,7 @@ public enum ParserDifferential {
             }
             return nil
         case .failure(let rejection):
-            let grammar = rejection.reason.hasPrefix("invalid JSON") || rejection.reason.hasPrefix("invalid UTF-8")
-                || rejection.reason.hasPrefix("unexpected") || rejection.reason == "empty line"
+            let grammar = rejection.reason.hasPrefix("invalid JSON") || rejection.reason.hasPrefix("invalid UTF-8") || rejection.isBlank
             guard grammar, let object = foundation else { return nil }
             // Known leniencies of Foundation: a trailing comma before } or ], lone surrogate
             // escapes (it substitutes U+FFFD) and text after a NUL byte; we keep to RFC 8259.
@@ -40,7 +39,7 @@ public enum ParserDifferential {
             if rejection.reason.contains("lone surrogate") { return nil }
             // Foundation stops reading at a NUL byte after a complete value; a NUL is never valid JSON.
             if data.contains(0) { return nil }
-            if rejection.reason == "empty line" && !(object is [String: Any]) { return nil }
+            if rejection.isBlank && !(object is [String: Any]) { return nil }
             return "rejected (\(rejection.reason)) a line Foundation accepts"
         }
     }
