@@ -68,7 +68,7 @@ public enum DemoJob {
         let producer = try Producer(options: producerOptions, logger: quiet)
         var result = DemoResult(produced: producer.summary, validation: ValidationReport(), folder: options.folder)
         result.batchEvery = options.batchEvery
-        var lags: [Float] = []
+        var lags = DurationHistogram() // every event's lag, over all batches
         var summarizedHours = Set<String>()
         func ingest() throws {
             var ingestOptions = IngestOptions(landingFolder: options.landing, dataFolder: options.data)
@@ -80,14 +80,13 @@ public enum DemoJob {
             result.batches += 1
             result.lines = result.lines + s.lines
             result.lateEvents += s.lateEvents
+            lags.merge(s.lagHistogram)
             result.filesDuplicate += s.filesDuplicate
             result.partitionsReprocessed += s.partitionsTouched.count
             // An hour summarized by an earlier batch and updated again now: late or corrected
             // data crossed a batch boundary, and only that hour was revisited.
             result.partitionsResummarized += s.partitionsTouched.filter { summarizedHours.contains($0) }.count
             summarizedHours.formUnion(s.partitionsTouched)
-            if let p50 = s.lag.p50 { lags.append(Float(p50)) }
-            if let max = s.lag.max { lags.append(Float(max)) }
             progress("batch \(s.batchID): \(s.filesApplied) files, \(s.lines.read) lines, \(s.partitionsTouched.count) partitions, simulated time \(now.rfc3339Millis)")
         }
         while try producer.advance(seconds: options.batchEvery) {

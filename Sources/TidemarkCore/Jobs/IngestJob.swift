@@ -221,6 +221,7 @@ struct BatchRunner {
         summary.tombstonesPending = session.pendingTombstones
         summary.partitionsCreated = session.writer.createdHours.count
         summary.lag = BatchSummary.Percentiles(lags)
+        summary.lagHistogram = lags
         summary.eventDelay = BatchSummary.Percentiles(delays)
         summary.watermark = maxEventTime.map { ($0 + -options.allowedLateness).rfc3339 }
         summary.status = options.dryRun ? "dry-run" : "succeeded"

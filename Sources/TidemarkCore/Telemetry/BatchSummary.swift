@@ -22,6 +22,8 @@ public struct BatchSummary: Codable, Sendable, Equatable {
     public var partitionsTouched: [String] = []
     public var partitionsCreated = 0
     public var lag = Percentiles()
+    /// Every event's lag in this batch (not part of the JSON): lets callers combine batches.
+    var lagHistogram = DurationHistogram()
     public var eventDelay = Percentiles()
     public var backlogFiles = 0
     public var backlogBytes: Int64 = 0
@@ -58,16 +60,6 @@ public struct BatchSummary: Codable, Sendable, Equatable {
             p50 = histogram.quantile(0.5)
             p95 = histogram.quantile(0.95)
             self.max = histogram.maximum
-        }
-
-        public init(_ values: [Float]) {
-            count = values.count
-            guard !values.isEmpty else { return }
-            let sorted = values.sorted()
-            func at(_ q: Double) -> Double { Double(sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]) }
-            p50 = at(0.5)
-            p95 = at(0.95)
-            self.max = Double(sorted[sorted.count - 1])
         }
     }
 

@@ -1,6 +1,6 @@
 /// Durations in seconds counted in logarithmic buckets (2% wide), so that a batch of any size
 /// keeps its lag and delay percentiles in a few kilobytes. The maximum is kept exactly.
-struct DurationHistogram: Sendable {
+struct DurationHistogram: Sendable, Equatable {
     /// Bucket 0 holds everything under 1 ms (and negative values from skewed clocks).
     private static let floor = 0.001
     private static let growth = 1.02
