@@ -73,10 +73,20 @@ public enum FileSystem {
     /// `mkdir -p`, reporting the real cause (no space, read-only, permission) of a failure.
     public static func makeFolder(_ path: String) throws {
         if isFolder(path) { return }
-        let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty && parent != path { try makeFolder(parent) }
-        if mkdir(path, 0o755) != 0 && !(errno == EEXIST && isFolder(path)) {
-            throw FileSystemError("create folder", path)
+        // Every prefix ending before a "/", then the path itself, outermost first.
+        let bytes = Array(path.utf8)
+        var folders: [String] = []
+        for (i, byte) in bytes.enumerated() where byte == UInt8(ascii: "/") && i > 0 {
+            folders.append(String(decoding: bytes[..<i], as: UTF8.self))
+        }
+        folders.append(path)
+        for folder in folders where !isFolder(folder) {
+            guard mkdir(folder, 0o755) != 0 else { continue }
+            if errno == EEXIST {
+                if isFolder(folder) { continue } // made meanwhile by someone else
+                throw FileSystemError("create folder", folder, cause: "something that is not a folder is in the way")
+            }
+            throw FileSystemError("create folder", folder)
         }
     }
 
