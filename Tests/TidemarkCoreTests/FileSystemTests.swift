@@ -28,6 +28,14 @@ import Testing
         }
     }
 
+    @Test func parentFolders() {
+        #expect(FileSystem.parentFolder(of: "a/b/c") == "a/b")
+        #expect(FileSystem.parentFolder(of: "/c") == "/")
+        #expect(FileSystem.parentFolder(of: "a/b/") == "a")
+        #expect(FileSystem.parentFolder(of: "D") == nil)
+        #expect(FileSystem.parentFolder(of: "m.prom") == nil)
+    }
+
     @Test func copyStreamsTheBytesAndLeavesNoTemporaryFile() throws {
         let f = TestFolder()
         var random = SeededRandom(seed: 3)

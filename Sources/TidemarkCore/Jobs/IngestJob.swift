@@ -260,7 +260,7 @@ struct BatchRunner {
 
     /// Moves (ingest) or copies (backfill) a file to its archive or quarantine place.
     private func place(from source: String, to destination: String) throws {
-        try FileSystem.makeFolder((destination as NSString).deletingLastPathComponent)
+        if let folder = FileSystem.parentFolder(of: destination) { try FileSystem.makeFolder(folder) }
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try FileSystem.copy(source, to: destination) }
         } else {

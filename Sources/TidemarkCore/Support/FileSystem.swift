@@ -70,6 +70,15 @@ public enum FileSystem {
         }
     }
 
+    /// The folder part of a path ("a/b" of "a/b/c", "/" of "/c"), nil for a bare name. Plain
+    /// byte work: Foundation's `deletingLastPathComponent` traps on one-character paths here.
+    public static func parentFolder(of path: String) -> String? {
+        var bytes = Array(path.utf8)
+        while bytes.count > 1 && bytes.last == UInt8(ascii: "/") { bytes.removeLast() }
+        guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        return slash == 0 ? "/" : String(decoding: bytes[..<slash], as: UTF8.self)
+    }
+
     /// `mkdir -p`, reporting the real cause (no space, read-only, permission) of a failure.
     public static func makeFolder(_ path: String) throws {
         if isFolder(path) { return }

@@ -51,8 +51,7 @@ public enum MetricsExporter {
             (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db))
         }
         let text = render(counters: counters, last: last, lastSuccess: lastSuccess)
-        let folder = (path as NSString).deletingLastPathComponent
-        if !folder.isEmpty { try FileSystem.makeFolder(folder) }
+        if let folder = FileSystem.parentFolder(of: path) { try FileSystem.makeFolder(folder) }
         try FileSystem.writeAtomically(Array(text.utf8), to: path)
     }
 }
