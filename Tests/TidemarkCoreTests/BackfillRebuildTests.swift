@@ -93,6 +93,42 @@ import Testing
         #expect(try ValidateJob.run(options, logger: quiet).ok)
     }
 
+    /// The diff meets most live rows by row_id and the rest by event_id: a deleted row, a
+    /// row edited in place, rows moved to another row_id (one of them edited) and a row no
+    /// source has are each counted once, on the path each takes.
+    @Test func diffCountsRowsMetByRowIDAndByEventID() throws {
+        let f = try ProducedPipeline(events: 1500, seed: 8).copy()
+        let rows = try f.eventRows()
+        let (label, table) = try f.query { db -> (String, String) in
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            return (row[0], row[1])
+        }
+        let hour = PartitionHour.parse(label)!
+        try DatabaseQueue(path: f.database).write { db in
+            let ids = try String.fetchAll(db, sql: "SELECT event_id FROM \(table) ORDER BY event_id LIMIT 4")
+            let top = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")!
+            try db.execute(sql: "DELETE FROM \(table) WHERE event_id = ?", arguments: [ids[0]])
+            try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = ?", arguments: [ids[1]])
+            try db.execute(sql: "UPDATE \(table) SET row_id = ? WHERE event_id = ?", arguments: [top + 10, ids[2]])
+            try db.execute(sql: "UPDATE \(table) SET row_id = ?, user_id = 'moved-and-edited' WHERE event_id = ?", arguments: [top + 20, ids[3]])
+            try db.execute(sql: """
+                INSERT INTO \(table) (\(PartitionTable.columns)) VALUES ('no-source-has-me', 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
+                """, arguments: [label + ":00:00.000000000Z"])
+        }
+        let preview = try rebuild(f, hour...hour, dryRun: true).hours.first
+        #expect(preview?.added == 1)
+        #expect(preview?.changed == 2)
+        #expect(preview?.removed == 1)
+        let repaired = try rebuild(f, hour...hour)
+        #expect(repaired.hours.first?.outcome == "repaired")
+        #expect(try f.eventRows() == rows)
+        let again = try rebuild(f, hour...hour).hours.first
+        #expect(again?.outcome == "unchanged" && again?.added == 0 && again?.changed == 0 && again?.removed == 0)
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        #expect(try ValidateJob.run(options, logger: quiet).ok)
+    }
+
     @Test func rebuildOfAnHourRangeTouchesOnlyThoseHours() throws {
         let f = try ProducedPipeline(events: 3000, seed: 6).copy()
         let hours = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }

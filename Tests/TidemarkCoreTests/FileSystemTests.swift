@@ -46,3 +46,30 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.root).sorted() == ["copy", "landing", "source"])
     }
 }
+
+@Suite struct LineSpillTests {
+    /// Lines come back in order, with their file index and line number, whatever their sizes:
+    /// empty lines, lines that straddle the read buffer, and a 1 MiB line (larger than the
+    /// write buffer). The scratch file leaves no name behind.
+    @Test func linesComeBackInOrderWithWhereTheyCameFrom() throws {
+        let f = TestFolder()
+        let spill = try LineSpill(path: f.root + "/scratch.spill")
+        #expect(!FileSystem.exists(f.root + "/scratch.spill"))
+        var rng = SeededGenerator(seed: 5)
+        var written: [(Int, Int, [UInt8])] = []
+        for n in 0..<30_000 {
+            let length = n == 12_345 ? 1 << 20 : (n % 997 == 0 ? 0 : Int.random(in: 1...300, using: &rng))
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ n) }
+            written.append((n / 1000, n + 1, bytes))
+            try bytes.withUnsafeBytes { try spill.append(file: n / 1000, line: n + 1, bytes: $0) }
+        }
+        try spill.flush()
+        for _ in 0..<2 { // read twice: each read starts from the beginning
+            var read: [(Int, Int, [UInt8])] = []
+            try spill.forEachLine { file, line, bytes in read.append((file, line, Array(bytes))) }
+            #expect(read.count == written.count)
+            #expect(zip(read, written).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 && $0.2 == $1.2 })
+        }
+        #expect(spill.lines == 30_000)
+    }
+}

@@ -27,24 +27,49 @@ struct DecodedPiece {
 /// and the decoder must be able to run a whole merge group ahead while SQLite works.
 final class FileDecoder: @unchecked Sendable {
     private let files: [LandingFile]
+    /// Instead of files: lines set aside earlier, each naming the file it came from.
+    private let spill: LineSpill?
     private let parser: EventLineParser
     private let maxOutputBytes: Int64
     private let linesPerPiece: Int
     private let linesAhead: Int
+    /// Sees each raw line (file index, line number, bytes) before it is parsed; a line it
+    /// returns true for is taken away unparsed (rebuild sets aside the lines of later passes).
+    /// nil for ingest.
+    private let divert: Divert?
+    typealias Divert = @Sendable (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool
     private let condition = NSCondition()
     private var queue: [DecodedPiece] = []
     private var queuedLines = 0
     private var finished = false
     private var cancelled = false
 
-    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536) {
+    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536,
+         divert: Divert? = nil) {
         self.files = files
+        self.spill = nil
+        self.divert = divert
         self.parser = parser
         self.maxOutputBytes = maxOutputBytes
         self.linesPerPiece = linesPerPiece
         self.linesAhead = linesAhead
         let thread = Thread { [self] in run() }
         thread.stackSize = 8 << 20 // deep JSON nesting is cut at 64 levels, but be generous
+        thread.start()
+    }
+
+    /// Decodes the lines of a spill instead of files: pieces name the file index each line
+    /// was set aside with, and carry no end (their files were verified when first read).
+    init(spill: LineSpill, parser: EventLineParser, linesPerPiece: Int = 8192, linesAhead: Int = 65_536) {
+        self.files = []
+        self.spill = spill
+        self.divert = nil
+        self.parser = parser
+        self.maxOutputBytes = .max
+        self.linesPerPiece = linesPerPiece
+        self.linesAhead = linesAhead
+        let thread = Thread { [self] in run() }
+        thread.stackSize = 8 << 20
         thread.start()
     }
 
@@ -88,6 +113,7 @@ final class FileDecoder: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
         }
+        if let spill { return decode(spill) }
         for (index, file) in files.enumerated() {
             var lines: [DecodedLine] = []
             lines.reserveCapacity(min(linesPerPiece, 4096))
@@ -98,6 +124,7 @@ final class FileDecoder: @unchecked Sendable {
                     case .overlong(let length):
                         lines.append(.rejected(line: number, reason: "line is longer than 1 MiB (\(length) bytes)", raw: nil))
                     case .bytes(let bytes):
+                        if let divert, try divert(index, number, bytes) { return }
                         switch parser.parse(bytes) {
                         case .success(let delivery):
                             lines.append(.delivery(line: number, delivery))
@@ -121,6 +148,28 @@ final class FileDecoder: @unchecked Sendable {
                 return // cancelled
             }
             guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
+        }
+    }
+
+    private func decode(_ spill: LineSpill) {
+        var lines: [DecodedLine] = []
+        var fileIndex = 0
+        do {
+            try spill.forEachLine { index, number, bytes in
+                if index != fileIndex || lines.count >= linesPerPiece {
+                    if !lines.isEmpty {
+                        guard push(DecodedPiece(fileIndex: fileIndex, lines: lines, end: nil)) else { throw CancellationError() }
+                        lines = []
+                    }
+                    fileIndex = index
+                }
+                if case .success(let delivery) = parser.parse(bytes) { lines.append(.delivery(line: number, delivery)) }
+            }
+            if !lines.isEmpty { _ = push(DecodedPiece(fileIndex: fileIndex, lines: lines, end: nil)) }
+        } catch let error as FileSystemError {
+            _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(.io(error))))
+        } catch {
+            return // cancelled
         }
     }
 }

@@ -68,7 +68,8 @@ public enum RebuildJob {
                         let sources = try RebuildStore.files(touching: [hour], db)
                         if sources.isEmpty { continue }
                     }
-                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: max(1, options.eventsPerPass), db: db, logger: logger))
+                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: max(1, options.eventsPerPass),
+                                               scratchFolder: options.dataFolder, db: db, logger: logger))
                 }
             } catch {
                 if !options.dryRun { BatchBookkeeping.fail(batchID: batchID, error: "\(error)", db) }
@@ -82,7 +83,8 @@ public enum RebuildJob {
         }
     }
 
-    static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, eventsPerPass: Int, db: Database, logger: Logger) throws -> RebuildHourResult {
+    static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, eventsPerPass: Int, scratchFolder: String,
+                        db: Database, logger: Logger) throws -> RebuildHourResult {
         let primary = try RebuildStore.files(touching: [hour], db)
         // Events that moved into this hour: their earlier deliveries are in files of the hours
         // they came from; from those files only these events are read.
@@ -113,8 +115,20 @@ public enum RebuildJob {
             // The hour's summary is rebuilt from the rows written, pass by pass (memory stays
             // bounded by the pass).
             try Summaries.clear(hour, db)
+            // The archived files are read once: the first pass folds its share of events and
+            // sets the lines of the other passes aside, uncompressed, one scratch file each.
+            let spills = try (1..<passes).map { try LineSpill(path: "\(scratchFolder)/.rebuild-pass-\($0).spill") }
+            let extraFileIDs = Set(extra.map(\.fileID))
             for pass in 0..<passes {
-                var states = try fold(files, split: PassSplit(index: pass, count: passes), extraFiles: Set(extra.map(\.fileID)), movedEvents: moved, only: nil, db)
+                var folding = Folding(split: PassSplit(index: pass, count: passes), extraFiles: extraFileIDs, movedEvents: moved, only: nil,
+                                      expected: primary.reduce(0) { $0 + $1.linesRead } / passes)
+                if pass == 0 {
+                    try read(files, into: &folding, settingAside: spills, db)
+                } else {
+                    try read(spills[pass - 1], of: files, into: &folding, db)
+                }
+                var states = folding.states
+                folding.states = [:]
                 // A stale or deleting delivery may name this hour for an event whose row is in
                 // another: its files of this hour do not hold its whole history. Those events
                 // are folded again over the files of the hour event_index gives (and the hours
@@ -134,9 +148,10 @@ public enum RebuildJob {
                     let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
                     var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
                     for file in more { all[file.fileID] = file }
-                    let refolded = try fold(all.values.sorted { $0.fileID < $1.fileID }, split: PassSplit(index: 0, count: 1), extraFiles: [],
-                                            movedEvents: [:], only: Set(indexed.keys), db)
-                    for (id, folded) in refolded { states[id] = folded }
+                    var refolded = Folding(split: PassSplit(index: 0, count: 1), extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
+                                           expected: indexed.count)
+                    try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: [], db)
+                    for (id, folded) in refolded.states { states[id] = folded }
                 }
                 var ids: [String] = []
                 ids.reserveCapacity(states.count)
@@ -167,10 +182,9 @@ public enum RebuildJob {
                 }
                 try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
             }
-            try RebuildStore.indexShadow(hour, db)
-            let removed = try RebuildStore.removedIDs(hour, db)
-            let diff = try RebuildStore.diff(hour, removed: removed.count, db)
-            let repaired = diff.added + diff.changed + diff.removed > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
+            let diff = try RebuildStore.diff(hour, db)
+            let removed = diff.removed
+            let repaired = diff.added + diff.changed + removed.count > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
             let outcome = !diff.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
@@ -182,7 +196,7 @@ public enum RebuildJob {
                 logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rows)", "outcome": "\(outcome)"])
             }
             return RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
-                                     rows: rows, added: diff.added, changed: diff.changed, removed: diff.removed,
+                                     rows: rows, added: diff.added, changed: diff.changed, removed: removed.count,
                                      filesRead: files.count, outcome: dryRun ? "would be " + outcome : outcome)
         } catch {
             try? db.execute(sql: "ROLLBACK")
@@ -195,47 +209,121 @@ public enum RebuildJob {
         var firstBatch: Int64
     }
 
-    /// Reads the files (verifying each against the ledger's SHA-256 first) and folds every
-    /// delivery with the merge rule, in ledger order, with each file's recorded watermark.
-    static func fold(_ files: [RebuildStore.SourceFile], split: PassSplit, extraFiles: Set<Int64>,
-                     movedEvents: [String: Set<Int>], only: Set<String>?, _ db: Database) throws -> [String: Folded] {
-        let parser = EventLineParser.forPublishedLines
+    /// Deliveries folded with the merge rule per event_id, in the order given: those of one
+    /// pass of the split (or only the named events), skipping the deliveries of files read
+    /// only for events that moved in.
+    struct Folding {
+        let split: PassSplit
+        let extraFiles: Set<Int64>
+        let movedEvents: [String: Set<Int>]
+        let only: Set<String>?
         var states: [String: Folded] = [:]
+
+        init(split: PassSplit, extraFiles: Set<Int64>, movedEvents: [String: Set<Int>], only: Set<String>?, expected: Int) {
+            self.split = split
+            self.extraFiles = extraFiles
+            self.movedEvents = movedEvents
+            self.only = only
+            states.reserveCapacity(expected)
+        }
+
+        mutating func add(_ delivery: Delivery, from file: RebuildStore.SourceFile) {
+            if let only {
+                guard only.contains(delivery.eventID) else { return }
+            } else {
+                if !split.contains(delivery.eventID) { return }
+                if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
+            }
+            var late = false
+            if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
+            let before = states[delivery.eventID]
+            let merged = MergeRule.merge(before?.state, delivery, late: late).state
+            let first = before.map { $0.state.record == nil && merged.record != nil ? file.batchID : $0.firstBatch } ?? file.batchID
+            states[delivery.eventID] = Folded(state: merged, firstBatch: first)
+        }
+    }
+
+    /// The lines ingest rejected in each file (rebuild skips them), fetched file by file.
+    struct RejectedLines {
+        private var lines: Set<Int> = []
+        private var fileID: Int64 = -1
+
+        mutating func contains(_ line: Int, of file: RebuildStore.SourceFile, _ db: Database) throws -> Bool {
+            if fileID != file.fileID {
+                lines = try RebuildStore.rejectedLines(fileID: file.fileID, db)
+                fileID = file.fileID
+            }
+            return lines.contains(line)
+        }
+    }
+
+    /// Reads the archived files (each verified against the ledger's SHA-256 as it is read) and
+    /// folds their deliveries in ledger order. Decompression, hashing and parsing run on a
+    /// second thread (`FileDecoder`) while this one folds. With `spills` (one per later pass),
+    /// the lines of later passes are set aside there unparsed, in order, with where they came from.
+    static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: [LineSpill], _ db: Database) throws {
+        var sources: [LandingFile] = []
+        sources.reserveCapacity(files.count)
         for file in files {
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else {
                 throw TidemarkError("rebuild", file.location, cause: "archived file \(file.name) (ledger file \(file.fileID)) is missing",
                                     hint: "restore it from backup into that path, then rerun", exit: .noInput)
             }
-            let rejected = try RebuildStore.rejectedLines(fileID: file.fileID, db)
-            // A file that fails its SHA-256 check aborts the whole rebuild, so folding as we read is safe.
+            sources.append(LandingFile(name: file.name, path: path, size: 0, modified: 0))
+        }
+        let parser = EventLineParser.forPublishedLines
+        var divert: FileDecoder.Divert?
+        if !spills.isEmpty {
+            let count = UInt64(spills.count + 1)
+            divert = { fileIndex, line, bytes in
+                // The event_id is read off the line's start when it is exactly there, else parsed;
+                // a line that does not parse stays (every pass would reject it alike).
+                let hash: UInt64
+                if let leading = EventLineParser.leadingEventIDHash(bytes) {
+                    hash = leading
+                } else if case .success(let delivery) = parser.parse(bytes) {
+                    hash = stableHash(delivery.eventID)
+                } else {
+                    return false
+                }
+                let pass = Int(hash % count)
+                guard pass > 0 else { return false }
+                try spills[pass - 1].append(file: fileIndex, line: line, bytes: bytes)
+                return true
+            }
+        }
+        try fold(FileDecoder(files: sources, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, db)
+        for spill in spills { try spill.flush() }
+    }
+
+    /// Folds the lines a first pass set aside for a later one (their files were verified then).
+    static func read(_ spill: LineSpill, of files: [RebuildStore.SourceFile], into folding: inout Folding, _ db: Database) throws {
+        try fold(FileDecoder(spill: spill, parser: EventLineParser.forPublishedLines), files, into: &folding, db)
+    }
+
+    /// Folds what a decoder hands over, file by file, checking each file's end.
+    private static func fold(_ decoder: FileDecoder, _ files: [RebuildStore.SourceFile], into folding: inout Folding, _ db: Database) throws {
+        defer { decoder.cancel() }
+        var rejected = RejectedLines()
+        while let piece = decoder.next() {
+            let file = files[piece.fileIndex]
+            // A file that fails its SHA-256 check aborts the whole rebuild (one transaction), so
+            // folding its lines before the check is safe.
+            for line in piece.lines {
+                guard case .delivery(let number, let delivery) = line, try !rejected.contains(number, of: file, db) else { continue }
+                folding.add(delivery, from: file)
+            }
+            guard let end = piece.end else { continue }
             let changed = TidemarkError("rebuild", file.location, cause: "archived file \(file.name) no longer matches its SHA-256 in the ledger",
                                         hint: "restore the original file; rebuild refuses to use changed raw data", exit: .dataError)
-            let summary: GzipFileSummary
-            do {
-                summary = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
-                guard case .bytes(let bytes) = content, !rejected.contains(number) else { return }
-                // Lines of another pass are skipped before parsing when their event_id can be
-                // read off the line's start exactly (the parse would hash the same bytes).
-                if only == nil && split.excludes(line: bytes) { return }
-                guard case .success(let delivery) = parser.parse(bytes) else { return }
-                if let only {
-                    guard only.contains(delivery.eventID) else { return }
-                } else {
-                    if !split.contains(delivery.eventID) { return }
-                    if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
-                }
-                var late = false
-                if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
-                let before = states[delivery.eventID]
-                let merged = MergeRule.merge(before?.state, delivery, late: late).state
-                let first = before.map { $0.state.record == nil && merged.record != nil ? file.batchID : $0.firstBatch } ?? file.batchID
-                states[delivery.eventID] = Folded(state: merged, firstBatch: first)
-                }
-            } catch is GzipError {
+            switch end {
+            case .success(let summary):
+                guard summary.sha256 == file.sha256 else { throw changed }
+            case .failure(.gzip):
                 throw changed // it was valid gzip when it was applied
+            case .failure(.io(let error)):
+                throw error
             }
-            guard summary.sha256 == file.sha256 else { throw changed }
         }
-        return states
     }
 }

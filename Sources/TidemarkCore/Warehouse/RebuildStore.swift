@@ -70,6 +70,7 @@ enum RebuildStore {
     static func indexLocations(of ids: [String], _ db: Database) throws -> [String: (hour: Int, rowID: Int64)] {
         let select = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?")
         var out: [String: (hour: Int, rowID: Int64)] = [:]
+        out.reserveCapacity(ids.count)
         for id in ids {
             select.reset()
             try select.bind(1, id)
@@ -83,20 +84,6 @@ enum RebuildStore {
     static func maxRowID(_ hour: PartitionHour, _ db: Database) throws -> Int64 {
         guard try db.tableExistsFast(hour.tableName) else { return 0 }
         return try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(hour.tableName)") ?? 0
-    }
-
-    /// Indexes the filled shadow by event_id, for comparing it with the live table. The index
-    /// is dropped again before the swap.
-    static func indexShadow(_ hour: PartitionHour, _ db: Database) throws {
-        try db.execute(sql: "CREATE INDEX \(shadowName(hour))_event_id ON \(shadowName(hour)) (event_id)")
-    }
-
-    /// Live rows of `hour` that the shadow no longer has.
-    static func removedIDs(_ hour: PartitionHour, _ db: Database) throws -> [String] {
-        guard try db.tableExistsFast(hour.tableName) else { return [] }
-        return try String.fetchAll(db, sql: """
-            SELECT event_id FROM \(hour.tableName) l WHERE NOT EXISTS (SELECT 1 FROM \(shadowName(hour)) s WHERE s.event_id = l.event_id)
-            """)
     }
 
     /// After a swap, points the lookup of events that left `hour` at the row they have in the
@@ -136,22 +123,59 @@ enum RebuildStore {
         return try FastStatement(db, sql: "INSERT INTO \(shadow) (\(PartitionTable.columns), row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     }
 
+    /// How a filled shadow differs from the live table of its hour.
+    struct ShadowDiff {
+        var added: Int
+        var changed: Int
+        /// Event ids of live rows the shadow no longer has.
+        var removed: [String]
+        var tableExisted: Bool
+    }
+
     /// Rows the shadow adds, changes (any data column) and removes compared with the live
-    /// table: one pass over the live rows, each looked up in the indexed shadow.
-    static func diff(_ hour: PartitionHour, removed: Int, _ db: Database) throws -> (added: Int, changed: Int, removed: Int, tableExisted: Bool) {
+    /// table. An event that stays in its hour keeps its row_id, so most live rows meet their
+    /// shadow row by row_id, in key order on both sides; only the others are looked up by
+    /// event_id, through an index built for them when there are any.
+    static func diff(_ hour: PartitionHour, _ db: Database) throws -> ShadowDiff {
         let shadow = shadowName(hour), live = hour.tableName
         let shadowRows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? 0
-        guard try db.tableExistsFast(live) else { return (shadowRows, 0, 0, false) }
-        let row = try Row.fetchOne(db, sql: """
-            SELECT COUNT(DISTINCT s.event_id),
-                   COALESCE(SUM(s.event_id IS NOT NULL AND (
-                       s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
-                       OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
-                       OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late)), 0)
-            FROM \(live) l LEFT JOIN \(shadow) s ON s.event_id = l.event_id
+        guard try db.tableExistsFast(live) else { return ShadowDiff(added: shadowRows, changed: 0, removed: [], tableExisted: false) }
+        let differs = """
+            (s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
+             OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
+             OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late)
+            """
+        let byRow = try Row.fetchOne(db, sql: """
+            SELECT COUNT(*), COALESCE(SUM(\(differs)), 0) FROM \(live) l JOIN \(shadow) s ON s.row_id = l.row_id AND s.event_id = l.event_id
             """)
-        let matched: Int = row?[0] ?? 0
-        return (shadowRows - matched, row?[1] ?? 0, removed, true)
+        var matched: Int = byRow?[0] ?? 0
+        var changed: Int = byRow?[1] ?? 0
+        let others = try Row.fetchAll(db, sql: """
+            SELECT row_id, event_id FROM \(live) l
+            WHERE NOT EXISTS (SELECT 1 FROM \(shadow) s WHERE s.row_id = l.row_id AND s.event_id = l.event_id)
+            """)
+        var removed: [String] = []
+        if !others.isEmpty {
+            try db.execute(sql: "CREATE INDEX \(shadow)_event_id ON \(shadow) (event_id)")
+            // Per live row: its shadow row by event_id, whether it differs, and whether that
+            // shadow row already met a live row by row_id (counted above).
+            let lookup = try db.makeStatement(sql: """
+                SELECT s.row_id, \(differs), EXISTS (SELECT 1 FROM \(live) m WHERE m.row_id = s.row_id AND m.event_id = s.event_id)
+                FROM \(live) l JOIN \(shadow) s ON s.event_id = l.event_id WHERE l.row_id = ?
+                """)
+            var metByID = Set<Int64>()
+            for row in others {
+                let rowID: Int64 = row[0]
+                if let found = try Row.fetchOne(lookup, arguments: [rowID]) {
+                    if (found[1] as Bool) { changed += 1 }
+                    if !(found[2] as Bool) { metByID.insert(found[0]) }
+                } else {
+                    removed.append(row[1])
+                }
+            }
+            matched += metByID.count
+        }
+        return ShadowDiff(added: shadowRows - matched, changed: changed, removed: removed, tableExisted: true)
     }
 
     /// Swaps the checked shadow in for the live table and sets the hour's counts, checksum and

@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Raw lines set aside in an uncompressed scratch file, each with the index of the file it
+/// came from and its line number, and read back later in the order they were written.
+/// Rebuild uses one per later pass: the first read of the archived files sets aside the lines
+/// of the other passes, which then cost neither decompression nor hashing again.
+///
+/// The file is unlinked as soon as it is created, so nothing is left behind whatever happens
+/// to the process. One thread writes, then (after a synchronising hand-over) one thread reads.
+final class LineSpill: @unchecked Sendable {
+    let path: String
+    private let fd: Int32
+    private let capacity = 1 << 20
+    private let buffer: UnsafeMutableRawPointer
+    private var used = 0
+    private(set) var lines = 0
+    /// Record header: file index, line number, length (UInt32 each, native order).
+    private static let headerSize = 12
+
+    /// Creates the scratch file at `path` (replacing one a crash may have left).
+    init(path: String) throws {
+        self.path = path
+        unlink(path)
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError("create scratch file", path) }
+        unlink(path)
+        buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit {
+        close(fd)
+        buffer.deallocate()
+    }
+
+    func append(file: Int, line: Int, bytes: UnsafeRawBufferPointer) throws {
+        let size = LineSpill.headerSize + bytes.count
+        if used + size > capacity { try flush() }
+        guard size <= capacity else {
+            // Longer than the buffer (lines may reach 1 MiB): header from the buffer, bytes direct.
+            writeHeader(file: file, line: line, length: bytes.count)
+            try flush()
+            if let base = bytes.baseAddress { try FileSystem.writeAll(fd, base, bytes.count, path: path) }
+            lines += 1
+            return
+        }
+        writeHeader(file: file, line: line, length: bytes.count)
+        if let base = bytes.baseAddress { (buffer + used).copyMemory(from: base, byteCount: bytes.count) }
+        used += bytes.count
+        lines += 1
+    }
+
+    private func writeHeader(file: Int, line: Int, length: Int) {
+        buffer.storeBytes(of: UInt32(truncatingIfNeeded: file), toByteOffset: used, as: UInt32.self)
+        buffer.storeBytes(of: UInt32(truncatingIfNeeded: line), toByteOffset: used + 4, as: UInt32.self)
+        buffer.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: used + 8, as: UInt32.self)
+        used += LineSpill.headerSize
+    }
+
+    /// Writes out what the buffer holds.
+    func flush() throws {
+        guard used > 0 else { return }
+        try FileSystem.writeAll(fd, buffer, used, path: path)
+        used = 0
+    }
+
+    /// Calls `body` with every line in the order appended (after `flush`).
+    func forEachLine(_ body: (_ file: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void) throws {
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
+        // Room for the largest record (a 1 MiB line) plus a buffer's worth of reading.
+        let room = capacity + (1 << 20) + LineSpill.headerSize
+        let input = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 16)
+        defer { input.deallocate() }
+        var filled = 0
+        var endOfFile = false
+        while true {
+            if !endOfFile && filled < room {
+                let n = try FileSystem.readSome(fd, input + filled, room - filled, path: path)
+                if n == 0 { endOfFile = true }
+                filled += n
+            }
+            var offset = 0
+            while filled - offset >= LineSpill.headerSize {
+                let length = Int(input.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self))
+                guard filled - offset - LineSpill.headerSize >= length else { break }
+                try body(Int(input.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
+                         Int(input.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)),
+                         UnsafeRawBufferPointer(start: input + offset + LineSpill.headerSize, count: length))
+                offset += LineSpill.headerSize + length
+            }
+            if offset > 0 {
+                memmove(input, input + offset, filled - offset)
+                filled -= offset
+            }
+            if endOfFile {
+                guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "it ends inside a record") }
+                return
+            }
+        }
+    }
+}
