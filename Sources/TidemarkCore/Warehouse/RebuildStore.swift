@@ -146,11 +146,13 @@ enum RebuildStore {
              OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late)
             """
         let byRow = try Row.fetchOne(db, sql: """
-            SELECT COUNT(*), COALESCE(SUM(\(differs)), 0) FROM \(live) l JOIN \(shadow) s ON s.row_id = l.row_id AND s.event_id = l.event_id
+            SELECT COUNT(*), COUNT(s.row_id), COALESCE(SUM(s.row_id IS NOT NULL AND \(differs)), 0)
+            FROM \(live) l LEFT JOIN \(shadow) s ON s.row_id = l.row_id AND s.event_id = l.event_id
             """)
-        var matched: Int = byRow?[0] ?? 0
-        var changed: Int = byRow?[1] ?? 0
-        let others = try Row.fetchAll(db, sql: """
+        let liveRows: Int = byRow?[0] ?? 0
+        var matched: Int = byRow?[1] ?? 0
+        var changed: Int = byRow?[2] ?? 0
+        let others = liveRows == matched ? [] : try Row.fetchAll(db, sql: """
             SELECT row_id, event_id FROM \(live) l
             WHERE NOT EXISTS (SELECT 1 FROM \(shadow) s WHERE s.row_id = l.row_id AND s.event_id = l.event_id)
             """)
