@@ -346,15 +346,27 @@ extension MergeWriter {
             }
             slotsByFile.append(slots)
         }
+        slotOf = [:]
+        // Slots are renumbered in byte order of event_id (one sort serves every pass): each
+        // pass over the events then walks its arrays front to back while SQLite reads and
+        // writes in key order.
+        let order = byteOrder(ids)
+        var rank = [Int32](repeating: 0, count: ids.count)
+        for (position, slot) in order.enumerated() { rank[slot] = Int32(position) }
+        ids = order.map { ids[$0] }
+        for f in slotsByFile.indices {
+            slotsByFile[f].withUnsafeMutableBufferPointer { slots in
+                for k in slots.indices { slots[k] = Int(rank[slots[k]]) }
+            }
+        }
 
         // 1. The stored state of every event the group mentions: `event_index` read in key
-        // order (one sort serves every pass over it), then the rows in row order.
+        // order, then the rows in row order.
         var storedHour = [Int](repeating: -1, count: ids.count)
         var storedRowID = [Int64](repeating: 0, count: ids.count)
         var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
         var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
-        let order = byteOrder(ids)
-        for slot in order {
+        for slot in ids.indices {
             if let at = try location(of: ids[slot]) { byHour[at.hour, default: []].append((at.rowID, slot)) }
         }
         for hour in byHour.keys.sorted() {
@@ -425,7 +437,7 @@ extension MergeWriter {
         // order, then rows appended (new events and events that moved in).
         var updatesByHour: [Int: [Int]] = [:]
         var appendsByHour: [Int: [Int]] = [:]
-        for slot in order {
+        for slot in ids.indices {
             guard let state = current[slot] else { continue } // tombstones only: pending
             let hour = state.record!.eventTime.hour.hoursSinceEpoch
             if let old = storedRow[slot] {
@@ -480,7 +492,7 @@ extension MergeWriter {
         let intoRecent = newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
         if intoRecent && recentEntries + newCount > MergeWriter.recentIndexCapacity { try foldRecentIndex() }
         let insert = intoRecent ? insertRecent : insertIndex
-        for slot in order where isNew[slot] {
+        for slot in ids.indices where isNew[slot] {
             insert.reset()
             try insert.bind(1, ids[slot])
             try insert.bind(2, Int64(current[slot]!.record!.eventTime.hour.hoursSinceEpoch))
