@@ -9,8 +9,12 @@
  *                      Tidemark's layout
  *   layout "event-id": partitions WITHOUT ROWID keyed by event_id + event_index (event_id -> hour):
  *                      Tidemark's first layout, for comparison
+ *   layout "int-key":  as "rowid", but event_index keyed by a 64-bit hash of the event_id (a
+ *                      rowid table): a road not taken, since hash collisions need a second path
+ *   layout "rows-only": the partition inserts alone, no lookup index at all: what any SQLite
+ *                      store of these rows costs before it can deduplicate anything
  *
- * Usage: sqlite_floor DBPATH rowid|event-id [N]      (prints seconds)
+ * Usage: sqlite_floor DBPATH rowid|event-id|int-key|rows-only [N]      (prints seconds)
  */
 #include <sqlite3.h>
 #include <stdint.h>
@@ -19,12 +23,22 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct { char id[37]; long millis; } Event;
+typedef struct { char id[37]; long millis; sqlite3_int64 key; } Event;
 
 static uint64_t state = 88172645463325252ULL;
 static uint64_t next_random(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state; }
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 static int by_id(const void *a, const void *b) { return memcmp(((const Event *)a)->id, ((const Event *)b)->id, 36); }
+static int by_key(const void *a, const void *b) {
+    sqlite3_int64 x = ((const Event *)a)->key, y = ((const Event *)b)->key;
+    return x < y ? -1 : x > y;
+}
+/* FNV-1a of the 36 id bytes. */
+static sqlite3_int64 id_hash(const char *id) {
+    uint64_t h = 14695981039346656037ULL;
+    for (int i = 0; i < 36; i++) { h ^= (unsigned char)id[i]; h *= 1099511628211ULL; }
+    return (sqlite3_int64)h;
+}
 
 static void must(int code, sqlite3 *db, const char *what) {
     if (code != SQLITE_OK && code != SQLITE_DONE && code != SQLITE_ROW) {
@@ -34,9 +48,11 @@ static void must(int code, sqlite3 *db, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|event-id [N]\n"); return 64; }
+    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|event-id|int-key|rows-only [N]\n"); return 64; }
     const char *path = argv[1];
-    int rowid = strcmp(argv[2], "rowid") == 0;
+    int int_key = strcmp(argv[2], "int-key") == 0, rows_only = strcmp(argv[2], "rows-only") == 0;
+    int rowid = int_key || rows_only || strcmp(argv[2], "rowid") == 0;
+    if (!rowid && strcmp(argv[2], "event-id") != 0) { fprintf(stderr, "unknown layout %s\n", argv[2]); return 64; }
     long total = argc > 3 ? atol(argv[3]) : 1000000, group = 50000, per_commit = 256000;
     char wal[4096], shm[4096];
     snprintf(wal, sizeof wal, "%s-wal", path);
@@ -49,7 +65,9 @@ int main(int argc, char **argv) {
     const char *partition = rowid
         ? "CREATE TABLE p(row_id INTEGER PRIMARY KEY, event_id TEXT, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT)"
         : "CREATE TABLE p(event_id TEXT PRIMARY KEY, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT) WITHOUT ROWID";
-    const char *index = rowid
+    const char *index = int_key
+        ? "CREATE TABLE event_index(key INTEGER PRIMARY KEY, hour INT NOT NULL, row_id INT NOT NULL)"
+        : rowid
         ? "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL, row_id INT NOT NULL) WITHOUT ROWID"
         : "CREATE TABLE event_index(event_id TEXT PRIMARY KEY, hour INT NOT NULL) WITHOUT ROWID";
     must(sqlite3_exec(db, partition, 0, 0, 0), db, "create partition");
@@ -58,7 +76,8 @@ int main(int argc, char **argv) {
     sqlite3_stmt *insert_row, *insert_index, *lookup;
     must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO p (event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch) VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)" : "INSERT INTO p VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)", -1, &insert_row, 0), db, "prepare");
     must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO event_index VALUES (?, ?, ?)" : "INSERT INTO event_index VALUES (?, ?)", -1, &insert_index, 0), db, "prepare");
-    must(sqlite3_prepare_v2(db, "SELECT hour FROM event_index WHERE event_id = ?", -1, &lookup, 0), db, "prepare");
+    must(sqlite3_prepare_v2(db, int_key ? "SELECT hour FROM event_index WHERE key = ?" : "SELECT hour FROM event_index WHERE event_id = ?",
+                            -1, &lookup, 0), db, "prepare");
 
     Event *events = malloc(sizeof(Event) * group);
     sqlite3_int64 *rows = malloc(sizeof(sqlite3_int64) * group);
@@ -72,9 +91,11 @@ int main(int argc, char **argv) {
                      (unsigned)((a >> 16) & 0xfff), (unsigned)(b >> 48), (unsigned long long)(b & 0xffffffffffffULL));
             events[i].millis = done + i - (next_random() % 10 == 0 ? (long)(30000 + next_random() % 30000) : 0);
         }
-        qsort(events, group, sizeof(Event), by_id);
-        for (long i = 0; i < group; i++) {
-            sqlite3_bind_text(lookup, 1, events[i].id, 36, SQLITE_STATIC);
+        for (long i = 0; i < group; i++) events[i].key = id_hash(events[i].id);
+        qsort(events, group, sizeof(Event), int_key ? by_key : by_id);
+        for (long i = 0; i < group && !rows_only; i++) {
+            if (int_key) sqlite3_bind_int64(lookup, 1, events[i].key);
+            else sqlite3_bind_text(lookup, 1, events[i].id, 36, SQLITE_STATIC);
             must(sqlite3_step(lookup), db, "lookup");
             sqlite3_reset(lookup);
         }
@@ -91,8 +112,9 @@ int main(int argc, char **argv) {
             sqlite3_reset(insert_row);
             rows[i] = sqlite3_last_insert_rowid(db);
         }
-        for (long i = 0; i < group; i++) {
-            sqlite3_bind_text(insert_index, 1, events[i].id, 36, SQLITE_STATIC);
+        for (long i = 0; i < group && !rows_only; i++) {
+            if (int_key) sqlite3_bind_int64(insert_index, 1, events[i].key);
+            else sqlite3_bind_text(insert_index, 1, events[i].id, 36, SQLITE_STATIC);
             sqlite3_bind_int(insert_index, 2, 486730);
             if (rowid) sqlite3_bind_int64(insert_index, 3, rows[i]);
             must(sqlite3_step(insert_index), db, "insert index");
