@@ -274,20 +274,10 @@ public enum RebuildJob {
         let parser = EventLineParser.forPublishedLines
         var divert: FileDecoder.Divert?
         if !spills.isEmpty {
-            let count = UInt64(spills.count + 1)
+            let count = spills.count + 1
             divert = { fileIndex, line, bytes in
-                // The event_id is read off the line's start when it is exactly there, else parsed;
-                // a line that does not parse stays (every pass would reject it alike).
-                let hash: UInt64
-                if let leading = EventLineParser.leadingEventIDHash(bytes) {
-                    hash = leading
-                } else if case .success(let delivery) = parser.parse(bytes) {
-                    hash = stableHash(delivery.eventID)
-                } else {
-                    return false
-                }
-                let pass = Int(hash % count)
-                guard pass > 0 else { return false }
+                // A line that does not parse stays here: every pass would reject it alike.
+                guard let pass = PassSplit.pass(ofLine: bytes, count: count, parser: parser), pass > 0 else { return false }
                 try spills[pass - 1].append(file: fileIndex, line: line, bytes: bytes)
                 return true
             }

@@ -25,14 +25,25 @@ struct PassSplit {
     /// How many passes keep `total` events under `perPass` each.
     static func passes(for total: Int, perPass: Int) -> Int { max(1, (total + perPass - 1) / perPass) }
 
+    /// The pass, of `count`, that an event whose id has this `stableHash` belongs to.
+    static func pass(ofHash hash: UInt64, count: Int) -> Int { Int(hash % UInt64(count)) }
+
+    /// The pass, of `count`, of a raw line's event: read off the line's start when the
+    /// event_id is exactly there, else parsed; nil for a line that does not parse.
+    static func pass(ofLine line: UnsafeRawBufferPointer, count: Int, parser: EventLineParser) -> Int? {
+        if let hash = EventLineParser.leadingEventIDHash(line) { return pass(ofHash: hash, count: count) }
+        guard case .success(let delivery) = parser.parse(line) else { return nil }
+        return pass(ofHash: stableHash(delivery.eventID), count: count)
+    }
+
     func contains(_ eventID: String) -> Bool {
-        count == 1 || Int(stableHash(eventID) % UInt64(count)) == index
+        count == 1 || PassSplit.pass(ofHash: stableHash(eventID), count: count) == index
     }
 
     /// Whether a raw line certainly belongs to another pass, decided before parsing it (only
     /// for lines whose event_id can be read off their start exactly).
     func excludes(line: UnsafeRawBufferPointer) -> Bool {
         guard count > 1, let hash = EventLineParser.leadingEventIDHash(line) else { return false }
-        return Int(hash % UInt64(count)) != index
+        return PassSplit.pass(ofHash: hash, count: count) != index
     }
 }
