@@ -326,38 +326,27 @@ extension MergeWriter {
     /// Reading and writing in key order turns SQLite's random B-tree accesses into nearly
     /// sequential ones; an event delivered several times in the group is written once.
     func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> GroupResult {
-        // Each distinct event gets a slot: one hash lookup per delivery, arrays after that.
-        var slotOf: [String: Int] = [:]
-        var ids: [String] = []
-        var slotsByFile: [[Int]] = []
-        slotsByFile.reserveCapacity(files.count)
+        // Each distinct event gets a slot, numbered in byte order of event_id: one sort of every
+        // delivery's id, then equal neighbours share a slot. Each later pass over the events
+        // walks its arrays front to back while SQLite reads and writes in key order.
+        var every: [String] = []
+        every.reserveCapacity(files.reduce(0) { $0 + $1.deliveries.count })
         for file in files {
-            var slots: [Int] = []
-            slots.reserveCapacity(file.deliveries.count)
-            for item in file.deliveries {
-                let id = item.delivery.eventID
-                if let slot = slotOf[id] {
-                    slots.append(slot)
-                } else {
-                    slotOf[id] = ids.count
-                    slots.append(ids.count)
-                    ids.append(id)
-                }
-            }
-            slotsByFile.append(slots)
+            for item in file.deliveries { every.append(item.delivery.eventID) }
         }
-        slotOf = [:]
-        // Slots are renumbered in byte order of event_id (one sort serves every pass): each
-        // pass over the events then walks its arrays front to back while SQLite reads and
-        // writes in key order.
-        let order = byteOrder(ids)
-        var rank = [Int32](repeating: 0, count: ids.count)
-        for (position, slot) in order.enumerated() { rank[slot] = Int32(position) }
-        ids = order.map { ids[$0] }
-        for f in slotsByFile.indices {
-            slotsByFile[f].withUnsafeMutableBufferPointer { slots in
-                for k in slots.indices { slots[k] = Int(rank[slots[k]]) }
-            }
+        var slotOfDelivery = [Int](repeating: 0, count: every.count)
+        var ids: [String] = []
+        for index in byteOrder(every) {
+            if ids.isEmpty || every[index] != ids[ids.count - 1] { ids.append(every[index]) }
+            slotOfDelivery[index] = ids.count - 1
+        }
+        every = []
+        var firstDelivery: [Int] = [] // per file: its first delivery's index in slotOfDelivery
+        firstDelivery.reserveCapacity(files.count)
+        var start = 0
+        for file in files {
+            firstDelivery.append(start)
+            start += file.deliveries.count
         }
 
         // 1. The stored state of every event the group mentions: `event_index` read in key
@@ -391,9 +380,9 @@ extension MergeWriter {
             var lateFirst = 0
             var fileOutcomes: [MergeOutcome] = []
             fileOutcomes.reserveCapacity(file.deliveries.count)
-            let slots = slotsByFile[fileIndex]
+            let first = firstDelivery[fileIndex]
             for (n, item) in file.deliveries.enumerated() {
-                let slot = slots[n]
+                let slot = slotOfDelivery[first + n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
                 guard let before = current[slot] else {
                     switch item.delivery {
