@@ -121,9 +121,10 @@ struct Validator {
         add("sqlite_integrity", failures: integrity.count, checked: 1, detail: "PRAGMA integrity_check", findings: integrity)
         if let sent = options.sentLogFolder {
             progress("comparing with the sent log")
-            let sentCounts = try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log") { skip, body in
-                try SentLog.forEachDelivery(in: sent, skipping: skip) { _, _, delivery in try body(delivery) }
-            }
+            let source = ValidationSource(read: { divert, body in
+                try SentLog.forEachDelivery(in: sent, divert: divert) { _, _, delivery in try body(delivery) }
+            }, unparsable: { file, entry, reason in SentLog.malformedRecord(in: sent, fileIndex: file, entry: entry, reason) })
+            let sentCounts = try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log", source: source)
             let files = try ValidationQueries.duplicateContentFiles(db)
             let lines = try ValidationQueries.duplicateLines(db)
             add("source_duplicates_absorbed", failures: 0, checked: sentCounts.redelivered,
@@ -133,9 +134,9 @@ struct Validator {
         if options.replay {
             progress("replaying archived files")
             let archive = ArchiveReplay(db: db)
-            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files") { skip, body in
-                try archive.forEachDelivery(skipping: skip, body)
-            }
+            // Lines that do not parse were rejected at ingest: replay skips them wherever read.
+            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files",
+                                  source: ValidationSource(read: archive.forEachDelivery, unparsable: { _, _, _ in nil }))
         }
     }
 
@@ -174,13 +175,16 @@ struct Validator {
             }
             var differing: [String] = []
             var differingCount = 0
-            for (key, stored) in try ValidationQueries.summaryUsers(p.hour, db) where users.removeValue(forKey: key) != stored {
+            // In key order, so that the samples named are the same from run to run.
+            let byKey = { (a: SummaryUser, b: SummaryUser) in (a.eventType, a.userID) < (b.eventType, b.userID) }
+            let stored = try ValidationQueries.summaryUsers(p.hour, db)
+            for key in stored.keys.sorted(by: byKey) where users.removeValue(forKey: key) != stored[key] {
                 differingCount += 1
-                if differing.count < limit { differing.append("\(key.eventType)/\(key.userID): summary_users has \(stored)") }
+                if differing.count < limit { differing.append("\(key.eventType)/\(key.userID): summary_users has \(stored[key]!)") }
             }
-            for (key, n) in users {
+            for key in users.keys.sorted(by: byKey) {
                 differingCount += 1
-                if differing.count < limit { differing.append("\(key.eventType)/\(key.userID): \(n) valid events, no summary_users row") }
+                if differing.count < limit { differing.append("\(key.eventType)/\(key.userID): \(users[key]!) valid events, no summary_users row") }
             }
             if differingCount > 0 {
                 summaryUserProblems.append("hour \(p.hour): \(differingCount) summary_users rows differ from the partition (\(differing.joined(separator: "; ")))")
@@ -271,16 +275,23 @@ struct Validator {
     // MARK: Against a source
 
     /// Folds the source with the merge rule and diffs with the target, in passes over a hash
-    /// split of event ids so that memory stays bounded whatever the size. The source gets a
-    /// test for raw lines that belong to another pass (it may skip them unparsed) and the
-    /// deliveries to fold.
+    /// split of event ids so that memory stays bounded whatever the size. The source is read
+    /// once: the first pass sets the raw records of the later passes aside in scratch files
+    /// (`LineSpill`, in the temporary folder: validate may not write the data folder), and each
+    /// later pass reads its own. Should no scratch file be possible, each pass reads the
+    /// source again, skipping the other passes' records.
     /// Returns how many deliveries repeated an earlier one, of how many, and the events expected.
     @discardableResult
     mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
-                                    source: (_ skip: (UnsafeRawBufferPointer) -> Bool, _ body: (Delivery) throws -> Void) throws -> Void) throws
+                                    source: ValidationSource) throws
         -> (redelivered: Int, deliveries: Int, expectedEvents: Int) {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
+        let parser = EventLineParser.forPublishedLines
+        let scratch = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let spills = passes == 1 ? nil : try? (1..<passes).map {
+            try LineSpill(path: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-\($0).spill")
+        }
         var missing: [String] = [], missingCount = 0
         var wrongHour: [String] = [], wrongHourCount = 0
         var validity: [String] = [], validityCount = 0
@@ -293,12 +304,30 @@ struct Validator {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
             var expected: [String: EventState] = [:]
             let split = PassSplit(index: pass, count: passes)
-            try source(split.excludes(line:)) { delivery in
+            let fold = { (delivery: Delivery) in
                 guard split.contains(delivery.eventID) else { return }
                 deliveries += 1
                 let (state, outcome) = MergeRule.merge(expected[delivery.eventID], delivery)
                 if outcome == .duplicate { redelivered += 1 }
                 expected[delivery.eventID] = state
+            }
+            if let spills, pass > 0 {
+                try spills[pass - 1].forEachLine { file, line, record in
+                    switch parser.parse(record) {
+                    case .success(let delivery): fold(delivery)
+                    case .failure(let rejection): if let error = source.unparsable(file, line, rejection.reason) { throw error }
+                    }
+                }
+            } else if let spills {
+                // A record that does not parse stays here, where the source reports or skips it.
+                try source.read({ file, line, record in
+                    guard let other = PassSplit.pass(ofLine: record, count: passes, parser: parser), other > 0 else { return false }
+                    try spills[other - 1].append(file: file, line: line, bytes: record)
+                    return true
+                }, fold)
+                for spill in spills { try spill.flush() }
+            } else {
+                try source.read({ _, _, record in split.excludes(line: record) }, fold)
             }
             for state in expected.values where state.record != nil {
                 guard inScope(state.record!.eventTime.hour) else { continue }
@@ -367,19 +396,30 @@ struct Validator {
 
 }
 
+/// Where validate compares the target with: `read` calls `divert` with each raw record (the
+/// index of its file and its line, for messages) before parsing it, drops the records divert
+/// takes, and calls `body` with the others' deliveries. `unparsable` turns a record set aside
+/// unparsed that then fails to parse into the error the source would have thrown (nil: skip it).
+struct ValidationSource {
+    var read: (_ divert: (Int, Int, UnsafeRawBufferPointer) throws -> Bool, _ body: (Delivery) throws -> Void) throws -> Void
+    var unparsable: (_ file: Int, _ line: Int, _ reason: String) -> Error?
+}
+
 /// Every delivery of the applied files, read back from the archive, in ledger order,
-/// skipping the lines the ingest rejected. Shared by validate's replay and rebuild.
+/// skipping the lines the ingest rejected (validate's replay).
 struct ArchiveReplay {
     let db: Database
 
-    func forEachDelivery(skipping skip: (UnsafeRawBufferPointer) -> Bool = { _ in false }, _ body: (Delivery) throws -> Void) throws {
+    func forEachDelivery(divert: (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool,
+                         _ body: (Delivery) throws -> Void) throws {
         let parser = EventLineParser.forPublishedLines
-        for file in try ValidationQueries.ledgerFiles(db) where file.status == "applied" {
+        let applied = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }
+        for (index, file) in applied.enumerated() {
             // A missing file is reported by archived_files.
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else { continue }
             let rejected = try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db)
             _ = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
-                guard case .bytes(let bytes) = content, !rejected.contains(number), !skip(bytes),
+                guard case .bytes(let bytes) = content, !rejected.contains(number), try !divert(index, number, bytes),
                       case .success(let delivery) = parser.parse(bytes) else { return }
                 try body(delivery)
             }

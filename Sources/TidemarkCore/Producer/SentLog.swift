@@ -52,20 +52,22 @@ public enum SentLog {
 
     /// Calls `body` for every delivery in the sent log, in the order it was published.
     /// Throws a `TidemarkError` (exit 65) naming the file and line of a malformed entry.
-    /// `skip` may pass over records unparsed (validate's passes over a hash split).
+    /// `divert` sees each record first, with the index of its sent-log file (in `files(in:)`
+    /// order) and its entry number, and may take it away unparsed (validate sets aside the
+    /// records of its later passes).
     public static func forEachDelivery(
         in folder: String,
-        skipping skip: (UnsafeRawBufferPointer) -> Bool = { _ in false },
+        divert: (_ fileIndex: Int, _ entry: Int, _ record: UnsafeRawBufferPointer) throws -> Bool = { _, _, _ in false },
         _ body: (_ file: String, _ line: Int, _ delivery: Delivery) throws -> Void
     ) throws {
         // The record was published in the past; only the future-skew check uses `now`.
         let parser = EventLineParser.forPublishedLines
-        for name in try files(in: folder) {
+        for (fileIndex, name) in try files(in: folder).enumerated() {
             let path = folder + "/" + name
             var entry = 0
             try forEachEntry(ofFile: path) { file, line, record in
                 entry += 1
-                if skip(record) { return }
+                if try divert(fileIndex, entry, record) { return }
                 switch parser.parse(record) {
                 case .success(let delivery):
                     try body(file, line, delivery)
@@ -113,6 +115,12 @@ public enum SentLog {
                                 hint: "sent-log files are written atomically; this one was damaged after it was written",
                                 exit: .dataError)
         }
+    }
+
+    /// The error for a record set aside unparsed that turns out not to parse.
+    static func malformedRecord(in folder: String, fileIndex: Int, entry: Int, _ reason: String) -> TidemarkError {
+        let name = (try? files(in: folder)).flatMap { fileIndex < $0.count ? $0[fileIndex] : nil } ?? "file \(fileIndex + 1)"
+        return malformed(folder + "/" + name, entry, "record: \(reason)")
     }
 
     private static func malformed(_ path: String, _ line: Int, _ cause: String) -> TidemarkError {

@@ -162,19 +162,13 @@ final class MergeWriter {
 
     /// The row `event_index` names, if it is there and holds this event.
     func load(id: String, hour: Int, rowID: Int64) throws -> PartitionRow? {
-        let statement = try statementFor(hour, &selectByHour, """
-            SELECT user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id
-            FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?
-            """)
+        let statement = try statementFor(hour, &selectByHour,
+            "SELECT \(PartitionRow.selectColumns) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?")
         statement.reset()
         defer { statement.reset() }
         try statement.bind(1, rowID)
-        guard try statement.step(), statement.text(11) == id, let eventTime = statement.timestamp(2) else { return nil }
-        let deletion = Deletion(kind: statement.text(5), deletedAt: statement.timestamp(6))
-        let record = EventRecord(eventID: id, userID: statement.text(0) ?? "", eventType: statement.text(1) ?? "",
-                                 eventTime: eventTime, receivedTime: statement.timestamp(3), isValid: true, extra: statement.text(8))
-        return PartitionRow(state: EventState(record: record, deletion: deletion, late: statement.int64(7) == 1),
-                            firstBatch: statement.int64(9), lastBatch: statement.int64(10))
+        guard try statement.step(), statement.text(11) == id else { return nil }
+        return PartitionRow.decode(id: id, statement)
     }
 
     private func statementFor(_ hour: Int, _ cache: inout [Int: FastStatement], _ sql: @autoclosure () -> String) throws -> FastStatement {
@@ -291,18 +285,18 @@ struct PartitionLimitExceeded: Error, CustomStringConvertible {
 }
 
 extension PartitionRow {
-    /// Decodes `user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch`.
-    static func decode(id: String, row: Row) -> PartitionRow? {
-        guard let eventTime = try? Timestamp.parse(row[2] as String).get() else { return nil }
-        let received = (row[3] as String?).flatMap { try? Timestamp.parse($0).get() }
-        let deletedAt = (row[6] as String?).flatMap { try? Timestamp.parse($0).get() }
-        let deletion = Deletion(kind: row[5], deletedAt: deletedAt)
-        let record = EventRecord(
-            eventID: id, userID: row[0], eventType: row[1], eventTime: eventTime, receivedTime: received,
-            isValid: true, extra: row[8])
-        return PartitionRow(
-            state: EventState(record: record, deletion: deletion, late: (row[7] as Int) == 1),
-            firstBatch: row[9], lastBatch: row[10])
+    /// The columns `decode` reads, in its order (event_id last).
+    static let selectColumns = "user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id"
+
+    /// Decodes the current row of a statement selecting `selectColumns`; nil when its
+    /// event_time does not parse.
+    static func decode(id: String, _ statement: FastStatement) -> PartitionRow? {
+        guard let eventTime = statement.timestamp(2) else { return nil }
+        let deletion = Deletion(kind: statement.text(5), deletedAt: statement.timestamp(6))
+        let record = EventRecord(eventID: id, userID: statement.text(0) ?? "", eventType: statement.text(1) ?? "",
+                                 eventTime: eventTime, receivedTime: statement.timestamp(3), isValid: true, extra: statement.text(8))
+        return PartitionRow(state: EventState(record: record, deletion: deletion, late: statement.int64(7) == 1),
+                            firstBatch: statement.int64(9), lastBatch: statement.int64(10))
     }
 }
 
