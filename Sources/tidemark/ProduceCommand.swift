@@ -103,14 +103,7 @@ struct ProduceCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(summary.progressLine)".utf8))
             }
             if fast {
-                // About 100 files per sent-log file.
-                while try producer.advance(seconds: 100 * fileSeconds) {
-                    showProgress(producer.summary)
-                    if StopSignal.requested {
-                        try producer.finish()
-                        break
-                    }
-                }
+                try producer.runFast(shouldStop: { StopSignal.requested }, onProgress: showProgress)
             } else {
                 try producer.runRealTime(
                     now: wallClock,

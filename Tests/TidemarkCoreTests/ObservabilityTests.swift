@@ -122,6 +122,41 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         withExtendedLifetime(lock) {}
     }
 
+    /// A landing folder that cannot be read is named, not shown as an empty backlog.
+    @Test func statusNamesAMissingLandingFolder() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:01Z")])
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let gone = f.root + "/no-such-landing"
+        let run = try Binary.run(["status", "--landing", gone, "--data", f.data, "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let o = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        #expect(o["landing_error"] as? String == "\(gone): no such folder")
+        #expect(o["events"] as? Int == 1)
+        let text = try Binary.run(["status", "--landing", gone, "--data", f.data])
+        #expect(text.stdout.contains("backlog: unknown, the landing folder cannot be read: \(gone): no such folder"))
+        let fine = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
+        #expect((try JSONSerialization.jsonObject(with: Data(fine.stdout.utf8)) as! [String: Any])["landing_error"] == nil)
+    }
+
+    /// `report` writes one self-contained page with the warehouse's figures and four charts;
+    /// without a database it exits 66 and writes nothing.
+    @Test func reportWritesASelfContainedPage() throws {
+        let f = try ProducedPipeline(events: 1200, seed: 12).copy()
+        let page = f.root + "/report.html"
+        let run = try Binary.run(["report", "--data", f.data, "--html", page])
+        #expect(run.status == 0, "\(run.stderr)")
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        let events = try f.query { try Int.fetchOne($0, sql: "SELECT SUM(row_count) FROM partitions")! }
+        #expect(html.hasPrefix("<!DOCTYPE html>") && html.hasSuffix("</html>"))
+        #expect(html.contains("<div class=\"kpi\"><b>\(events)</b>events</div>"))
+        #expect(html.components(separatedBy: "<svg ").count - 1 == 4)
+        #expect(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"))
+        let missing = try Binary.run(["report", "--data", f.root + "/no-data", "--html", f.root + "/other.html"])
+        #expect(missing.status == 66)
+        #expect(!FileSystem.exists(f.root + "/other.html"))
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])

@@ -36,6 +36,8 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
     public var ledgerFiles: Int
     public var backlogFiles: Int
     public var backlogBytes: Int64
+    /// Why the landing folder could not be read (then the backlog is unknown, not zero).
+    public var landingError: String?
     public var newestReceivedTime: String?
     public var lastSuccessAt: String?
     public var recentBatches: [Batch]
@@ -44,7 +46,11 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
 
     public var text: String {
         var out = "events \(events) (\(validEvents) valid, \(events - validEvents) deleted) in \(partitions) partitions; \(ledgerFiles) files in the ledger; \(pendingTombstones) tombstones pending\n"
-        out += "backlog: \(backlogFiles) files, \(backlogBytes) bytes waiting in landing\n"
+        if let landingError {
+            out += "backlog: unknown, the landing folder cannot be read: \(landingError)\n"
+        } else {
+            out += "backlog: \(backlogFiles) files, \(backlogBytes) bytes waiting in landing\n"
+        }
         out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
         var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]
         for b in recentBatches {
@@ -67,12 +73,18 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
 public enum StatusJob {
     public static func run(dataFolder: String, landingFolder: String, batches: Int = 10) throws -> StatusReport {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
-        let scan = try? LandingFolder.scan(landingFolder)
+        var scan: LandingFolder.Scan?
+        var landingError: String?
+        do {
+            scan = try LandingFolder.scan(landingFolder)
+        } catch {
+            landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? "\(error)"
+        }
         return try warehouse.read { db in
             let totals = try ReportQueries.totals(db)
             return StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
-                ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0,
+                ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0, landingError: landingError,
                 newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
                 lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
                 recentBatches: try ReportQueries.batches(limit: batches, db).map {

@@ -181,6 +181,21 @@ public final class Producer {
         isFinished = true
     }
 
+    // MARK: Simulated time
+
+    /// Produces on the simulated clock as fast as it can, about 100 files per sent-log file,
+    /// until production ends. Once `shouldStop()` turns true no new events start, and what
+    /// is held back goes out in the following simulated slots (`finish`).
+    public func runFast(shouldStop: () -> Bool, onProgress: (ProducerSummary) -> Void = { _ in }) throws {
+        while try advance(seconds: 100 * options.fileSeconds) {
+            onProgress(summary)
+            if shouldStop() {
+                try finish()
+                return
+            }
+        }
+    }
+
     // MARK: Real time
 
     /// Produces in real time until `shouldStop()` or the end of production, then publishes
