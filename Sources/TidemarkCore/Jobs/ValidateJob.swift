@@ -303,6 +303,7 @@ struct Validator {
         for pass in 0..<passes {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
             var expected: [String: EventState] = [:]
+            expected.reserveCapacity(total / passes + 1)
             let split = PassSplit(index: pass, count: passes)
             let fold = { (delivery: Delivery) in
                 guard split.contains(delivery.eventID) else { return }
