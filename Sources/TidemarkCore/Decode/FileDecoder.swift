@@ -53,9 +53,7 @@ final class FileDecoder: @unchecked Sendable {
         self.maxOutputBytes = maxOutputBytes
         self.linesPerPiece = linesPerPiece
         self.linesAhead = linesAhead
-        let thread = Thread { [self] in run() }
-        thread.stackSize = 8 << 20 // deep JSON nesting is cut at 64 levels, but be generous
-        thread.start()
+        start()
     }
 
     /// Decodes the lines of a spill instead of files: pieces name the file index each line
@@ -68,8 +66,12 @@ final class FileDecoder: @unchecked Sendable {
         self.maxOutputBytes = .max
         self.linesPerPiece = linesPerPiece
         self.linesAhead = linesAhead
+        start()
+    }
+
+    private func start() {
         let thread = Thread { [self] in run() }
-        thread.stackSize = 8 << 20
+        thread.stackSize = 8 << 20 // deep JSON nesting is cut at 64 levels, but be generous
         thread.start()
     }
 
