@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-200}
 fuzz=${2:-300}
-swift build --build-tests
-TIDEMARK_CRASH_ROUNDS=$rounds swift test --skip-build --filter CrashTests
+scripts/crash-loop.sh "$rounds"
 TIDEMARK_DEEP=1 swift test --skip-build --filter HostileInputTests
 scripts/fuzz-parser.sh "$fuzz"
