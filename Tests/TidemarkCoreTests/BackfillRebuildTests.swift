@@ -220,6 +220,26 @@ import Testing
         return out
     }
 
+    /// Content the ledger holds as quarantined is skipped by a rerun like any other: no second
+    /// ledger row, no second copy in quarantine/.
+    @Test func backfillRerunDoesNotQuarantineTheSameFileAgain() throws {
+        let f = TestFolder()
+        let source = f.root + "/backup"
+        try FileSystem.makeFolder(source)
+        f.land("1-good.ndjson.gz", [recordLine("g", time: "2025-07-30T10:00:00Z")], folder: source)
+        f.landBytes("2-bad.ndjson.gz", Array("not gzip".utf8), folder: source)
+        #expect(try backfill(f, from: source).status == 0)
+        let once = try ledger(f)
+        #expect(once.filter { $0.contains("quarantined") }.count == 1, "\(once)")
+        let second = try backfill(f, from: source, extra: ["--json"])
+        #expect(second.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any]
+        #expect(object?["files_already_ingested"] as? Int == 2)
+        #expect(object?["files_quarantined"] as? Int == 0)
+        #expect(try ledger(f) == once)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.data + "/quarantine").count == 1)
+    }
+
     @Test func backfillTwiceEqualsOnceAndLeavesTheSourceAlone() throws {
         let f = TestFolder()
         let source = f.root + "/backup"

@@ -36,8 +36,8 @@ final class TestFolder: @unchecked Sendable {
         return path
     }
 
-    func landBytes(_ name: String, _ bytes: [UInt8]) {
-        FileManager.default.createFile(atPath: landing + "/" + name, contents: Data(bytes))
+    func landBytes(_ name: String, _ bytes: [UInt8], folder: String? = nil) {
+        FileManager.default.createFile(atPath: (folder ?? landing) + "/" + name, contents: Data(bytes))
     }
 
     func options() -> IngestOptions {

@@ -68,16 +68,17 @@ public struct LineCounts: Sendable, Equatable, Codable {
 
 /// SQL of the ledger.
 enum Ledger {
+    /// Where the ledger says a file with this content lies, whatever its status (backfill's
+    /// already-ingested check, once per source file: indexed by `ingested_files_content`). A
+    /// rerun of a backfill must change nothing, quarantined content included; a quarantined file
+    /// is retried by putting it back into the landing folder.
+    static func location(sha256: String, _ db: Database) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id LIMIT 1", arguments: [sha256])
+    }
+
     /// Where an applied file's bytes can be read: its archived copy, or, while its move is
     /// pending (a batch between commit and move, or one that died there), the original path
     /// when it still holds the same content. Nil when neither does.
-    /// Where the ledger says a file with this content lies, if it has one (backfill's
-    /// already-ingested check, once per source file: indexed by `ingested_files_content`).
-    static func location(sha256: String, _ db: Database) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? AND status != 'quarantined' ORDER BY file_id LIMIT 1",
-                            arguments: [sha256])
-    }
-
     static func readablePath(location: String, sourcePath: String, sha256: String) -> String? {
         if FileSystem.exists(location) { return location }
         if FileSystem.exists(sourcePath), (try? FileSystem.sha256(ofFile: sourcePath)) == sha256 { return sourcePath }
