@@ -64,6 +64,9 @@ struct BackfillCommand: ParsableCommand {
             } else if shared.verbose || isatty(1) == 1 {
                 print(summary.oneLine + (summary.filesSkipped > 0 ? ", \(summary.filesSkipped) files already ingested" : ""))
             }
+            if let unreadable = summary.unreadableError { throw fail(unreadable) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw fail(error)
         }

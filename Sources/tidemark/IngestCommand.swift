@@ -62,6 +62,13 @@ struct IngestCommand: ParsableCommand {
                 let summary = try IngestJob.run(options, logger: logger)
                 if json { printJSON(try summary.jsonText()) }
                 if let metricsFile { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
+                if let unreadable = summary.unreadableError {
+                    // A loop keeps going: the file waits in landing and every batch names it.
+                    guard loop else { throw fail(unreadable) }
+                    logger.error("\(unreadable.description)")
+                }
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 // In a loop a busy lock is expected now and then: wait for the next tick.
                 if loop, case let e as TidemarkError = error, e.exitStatus == .busy {

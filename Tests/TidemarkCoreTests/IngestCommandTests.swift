@@ -23,6 +23,44 @@ import Testing
         #expect((object?["lines"] as? [String: Any])?["new"] as? Int == 1)
     }
 
+    /// A landing file that cannot be read (here: gone between the scan and the read; as root,
+    /// CI cannot make one unreadable) ends the run with exit 74 naming it, while the batch
+    /// commits the other files, stays `succeeded` and still prints its summary.
+    @Test func unreadableFileExits74AndTheBatchKeepsTheRest() throws {
+        let f = TestFolder()
+        f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")])
+        let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = args(f, ["--json"])
+        var env = ProcessInfo.processInfo.environment
+        env["TIDEMARK_PAUSE_AT"] = "before-decode"
+        env["TIDEMARK_PAUSE_SECONDS"] = "2"
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // The batch row appears before the pause; the landing scan is done by then.
+        var waited = 0
+        while waited < 1500 && (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }) != 1 {
+            usleep(2_000)
+            waited += 1
+        }
+        try FileManager.default.removeItem(atPath: gone)
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 74, "\(stderr)")
+        #expect(stderr.contains("error: read \(gone): No such file or directory"), "\(stderr)")
+        #expect(stderr.contains("hint: make the file readable; it stays in the landing folder"))
+        let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any]
+        #expect(object?["files_applied"] as? Int == 1)
+        #expect((object?["unreadable_files"] as? [[String: Any]])?.first?["path"] as? String == gone)
+        #expect(try f.query { try String.fetchAll($0, sql: "SELECT status FROM batches") } == ["succeeded"])
+        #expect(try f.row("fine") != nil)
+    }
+
     @Test func maxFilesLeavesTheRestAsBacklog() throws {
         let f = TestFolder()
         for n in 0..<5 { f.land("\(n).ndjson.gz", [recordLine("m\(n)", time: "2025-07-30T10:00:00Z")]) }

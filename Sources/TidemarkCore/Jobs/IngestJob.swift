@@ -81,16 +81,14 @@ public enum IngestJob {
                 summary.backlogBytes = pool.reduce(0) { $0 + $1.size } - runner.settled.bytes
                 summary.finishedAt = options.clock().rfc3339
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
+                // The batch succeeded for what it could read; the caller ends with exit 74
+                // (`unreadableError`) for the rest.
+                summary.unreadable = runner.unreadable.map { .init(path: $0.path, cause: $0.cause) }
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
                     try BatchBookkeeping.finish(summary, db)
                 }
                 logger.info("\(summary.oneLine)")
-                if let first = runner.unreadable.first {
-                    throw TidemarkError("read", first.path, cause: first.cause + (runner.unreadable.count > 1 ? " (and \(runner.unreadable.count - 1) more files)" : ""),
-                                        hint: "fix the file's permissions; it stays in the landing folder and the next run takes it (the other files were applied)",
-                                        exit: .ioError)
-                }
                 return summary
             } catch {
                 runner.abandon(error)
@@ -173,6 +171,7 @@ struct BatchRunner {
         for file in files {
             if try settledWithoutDecoding(file) { reportProgress(file) } else { toDecode.append(file) }
         }
+        FaultPoint.pause("before-decode")
         let decoder = FileDecoder(files: toDecode, parser: parser, maxOutputBytes: options.maxFileOutputBytes)
         defer { decoder.cancel() }
         var inFlight: InFlightFile?

@@ -29,8 +29,25 @@ public struct BatchSummary: Codable, Sendable, Equatable {
     public var backlogBytes: Int64 = 0
     public var watermark: String?
     public var quarantined: [QuarantinedFile] = []
+    /// Files the batch could not read (permissions, I/O): left where they are, out of the
+    /// ledger, for the next run; the batch itself committed everything else.
+    public var unreadable: [UnreadableFile] = []
 
     public init() {}
+
+    public struct UnreadableFile: Codable, Sendable, Equatable {
+        public var path: String
+        public var cause: String
+    }
+
+    /// The error (exit 74) a batch with unreadable files ends with, naming the first.
+    public var unreadableError: TidemarkError? {
+        guard let first = unreadable.first else { return nil }
+        let more = unreadable.count > 1 ? " (and \(unreadable.count - 1) more files)" : ""
+        let stays = kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
+        return TidemarkError("read", first.path, cause: first.cause + more,
+                             hint: "make the file readable; \(stays) (the other files were applied)", exit: .ioError)
+    }
 
     public struct FilePlan: Codable, Sendable, Equatable {
         public var name: String
@@ -71,6 +88,7 @@ public struct BatchSummary: Codable, Sendable, Equatable {
         case partitionsTouched = "partitions_touched", partitionsCreated = "partitions_created"
         case lag = "ingestion_lag_seconds", eventDelay = "event_delay_seconds"
         case backlogFiles = "backlog_files", backlogBytes = "backlog_bytes", watermark, quarantined
+        case unreadable = "unreadable_files"
     }
 
     /// One line for humans (`-v`, the demo, logs).
