@@ -152,6 +152,7 @@ import Testing
         let h = PartitionHour.parse("2025-07-30T10")!
         let report = try rebuild(f, h...h, eventsPerPass: 7)
         #expect(report.hours.first?.added == 80)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.data).filter { $0.hasSuffix(".spill") } == [], "scratch files leave no name behind")
         #expect(try f.eventRows() == rows)
         var options = ValidateOptions(dataFolder: f.data)
         options.eventsPerPass = 7

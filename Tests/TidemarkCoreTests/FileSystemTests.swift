@@ -63,8 +63,7 @@ import Testing
             written.append((n / 1000, n + 1, bytes))
             try bytes.withUnsafeBytes { try spill.append(file: n / 1000, line: n + 1, bytes: $0) }
         }
-        try spill.flush()
-        for _ in 0..<2 { // read twice: each read starts from the beginning
+        for _ in 0..<2 { // read twice (the first writes out the buffer); each starts from the beginning
             var read: [(Int, Int, [UInt8])] = []
             try spill.forEachLine { file, line, bytes in read.append((file, line, Array(bytes))) }
             #expect(read.count == written.count)

@@ -127,6 +127,58 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(r.checks.first { $0.name == "one_row_per_event" }!.findings.joined().contains(id))
     }
 
+    /// A row no delivery explains (with its lookup entry, so one_row_per_event holds) is what
+    /// "nothing that was never sent" catches.
+    @Test func rowNeverSentIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: true)
+        try write(f, """
+            INSERT INTO \(table) (\(PartitionTable.columns)) SELECT 'never-sent', user_id, event_type, event_time, received_time, is_valid,
+                deleted_by, deleted_at, is_late, extra, first_batch, last_batch FROM \(table) WHERE event_id = '\(id)';
+            INSERT INTO event_index (event_id, hour, row_id) SELECT 'never-sent', hour, (SELECT MAX(row_id) FROM \(table))
+                FROM event_index WHERE event_id = '\(id)' UNION ALL SELECT 'never-sent', hour, (SELECT MAX(row_id) FROM \(table))
+                FROM event_index_recent WHERE event_id = '\(id)'
+            """)
+        let r = try validate(f, replay: true)
+        #expect(failed(r).contains("source_nothing_extra"))
+        #expect(failed(r).contains("replay_nothing_extra"))
+        #expect(r.checks.first { $0.name == "source_nothing_extra" }!.findings.joined().contains("event never-sent in \(table) is not in the sent log"))
+    }
+
+    @Test func lineAccountingThatDoesNotAddUpIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        try write(f, "UPDATE ingested_files SET lines_new = lines_new + 1 WHERE file_id = (SELECT MIN(file_id) FROM ingested_files WHERE status = 'applied')")
+        #expect(failed(try validate(f)) == ["line_accounting"])
+    }
+
+    /// A deletion of the wrong kind or time (is_valid still 0) is a deletion not reflected.
+    @Test func deletionOfTheWrongKindIsDetected() throws {
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: false)
+        try write(f, """
+            UPDATE \(table) SET deleted_by = CASE deleted_by WHEN 'flag' THEN 'tombstone' ELSE 'flag' END,
+                deleted_at = '2025-07-30T09:00:00.000000000Z' WHERE event_id = '\(id)'
+            """)
+        let r = try validate(f)
+        #expect(failed(r).contains("source_deletions_reflected"))
+        #expect(r.checks.first { $0.name == "source_deletions_reflected" }!.findings.joined().contains("event \(id): deletion"))
+    }
+
+    /// A tombstone whose event never came must stay pending; one dropped from the pending list is found.
+    @Test func droppedPendingTombstoneIsDetected() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z"), tombstoneLine("waiting", received: "2025-07-30T10:00:01Z")])
+        try f.ingest()
+        var options = ValidateOptions(dataFolder: f.data)
+        options.replay = true
+        let logger = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })
+        #expect(try ValidateJob.run(options, logger: logger).ok)
+        try write(f, "DELETE FROM pending_tombstones")
+        let r = try ValidateJob.run(options, logger: logger)
+        #expect(failed(r) == ["replay_tombstones"])
+        #expect(r.checks.first { $0.name == "replay_tombstones" }!.findings == ["tombstone for waiting is neither applied nor pending"])
+    }
+
     @Test func alteredSummaryIsDetected() throws {
         let f = try Self.pipeline.get().copy()
         try write(f, "UPDATE hourly_summary SET valid_events = valid_events + 1 WHERE rowid = (SELECT MIN(rowid) FROM hourly_summary)")
@@ -174,18 +226,21 @@ final class ProducedPipeline: @unchecked Sendable {
                 try write(f, "UPDATE \(table) SET user_id = 'not-the-sender' WHERE event_id = '\(id)'")
             }
         }
-        func run(_ perPass: Int) throws -> [String] {
+        func run(_ perPass: Int, scratch: String? = nil) throws -> [String] {
             var options = ValidateOptions(dataFolder: f.data)
             options.sentLogFolder = f.sent
             options.replay = true
             options.sampleLimit = 100
             options.eventsPerPass = perPass
+            options.scratchFolder = scratch
             let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
             return report.checks.map { "\($0.name) \($0.status) \($0.count) \($0.findings.sorted())" }
         }
         let one = try run(10_000_000)
         let many = try run(300)
         #expect(many == one)
+        // Without a place for scratch files every pass reads the source again: same report.
+        #expect(try run(300, scratch: f.root + "/no-such-folder") == one)
         #expect(one.contains { $0.hasPrefix("source_no_record_missing failed 8 ") })
         #expect(one.contains { $0.hasPrefix("replay_updates_reflected failed 8 ") })
     }

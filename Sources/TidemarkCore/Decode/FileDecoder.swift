@@ -146,8 +146,11 @@ final class FileDecoder: @unchecked Sendable {
                 result = .failure(.gzip(error))
             } catch let error as FileSystemError {
                 result = .failure(.io(error))
+            } catch is CancellationError {
+                return
             } catch {
-                return // cancelled
+                // Never a silent end of the stream: the caller would take it for the last file.
+                result = .failure(.io(FileSystemError("decode", file.path, cause: "\(error)")))
             }
             guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
         }
@@ -170,8 +173,10 @@ final class FileDecoder: @unchecked Sendable {
             if !lines.isEmpty { _ = push(DecodedPiece(fileIndex: fileIndex, lines: lines, end: nil)) }
         } catch let error as FileSystemError {
             _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(.io(error))))
+        } catch is CancellationError {
+            return
         } catch {
-            return // cancelled
+            _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(.io(FileSystemError("decode", spill.path, cause: "\(error)")))))
         }
     }
 }

@@ -283,7 +283,6 @@ public enum RebuildJob {
             }
         }
         try fold(FileDecoder(files: sources, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, db)
-        for spill in spills { try spill.flush() }
     }
 
     /// Folds the lines a first pass set aside for a later one (their files were verified then).

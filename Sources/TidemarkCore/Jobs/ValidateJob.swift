@@ -15,6 +15,8 @@ public struct ValidateOptions: Sendable {
     public var sampleLimit = 10
     /// Events per in-memory pass when comparing with a source (bounds memory).
     public var eventsPerPass = 400_000
+    /// Where the first pass sets later passes' records aside (nil: `$TMPDIR`, else /tmp).
+    public var scratchFolder: String?
 
     public init(dataFolder: String) { self.dataFolder = dataFolder }
 }
@@ -288,7 +290,7 @@ struct Validator {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
         let parser = EventLineParser.forPublishedLines
-        let scratch = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let scratch = options.scratchFolder ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         let spills = passes == 1 ? nil : try? (1..<passes).map {
             try LineSpill(path: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-\($0).spill")
         }
@@ -326,7 +328,6 @@ struct Validator {
                     try spills[other - 1].append(file: file, line: line, bytes: record)
                     return true
                 }, fold)
-                for spill in spills { try spill.flush() }
             } else {
                 try source.read({ _, _, record in split.excludes(line: record) }, fold)
             }

@@ -108,7 +108,8 @@ public enum SentLog {
                 }
                 try body(cachedFile, entry.line, UnsafeRawBufferPointer(rebasing: bytes[entry.record]))
             }
-        } catch let error as FileSystemError {
+        } catch let error as FileSystemError where error.path == path {
+            // Errors of the caller's own work (say, a scratch file it writes) pass unchanged.
             throw TidemarkError("read sent log", path, cause: error.cause, exit: .ioError)
         } catch let error as GzipError {
             throw TidemarkError("read sent log", path, cause: error.description,

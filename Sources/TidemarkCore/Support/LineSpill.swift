@@ -6,8 +6,8 @@ import Darwin
 
 /// Raw lines set aside in an uncompressed scratch file, each with the index of the file it
 /// came from and its line number, and read back later in the order they were written.
-/// Rebuild uses one per later pass: the first read of the archived files sets aside the lines
-/// of the other passes, which then cost neither decompression nor hashing again.
+/// Rebuild and validate use one per later pass: the first read of a source sets aside the
+/// lines of the other passes, which then cost neither decompression nor hashing again.
 ///
 /// The file is unlinked as soon as it is created, so nothing is left behind whatever happens
 /// to the process. One thread writes, then (after a synchronising hand-over) one thread reads.
@@ -36,14 +36,16 @@ final class LineSpill: @unchecked Sendable {
         buffer.deallocate()
     }
 
+    /// Lines reach at most `EventLineParser.maxLineBytes` (longer ones are never handed out).
     func append(file: Int, line: Int, bytes: UnsafeRawBufferPointer) throws {
+        precondition(bytes.count <= EventLineParser.maxLineBytes, "a line longer than the reader hands out")
         let size = LineSpill.headerSize + bytes.count
         if used + size > capacity { try flush() }
         guard size <= capacity else {
             // Longer than the buffer (lines may reach 1 MiB): header from the buffer, bytes direct.
             writeHeader(file: file, line: line, length: bytes.count)
             try flush()
-            if let base = bytes.baseAddress { try FileSystem.writeAll(fd, base, bytes.count, path: path) }
+            if let base = bytes.baseAddress { try write(base, bytes.count) }
             lines += 1
             return
         }
@@ -61,17 +63,29 @@ final class LineSpill: @unchecked Sendable {
     }
 
     /// Writes out what the buffer holds.
-    func flush() throws {
+    private func flush() throws {
         guard used > 0 else { return }
-        try FileSystem.writeAll(fd, buffer, used, path: path)
+        try write(buffer, used)
         used = 0
     }
 
-    /// Calls `body` with every line in the order appended (after `flush`).
+    /// A write that names what the scratch file is for when it fails (disk full, most likely):
+    /// the file itself is unlinked and never shows in a listing.
+    private func write(_ bytes: UnsafeRawPointer, _ count: Int) throws {
+        do {
+            try FileSystem.writeAll(fd, bytes, count, path: path)
+        } catch var error as FileSystemError {
+            error.operation = "set lines aside for a later pass in the scratch file"
+            throw error
+        }
+    }
+
+    /// Calls `body` with every line in the order appended (writing out what is buffered first).
     func forEachLine(_ body: (_ file: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void) throws {
+        try flush()
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
         // Room for the largest record (a 1 MiB line) plus a buffer's worth of reading.
-        let room = capacity + (1 << 20) + LineSpill.headerSize
+        let room = capacity + EventLineParser.maxLineBytes + LineSpill.headerSize
         let input = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 16)
         defer { input.deallocate() }
         var filled = 0
@@ -94,9 +108,11 @@ final class LineSpill: @unchecked Sendable {
             if offset > 0 {
                 memmove(input, input + offset, filled - offset)
                 filled -= offset
+            } else if filled == room {
+                throw FileSystemError("read scratch file", path, cause: "internal error: a record longer than any line")
             }
             if endOfFile {
-                guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "it ends inside a record") }
+                guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "internal error: it ends inside a record") }
                 return
             }
         }
