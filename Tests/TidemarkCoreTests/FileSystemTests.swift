@@ -14,6 +14,17 @@ import Testing
         #expect(FileSystem.isFolder(f.root + "/rel/data"))
     }
 
+    /// One rule names a file while it is written (`.NAME.tmp` beside it) and reads it back.
+    @Test func temporaryNamesSitBesideTheFile() {
+        #expect(FileSystem.temporaryPath(for: "/data/metrics.prom") == "/data/.metrics.prom.tmp")
+        #expect(FileSystem.temporaryPath(for: "/m.prom") == "/.m.prom.tmp")
+        #expect(FileSystem.temporaryPath(for: "rel/dir/f") == "rel/dir/.f.tmp")
+        #expect(FileSystem.temporaryPath(for: "f") == ".f.tmp")
+        #expect(FileSystem.publishedName(ofTemporary: ".events-1.ndjson.gz.tmp") == "events-1.ndjson.gz")
+        #expect(FileSystem.publishedName(ofTemporary: "events-1.ndjson.gz") == nil)
+        #expect(FileSystem.publishedName(ofTemporary: ".tmp") == nil)
+    }
+
     @Test func makeFolderCreatesParentsAndNamesTheRealCause() throws {
         let f = TestFolder()
         try FileSystem.makeFolder(f.root + "/a/b//c/")

@@ -60,28 +60,10 @@ public struct Timestamp: Comparable, Hashable, Sendable {
 
     /// Canonical text: UTC, `Z`, always nine fractional digits, so that text order is time order.
     public var rfc3339: String {
-        let days = floorDiv(nanosecondsSinceEpoch, 86_400 * Timestamp.nanosPerSecond)
-        let nanosOfDay = nanosecondsSinceEpoch - days * 86_400 * Timestamp.nanosPerSecond
-        let (year, month, day) = CivilDate.fromDays(days)
-        let secondsOfDay = Int(nanosOfDay / Timestamp.nanosPerSecond)
-        let fraction = Int(nanosOfDay % Timestamp.nanosPerSecond)
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(30)
-        appendDigits(&bytes, year, width: 4)
-        bytes.append(UInt8(ascii: "-"))
-        appendDigits(&bytes, month, width: 2)
-        bytes.append(UInt8(ascii: "-"))
-        appendDigits(&bytes, day, width: 2)
-        bytes.append(UInt8(ascii: "T"))
-        appendDigits(&bytes, secondsOfDay / 3600, width: 2)
-        bytes.append(UInt8(ascii: ":"))
-        appendDigits(&bytes, (secondsOfDay / 60) % 60, width: 2)
-        bytes.append(UInt8(ascii: ":"))
-        appendDigits(&bytes, secondsOfDay % 60, width: 2)
-        bytes.append(UInt8(ascii: "."))
-        appendDigits(&bytes, fraction, width: 9)
-        bytes.append(UInt8(ascii: "Z"))
-        return String(decoding: bytes, as: UTF8.self)
+        String(unsafeUninitializedCapacity: Timestamp.canonicalLength) { buffer in
+            writeCanonical(to: buffer.baseAddress!)
+            return Timestamp.canonicalLength
+        }
     }
 
     /// Why a timestamp was refused; the text goes into `rejected_lines.reason`.

@@ -175,11 +175,12 @@ public enum RebuildJob {
                     let hash = try row.encode(into: scratch) { i, value in try insert.bind(i, value) }
                     try insert.bind(13, rowID)
                     try insert.run()
-                    checksum = checksum &+ hash
                     counts.count(row, hash: hash, sign: 1)
-                    rows += 1
-                    if row.state.isValid { valid += 1 }
                 }
+                // The hour's totals are the passes' counts added up.
+                rows += Int(counts.rows)
+                valid += Int(counts.valid)
+                checksum = checksum &+ counts.checksum
                 try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
             }
             let diff = try RebuildStore.diff(hour, db)

@@ -78,7 +78,7 @@ public enum StatusJob {
         do {
             scan = try LandingFolder.scan(landingFolder)
         } catch {
-            landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? "\(error)"
+            landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? ErrorReport.describe(error).message
         }
         return try warehouse.read { db in
             let totals = try ReportQueries.totals(db)

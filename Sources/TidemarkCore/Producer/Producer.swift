@@ -102,13 +102,8 @@ public final class Producer {
         publishedThrough = startNanos
         productionEnded = options.count == 0 || options.duration == 0
 
-        for folder in [options.landingFolder, options.sentLogFolder] {
-            do {
-                try FileSystem.makeFolder(folder)
-            } catch let error as FileSystemError {
-                throw TidemarkError("create folder", folder, cause: error.cause, exit: .ioError)
-            }
-        }
+        // makeFolder's own error names the folder that failed and why (exit 74, no-space hint).
+        for folder in [options.landingFolder, options.sentLogFolder] { try FileSystem.makeFolder(folder) }
         nextSentSequence = 1
         nextLandingSequence = 1
         removeLeftoverTemporaryFiles()
@@ -528,7 +523,7 @@ public final class Producer {
         ]
         for (folder, isOurs) in folders {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { continue }
-            for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") && isOurs(String(name.dropFirst().dropLast(4))) {
+            for name in names where FileSystem.publishedName(ofTemporary: name).map(isOurs) == true {
                 unlink(folder + "/" + name)
             }
         }

@@ -32,23 +32,35 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
 
 /// Small POSIX helpers with checked return codes.
 public enum FileSystem {
-    /// Publishes `bytes` at `path` atomically: a temporary name in the same folder that readers
-    /// ignore (`.NAME.tmp`), fsync, rename, fsync the folder. A reader sees the whole file or none.
+    /// Publishes `bytes` at `path` atomically (`publish`): a reader sees the whole file or none.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let folder = url.deletingLastPathComponent().path
-        let temporary = folder + "/." + url.lastPathComponent + ".tmp"
+        try publish(path) { fd, temporary in
+            try bytes.withUnsafeBytes { if let base = $0.baseAddress { try writeAll(fd, base, $0.count, path: temporary) } }
+        }
+    }
+
+    /// The name a file is written under before it is published: `.NAME.tmp` beside it, which
+    /// readers of landing and sent-log folders skip.
+    public static func temporaryPath(for path: String) -> String {
+        let name = path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
+        return (parentFolder(of: path).map { $0 == "/" ? "/" : $0 + "/" } ?? "") + "." + name + ".tmp"
+    }
+
+    /// The published name of a temporary file name (`.NAME.tmp` → `NAME`), nil for other names.
+    public static func publishedName(ofTemporary name: String) -> String? {
+        name.hasPrefix(".") && name.hasSuffix(".tmp") && name.count > 5 ? String(name.dropFirst().dropLast(4)) : nil
+    }
+
+    /// Writes a file under its temporary name (`fill` writes into the open descriptor), fsyncs
+    /// it, renames it over `path` and fsyncs the folder. Any failure removes the temporary file.
+    static func publish(_ path: String, _ fill: (_ fd: Int32, _ temporary: String) throws -> Void) throws {
+        let temporary = temporaryPath(for: path)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError("create", temporary) }
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0.baseAddress!, $0.count, path: temporary) }
+            try fill(fd, temporary)
+            guard fsync(fd) == 0 else { throw FileSystemError("fsync", temporary) }
         } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        guard fsync(fd) == 0 else {
-            let error = FileSystemError("fsync", temporary)
             close(fd)
             unlink(temporary)
             throw error
@@ -59,7 +71,7 @@ public enum FileSystem {
             unlink(temporary)
             throw error
         }
-        syncFolder(folder)
+        syncFolder(parentFolder(of: path) ?? ".")
     }
 
     public static func syncFolder(_ folder: String) {
@@ -117,38 +129,21 @@ public enum FileSystem {
         guard unlink(source) == 0 else { throw FileSystemError("remove", source) }
     }
 
-    /// Copies a file (temp name, fsync, rename), streaming, leaving the source untouched.
+    /// Copies a file (`publish`), streaming, leaving the source untouched.
     public static func copy(_ source: String, to destination: String) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw FileSystemError("open", source) }
         defer { close(input) }
-        let url = URL(fileURLWithPath: destination)
-        let folder = url.deletingLastPathComponent().path
-        let temporary = folder + "/." + url.lastPathComponent + ".tmp"
-        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard output >= 0 else { throw FileSystemError("create", temporary) }
         let size = 256 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
-        do {
+        try publish(destination) { output, temporary in
             while true {
                 let n = try readSome(input, buffer, size, path: source)
                 if n == 0 { break }
                 try writeAll(output, buffer, n, path: temporary)
             }
-            guard fsync(output) == 0 else { throw FileSystemError("fsync", temporary) }
-        } catch {
-            close(output)
-            unlink(temporary)
-            throw error
         }
-        close(output)
-        guard rename(temporary, destination) == 0 else {
-            let error = FileSystemError("rename", temporary)
-            unlink(temporary)
-            throw error
-        }
-        syncFolder(folder)
     }
 
     /// `read(2)` that retries when a signal interrupts it; 0 at the end of the file.

@@ -42,11 +42,6 @@ final class FastStatement {
     }
 
     @inline(__always)
-    func bind(_ index: Int32, _ text: String?) throws {
-        if let text { try bind(index, text) } else { try check(sqlite3_bind_null(handle, index)) }
-    }
-
-    @inline(__always)
     func bind(_ index: Int32, bytes: UnsafePointer<UInt8>, count: Int) throws {
         try check(sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self), Int32(count), transient))
     }

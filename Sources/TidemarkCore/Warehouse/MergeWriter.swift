@@ -27,7 +27,8 @@ struct SummaryUser: Hashable {
 }
 
 /// Applies deliveries to the partition tables inside an open transaction, through
-/// `MergeRule.merge`. It keeps the lookup `event_index` (event_id → hour) in step, holds
+/// `MergeRule.merge`. It keeps the lookup trees (`event_index` and the small
+/// `event_index_recent`: event_id → hour and row_id) in step, holds
 /// tombstones whose event has not arrived in `pending_tombstones`, and records which hours
 /// each file touched (`file_hours`) so that rebuild knows which files to read.
 final class MergeWriter {
@@ -281,22 +282,6 @@ struct PartitionLimitExceeded: Error, CustomStringConvertible {
     var hour: PartitionHour
     var description: String {
         "would create more than \(limit) new partitions in one batch (at hour \(hour)); see --max-new-partitions"
-    }
-}
-
-extension PartitionRow {
-    /// The columns `decode` reads, in its order (event_id last).
-    static let selectColumns = "user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id"
-
-    /// Decodes the current row of a statement selecting `selectColumns`; nil when its
-    /// event_time does not parse.
-    static func decode(id: String, _ statement: FastStatement) -> PartitionRow? {
-        guard let eventTime = statement.timestamp(2) else { return nil }
-        let deletion = Deletion(kind: statement.text(5), deletedAt: statement.timestamp(6))
-        let record = EventRecord(eventID: id, userID: statement.text(0) ?? "", eventType: statement.text(1) ?? "",
-                                 eventTime: eventTime, receivedTime: statement.timestamp(3), isValid: true, extra: statement.text(8))
-        return PartitionRow(state: EventState(record: record, deletion: deletion, late: statement.int64(7) == 1),
-                            firstBatch: statement.int64(9), lastBatch: statement.int64(10))
     }
 }
 

@@ -104,3 +104,19 @@ func checksumText(_ value: UInt64) -> String {
 func checksumValue(_ text: String) -> UInt64 {
     UInt64(text, radix: 16) ?? 0
 }
+
+extension PartitionRow {
+    /// The columns `decode` reads, in its order (event_id last).
+    static let selectColumns = "user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch, event_id"
+
+    /// Decodes the current row of a statement selecting `selectColumns`; nil when its
+    /// event_time does not parse.
+    static func decode(id: String, _ statement: FastStatement) -> PartitionRow? {
+        guard let eventTime = statement.timestamp(2) else { return nil }
+        let deletion = Deletion(kind: statement.text(5), deletedAt: statement.timestamp(6))
+        let record = EventRecord(eventID: id, userID: statement.text(0) ?? "", eventType: statement.text(1) ?? "",
+                                 eventTime: eventTime, receivedTime: statement.timestamp(3), isValid: true, extra: statement.text(8))
+        return PartitionRow(state: EventState(record: record, deletion: deletion, late: statement.int64(7) == 1),
+                            firstBatch: statement.int64(9), lastBatch: statement.int64(10))
+    }
+}

@@ -104,11 +104,13 @@ enum RebuildStore {
                 if wanted.contains(id) { found[id] = (other, row[1]) }
             }
         }
+        let point = try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?")
+        let drop = try db.cachedStatement(sql: "DELETE FROM event_index WHERE event_id = ? AND hour = ?")
         for id in ids {
             if let at = found[id] {
-                try db.execute(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?", arguments: [at.hour, at.rowID, id])
+                try point.execute(arguments: [at.hour, at.rowID, id])
             } else {
-                try db.execute(sql: "DELETE FROM event_index WHERE event_id = ? AND hour = ?", arguments: [id, hour.hoursSinceEpoch])
+                try drop.execute(arguments: [id, hour.hoursSinceEpoch])
             }
         }
     }
