@@ -81,12 +81,12 @@ row("zcat FILES | wc -l (floor)", zcat)
 
 # Peer: DuckDB computing the same final state with one query.
 try:
-    import duckdb  # noqa: F401
+    import duckdb
     peer_db = os.path.join(work, "peer.duckdb")
     if os.path.exists(peer_db):
         os.remove(peer_db)
     duck, duck_rss, _ = timed([sys.executable, os.path.join(here, "duckdb_peer.py"), source, peer_db])
-    row("DuckDB, same final state (peer)", duck, duck_rss)
+    row(f"DuckDB {duckdb.__version__}, same final state (peer)", duck, duck_rss)
 except ImportError:
     duck = None
     row("DuckDB (peer)", float("nan"), note="pip install duckdb")

@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 work=${1:-/tmp/tidemark-bench}
 events=${2:-1000000}
 swift build -c release --product tidemark
-python3 -c "import duckdb" 2>/dev/null || pip install --quiet duckdb
+python3 -c "import duckdb" 2>/dev/null || pip install --quiet "duckdb==2.0.1"  # the version measured in the README
 python3 bench/run.py .build/release/tidemark "$work" --events "$events"

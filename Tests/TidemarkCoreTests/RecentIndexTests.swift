@@ -92,5 +92,13 @@ import Testing
         try queue.write { try $0.execute(sql: "INSERT INTO event_index SELECT * FROM event_index_recent") }
         try queue.close()
         #expect(try failedChecks(f) == ["one_row_per_event"])
+        // The finding names the hours, and rebuilding them repairs the lookup (rebuild's own
+        // fold of the recent tree must not stop at the contradiction it is there to repair).
+        let report = try Binary.run(["validate", "--data", f.data])
+        #expect(report.stdout.contains("event a has entries in both event_index (hour 2025-07-30T10) and event_index_recent (hour 2025-07-30T10): rebuild --hour 2025-07-30T10"), "\(report.stdout)")
+        let rebuild = try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T10"])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        #expect(try failedChecks(f) == [])
+        #expect(try lookup(f).main == ["a@\(h10)"] && lookup(f).recent == [])
     }
 }

@@ -99,7 +99,7 @@ public enum RebuildJob {
         try db.execute(sql: "BEGIN IMMEDIATE")
         do {
             // Rebuild reads and rewrites the lookup through `event_index` alone.
-            try EventLookup.foldRecent(db)
+            try EventLookup.foldRecent(db, overwriting: true)
             let insert = try RebuildStore.createShadow(hour, db)
             var rows = 0, valid = 0
             var checksum: UInt64 = 0

@@ -93,8 +93,10 @@ enum ValidationQueries {
     static func lookupEntriesInBothTrees(limit: Int, _ db: Database) throws -> (Int, [String]) {
         let sql = "FROM event_index_recent j JOIN event_index i ON i.event_id = j.event_id"
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = try String.fetchAll(db, sql: "SELECT j.event_id \(sql) LIMIT \(limit)").map {
-            "event \($0) has entries in both event_index and event_index_recent"
+        let samples = try Row.fetchAll(db, sql: "SELECT j.event_id, i.hour, j.hour \(sql) LIMIT \(limit)").map { row in
+            let (main, recent) = (PartitionHour(hoursSinceEpoch: row[1]), PartitionHour(hoursSinceEpoch: row[2]))
+            return "event \(row[0] as String) has entries in both event_index (hour \(main)) and event_index_recent (hour \(recent)): rebuild "
+                + (main == recent ? "--hour \(main)" : "--hour \(main) and --hour \(recent)")
         }
         return (count, samples)
     }

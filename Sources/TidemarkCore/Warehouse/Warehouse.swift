@@ -134,10 +134,13 @@ enum EventLookup {
     /// Moves every recent entry into `event_index`, in key order (inside the caller's
     /// transaction). `OR FAIL` spares SQLite a statement journal, which would copy every page
     /// the fold touches into memory: a conflict (an event in both trees) fails the whole
-    /// transaction anyway.
-    static func foldRecent(_ db: Database) throws {
+    /// transaction anyway. Rebuild, which is how such a contradiction is repaired, folds with
+    /// `overwriting`: the recent entry replaces the other, and rebuilding the hours validate
+    /// names sets the entry right whichever one was wrong.
+    static func foldRecent(_ db: Database, overwriting: Bool = false) throws {
+        let conflict = overwriting ? "ON CONFLICT (event_id) DO UPDATE SET hour = excluded.hour, row_id = excluded.row_id" : ""
         try db.execute(sql: """
-            INSERT OR FAIL INTO event_index (event_id, hour, row_id) SELECT event_id, hour, row_id FROM event_index_recent ORDER BY event_id;
+            INSERT OR FAIL INTO event_index (event_id, hour, row_id) SELECT event_id, hour, row_id FROM event_index_recent WHERE true ORDER BY event_id \(conflict);
             DELETE FROM event_index_recent;
             """)
     }
