@@ -61,6 +61,30 @@ import Testing
         #expect(try f.row("fine") != nil)
     }
 
+    /// A reader holding a snapshot (status, validate, a dashboard) does not hold the batch up
+    /// for the busy timeout at its closing checkpoint; the WAL is emptied by a later batch.
+    @Test func aReaderDoesNotHoldTheBatchUpAtItsCheckpoint() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        var config = Configuration()
+        config.allowsUnsafeTransactions = true // the read transaction stays open across the run
+        let reader = try DatabaseQueue(path: f.database, configuration: config)
+        try reader.inDatabase { db in
+            try db.execute(sql: "BEGIN")
+            _ = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM batches")
+        }
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        let started = Date()
+        let run = try Binary.run(args(f, ["--busy-timeout", "30"]))
+        let seconds = Date().timeIntervalSince(started)
+        try reader.inDatabase { try $0.execute(sql: "COMMIT") }
+        #expect(run.status == 0, "\(run.stderr)")
+        // Not a speed test: waiting out the 30 s busy timeout is the failure.
+        #expect(seconds < 20, "the batch waited \(seconds) s for a reader")
+        #expect(try f.row("two") != nil)
+    }
+
     @Test func maxFilesLeavesTheRestAsBacklog() throws {
         let f = TestFolder()
         for n in 0..<5 { f.land("\(n).ndjson.gz", [recordLine("m\(n)", time: "2025-07-30T10:00:00Z")]) }
@@ -85,6 +109,7 @@ import Testing
         let run = try Binary.run(["ingest"], environment: ["TIDEMARK_LANDING": f.landing, "TIDEMARK_DATA": f.data])
         #expect(run.status == 0)
         #expect(FileManager.default.fileExists(atPath: f.database))
+        #expect(try f.row("e") != nil) // the file came from TIDEMARK_LANDING
     }
 
     @Test func usageErrorsExit64() throws {

@@ -1,4 +1,5 @@
 import GRDB
+import GRDBSQLite
 
 /// One batch's writes: transactions in chunks of files, a savepoint per file (a file is
 /// applied whole or not at all), the merge writer, the ledger row committed with the file's
@@ -117,6 +118,12 @@ enum BatchBookkeeping {
     /// (and every reader) opens a small WAL instead of scanning a large one. If a reader
     /// holds an old snapshot the checkpoint does what it can; the next batch finishes it.
     static func checkpoint(_ db: Database) {
+        // TRUNCATE waits for readers through the busy handler: without this, one `status` or
+        // `validate` reading meanwhile would hold every batch up for the whole busy timeout.
+        sqlite3_busy_timeout(db.sqliteConnection, 0)
+        defer {
+            if case .timeout(let seconds) = db.configuration.busyMode { sqlite3_busy_timeout(db.sqliteConnection, CInt(seconds * 1000)) }
+        }
         _ = try? Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
