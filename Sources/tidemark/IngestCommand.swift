@@ -44,6 +44,7 @@ struct IngestCommand: ParsableCommand {
     func validate() throws {
         if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
+        if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }
         if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
         if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
     }
@@ -55,7 +56,7 @@ struct IngestCommand: ParsableCommand {
         options.dryRun = dryRun
         apply.apply(to: &options)
         options.maxNewPartitions = maxNewPartitions
-        options.filesPerCommit = max(1, filesPerCommit)
+        options.filesPerCommit = filesPerCommit
         StopSignal.install()
         repeat {
             do {

@@ -116,6 +116,17 @@ import Testing
         let run = try Binary.run(["ingest", "--interval", "3"])
         #expect(run.status == 64)
         #expect(run.stderr.contains("--interval only applies with --loop"))
+        let zero = try Binary.run(["ingest", "--files-per-commit", "0"])
+        #expect(zero.status == 64)
+        #expect(zero.stderr.contains("--files-per-commit must be at least 1"))
+    }
+
+    /// Backfill's source is not a landing folder: the hint says to check --from-dir, not to create it.
+    @Test func backfillFromAMissingFolderSaysWhatToCheck() throws {
+        let f = TestFolder()
+        let run = try Binary.run(["backfill", "--from-dir", f.root + "/typo", "--data", f.data])
+        #expect(run.status == 66)
+        #expect(run.stderr.contains("no such folder\nhint: check --from-dir"), "\(run.stderr)")
     }
 
     @Test func lockedRunExits75AndChangesNothing() throws {

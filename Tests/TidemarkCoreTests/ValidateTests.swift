@@ -193,6 +193,10 @@ final class ProducedPipeline: @unchecked Sendable {
         FileManager.default.createFile(atPath: location, contents: Data(bytes))
         let r = try validate(f)
         #expect(failed(r).contains("archived_files"))
+        // The replay, which cannot read that file, still finishes its report.
+        let replay = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(replay.status == 1, "\(replay.stderr)")
+        #expect(replay.stdout.contains("archived_files") && replay.stdout.contains(location))
     }
 
     @Test func severalPassesFindWhatOnePassFinds() throws {

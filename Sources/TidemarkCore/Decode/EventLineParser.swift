@@ -10,6 +10,8 @@ public struct LineRejection: Error, Equatable, Sendable, CustomStringConvertible
         return rejection
     }()
     public var description: String { reason }
+    /// A line longer than `EventLineParser.maxLineBytes`.
+    static func overlong(_ length: Int) -> LineRejection { LineRejection("line is longer than 1 MiB (\(length) bytes)") }
 }
 
 /// Parses one line of a landing file into a `Delivery`.
@@ -32,7 +34,7 @@ public struct EventLineParser: Sendable {
 
     public func parse(_ line: UnsafeRawBufferPointer) -> Result<Delivery, LineRejection> {
         guard line.count <= EventLineParser.maxLineBytes else {
-            return .failure(LineRejection("line is longer than 1 MiB (\(line.count) bytes)"))
+            return .failure(.overlong(line.count))
         }
         guard let base = line.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
             return .failure(.blank)

@@ -124,7 +124,7 @@ final class FileDecoder: @unchecked Sendable {
                 let summary = try GzipLineReader(path: file.path, maxOutputBytes: maxOutputBytes).forEachLine { number, content in
                     switch content {
                     case .overlong(let length):
-                        lines.append(.rejected(line: number, reason: "line is longer than 1 MiB (\(length) bytes)", raw: nil))
+                        lines.append(.rejected(line: number, reason: LineRejection.overlong(length).reason, raw: nil))
                     case .bytes(let bytes):
                         if let divert, try divert(index, number, bytes) { return }
                         switch parser.parse(bytes) {

@@ -36,11 +36,10 @@ public enum LandingFolder {
         suffixes.contains { name.hasSuffix($0) }
     }
 
-    /// Lists a folder. Throws exit 66 when the folder does not exist.
-    public static func scan(_ folder: String, flag: String = "--landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
+    /// Lists a folder. Throws exit 66, with `missingHint`, when the folder does not exist.
+    public static func scan(_ folder: String, missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
         guard FileSystem.isFolder(folder) else {
-            throw TidemarkError("scan landing folder", folder, cause: "no such folder",
-                                hint: "create it, or pass \(flag)", exit: .noInput)
+            throw TidemarkError("scan landing folder", folder, cause: "no such folder", hint: missingHint, exit: .noInput)
         }
         guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }
         defer { closedir(dir) }

@@ -1,6 +1,6 @@
 /// The metrics of one batch (ingest, backfill or rebuild), stored in `batches` and printed
 /// with `--json`.
-public struct BatchSummary: Codable, Sendable, Equatable {
+public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     public var batchID: Int64 = 0
     public var kind = "ingest"
     public var status = "succeeded"

@@ -1,6 +1,5 @@
 import Foundation
 
-extension BatchSummary: JSONDocument {}
 
 /// Prometheus textfile output (the node_exporter textfile-collector convention for batch
 /// jobs): counters `tidemark_*_total` cumulative across runs (kept in `pipeline_state`),

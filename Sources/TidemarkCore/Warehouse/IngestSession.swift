@@ -93,12 +93,9 @@ final class IngestSession {
 /// Batch bookkeeping outside the per-file transactions.
 enum BatchBookkeeping {
     static func start(kind: String, at time: Timestamp, _ db: Database) throws -> Int64 {
-        try db.inTransaction(.immediate) {
-            try BatchLog.markAbandoned(db)
-            return .commit
-        }
         var id: Int64 = 0
         try db.inTransaction(.immediate) {
+            try BatchLog.markAbandoned(db)
             id = try BatchLog.start(kind: kind, startedAt: time, db)
             return .commit
         }

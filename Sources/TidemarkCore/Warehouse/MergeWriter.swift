@@ -340,7 +340,7 @@ extension MergeWriter {
         for hour in byHour.keys.sorted() {
             for (rowID, slot) in byHour[hour]!.sorted(by: { $0.rowID < $1.rowID }) {
                 guard let row = try load(id: ids[slot], hour: hour, rowID: rowID) else {
-                    throw TidemarkError("merge", "event \(ids[slot])", cause: "event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) but the row is missing",
+                    throw TidemarkError("merge", "event \(ids[slot])", cause: "the lookup names row \(rowID) of hour \(PartitionHour(hoursSinceEpoch: hour)), which is missing, holds another event or has an unreadable event_time",
                                         hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
                 }
                 storedHour[slot] = hour
