@@ -8,4 +8,11 @@
 static inline int tidemark_sqlite_disable_memstatus(void) {
     return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
+
+// Multi-thread mode: no mutex around each call on a connection (bind, step, reset, ...), since
+// GRDB already serializes every use of a connection and never shares one between threads.
+// Global state (allocator, VFS) stays protected. Same rule: before SQLite initializes.
+static inline int tidemark_sqlite_multithread(void) {
+    return sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+}
 #endif

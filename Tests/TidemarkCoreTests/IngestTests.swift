@@ -206,7 +206,11 @@ import Testing
             let f = TestFolder()
             // A tiny recent index folds into event_index every few batches: lookups, moves
             // and deletions must find events in either tree.
-            if trial > 0 { f.environment["TIDEMARK_RECENT_INDEX_CAPACITY"] = String(Int.random(in: 0...12, using: &random)) }
+            // Groups of any size may claim lookup entries before looking events up.
+            if trial > 0 {
+                f.environment["TIDEMARK_RECENT_INDEX_CAPACITY"] = String(Int.random(in: 0...12, using: &random))
+                f.environment["TIDEMARK_CLAIM_THRESHOLD"] = String(Int.random(in: 0...12, using: &random))
+            }
             var order = Array(files.indices)
             if trial > 0 { order.shuffle(using: &random) }
             var pending = order

@@ -84,6 +84,61 @@ import Testing
         #expect(try failedChecks(f) == [])
     }
 
+    /// A large group claims the `event_index` entry of each event it has a record of before
+    /// looking events up (`TIDEMARK_CLAIM_THRESHOLD` lowers what counts as large). New events,
+    /// events in either tree, moves, deletions, a tombstone waiting for its event and an event
+    /// delivered twice in one group must come out exactly as when every event is looked up.
+    @Test func claimingEntriesGivesTheSameTablesAsLookingEventsUp() throws {
+        func t(_ minute: Int) -> String { String(format: "2025-07-30T%02d:%02d:00Z", 10 + minute / 60, minute % 60) }
+        var reference: (rows: [String], lookup: [String])?
+        for claim in [false, true] {
+            let f = TestFolder()
+            f.environment["TIDEMARK_RECENT_INDEX_CAPACITY"] = "64"
+            // 20 new events (more than 64 / 4) go to event_index, then e to the recent tree;
+            // f's tombstone waits.
+            f.land("1.ndjson.gz", (0..<20).map { recordLine("a\($0)", time: t($0), received: t($0)) })
+            try f.ingest()
+            f.land("2.ndjson.gz", [recordLine("e", time: t(30), received: t(30)), tombstoneLine("f", received: t(31))])
+            try f.ingest()
+            if claim { f.environment["TIDEMARK_CLAIM_THRESHOLD"] = "0" }
+            f.land("3.ndjson.gz", [
+                recordLine("a0", time: t(70), received: t(40)),            // moves to 11:00
+                recordLine("a1", user: "u9", time: t(1), received: t(41)),  // updated in place
+                tombstoneLine("a2", received: t(42)),                      // deleted, tombstone only here
+                recordLine("e", type: "click", time: t(30), received: t(43)), // in the recent tree
+                recordLine("f", time: t(44), received: t(44)),             // meets its tombstone
+                recordLine("g", time: t(45), received: t(50)),             // twice: the later-received
+                recordLine("g", time: t(75), received: t(46)),             //   one wins, in 10:00
+                recordLine("h", time: t(47), received: t(47)),
+                recordLine("h", time: t(80), received: t(48)),             // wins: h lives in 11:00
+                tombstoneLine("i", received: t(49)),                       // waits
+            ])
+            let summary = try f.ingest()
+            #expect(summary.lines.read == 10)
+            #expect(try failedChecks(f) == [], "claim \(claim)")
+            if claim {
+                // Claimed entries go to event_index; e stayed in the recent tree.
+                #expect(try lookup(f).recent == ["e@\(h10)"])
+                #expect(try lookup(f).main.contains("h@\(h11)") && lookup(f).main.contains("g@\(h10)"))
+            }
+            let all = try (lookup(f).main + lookup(f).recent).sorted()
+            let rows = try f.eventRows()
+            if let reference {
+                #expect(rows == reference.rows)
+                #expect(all == reference.lookup)
+            } else {
+                reference = (rows, all)
+                #expect(rows.count == 24)
+            }
+            // Another batch after the claimed one finds every event where the claims left it.
+            f.land("4.ndjson.gz", [recordLine("g", user: "u5", time: t(45), received: t(90)), recordLine("h", time: t(20), received: t(91))])
+            try f.ingest()
+            #expect(try failedChecks(f) == [], "claim \(claim)")
+            #expect(try f.row("g")?.userID == "u5")
+            #expect(try f.row("h")?.table == "events_2025073010")
+        }
+    }
+
     @Test func validateFindsAnEventInBothTrees() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])

@@ -103,7 +103,7 @@ public enum RebuildJob {
             let insert = try RebuildStore.createShadow(hour, db)
             var rows = 0, valid = 0
             var checksum: UInt64 = 0
-            let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
+            let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: PartitionRow.scratchCapacity)
             defer { scratch.deallocate() }
             var elsewhere: [String: Int] = [:] // events the fold places in another hour
             // An event that stays in this hour keeps the row_id event_index gives it (when the

@@ -54,14 +54,22 @@ final class MergeWriter {
     // Hot-path statements, prepared once per batch.
     private let insertIndex: FastStatement
     private let insertRecent: FastStatement
+    /// Looks an event_id up in both trees; `selectLarge` only in `event_index`, for when the
+    /// recent tree is empty (as through a large first load), saving a descent per event.
     private let selectIndex: FastStatement
+    private let selectLarge: FastStatement
+    private let selectRecent: FastStatement
+    /// Inserts an entry into `event_index` unless the event_id is there (see `applyGroup`).
+    private let claimIndex: FastStatement
+    /// The row_id the next row appended to each hour gets (max + 1, read once per hour).
+    private var nextRowIDs: [Int: Int64] = [:]
     private var insertByHour: [Int: FastStatement] = [:]
     private var selectByHour: [Int: FastStatement] = [:]
     private var updateByHour: [Int: FastStatement] = [:]
     /// The (file, hour) pair recorded last: consecutive deliveries mostly repeat it.
     private var lastTouched: (file: Int64, hour: Int) = (-1, -1)
-    /// Scratch bytes for formatting timestamps without allocating.
-    private let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 3 * Timestamp.canonicalLength)
+    /// Bytes a row is formatted into before it is bound (`PartitionRow.encode`).
+    private let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: PartitionRow.scratchCapacity)
 
     struct Snapshot {
         var knownHours: Set<Int>
@@ -79,6 +87,9 @@ final class MergeWriter {
         insertIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES (?, ?, ?)")
         insertRecent = try FastStatement(db, sql: "INSERT INTO event_index_recent (event_id, hour, row_id) VALUES (?, ?, ?)")
         selectIndex = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index_recent WHERE event_id = ?1 UNION ALL SELECT hour, row_id FROM event_index WHERE event_id = ?1")
+        selectLarge = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?1")
+        selectRecent = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index_recent WHERE event_id = ?1")
+        claimIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING")
         recentEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event_index_recent") ?? 0
         knownHours = []
         for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions") {
@@ -114,6 +125,7 @@ final class MergeWriter {
             updateByHour[hour] = nil
         }
         knownHours = s.knownHours
+        nextRowIDs = [:] // rows appended since the snapshot are gone: read the hours again
         lastTouched = (-1, -1)
         pending = s.pending
         deltas = s.deltas
@@ -125,10 +137,14 @@ final class MergeWriter {
 
     /// Where the lookup (`event_index_recent`, then `event_index`) says the event's row is.
     fileprivate func location(of id: String) throws -> (hour: Int, rowID: Int64)? {
-        selectIndex.reset()
-        try selectIndex.bind(1, id)
-        defer { selectIndex.reset() }
-        return try selectIndex.step() ? (Int(selectIndex.int64(0)), selectIndex.int64(1)) : nil
+        try location(of: id, using: recentEntries > 0 ? selectIndex : selectLarge)
+    }
+
+    private func location(of id: String, using select: FastStatement) throws -> (hour: Int, rowID: Int64)? {
+        defer { select.reset() }
+        return try select.withText(id, at: 1) {
+            try select.step() ? (Int(select.int64(0)), select.int64(1)) : nil
+        }
     }
 
     private func touch(_ fileID: Int64, _ hour: Int?) {
@@ -144,6 +160,34 @@ final class MergeWriter {
     private func add(_ row: PartitionRow, hash: UInt64, hour: Int, sign: Int64) {
         // Mutated in place through the subscript: a copy would copy its dictionaries per row.
         deltas[hour, default: HourDelta()].count(row, hash: hash, sign: sign)
+    }
+
+    /// The row_id the next row appended to `hour` gets; `take` reserves it.
+    private func nextRowID(_ hour: Int, take: Bool) throws -> Int64 {
+        let next: Int64
+        if let known = nextRowIDs[hour] {
+            next = known
+        } else if knownHours.contains(hour) {
+            next = (try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName)") ?? 0) + 1
+        } else {
+            next = 1
+        }
+        nextRowIDs[hour] = take ? next + 1 : next
+        return next
+    }
+
+    /// Claims the lookup entry of an event not stored yet, naming the row it will get in
+    /// `hour`: the reserved row_id when the entry was inserted (the event is new), nil when
+    /// `event_index` already holds the event_id (nothing changed).
+    private func claim(_ id: String, hour: Int) throws -> Int64? {
+        let rowID = try nextRowID(hour, take: false)
+        claimIndex.reset()
+        try claimIndex.bind(2, Int64(hour))
+        try claimIndex.bind(3, rowID)
+        try claimIndex.withText(id, at: 1) { try claimIndex.run() }
+        guard claimIndex.changes == 1 else { return nil }
+        _ = try nextRowID(hour, take: true)
+        return rowID
     }
 
     func ensureTable(_ hour: Int) throws {
@@ -179,14 +223,26 @@ final class MergeWriter {
         return statement
     }
 
+    /// Appends a row (SQLite gives it max(row_id) + 1): the columns in `PartitionRow.encode`'s order.
+    private func insertStatement(_ hour: Int) throws -> FastStatement {
+        try statementFor(hour, &insertByHour,
+            "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    }
+
+    /// Notes the row_id SQLite gave a row appended to `hour`: the hour's next is one more.
+    private func appended(_ rowID: Int64, hour: Int) {
+        nextRowIDs[hour] = rowID + 1
+    }
+
     /// Appends a row; returns its content hash and row_id.
     private func insert(_ row: PartitionRow, hour: Int) throws -> (hash: UInt64, rowID: Int64) {
-        let statement = try statementFor(hour, &insertByHour,
-            "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        let statement = try insertStatement(hour)
         statement.reset()
         let hash = try row.encode(into: scratch) { index, value in try statement.bind(index, value) }
         try statement.run()
-        return (hash, statement.lastInsertRowID)
+        let rowID = statement.lastInsertRowID
+        appended(rowID, hour: hour)
+        return (hash, rowID)
     }
 
     /// Updates a row in place (same hour); returns its content hash.
@@ -223,6 +279,36 @@ final class MergeWriter {
     /// (`TIDEMARK_RECENT_INDEX_CAPACITY`) to fold often.
     static let recentIndexCapacity: Int = getenv("TIDEMARK_RECENT_INDEX_CAPACITY")
         .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 65_536
+
+    /// Groups with records of more events than this claim lookup entries before looking
+    /// events up (`applyGroup`): a quarter of the recent tree's default capacity, the size
+    /// from which a group's new events go to `event_index` anyway. Tests set it
+    /// (`TIDEMARK_CLAIM_THRESHOLD`) apart from the capacity, to take either path.
+    static let claimThreshold: Int = getenv("TIDEMARK_CLAIM_THRESHOLD")
+        .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 16_384
+
+    /// Per slot, the hour of the record that wins among the group's own deliveries (nil when
+    /// it has tombstones only): where the event lives if it is not stored yet. The winner is
+    /// `MergeRule.outranks`'s greatest record, which is what `MergeRule.merge` keeps.
+    private func winningHours(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])], firstDelivery: [Int],
+                              slotOfDelivery: [Int], slots: Int) -> [Int?] {
+        var winner = [(file: Int32, delivery: Int32)?](repeating: nil, count: slots)
+        var hours = [Int?](repeating: nil, count: slots)
+        for (fileIndex, file) in files.enumerated() {
+            let first = firstDelivery[fileIndex]
+            for (n, item) in file.deliveries.enumerated() {
+                guard case .record(let record) = item.delivery else { continue }
+                let slot = slotOfDelivery[first + n]
+                if let best = winner[slot], case .record(let leader) = files[Int(best.file)].deliveries[Int(best.delivery)].delivery,
+                   !MergeRule.outranks(record, leader) {
+                    continue
+                }
+                winner[slot] = (Int32(fileIndex), Int32(n))
+                hours[slot] = record.eventTime.hour.hoursSinceEpoch
+            }
+        }
+        return hours
+    }
 
     /// Moves every entry of `event_index_recent` into `event_index`, in key order.
     func foldRecentIndex() throws {
@@ -330,12 +416,34 @@ extension MergeWriter {
 
         // 1. The stored state of every event the group mentions: `event_index` read in key
         // order, then the rows in row order.
+        //
+        // A large group first claims the `event_index` entry of each event it has a record of,
+        // naming the hour and row the event gets if it is new: one B-tree step that inserts a
+        // new event's entry, or finds that the event is stored (and changes nothing). Only
+        // those events, and events with tombstones only here, are then looked up. Small groups
+        // look every event up and add new ones to the recent tree instead.
         var storedHour = [Int](repeating: -1, count: ids.count)
         var storedRowID = [Int64](repeating: 0, count: ids.count)
         var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
         var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
+        let groupHour = ids.count > MergeWriter.claimThreshold ? winningHours(files, firstDelivery: firstDelivery, slotOfDelivery: slotOfDelivery, slots: ids.count) : []
+        let claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
+        var claimedRowID = [Int64?](repeating: nil, count: claimFirst ? ids.count : 0)
         for slot in ids.indices {
-            if let at = try location(of: ids[slot]) { byHour[at.hour, default: []].append((at.rowID, slot)) }
+            var at: (hour: Int, rowID: Int64)?
+            if claimFirst, let hour = groupHour[slot] {
+                if recentEntries > 0 { at = try location(of: ids[slot], using: selectRecent) }
+                if at == nil {
+                    if let rowID = try claim(ids[slot], hour: hour) {
+                        claimedRowID[slot] = rowID
+                        continue
+                    }
+                    at = try location(of: ids[slot], using: selectLarge)
+                }
+            } else {
+                at = try location(of: ids[slot])
+            }
+            if let at { byHour[at.hour, default: []].append((at.rowID, slot)) }
         }
         for hour in byHour.keys.sorted() {
             for (rowID, slot) in byHour[hour]!.sorted(by: { $0.rowID < $1.rowID }) {
@@ -419,7 +527,18 @@ extension MergeWriter {
         }
         var appendedRowID = [Int64](repeating: 0, count: ids.count)
         var isNew = [Bool](repeating: false, count: ids.count)
-        for hour in Set(updatesByHour.keys).union(appendsByHour.keys).sorted() {
+        var newHour = [Int](repeating: 0, count: ids.count)
+        let hoursToWrite = Set(updatesByHour.keys).union(appendsByHour.keys).sorted()
+        // The new rows, in the order they are written below, are formatted ahead (on a second
+        // thread for a large group).
+        var newRows: [(hour: Int, slot: Int)] = []
+        for hour in hoursToWrite {
+            for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil { newRows.append((hour, slot)) }
+        }
+        let encoded = EncodedRows(states: current, rows: newRows, batchID: batchID)
+        defer { encoded.cancel() }
+        var nextNew = 0
+        for hour in hoursToWrite {
             for slot in (updatesByHour[hour] ?? []).sorted(by: { storedRowID[$0] < storedRowID[$1] }) {
                 let old = storedRow[slot]!
                 let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
@@ -427,26 +546,37 @@ extension MergeWriter {
                 add(row, hash: try update(row, hour: hour, rowID: storedRowID[slot]), hour: hour, sign: 1)
             }
             try ensureTable(hour)
-            for slot in appendsByHour[hour] ?? [] {
-                let state = current[slot]!
-                if let old = storedRow[slot] {
-                    // The event moved here from another hour.
-                    let oldHour = storedHour[slot]
-                    let row = PartitionRow(state: state, firstBatch: old.firstBatch, lastBatch: batchID)
-                    add(old, hash: old.contentHash, hour: oldHour, sign: -1)
-                    try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?")
-                        .execute(arguments: [storedRowID[slot]])
-                    let (hash, rowID) = try insert(row, hour: hour)
+            // New events first, in the order they were formatted (and claimed), then events
+            // that moved in: SQLite appends each row under max(row_id) + 1, which is what the
+            // claims reserved.
+            for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil {
+                // Counted into `deltas` by chunk, as the encoder formatted it.
+                let statement = try insertStatement(hour)
+                _ = try encoded.insert(nextNew, with: statement, addingDeltasTo: &deltas)
+                nextNew += 1
+                let rowID = statement.lastInsertRowID
+                appended(rowID, hour: hour)
+                if claimFirst, let claimed = claimedRowID[slot], claimed != rowID || groupHour[slot] != hour {
+                    // Not expected: the claim named the merge's own winner's hour, and its next
+                    // row. Should they ever differ, the entry follows the row.
                     try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
-                    try db.cachedStatement(sql: "UPDATE event_index_recent SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
-                    add(row, hash: hash, hour: hour, sign: 1)
-                } else {
-                    let row = PartitionRow(state: state, firstBatch: batchID, lastBatch: batchID)
-                    let (hash, rowID) = try insert(row, hour: hour)
-                    add(row, hash: hash, hour: hour, sign: 1)
-                    appendedRowID[slot] = rowID
-                    isNew[slot] = true
                 }
+                appendedRowID[slot] = rowID
+                newHour[slot] = hour
+                isNew[slot] = true
+            }
+            for slot in appendsByHour[hour] ?? [] {
+                guard let old = storedRow[slot] else { continue }
+                // The event moved here from another hour.
+                let oldHour = storedHour[slot]
+                let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
+                add(old, hash: old.contentHash, hour: oldHour, sign: -1)
+                try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?")
+                    .execute(arguments: [storedRowID[slot]])
+                let (hash, rowID) = try insert(row, hour: hour)
+                try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
+                try db.cachedStatement(sql: "UPDATE event_index_recent SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
+                add(row, hash: hash, hour: hour, sign: 1)
             }
         }
         for move in moves {
@@ -457,15 +587,14 @@ extension MergeWriter {
         // there rather than one leaf of the large index per event), which is folded into the
         // large one when full. A large group sweeps the large index anyway: it goes there directly.
         let newCount = isNew.reduce(0) { $0 + ($1 ? 1 : 0) }
-        let intoRecent = newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
+        let intoRecent = !claimFirst && newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
         if intoRecent && recentEntries + newCount > MergeWriter.recentIndexCapacity { try foldRecentIndex() }
         let insert = intoRecent ? insertRecent : insertIndex
-        for slot in ids.indices where isNew[slot] {
+        for slot in ids.indices where isNew[slot] && !(claimFirst && claimedRowID[slot] != nil) {
             insert.reset()
-            try insert.bind(1, ids[slot])
-            try insert.bind(2, Int64(current[slot]!.record!.eventTime.hour.hoursSinceEpoch))
+            try insert.bind(2, Int64(newHour[slot]))
             try insert.bind(3, appendedRowID[slot])
-            try insert.run()
+            try insert.withText(ids[slot], at: 1) { try insert.run() }
         }
         if intoRecent { recentEntries += newCount }
         return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)

@@ -11,21 +11,47 @@ struct PartitionRow: Equatable, Sendable {
     /// columns' stored text with separators, then a final mix. Summed with wrap-around over a
     /// partition it gives an order-independent checksum that rebuild and validate compare.
     var contentHash: UInt64 {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 3 * Timestamp.canonicalLength) { buffer in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: PartitionRow.scratchCapacity) { buffer in
             // The callback never throws, so neither does encode here.
-            try! encode(into: buffer.baseAddress!) { _, _ in }
+            try! encode(into: buffer) { _, _ in }
         }
     }
 
-    /// Formats the timestamps once, hands every column of an insert (in `PartitionTable.columns`
-    /// order, 1-based) to `bind`, and returns the content hash of the same bytes.
+    /// Bytes `encode` formats a row into: the three timestamps, then text columns while they fit.
+    static let scratchCapacity = 4096
+
+    /// Formats the row's columns into `scratch` and hands each of an insert's columns (in
+    /// `PartitionTable.columns` order, 1-based) to `bind`, then returns the content hash of the
+    /// same bytes. Values point into `scratch` (`.bytes`), so SQLite reads them in place; they
+    /// stay valid until the next `encode` into the same scratch. A text column that no longer
+    /// fits is handed over as `.text`, which SQLite copies.
     @inline(__always)
-    func encode(into scratch: UnsafeMutablePointer<UInt8>, _ bind: (Int32, ColumnValue) throws -> Void) throws -> UInt64 {
+    func encode(into scratch: UnsafeMutableBufferPointer<UInt8>, _ bind: (Int32, ColumnValue) throws -> Void) throws -> UInt64 {
+        precondition(scratch.count >= PartitionRow.scratchCapacity)
+        let base = scratch.baseAddress!
         let r = record
         var hasher = RowHasher()
+        var used = 3 * Timestamp.canonicalLength // the timestamps' fixed places
         func text(_ index: Int32, _ value: String?) throws {
-            hasher.field(value)
-            if let value { try bind(index, .text(value)) } else { try bind(index, .null) }
+            guard var value else {
+                hasher.field(nil as String?)
+                try bind(index, .null)
+                return
+            }
+            let at = base + used
+            let copied = value.withUTF8 { bytes -> Int? in
+                guard bytes.count <= PartitionRow.scratchCapacity - used else { return nil }
+                if let source = bytes.baseAddress { at.update(from: source, count: bytes.count) }
+                return bytes.count
+            }
+            if let count = copied {
+                used += count
+                hasher.field(bytes: at, count: count)
+                try bind(index, .bytes(at, count))
+            } else {
+                hasher.field(value)
+                try bind(index, .text(value))
+            }
         }
         func time(_ index: Int32, _ value: Timestamp?, _ slot: Int) throws {
             guard let value else {
@@ -33,7 +59,7 @@ struct PartitionRow: Equatable, Sendable {
                 try bind(index, .null)
                 return
             }
-            let at = scratch + slot * Timestamp.canonicalLength
+            let at = base + slot * Timestamp.canonicalLength
             value.writeCanonical(to: at)
             hasher.field(bytes: at, count: Timestamp.canonicalLength)
             try bind(index, .bytes(at, Timestamp.canonicalLength))
@@ -57,7 +83,10 @@ struct PartitionRow: Equatable, Sendable {
 
 /// A column value handed to a statement without boxing.
 enum ColumnValue {
+    /// Text SQLite copies when it is bound.
     case text(String)
+    /// UTF-8 text SQLite reads in place: the caller keeps the bytes unchanged until the
+    /// statement has run.
     case bytes(UnsafePointer<UInt8>, Int)
     case int(Int64)
     case null

@@ -12,7 +12,10 @@ public final class Warehouse {
     public static let databaseName = "tidemark.sqlite"
 
     /// Process-wide SQLite settings, applied before the first connection opens.
-    private static let tuneSQLiteOnce: Void = { _ = tidemark_sqlite_disable_memstatus() }()
+    private static let tuneSQLiteOnce: Void = {
+        _ = tidemark_sqlite_disable_memstatus()
+        _ = tidemark_sqlite_multithread()
+    }()
 
     public let dataFolder: String
     public let databasePath: String

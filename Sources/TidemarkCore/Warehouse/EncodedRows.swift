@@ -1,0 +1,193 @@
+import Foundation
+
+/// New partition rows formatted for binding ahead of the thread that writes them.
+///
+/// For a large group a second thread runs `PartitionRow.encode` (timestamps, text bytes,
+/// content hash) and counts the rows into per-hour deltas while the writer binds and steps:
+/// on the writer's core these cost about as much as SQLite's own insert. The values are
+/// `encode`'s own, so a row written from here is the row `MergeWriter` writes directly. Rows
+/// are taken in order; the encoder stays at most a few chunks ahead, so memory does not grow
+/// with the group.
+final class EncodedRows: @unchecked Sendable {
+    /// One column as `encode` handed it over.
+    struct Cell {
+        enum Kind: UInt8 { case null, int, bytes, text }
+        var kind: Kind
+        /// `.bytes`: the length.
+        var count: Int32
+        /// `.int`: the value; `.bytes`: the offset in the chunk's arena; `.text`: the index in its texts.
+        var value: Int64
+    }
+
+    /// The formatted rows of one chunk.
+    final class Chunk {
+        /// Column bytes; one spare byte so that the base address always exists.
+        var arena: [UInt8] = [0]
+        /// `columns` cells per row.
+        var cells: [Cell] = []
+        /// Text too long for `encode`'s scratch, which SQLite copies when bound.
+        var texts: [String] = []
+        var hashes: [UInt64] = []
+        /// The rows' counts per hour (`HourDelta.count`, sign +1).
+        var deltas: [Int: HourDelta] = [:]
+    }
+
+    /// Parameters of a partition insert (`PartitionTable.columns`).
+    static let columns = 12
+    static let rowsPerChunk = 2048
+    /// Chunks the encoder may run ahead of the writer.
+    static let chunksAhead = 4
+    /// Below this many rows the caller's thread encodes them as it goes (a thread costs more).
+    static let threadThreshold = 4096
+
+    let count: Int
+    /// What to format: the merged states, and which of them are new rows (with their hour).
+    private let states: [EventState?]
+    private let rows: [(hour: Int, slot: Int)]
+    private let batchID: Int64
+    private let threaded: Bool
+    private let condition = NSCondition()
+    /// Published chunks not yet taken (threaded), by index.
+    private var ready: [Int: Chunk] = [:]
+    private var taken = 0
+    private var cancelled = false
+    /// The writer's current chunk.
+    private var current: (index: Int, chunk: Chunk)?
+
+    /// Starts formatting new rows written by batch `batchID`: the states at `rows`' slots, each
+    /// counted into its hour's delta.
+    init(states: [EventState?], rows: [(hour: Int, slot: Int)], batchID: Int64) {
+        self.states = states
+        self.rows = rows
+        self.batchID = batchID
+        count = rows.count
+        threaded = rows.count >= Self.threadThreshold
+        guard threaded else { return }
+        let chunkCount = (rows.count + Self.rowsPerChunk - 1) / Self.rowsPerChunk
+        let thread = Thread { [self] in
+            for index in 0..<chunkCount {
+                condition.lock()
+                while index - taken >= Self.chunksAhead && !cancelled { condition.wait() }
+                let stop = cancelled
+                condition.unlock()
+                if stop { return }
+                let chunk = encode(chunk: index)
+                condition.lock()
+                ready[index] = chunk
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+        thread.start()
+    }
+
+    deinit { cancel() }
+
+    /// Stops the encoder early (the writer failed).
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func encode(chunk index: Int) -> Chunk {
+        let chunk = Chunk()
+        let range = index * Self.rowsPerChunk ..< min(rows.count, (index + 1) * Self.rowsPerChunk)
+        chunk.cells.reserveCapacity(range.count * Self.columns)
+        chunk.arena.reserveCapacity(range.count * 128)
+        chunk.hashes.reserveCapacity(range.count)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: PartitionRow.scratchCapacity) { scratch in
+            for i in range {
+                let (hour, slot) = rows[i]
+                let row = PartitionRow(state: states[slot]!, firstBatch: batchID, lastBatch: batchID)
+                var column: Int32 = 0
+                // The callback never throws, so neither does encode here.
+                let hash = try! row.encode(into: scratch) { index, value in
+                    column += 1
+                    precondition(index == column, "encode hands columns over in order")
+                    switch value {
+                    case .null:
+                        chunk.cells.append(Cell(kind: .null, count: 0, value: 0))
+                    case .int(let number):
+                        chunk.cells.append(Cell(kind: .int, count: 0, value: number))
+                    case .text(let text):
+                        chunk.cells.append(Cell(kind: .text, count: 0, value: Int64(chunk.texts.count)))
+                        chunk.texts.append(text)
+                    case .bytes(let pointer, let count):
+                        chunk.cells.append(Cell(kind: .bytes, count: Int32(count), value: Int64(chunk.arena.count)))
+                        chunk.arena.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
+                    }
+                }
+                precondition(column == Int32(Self.columns), "a partition insert has \(Self.columns) parameters")
+                chunk.hashes.append(hash)
+                chunk.deltas[hour, default: HourDelta()].count(row, hash: hash, sign: 1)
+            }
+        }
+        return chunk
+    }
+
+    /// The chunk holding row `index`; the writer takes chunks in order.
+    private func chunk(_ index: Int, addingDeltasTo deltas: inout [Int: HourDelta]) -> Chunk {
+        if let current, current.index == index { return current.chunk }
+        let chunk: Chunk
+        if threaded {
+            condition.lock()
+            while ready[index] == nil { condition.wait() }
+            chunk = ready.removeValue(forKey: index)!
+            taken = index + 1
+            condition.broadcast()
+            condition.unlock()
+        } else {
+            chunk = encode(chunk: index)
+        }
+        for (hour, delta) in chunk.deltas { deltas[hour, default: HourDelta()].add(delta) }
+        current = (index, chunk)
+        return chunk
+    }
+
+    /// Binds row `index` (rows are taken in order) to a partition insert and runs it; adds
+    /// its chunk's counts to `deltas` when the chunk is first reached. Returns the content hash.
+    func insert(_ index: Int, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws -> UInt64 {
+        let chunk = self.chunk(index / Self.rowsPerChunk, addingDeltasTo: &deltas)
+        let row = index % Self.rowsPerChunk
+        let first = row * Self.columns
+        try chunk.arena.withUnsafeBufferPointer { arena in
+            let base = arena.baseAddress!
+            statement.reset()
+            for column in 0..<Self.columns {
+                let cell = chunk.cells[first + column]
+                let parameter = Int32(column + 1)
+                switch cell.kind {
+                case .null: try statement.bindNull(parameter)
+                case .int: try statement.bind(parameter, cell.value)
+                case .text: try statement.bind(parameter, chunk.texts[Int(cell.value)])
+                case .bytes: try statement.bind(parameter, bytesInPlace: base + Int(cell.value), count: Int(cell.count))
+                }
+            }
+            try statement.run()
+        }
+        return chunk.hashes[row]
+    }
+}
+
+extension HourDelta {
+    /// Adds another delta's counts (deltas are sums, so the order of adding does not matter).
+    mutating func add(_ other: HourDelta) {
+        rows += other.rows
+        valid += other.valid
+        checksum = checksum &+ other.checksum
+        for (type, counts) in other.types {
+            types[type, default: SummaryCounts()].add(counts)
+        }
+        for (user, change) in other.users { users[user, default: 0] += change }
+    }
+}
+
+extension SummaryCounts {
+    mutating func add(_ other: SummaryCounts) {
+        valid += other.valid
+        deleted += other.deleted
+        late += other.late
+    }
+}
