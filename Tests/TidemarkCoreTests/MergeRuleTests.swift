@@ -104,6 +104,69 @@ import Testing
     }
 }
 
+/// `MergeRule.apply` (the rule in place, as ingest runs it) against the rule as it was first
+/// written, value in and value out, over random sequences: same states and same outcomes.
+@Suite struct MergeRuleInPlaceTests {
+    /// The merge rule before it was rewritten in place, kept as the oracle.
+    static func reference(_ state: EventState?, _ delivery: Delivery, late: Bool) -> (state: EventState, outcome: MergeOutcome) {
+        let before = state ?? EventState()
+        var after = before
+        switch delivery {
+        case .tombstone(_, let receivedTime):
+            let tombstone = Deletion(byFlag: false, byTombstone: true, deletedAt: receivedTime)
+            after.deletion = before.deletion.map { $0.joined(with: tombstone) } ?? tombstone
+            return (after, after == before ? .duplicate : .deletedByTombstone)
+        case .record(let delivered):
+            var record = delivered
+            record.isValid = true
+            if let current = before.record {
+                if MergeRule.outranks(record, current) { after.record = record }
+            } else {
+                after.record = record
+            }
+            if !delivered.isValid {
+                let flag = Deletion(byFlag: true, byTombstone: false, deletedAt: delivered.receivedTime)
+                after.deletion = before.deletion.map { $0.joined(with: flag) } ?? flag
+            }
+            if late && before.record == nil { after.late = true }
+            if after.record == before.record && after.deletion == before.deletion {
+                if let current = before.record, current != record, MergeRule.outranks(current, record) {
+                    return (after, .stale)
+                }
+                return (after, .duplicate)
+            }
+            if after.deletion != before.deletion { return (after, .deletedByFlag) }
+            return (after, before.record == nil ? .new : .updated)
+        }
+    }
+
+    @Test func applyInPlaceMatchesTheReferenceRule() {
+        var random = SeededRandom(seed: 23)
+        let users = ["a", "b"]
+        let times = ["2025-07-30T10:00:00Z", "2025-07-30T11:10:00Z"]
+        let received = [nil, "2025-07-30T10:00:00Z", "2025-07-30T10:00:00Z", "2025-07-30T12:00:00Z"]
+        var seen = Set<MergeOutcome>()
+        for _ in 0..<5000 {
+            var expected: EventState?
+            var got: EventState?
+            for _ in 0..<Int.random(in: 1...6, using: &random) {
+                let delivery: Delivery = Int.random(in: 0..<6, using: &random) == 0
+                    ? .tombstone(eventID: "e", receivedTime: received.randomElement(using: &random)!.map(MergeRuleTests.t))
+                    : MergeRuleTests.rec("e", user: users.randomElement(using: &random)!, time: times.randomElement(using: &random)!,
+                                         received: received.randomElement(using: &random)!, valid: Int.random(in: 0..<5, using: &random) != 0)
+                let late = Bool.random(using: &random)
+                let (state, outcome) = Self.reference(expected, delivery, late: late)
+                let applied = MergeRule.apply(delivery, to: &got, late: late)
+                #expect(applied == outcome && got == state, "\(delivery) after \(String(describing: expected))")
+                #expect(MergeRule.merge(expected, delivery, late: late) == (state, outcome))
+                seen.insert(outcome)
+                expected = state
+            }
+        }
+        #expect(seen == Set(MergeOutcome.allCases), "every outcome was compared")
+    }
+}
+
 @Suite struct DurationHistogramTests {
     @Test func quantilesAreWithinTwoPercentAndMaxIsExact() {
         var random = SeededRandom(seed: 12)

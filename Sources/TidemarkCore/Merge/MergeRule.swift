@@ -91,36 +91,54 @@ public enum MergeRule {
     public static func merge(
         _ state: EventState?, _ delivery: Delivery, late: Bool = false
     ) -> (state: EventState, outcome: MergeOutcome) {
-        let before = state ?? EventState()
-        var after = before
+        var after = state
+        let outcome = apply(delivery, to: &after, late: late)
+        return (after!, outcome)
+    }
+
+    /// `merge` in place: the rule itself, which `merge` calls. `state` is never nil afterwards.
+    /// Ingest's hot loop uses it to change a state without copying it, and learns from the
+    /// outcome whether anything changed (everything but `.duplicate` and `.stale` does).
+    public static func apply(_ delivery: Delivery, to state: inout EventState?, late: Bool = false) -> MergeOutcome {
         switch delivery {
         case .tombstone(_, let receivedTime):
             let tombstone = Deletion(byFlag: false, byTombstone: true, deletedAt: receivedTime)
-            after.deletion = before.deletion.map { $0.joined(with: tombstone) } ?? tombstone
-            return (after, after == before ? .duplicate : .deletedByTombstone)
+            guard state != nil else {
+                state = EventState(deletion: tombstone)
+                return .deletedByTombstone
+            }
+            let deletion = state!.deletion.map { $0.joined(with: tombstone) } ?? tombstone
+            if deletion == state!.deletion { return .duplicate }
+            state!.deletion = deletion
+            return .deletedByTombstone
         case .record(let delivered):
+            if state == nil { state = EventState() }
+            let hadRecord = state!.record != nil
+            let deletionBefore = state!.deletion
             // The winner keeps attributes only; what `is_valid: false` says goes to `deletion`.
-            var record = delivered
-            record.isValid = true
-            if let current = before.record {
-                if outranks(record, current) { after.record = record }
-            } else {
-                after.record = record
+            // (`outranks` does not look at validity.)
+            let replaces = state!.record.map { outranks(delivered, $0) } ?? true
+            if replaces {
+                var record = delivered
+                record.isValid = true
+                state!.record = record
             }
             if !delivered.isValid {
                 let flag = Deletion(byFlag: true, byTombstone: false, deletedAt: delivered.receivedTime)
-                after.deletion = before.deletion.map { $0.joined(with: flag) } ?? flag
+                state!.deletion = deletionBefore.map { $0.joined(with: flag) } ?? flag
             }
             // Lateness is a property of the event's first arrival, so redeliveries do not change it.
-            if late && before.record == nil { after.late = true }
-            if after.record == before.record && after.deletion == before.deletion {
-                if let current = before.record, current != record, outranks(current, record) {
-                    return (after, .stale)
-                }
-                return (after, .duplicate)
+            if late && !hadRecord { state!.late = true }
+            let deletionChanged = state!.deletion != deletionBefore
+            if !replaces && !deletionChanged {
+                // Nothing changed: an older record than the winner, or the winner again.
+                var record = delivered
+                record.isValid = true
+                if let current = state!.record, current != record, outranks(current, record) { return .stale }
+                return .duplicate
             }
-            if after.deletion != before.deletion { return (after, .deletedByFlag) }
-            return (after, before.record == nil ? .new : .updated)
+            if deletionChanged { return .deletedByFlag }
+            return hadRecord ? .updated : .new
         }
     }
 

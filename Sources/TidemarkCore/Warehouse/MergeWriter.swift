@@ -471,33 +471,30 @@ extension MergeWriter {
             for (n, item) in file.deliveries.enumerated() {
                 let slot = slotOfDelivery[first + n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
-                guard let before = current[slot] else {
+                guard current[slot] != nil else {
                     switch item.delivery {
                     case .tombstone:
                         fileOutcomes.append(try holdTombstone(item.delivery, fileID: file.fileID))
                         continue
                     case .record(let record):
                         // First record of this event; a waiting tombstone deletes it on arrival.
-                        var prior: EventState?
                         if !pending.isEmpty, let waiting = pending.removeValue(forKey: ids[slot]) {
-                            prior = EventState(deletion: waiting.deletion)
+                            current[slot] = EventState(deletion: waiting.deletion)
                             try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
                             for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
                         }
-                        let (state, outcome) = MergeRule.merge(prior, item.delivery, late: item.late)
+                        let outcome = MergeRule.apply(item.delivery, to: &current[slot], late: item.late)
                         if item.late { lateFirst += 1 }
-                        current[slot] = state
-                        touch(file.fileID, state.record!.eventTime.hour.hoursSinceEpoch)
+                        touch(file.fileID, current[slot]!.record!.eventTime.hour.hoursSinceEpoch)
                         fileOutcomes.append(outcome)
                         continue
                     }
                 }
-                let (state, outcome) = MergeRule.merge(before, item.delivery, late: item.late)
-                let hourBefore = before.record!.eventTime.hour.hoursSinceEpoch
+                let hourBefore = current[slot]!.record!.eventTime.hour.hoursSinceEpoch
                 touch(file.fileID, hourBefore)
-                if state != before {
-                    current[slot] = state
-                    let hourAfter = state.record!.eventTime.hour.hoursSinceEpoch
+                let outcome = MergeRule.apply(item.delivery, to: &current[slot], late: item.late)
+                if outcome != .duplicate && outcome != .stale { // the state changed
+                    let hourAfter = current[slot]!.record!.eventTime.hour.hoursSinceEpoch
                     touch(file.fileID, hourAfter)
                     // Every hour an event passes through is recorded, even within one group,
                     // so that rebuild can find all of its deliveries.
