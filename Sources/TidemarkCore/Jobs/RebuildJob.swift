@@ -105,7 +105,7 @@ public enum RebuildJob {
             var checksum: UInt64 = 0
             let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: PartitionRow.scratchCapacity)
             defer { scratch.deallocate() }
-            var elsewhere: [String: Int] = [:] // events the fold places in another hour
+            var elsewhere: [ExactText: Int] = [:] // events the fold places in another hour
             // An event that stays in this hour keeps the row_id event_index gives it (when the
             // live table can hold it), so the swap rewrites only the lookup entries that
             // change; other rows get ids above the live table's largest.
@@ -136,7 +136,7 @@ public enum RebuildJob {
                 let candidates = states.compactMap { id, folded in
                     folded.state.record?.eventTime.hour == hour && moved[id] == nil ? id : nil
                 }
-                let located = try RebuildStore.indexLocations(of: byteOrder(candidates).map { candidates[$0] }, db)
+                let located = try RebuildStore.indexLocations(of: byteOrder(candidates.map(\.text)).map { candidates[$0] }, db)
                 let indexed = located.compactMapValues { $0.hour != hour.hoursSinceEpoch ? $0.hour : nil }
                 if !indexed.isEmpty {
                     var hours = Set(indexed.values)
@@ -153,14 +153,14 @@ public enum RebuildJob {
                     try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: [], db)
                     for (id, folded) in refolded.states { states[id] = folded }
                 }
-                var ids: [String] = []
+                var ids: [ExactText] = []
                 ids.reserveCapacity(states.count)
                 for (id, folded) in states {
                     guard let eventHour = folded.state.record?.eventTime.hour else { continue }
                     if eventHour == hour { ids.append(id) } else { elsewhere[id] = eventHour.hoursSinceEpoch }
                 }
                 var counts = HourDelta()
-                for index in byteOrder(ids) {
+                for index in byteOrder(ids.map(\.text)) {
                     let folded = states[ids[index]]!
                     let row = PartitionRow(state: folded.state, firstBatch: folded.firstBatch, lastBatch: dryRun ? folded.firstBatch : batchID)
                     let rowID: Int64
@@ -216,11 +216,11 @@ public enum RebuildJob {
     struct Folding {
         let split: PassSplit
         let extraFiles: Set<Int64>
-        let movedEvents: [String: Set<Int>]
-        let only: Set<String>?
-        var states: [String: Folded] = [:]
+        let movedEvents: [ExactText: Set<Int>]
+        let only: Set<ExactText>?
+        var states: [ExactText: Folded] = [:]
 
-        init(split: PassSplit, extraFiles: Set<Int64>, movedEvents: [String: Set<Int>], only: Set<String>?, expected: Int) {
+        init(split: PassSplit, extraFiles: Set<Int64>, movedEvents: [ExactText: Set<Int>], only: Set<ExactText>?, expected: Int) {
             self.split = split
             self.extraFiles = extraFiles
             self.movedEvents = movedEvents
@@ -229,18 +229,19 @@ public enum RebuildJob {
         }
 
         mutating func add(_ delivery: Delivery, from file: RebuildStore.SourceFile) {
+            let id = ExactText(delivery.eventID)
             if let only {
-                guard only.contains(delivery.eventID) else { return }
+                guard only.contains(id) else { return }
             } else {
                 if !split.contains(delivery.eventID) { return }
-                if extraFiles.contains(file.fileID) && movedEvents[delivery.eventID] == nil { return }
+                if extraFiles.contains(file.fileID) && movedEvents[id] == nil { return }
             }
             var late = false
             if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
-            let before = states[delivery.eventID]
+            let before = states[id]
             let merged = MergeRule.merge(before?.state, delivery, late: late).state
             let first = before.map { $0.state.record == nil && merged.record != nil ? file.batchID : $0.firstBatch } ?? file.batchID
-            states[delivery.eventID] = Folded(state: merged, firstBatch: first)
+            states[id] = Folded(state: merged, firstBatch: first)
         }
     }
 

@@ -304,15 +304,16 @@ struct Validator {
         let pendingInTarget = try ValidationQueries.pendingTombstoneIDs(db)
         for pass in 0..<passes {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
-            var expected: [String: EventState] = [:]
+            var expected: [ExactText: EventState] = [:]
             expected.reserveCapacity(total / passes + 1)
             let split = PassSplit(index: pass, count: passes)
             let fold = { (delivery: Delivery) in
                 guard split.contains(delivery.eventID) else { return }
                 deliveries += 1
-                let (state, outcome) = MergeRule.merge(expected[delivery.eventID], delivery)
+                let id = ExactText(delivery.eventID)
+                let (state, outcome) = MergeRule.merge(expected[id], delivery)
                 if outcome == .duplicate { redelivered += 1 }
-                expected[delivery.eventID] = state
+                expected[id] = state
             }
             if let spills, pass > 0 {
                 try spills[pass - 1].forEachLine { file, line, record in
@@ -336,9 +337,10 @@ struct Validator {
                 expectedEvents += 1
                 if !state.isValid { expectedDeleted += 1 }
             }
-            var matched = Set<String>()
+            var matched = Set<ExactText>()
             for p in partitions where try ValidationQueries.tableExists(p.table, db) {
-                try ValidationQueries.forEachRow(p.table, db, where: split.contains) { row, id in
+                try ValidationQueries.forEachRow(p.table, db, where: split.contains) { row, text in
+                    let id = ExactText(text)
                     guard let exp = expected.removeValue(forKey: id) else {
                         if !matched.contains(id) {
                             unexpectedCount += 1

@@ -10,7 +10,7 @@ struct HourDelta {
     var valid: Int64 = 0
     var checksum: UInt64 = 0
     /// `hourly_summary` counts per event type.
-    var types: [String: SummaryCounts] = [:]
+    var types: [ExactText: SummaryCounts] = [:]
     /// Valid events per (event type, user): `summary_users`, from which distinct users come.
     var users: [SummaryUser: Int64] = [:]
 }
@@ -21,9 +21,17 @@ struct SummaryCounts {
     var late: Int64 = 0
 }
 
+/// A (event type, user) pair, compared byte for byte like `ExactText`.
 struct SummaryUser: Hashable {
     var eventType: String
     var userID: String
+
+    static func == (a: SummaryUser, b: SummaryUser) -> Bool { sameBytes(a.eventType, b.eventType) && sameBytes(a.userID, b.userID) }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(ExactText(eventType))
+        hasher.combine(ExactText(userID))
+    }
 }
 
 /// Applies deliveries to the partition tables inside an open transaction, through
@@ -37,7 +45,7 @@ final class MergeWriter {
     /// Hours whose table exists.
     private var knownHours: Set<Int>
     /// Pending tombstones: event_id → (deletion so far, files that carried them).
-    private var pending: [String: (deletion: Deletion, files: [Int64])]
+    private var pending: [ExactText: (deletion: Deletion, files: [Int64])]
     /// Changes per hour in this transaction.
     private(set) var deltas: [Int: HourDelta] = [:]
     /// Hours whose table this writer created (to register in `partitions`).
@@ -73,7 +81,7 @@ final class MergeWriter {
 
     struct Snapshot {
         var knownHours: Set<Int>
-        var pending: [String: (deletion: Deletion, files: [Int64])]
+        var pending: [ExactText: (deletion: Deletion, files: [Int64])]
         var deltas: [Int: HourDelta]
         var createdHours: Set<Int>
         var lateFileHours: [(Int64, Int)]
@@ -98,7 +106,7 @@ final class MergeWriter {
         pending = [:]
         let rows = try Row.fetchAll(db, sql: "SELECT event_id, deleted_at, file_id FROM pending_tombstones")
         for row in rows {
-            let id: String = row[0]
+            let id = ExactText(row[0])
             let at = (row[1] as String?).flatMap { try? Timestamp.parse($0).get() }
             let tombstone = Deletion(byFlag: false, byTombstone: true, deletedAt: at)
             var entry = pending[id] ?? (tombstone, [])
@@ -346,7 +354,7 @@ extension HourDelta {
         rows += sign
         if valid { self.valid += sign }
         checksum = sign > 0 ? checksum &+ hash : checksum &- hash
-        types[record.eventType, default: SummaryCounts()].add(valid: valid, late: row.state.late, sign: sign)
+        types[ExactText(record.eventType), default: SummaryCounts()].add(valid: valid, late: row.state.late, sign: sign)
         if valid { users[SummaryUser(eventType: record.eventType, userID: record.userID), default: 0] += sign }
     }
 }
@@ -402,7 +410,7 @@ extension MergeWriter {
         var slotOfDelivery = [Int](repeating: 0, count: every.count)
         var ids: [String] = []
         for index in byteOrder(every) {
-            if ids.isEmpty || every[index] != ids[ids.count - 1] { ids.append(every[index]) }
+            if ids.isEmpty || !sameBytes(every[index], ids[ids.count - 1]) { ids.append(every[index]) }
             slotOfDelivery[index] = ids.count - 1
         }
         every = []
@@ -478,7 +486,7 @@ extension MergeWriter {
                         continue
                     case .record(let record):
                         // First record of this event; a waiting tombstone deletes it on arrival.
-                        if !pending.isEmpty, let waiting = pending.removeValue(forKey: ids[slot]) {
+                        if !pending.isEmpty, let waiting = pending.removeValue(forKey: ExactText(ids[slot])) {
                             current[slot] = EventState(deletion: waiting.deletion)
                             try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
                             for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
@@ -600,7 +608,8 @@ extension MergeWriter {
     /// A tombstone for an event not seen yet: remembered until the event arrives.
     private func holdTombstone(_ delivery: Delivery, fileID: Int64) throws -> MergeOutcome {
         let id = delivery.eventID
-        let before = pending[id]
+        let key = ExactText(id)
+        let before = pending[key]
         let (state, outcome) = MergeRule.merge(before.map { EventState(deletion: $0.deletion) }, delivery)
         touch(fileID, nil)
         var files = before?.files ?? []
@@ -614,7 +623,7 @@ extension MergeWriter {
                 WHEN deleted_at IS NULL OR excluded.deleted_at < deleted_at THEN excluded.deleted_at
                 ELSE deleted_at END
             """).execute(arguments: [id, delivery.receivedTime?.rfc3339, fileID])
-        pending[id] = (state.deletion!, files)
+        pending[key] = (state.deletion!, files)
         return outcome
     }
 

@@ -34,10 +34,10 @@ enum RebuildStore {
 
     /// Events that moved into `hour` from other hours, with every hour they came from
     /// (following chains of moves).
-    static func eventsMovedInto(_ hour: PartitionHour, _ db: Database) throws -> [String: Set<Int>] {
-        var out: [String: Set<Int>] = [:]
+    static func eventsMovedInto(_ hour: PartitionHour, _ db: Database) throws -> [ExactText: Set<Int>] {
+        var out: [ExactText: Set<Int>] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT event_id, from_hour FROM event_moves WHERE to_hour = ?", arguments: [hour.hoursSinceEpoch]) {
-            out[row[0], default: []].insert(row[1])
+            out[ExactText(row[0]), default: []].insert(row[1])
         }
         var frontier = Set(out.values.flatMap { $0 })
         var seen: Set<Int> = [hour.hoursSinceEpoch]
@@ -48,7 +48,7 @@ enum RebuildStore {
             frontier = []
             let list = next.map(String.init).joined(separator: ",")
             for row in try Row.fetchAll(db, sql: "SELECT event_id, from_hour FROM event_moves WHERE to_hour IN (\(list))") {
-                let id: String = row[0]
+                let id = ExactText(row[0])
                 guard out[id] != nil else { continue }
                 let from: Int = row[1]
                 if out[id]!.insert(from).inserted { frontier.insert(from) }
@@ -67,13 +67,13 @@ enum RebuildStore {
 
     /// Where `event_index` places these events (those it knows). Pass them in byte order:
     /// the lookups then walk the index once.
-    static func indexLocations(of ids: [String], _ db: Database) throws -> [String: (hour: Int, rowID: Int64)] {
+    static func indexLocations(of ids: [ExactText], _ db: Database) throws -> [ExactText: (hour: Int, rowID: Int64)] {
         let select = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?")
-        var out: [String: (hour: Int, rowID: Int64)] = [:]
+        var out: [ExactText: (hour: Int, rowID: Int64)] = [:]
         out.reserveCapacity(ids.count)
         for id in ids {
             select.reset()
-            try select.bind(1, id)
+            try select.bind(1, id.text)
             if try select.step() { out[id] = (Int(select.int64(0)), select.int64(1)) }
         }
         select.reset()
@@ -89,25 +89,25 @@ enum RebuildStore {
     /// After a swap, points the lookup of events that left `hour` at the row they have in the
     /// hour the fold placed them in, or drops it when they have no row anywhere yet. Each
     /// such hour's table is scanned once.
-    static func relocate(_ ids: [String], from hour: PartitionHour, to target: [String: Int], _ db: Database) throws {
-        var byHour: [Int: Set<String>] = [:]
+    static func relocate(_ ids: [String], from hour: PartitionHour, to target: [ExactText: Int], _ db: Database) throws {
+        var byHour: [Int: Set<ExactText>] = [:]
         for id in ids {
-            if let other = target[id], other != hour.hoursSinceEpoch { byHour[other, default: []].insert(id) }
+            if let other = target[ExactText(id)], other != hour.hoursSinceEpoch { byHour[other, default: []].insert(ExactText(id)) }
         }
-        var found: [String: (hour: Int, rowID: Int64)] = [:]
+        var found: [ExactText: (hour: Int, rowID: Int64)] = [:]
         for (other, wanted) in byHour {
             let table = PartitionHour(hoursSinceEpoch: other).tableName
             guard try db.tableExistsFast(table) else { continue }
             let rows = try Row.fetchCursor(db, sql: "SELECT event_id, row_id FROM \(table)")
             while let row = try rows.next() {
-                let id: String = row[0]
+                let id = ExactText(row[0])
                 if wanted.contains(id) { found[id] = (other, row[1]) }
             }
         }
         let point = try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?")
         let drop = try db.cachedStatement(sql: "DELETE FROM event_index WHERE event_id = ? AND hour = ?")
         for id in ids {
-            if let at = found[id] {
+            if let at = found[ExactText(id)] {
                 try point.execute(arguments: [at.hour, at.rowID, id])
             } else {
                 try drop.execute(arguments: [id, hour.hoursSinceEpoch])

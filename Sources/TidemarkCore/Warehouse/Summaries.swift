@@ -17,13 +17,13 @@ enum Summaries {
             RETURNING valid_events
             """)
         let dropUser = try db.cachedStatement(sql: "DELETE FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ?")
-        var distinct: [String: Int64] = [:]
+        var distinct: [ExactText: Int64] = [:]
         for (key, change) in delta.users where change != 0 {
             let after = try Int64.fetchOne(addUser, arguments: [hour, key.eventType, key.userID, change]) ?? change
             let before = after - change
             if after <= 0 { try dropUser.execute(arguments: [hour, key.eventType, key.userID]) }
-            if before <= 0 && after > 0 { distinct[key.eventType, default: 0] += 1 }
-            if before > 0 && after <= 0 { distinct[key.eventType, default: 0] -= 1 }
+            if before <= 0 && after > 0 { distinct[ExactText(key.eventType), default: 0] += 1 }
+            if before > 0 && after <= 0 { distinct[ExactText(key.eventType), default: 0] -= 1 }
         }
         let addCounts = try db.cachedStatement(sql: """
             INSERT INTO hourly_summary (hour, event_type, valid_events, distinct_users, deleted_events, late_events, computed_batch)
@@ -37,10 +37,10 @@ enum Summaries {
         let dropEmpty = try db.cachedStatement(sql: """
             DELETE FROM hourly_summary WHERE hour = ? AND event_type = ? AND valid_events = 0 AND deleted_events = 0
             """)
-        for type in Set(delta.types.keys).union(distinct.keys).sorted() {
+        for type in Set(delta.types.keys).union(distinct.keys).sorted(by: { utf8Less($0.text, $1.text) }) {
             let counts = delta.types[type] ?? SummaryCounts()
-            try addCounts.execute(arguments: [hour, type, counts.valid, distinct[type] ?? 0, counts.deleted, counts.late, batchID])
-            if counts.valid <= 0 && counts.deleted <= 0 { try dropEmpty.execute(arguments: [hour, type]) }
+            try addCounts.execute(arguments: [hour, type.text, counts.valid, distinct[type] ?? 0, counts.deleted, counts.late, batchID])
+            if counts.valid <= 0 && counts.deleted <= 0 { try dropEmpty.execute(arguments: [hour, type.text]) }
         }
     }
 

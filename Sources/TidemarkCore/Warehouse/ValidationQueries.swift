@@ -199,8 +199,8 @@ enum ValidationQueries {
         return (count, ids.map { "tombstone for \($0) is waiting for its event" })
     }
 
-    static func pendingTombstoneIDs(_ db: Database) throws -> Set<String> {
-        Set(try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM pending_tombstones"))
+    static func pendingTombstoneIDs(_ db: Database) throws -> Set<ExactText> {
+        Set(try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM pending_tombstones").map(ExactText.init))
     }
 
     static func integrityCheck(_ db: Database) throws -> [String] {

@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Text compared and hashed byte for byte, as SQLite's BINARY collation compares it.
+///
+/// Swift's `String` compares and hashes by Unicode canonical equivalence: "é" as one code point
+/// and "e" followed by U+0301 are one key to it, while SQLite stores, keys and groups them as
+/// two values. Every dictionary or set keyed by stored text (event_id, event_type, user_id)
+/// uses this key, so that two events SQLite tells apart are never merged into one.
+struct ExactText: Hashable, Sendable, CustomStringConvertible {
+    let text: String
+
+    init(_ text: String) { self.text = text }
+
+    static func == (a: ExactText, b: ExactText) -> Bool { sameBytes(a.text, b.text) }
+
+    func hash(into hasher: inout Hasher) {
+        var text = text
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    var description: String { text }
+}
+
+/// Whether two texts are the same UTF-8 bytes (SQLite's BINARY equality).
+@inline(__always)
+func sameBytes(_ a: String, _ b: String) -> Bool {
+    var a = a, b = b
+    return a.withUTF8 { x in
+        b.withUTF8 { y in
+            x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)
+        }
+    }
+}
