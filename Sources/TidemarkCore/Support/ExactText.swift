@@ -16,20 +16,25 @@ struct ExactText: Hashable, Sendable, CustomStringConvertible {
     static func == (a: ExactText, b: ExactText) -> Bool { sameBytes(a.text, b.text) }
 
     func hash(into hasher: inout Hasher) {
-        var text = text
-        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        let hashed: Void? = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if hashed == nil {
+            for byte in text.utf8 { hasher.combine(byte) }
+        }
     }
 
     var description: String { text }
 }
 
-/// Whether two texts are the same UTF-8 bytes (SQLite's BINARY equality).
+/// Whether two texts are the same UTF-8 bytes (SQLite's BINARY equality). Reads native
+/// strings in place: dictionary probes call this, and a copy would touch each string's
+/// reference count, a cache miss per probe on a million random strings.
 @inline(__always)
 func sameBytes(_ a: String, _ b: String) -> Bool {
-    var a = a, b = b
-    return a.withUTF8 { x in
-        b.withUTF8 { y in
+    let compared = a.utf8.withContiguousStorageIfAvailable { x in
+        b.utf8.withContiguousStorageIfAvailable { y in
             x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)
         }
     }
+    if let compared = compared ?? nil { return compared }
+    return a.utf8.elementsEqual(b.utf8)
 }

@@ -1,8 +1,8 @@
 import Foundation
 
-/// New partition rows formatted for binding ahead of the thread that writes them.
+/// Partition rows formatted for binding ahead of the thread that writes them.
 ///
-/// For a large group a second thread runs `PartitionRow.encode` (timestamps, text bytes,
+/// For many rows (a large ingest group, a rebuild pass) a second thread runs `PartitionRow.encode` (timestamps, text bytes,
 /// content hash) and counts the rows into per-hour deltas while the writer binds and steps:
 /// on the writer's core these cost about as much as SQLite's own insert. The values are
 /// `encode`'s own, so a row written from here is the row `MergeWriter` writes directly. Rows
@@ -41,10 +41,8 @@ final class EncodedRows: @unchecked Sendable {
     static let threadThreshold = 4096
 
     let count: Int
-    /// What to format: the merged states, and which of them are new rows (with their hour).
-    private let states: [EventState?]
-    private let rows: [(hour: Int, slot: Int)]
-    private let batchID: Int64
+    /// Row `i` to format, with the hour whose delta it counts into.
+    private let row: @Sendable (Int) -> (hour: Int, row: PartitionRow)
     private let threaded: Bool
     private let condition = NSCondition()
     /// Published chunks not yet taken (threaded), by index.
@@ -54,16 +52,14 @@ final class EncodedRows: @unchecked Sendable {
     /// The writer's current chunk.
     private var current: (index: Int, chunk: Chunk)?
 
-    /// Starts formatting new rows written by batch `batchID`: the states at `rows`' slots, each
-    /// counted into its hour's delta.
-    init(states: [EventState?], rows: [(hour: Int, slot: Int)], batchID: Int64) {
-        self.states = states
-        self.rows = rows
-        self.batchID = batchID
-        count = rows.count
-        threaded = rows.count >= Self.threadThreshold
+    /// Starts formatting `count` rows, row `i` given by `row(i)` (called on the encoding
+    /// thread, so it must only read what nobody changes meanwhile).
+    init(count: Int, row: @escaping @Sendable (Int) -> (hour: Int, row: PartitionRow)) {
+        self.row = row
+        self.count = count
+        threaded = count >= Self.threadThreshold
         guard threaded else { return }
-        let chunkCount = (rows.count + Self.rowsPerChunk - 1) / Self.rowsPerChunk
+        let chunkCount = (count + Self.rowsPerChunk - 1) / Self.rowsPerChunk
         let thread = Thread { [self] in
             for index in 0..<chunkCount {
                 condition.lock()
@@ -93,14 +89,13 @@ final class EncodedRows: @unchecked Sendable {
 
     private func encode(chunk index: Int) -> Chunk {
         let chunk = Chunk()
-        let range = index * Self.rowsPerChunk ..< min(rows.count, (index + 1) * Self.rowsPerChunk)
+        let range = index * Self.rowsPerChunk ..< min(count, (index + 1) * Self.rowsPerChunk)
         chunk.cells.reserveCapacity(range.count * Self.columns)
         chunk.arena.reserveCapacity(range.count * 128)
         chunk.hashes.reserveCapacity(range.count)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: PartitionRow.scratchCapacity) { scratch in
             for i in range {
-                let (hour, slot) = rows[i]
-                let row = PartitionRow(state: states[slot]!, firstBatch: batchID, lastBatch: batchID)
+                let (hour, row) = self.row(i)
                 var column: Int32 = 0
                 // The callback never throws, so neither does encode here.
                 let hash = try! row.encode(into: scratch) { index, value in
@@ -146,9 +141,10 @@ final class EncodedRows: @unchecked Sendable {
         return chunk
     }
 
-    /// Binds row `index` (rows are taken in order) to a partition insert and runs it; adds
-    /// its chunk's counts to `deltas` when the chunk is first reached. Returns the content hash.
-    func insert(_ index: Int, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws -> UInt64 {
+    /// Binds row `index` (rows are taken in order) to a partition insert, and `rowID` to its
+    /// 13th parameter when given, and runs it; adds its chunk's counts to `deltas` when the
+    /// chunk is first reached. Returns the content hash.
+    func insert(_ index: Int, rowID: Int64? = nil, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws -> UInt64 {
         let chunk = self.chunk(index / Self.rowsPerChunk, addingDeltasTo: &deltas)
         let row = index % Self.rowsPerChunk
         let first = row * Self.columns
@@ -165,6 +161,7 @@ final class EncodedRows: @unchecked Sendable {
                 case .bytes: try statement.bind(parameter, bytesInPlace: base + Int(cell.value), count: Int(cell.count))
                 }
             }
+            if let rowID { try statement.bind(Int32(Self.columns + 1), rowID) }
             try statement.run()
         }
         return chunk.hashes[row]

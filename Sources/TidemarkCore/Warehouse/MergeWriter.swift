@@ -540,7 +540,10 @@ extension MergeWriter {
         for hour in hoursToWrite {
             for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil { newRows.append((hour, slot)) }
         }
-        let encoded = EncodedRows(states: current, rows: newRows, batchID: batchID)
+        let states = current, batch = batchID, rows = newRows
+        let encoded = EncodedRows(count: rows.count) { i in
+            (rows[i].hour, PartitionRow(state: states[rows[i].slot]!, firstBatch: batch, lastBatch: batch))
+        }
         defer { encoded.cancel() }
         var nextNew = 0
         for hour in hoursToWrite {
@@ -644,14 +647,32 @@ extension MergeWriter {
 /// Byte order of UTF-8 text (SQLite's BINARY collation), fast: memcmp on the contiguous bytes.
 @inline(__always)
 func utf8Less(_ a: String, _ b: String) -> Bool {
-    var a = a, b = b
-    return a.withUTF8 { x in
-        b.withUTF8 { y in
+    let compared = a.utf8.withContiguousStorageIfAvailable { x in
+        b.utf8.withContiguousStorageIfAvailable { y in
             let common = min(x.count, y.count)
             let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
             return order != 0 ? order < 0 : x.count < y.count
         }
     }
+    if let compared = compared ?? nil { return compared }
+    return a.utf8.lexicographicallyPrecedes(b.utf8)
+}
+
+/// The first eight UTF-8 bytes of `string` as a big-endian integer (zero-padded): integer order
+/// is byte order as far as it goes.
+@inline(__always)
+func bigEndianPrefix(_ string: String) -> UInt64 {
+    func prefix<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
+        var prefix: UInt64 = 0
+        var taken = 0
+        for byte in bytes {
+            prefix = prefix << 8 | UInt64(byte)
+            taken += 1
+            if taken == 8 { break }
+        }
+        return prefix << UInt64(8 * (8 - taken))
+    }
+    return string.utf8.withContiguousStorageIfAvailable { prefix($0) } ?? prefix(string.utf8)
 }
 
 /// The permutation that puts `strings` in byte order. Sorting plain integer keys (the first
@@ -660,15 +681,7 @@ func byteOrder(_ strings: [String]) -> [Int] {
     var keys: [(prefix: UInt64, index: Int32)] = []
     keys.reserveCapacity(strings.count)
     for (index, string) in strings.enumerated() {
-        var prefix: UInt64 = 0
-        var taken = 0
-        for byte in string.utf8 {
-            prefix = prefix << 8 | UInt64(byte)
-            taken += 1
-            if taken == 8 { break }
-        }
-        prefix <<= UInt64(8 * (8 - taken))
-        keys.append((prefix, Int32(index)))
+        keys.append((bigEndianPrefix(string), Int32(index)))
     }
     keys.sort { a, b in
         if a.prefix != b.prefix { return a.prefix < b.prefix }
