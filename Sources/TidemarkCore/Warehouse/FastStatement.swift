@@ -35,12 +35,21 @@ final class FastStatement {
 
     @inline(__always)
     func bind(_ index: Int32, _ text: String) throws {
-        var copy = text
-        let code = copy.withUTF8 { buffer -> Int32 in
-            guard let base = buffer.baseAddress else { return sqlite3_bind_text(handle, index, emptyText, 0, transient) }
-            return sqlite3_bind_text(handle, index, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(buffer.count), transient)
+        try withUTF8(of: text) { start, count in try check(sqlite3_bind_text(handle, index, start, count, transient)) }
+    }
+
+    /// Calls `body` with the text's UTF-8 bytes, read in place when the string is stored
+    /// contiguously (copying a string would touch its reference count: a cache miss on each
+    /// of a million random strings).
+    @inline(__always)
+    private func withUTF8<R>(of text: String, _ body: (UnsafePointer<CChar>, Int32) throws -> R) rethrows -> R {
+        func call(_ buffer: UnsafeBufferPointer<UInt8>) throws -> R {
+            let start = buffer.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
+            return try body(start, Int32(buffer.count))
         }
-        try check(code)
+        if let result = try text.utf8.withContiguousStorageIfAvailable(call) { return result }
+        var copy = text
+        return try copy.withUTF8(call)
     }
 
     /// Binds UTF-8 text that SQLite reads in place: the caller keeps the bytes unchanged until
@@ -54,10 +63,8 @@ final class FastStatement {
     /// SQLite the copy that a plain bind makes.
     @inline(__always)
     func withText<R>(_ text: String, at index: Int32, _ body: () throws -> R) throws -> R {
-        var text = text
-        return try text.withUTF8 { buffer in
-            let start = buffer.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
-            try check(sqlite3_bind_text(handle, index, start, Int32(buffer.count), inPlace))
+        try withUTF8(of: text) { start, count in
+            try check(sqlite3_bind_text(handle, index, start, count, inPlace))
             defer { sqlite3_bind_null(handle, index) } // never left pointing at the text
             return try body()
         }

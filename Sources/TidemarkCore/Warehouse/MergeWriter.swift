@@ -297,25 +297,33 @@ final class MergeWriter {
 
     /// Per slot, the hour of the record that wins among the group's own deliveries (nil when
     /// it has tombstones only): where the event lives if it is not stored yet. The winner is
-    /// `MergeRule.outranks`'s greatest record, which is what `MergeRule.merge` keeps.
+    /// `MergeRule.outranks`'s greatest record, which is what `MergeRule.merge` keeps; received
+    /// times decide from the arrays, and only equal ones look at the records.
     private func winningHours(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])], firstDelivery: [Int],
-                              slotOfDelivery: [Int], slots: Int) -> [Int?] {
-        var winner = [(file: Int32, delivery: Int32)?](repeating: nil, count: slots)
-        var hours = [Int?](repeating: nil, count: slots)
-        for (fileIndex, file) in files.enumerated() {
-            let first = firstDelivery[fileIndex]
-            for (n, item) in file.deliveries.enumerated() {
-                guard case .record(let record) = item.delivery else { continue }
-                let slot = slotOfDelivery[first + n]
-                if let best = winner[slot], case .record(let leader) = files[Int(best.file)].deliveries[Int(best.delivery)].delivery,
-                   !MergeRule.outranks(record, leader) {
-                    continue
-                }
-                winner[slot] = (Int32(fileIndex), Int32(n))
-                hours[slot] = record.eventTime.hour.hoursSinceEpoch
+                              slotOfDelivery: [Int], slots: Int, receivedOf: [Int64], hourOf: [Int32]) -> [Int?] {
+        func record(_ delivery: Int) -> EventRecord {
+            // The file holding a delivery: the last whose first delivery is not after it.
+            var low = 0, high = firstDelivery.count - 1
+            while low < high {
+                let middle = (low + high + 1) / 2
+                if firstDelivery[middle] <= delivery { low = middle } else { high = middle - 1 }
             }
+            guard case .record(let record) = files[low].deliveries[delivery - firstDelivery[low]].delivery else {
+                preconditionFailure("delivery \(delivery) has an hour, so it is a record")
+            }
+            return record
         }
-        return hours
+        var winner = [Int](repeating: -1, count: slots)
+        for delivery in hourOf.indices where hourOf[delivery] != .min {
+            let slot = slotOfDelivery[delivery]
+            let best = winner[slot]
+            if best >= 0 {
+                if receivedOf[delivery] < receivedOf[best] { continue }
+                if receivedOf[delivery] == receivedOf[best] && !MergeRule.outranks(record(delivery), record(best)) { continue }
+            }
+            winner[slot] = delivery
+        }
+        return winner.map { $0 >= 0 ? Int(hourOf[$0]) : nil }
     }
 
     /// Moves every entry of `event_index_recent` into `event_index`, in key order.
@@ -403,9 +411,20 @@ extension MergeWriter {
         // delivery's id, then equal neighbours share a slot. Each later pass over the events
         // walks its arrays front to back while SQLite reads and writes in key order.
         var every: [String] = []
-        every.reserveCapacity(files.reduce(0) { $0 + $1.deliveries.count })
+        let deliveryCount = files.reduce(0) { $0 + $1.deliveries.count }
+        every.reserveCapacity(deliveryCount)
+        // Per delivery, for `winningHours`: a record's received_time (Int64.min when it has
+        // none) and hour; Int32.min for a tombstone.
+        var receivedOf = [Int64](repeating: .min, count: deliveryCount)
+        var hourOf = [Int32](repeating: .min, count: deliveryCount)
         for file in files {
-            for item in file.deliveries { every.append(item.delivery.eventID) }
+            for item in file.deliveries {
+                if case .record(let record) = item.delivery {
+                    receivedOf[every.count] = record.receivedTime?.nanosecondsSinceEpoch ?? .min
+                    hourOf[every.count] = Int32(truncatingIfNeeded: record.eventTime.hour.hoursSinceEpoch)
+                }
+                every.append(item.delivery.eventID)
+            }
         }
         var slotOfDelivery = [Int](repeating: 0, count: every.count)
         var ids: [String] = []
@@ -434,7 +453,9 @@ extension MergeWriter {
         var storedRowID = [Int64](repeating: 0, count: ids.count)
         var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
         var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
-        let groupHour = ids.count > MergeWriter.claimThreshold ? winningHours(files, firstDelivery: firstDelivery, slotOfDelivery: slotOfDelivery, slots: ids.count) : []
+        let groupHour = ids.count > MergeWriter.claimThreshold
+            ? winningHours(files, firstDelivery: firstDelivery, slotOfDelivery: slotOfDelivery, slots: ids.count, receivedOf: receivedOf, hourOf: hourOf)
+            : []
         let claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
         var claimedRowID = [Int64?](repeating: nil, count: claimFirst ? ids.count : 0)
         for slot in ids.indices {
