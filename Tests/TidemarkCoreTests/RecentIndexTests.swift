@@ -112,14 +112,19 @@ import Testing
                 recordLine("h", time: t(47), received: t(47)),
                 recordLine("h", time: t(80), received: t(48)),             // wins: h lives in 11:00
                 tombstoneLine("i", received: t(49)),                       // waits
+                recordLine("k", time: t(80), received: t(51)),             // equal received times:
+                recordLine("k", time: t(50), received: t(51)),             //   the later event_time wins
+                recordLine("m", time: t(52)),                              // no received times:
+                recordLine("m", time: t(85)),                              //   likewise, 11:00
             ])
             let summary = try f.ingest()
-            #expect(summary.lines.read == 10)
+            #expect(summary.lines.read == 14)
             #expect(try failedChecks(f) == [], "claim \(claim)")
             if claim {
                 // Claimed entries go to event_index; e stayed in the recent tree.
                 #expect(try lookup(f).recent == ["e@\(h10)"])
-                #expect(try lookup(f).main.contains("h@\(h11)") && lookup(f).main.contains("g@\(h10)"))
+                let main = try lookup(f).main
+                #expect(main.contains("h@\(h11)") && main.contains("g@\(h10)") && main.contains("k@\(h11)") && main.contains("m@\(h11)"))
             }
             let all = try (lookup(f).main + lookup(f).recent).sorted()
             let rows = try f.eventRows()
@@ -128,7 +133,7 @@ import Testing
                 #expect(all == reference.lookup)
             } else {
                 reference = (rows, all)
-                #expect(rows.count == 24)
+                #expect(rows.count == 26)
             }
             // Another batch after the claimed one finds every event where the claims left it.
             f.land("4.ndjson.gz", [recordLine("g", user: "u5", time: t(45), received: t(90)), recordLine("h", time: t(20), received: t(91))])
