@@ -245,6 +245,28 @@ import Testing
 
 /// Regressions found in review.
 @Suite struct ReviewRegressionTests {
+    /// A NUL inside an id, user or type would be cut by every C-string path (GRDB binds text
+    /// that way): "a\u0000b" would be stored or matched as "a". Such lines are rejected, with
+    /// the reason, and the rest of the file applies.
+    @Test func textWithANULCharacterIsRejectedNotCut() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [
+            recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            tombstoneLine("a\\u0000b", received: "2025-07-30T10:01:00Z"),
+            recordLine("c\\u0000", time: "2025-07-30T10:00:00Z"),
+            recordLine("d", user: "u\\u0000", time: "2025-07-30T10:00:00Z"),
+            recordLine("e", type: "\\u0000view", time: "2025-07-30T10:00:00Z"),
+        ])
+        let summary = try f.ingest()
+        #expect(summary.lines.new == 1 && summary.lines.rejected == 4)
+        #expect(try f.row("a")?.isValid == 1, "the tombstone for a\\u0000b must not delete a")
+        let reasons = try f.query { try String.fetchAll($0, sql: "SELECT reason FROM rejected_lines ORDER BY line_number") }
+        #expect(reasons == ["event_id contains a NUL character (\\u0000), which SQLite tools and drivers cut text at",
+                            "event_id contains a NUL character (\\u0000), which SQLite tools and drivers cut text at",
+                            "user_id contains a NUL character (\\u0000), which SQLite tools and drivers cut text at",
+                            "event_type contains a NUL character (\\u0000), which SQLite tools and drivers cut text at"])
+    }
+
     /// "café" with é as one code point and as e + U+0301 are one String to Swift but two
     /// event_ids to SQLite (and to the source): they were merged into one event, losing one.
     @Test func eventIDsThatDifferOnlyInUnicodeNormalizationAreTwoEvents() throws {

@@ -116,9 +116,10 @@ import Testing
                 recordLine("k", time: t(50), received: t(51)),             //   the later event_time wins
                 recordLine("m", time: t(52)),                              // no received times:
                 recordLine("m", time: t(85)),                              //   likewise, 11:00
-            ])
+                recordLine("a19", time: "2025-07-30T09:59:00Z", received: t(53)), // the last row of 10:00
+            ])                                                             //   moves to an earlier hour
             let summary = try f.ingest()
-            #expect(summary.lines.read == 14)
+            #expect(summary.lines.read == 15)
             #expect(try failedChecks(f) == [], "claim \(claim)")
             if claim {
                 // Claimed entries go to event_index; e stayed in the recent tree.
@@ -141,6 +142,7 @@ import Testing
             #expect(try failedChecks(f) == [], "claim \(claim)")
             #expect(try f.row("g")?.userID == "u5")
             #expect(try f.row("h")?.table == "events_2025073010")
+            #expect(try f.row("a19")?.table == "events_2025073009")
         }
     }
 

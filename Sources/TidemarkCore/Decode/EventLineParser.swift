@@ -81,6 +81,10 @@ public struct EventLineParser: Sendable {
         return copy.withUTF8 { parse(UnsafeRawBufferPointer($0)) }
     }
 
+    private func containsNUL(_ text: String, _ name: String) -> LineRejection? {
+        text.utf8.contains(0) ? LineRejection("\(name) contains a NUL character (\\u0000), which SQLite tools and drivers cut text at") : nil
+    }
+
     private func build(_ fields: JSONReader.TopFields) -> Result<Delivery, LineRejection> {
         guard let eventID = fields.eventID else {
             return .failure(LineRejection("missing field event_id"))
@@ -89,6 +93,9 @@ public struct EventLineParser: Sendable {
             return .failure(LineRejection("event_id must be a string, found \(eventID.kind)"))
         }
         guard !id.isEmpty else { return .failure(LineRejection("event_id is empty")) }
+        // SQLite keeps a NUL in text, but C-string paths (GRDB's text binding among them)
+        // end the text there: "a\u0000b" would be stored, bound or read back as "a".
+        if let nul = containsNUL(id, "event_id") { return .failure(nul) }
 
         var receivedTime: Timestamp?
         switch fields.receivedTime {
@@ -133,6 +140,7 @@ public struct EventLineParser: Sendable {
         case .success(let s): eventType = s
         case .failure(let e): return .failure(e)
         }
+        if let nul = containsNUL(userID, "user_id") ?? containsNUL(eventType, "event_type") { return .failure(nul) }
         switch requiredString(fields.eventTime, "event_time") {
         case .success(let s): eventTimeText = s
         case .failure(let e): return .failure(e)

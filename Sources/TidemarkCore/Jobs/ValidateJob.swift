@@ -371,7 +371,8 @@ struct Validator {
                     }
                     let have = row.record
                     if !(have.userID.utf8.elementsEqual(want.userID.utf8) && have.eventType.utf8.elementsEqual(want.eventType.utf8)
-                         && have.eventTime == want.eventTime && have.receivedTime == want.receivedTime && have.extra == want.extra) {
+                         && have.eventTime == want.eventTime && have.receivedTime == want.receivedTime
+                         && (have.extra.map { x in want.extra.map { sameBytes(x, $0) } ?? false } ?? (want.extra == nil))) {
                         attributeCount += 1
                         if attributes.count < limit {
                             attributes.append("event \(id): expected user \(want.userID), type \(want.eventType), received \(want.receivedTime?.rfc3339 ?? "-"); table has user \(have.userID), type \(have.eventType), received \(have.receivedTime?.rfc3339 ?? "-")")

@@ -16,6 +16,7 @@ struct ExactText: Hashable, Sendable, CustomStringConvertible {
     static func == (a: ExactText, b: ExactText) -> Bool { sameBytes(a.text, b.text) }
 
     func hash(into hasher: inout Hasher) {
+        hasher.combine(text.utf8.count) // so that ("ab", "c") and ("a", "bc") hash apart in pairs
         let hashed: Void? = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
         if hashed == nil {
             for byte in text.utf8 { hasher.combine(byte) }

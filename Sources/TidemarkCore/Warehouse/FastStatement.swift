@@ -59,8 +59,9 @@ final class FastStatement {
         try check(sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self), Int32(count), inPlace))
     }
 
-    /// Binds `text` in place for the duration of `body` (which steps the statement), saving
-    /// SQLite the copy that a plain bind makes.
+    /// Binds `text` in place for the duration of `body`, saving SQLite the copy that a plain
+    /// bind makes. `body` steps the statement and leaves it reset or done (`run` does), so that
+    /// the text can be unbound: a statement holding a row cannot be rebound.
     @inline(__always)
     func withText<R>(_ text: String, at index: Int32, _ body: () throws -> R) throws -> R {
         try withUTF8(of: text) { start, count in

@@ -149,9 +149,9 @@ final class MergeWriter {
     }
 
     private func location(of id: String, using select: FastStatement) throws -> (hour: Int, rowID: Int64)? {
-        defer { select.reset() }
-        return try select.withText(id, at: 1) {
-            try select.step() ? (Int(select.int64(0)), select.int64(1)) : nil
+        try select.withText(id, at: 1) {
+            defer { select.reset() } // before the text is unbound: a statement holding a row cannot be rebound
+            return try select.step() ? (Int(select.int64(0)), select.int64(1)) : nil
         }
     }
 
@@ -220,7 +220,7 @@ final class MergeWriter {
         statement.reset()
         defer { statement.reset() }
         try statement.bind(1, rowID)
-        guard try statement.step(), statement.text(11) == id else { return nil }
+        guard try statement.step(), let stored = statement.text(11), sameBytes(stored, id) else { return nil }
         return PartitionRow.decode(id: id, statement)
     }
 
@@ -567,6 +567,9 @@ extension MergeWriter {
         }
         defer { encoded.cancel() }
         var nextNew = 0
+        // Rows of events that moved to another hour, deleted once every row is appended: had
+        // an hour's last row gone first, SQLite would give its row_id again, not the one claimed.
+        var movedOut: [(hour: Int, rowID: Int64)] = []
         for hour in hoursToWrite {
             for slot in (updatesByHour[hour] ?? []).sorted(by: { storedRowID[$0] < storedRowID[$1] }) {
                 let old = storedRow[slot]!
@@ -596,17 +599,20 @@ extension MergeWriter {
             }
             for slot in appendsByHour[hour] ?? [] {
                 guard let old = storedRow[slot] else { continue }
-                // The event moved here from another hour.
+                // The event moved here from another hour; its old row is deleted below.
                 let oldHour = storedHour[slot]
                 let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
                 add(old, hash: old.contentHash, hour: oldHour, sign: -1)
-                try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: oldHour).tableName) WHERE row_id = ?")
-                    .execute(arguments: [storedRowID[slot]])
+                movedOut.append((oldHour, storedRowID[slot]))
                 let (hash, rowID) = try insert(row, hour: hour)
                 try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                 try db.cachedStatement(sql: "UPDATE event_index_recent SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                 add(row, hash: hash, hour: hour, sign: 1)
             }
+        }
+        for (hour, rowID) in movedOut {
+            try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?").execute(arguments: [rowID])
+            nextRowIDs[hour] = nil // it may have been the hour's last row: read the hour again
         }
         for move in moves {
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
