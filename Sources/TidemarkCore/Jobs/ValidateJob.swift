@@ -113,6 +113,14 @@ struct Validator {
 
     mutating func runAll(dataFolder: String) throws {
         let partitions = try ValidationQueries.partitions(db).filter { inScope($0.hour) }
+        // The sent log is read and folded on a second thread, starting now: its first pass
+        // overlaps the internal checks, and each later pass the scan of the one before.
+        let sentFold = try options.sentLogFolder.map { sent in
+            try sourceFold(name: "source", source: ValidationSource(read: { divert, body in
+                try SentLog.forEachDelivery(in: sent, divert: divert) { _, _, delivery in try body(delivery) }
+            }, unparsable: { file, entry, reason in SentLog.malformedRecord(in: sent, fileIndex: file, entry: entry, reason) }))
+        }
+        defer { sentFold?.cancel() }
         progress("checking \(partitions.count) partitions")
         try checkPartitions(partitions)
         try checkSummaries(partitions)
@@ -121,12 +129,9 @@ struct Validator {
         add("pending_tombstones", failures: pending, checked: 0, detail: "tombstones waiting for their event (not an error)", findings: samples, infoOnly: true)
         let integrity = try ValidationQueries.integrityCheck(db)
         add("sqlite_integrity", failures: integrity.count, checked: 1, detail: "PRAGMA integrity_check", findings: integrity)
-        if let sent = options.sentLogFolder {
+        if let sentFold {
             progress("comparing with the sent log")
-            let source = ValidationSource(read: { divert, body in
-                try SentLog.forEachDelivery(in: sent, divert: divert) { _, _, delivery in try body(delivery) }
-            }, unparsable: { file, entry, reason in SentLog.malformedRecord(in: sent, fileIndex: file, entry: entry, reason) })
-            let sentCounts = try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log", source: source)
+            let sentCounts = try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log", fold: sentFold)
             let files = try ValidationQueries.duplicateContentFiles(db)
             let lines = try ValidationQueries.duplicateLines(db)
             add("source_duplicates_absorbed", failures: 0, checked: sentCounts.redelivered,
@@ -135,10 +140,11 @@ struct Validator {
         }
         if options.replay {
             progress("replaying archived files")
-            let archive = ArchiveReplay(db: db)
+            let archive = try ArchiveReplay(db)
             // Lines that do not parse were rejected at ingest: replay skips them wherever read.
-            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files",
-                                  source: ValidationSource(read: archive.forEachDelivery, unparsable: { _, _, _ in nil }))
+            let replayFold = try sourceFold(name: "replay", source: ValidationSource(read: archive.forEachDelivery, unparsable: { _, _, _ in nil }))
+            defer { replayFold.cancel() }
+            try compareWithSource(name: "replay", partitions: partitions, sourceLabel: "archived files", fold: replayFold)
         }
     }
 
@@ -276,24 +282,27 @@ struct Validator {
 
     // MARK: Against a source
 
-    /// Folds the source with the merge rule and diffs with the target, in passes over a hash
-    /// split of event ids so that memory stays bounded whatever the size. The source is read
-    /// once: the first pass sets the raw records of the later passes aside in scratch files
-    /// (`LineSpill`, in the temporary folder: validate may not write the data folder), and each
-    /// later pass reads its own. Should no scratch file be possible, each pass reads the
-    /// source again, skipping the other passes' records.
-    /// Returns how many deliveries repeated an earlier one, of how many, and the events expected.
-    @discardableResult
-    mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
-                                    source: ValidationSource) throws
-        -> (redelivered: Int, deliveries: Int, expectedEvents: Int) {
+    /// Starts folding a source on its own thread (`SourceFold`), split into passes as the
+    /// ledger's line count asks.
+    func sourceFold(name: String, source: ValidationSource) throws -> SourceFold {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
-        let parser = EventLineParser.forPublishedLines
         let scratch = options.scratchFolder ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         let spills = passes == 1 ? nil : try? (1..<passes).map {
             try LineSpill(path: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-\($0).spill")
         }
+        return SourceFold(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills)
+    }
+
+    /// Diffs the target with a source folded by the merge rule (`SourceFold`), in passes over a
+    /// hash split of event ids so that memory stays bounded whatever the size: each pass's fold
+    /// is scanned against the partitions while the next one is being folded.
+    /// Returns how many deliveries repeated an earlier one, of how many, and the events expected.
+    @discardableResult
+    mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
+                                    fold: SourceFold) throws
+        -> (redelivered: Int, deliveries: Int, expectedEvents: Int) {
+        let passes = fold.passes
         var missing: [String] = [], missingCount = 0
         var wrongHour: [String] = [], wrongHourCount = 0
         var validity: [String] = [], validityCount = 0
@@ -304,35 +313,10 @@ struct Validator {
         let pendingInTarget = try ValidationQueries.pendingTombstoneIDs(db)
         for pass in 0..<passes {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
-            // Per event: the state the source gives, and whether a partition row met it.
-            var expected: [ExactText: (state: EventState, met: Bool)] = [:]
-            expected.reserveCapacity(total / passes + 1)
             let split = PassSplit(index: pass, count: passes)
-            let fold = { (delivery: Delivery) in
-                guard split.contains(delivery.eventID) else { return }
-                deliveries += 1
-                let id = ExactText(delivery.eventID)
-                let (state, outcome) = MergeRule.merge(expected[id]?.state, delivery)
-                if outcome == .duplicate { redelivered += 1 }
-                expected[id] = (state, false)
-            }
-            if let spills, pass > 0 {
-                try spills[pass - 1].forEachLine { file, line, record in
-                    switch parser.parse(record) {
-                    case .success(let delivery): fold(delivery)
-                    case .failure(let rejection): if let error = source.unparsable(file, line, rejection.reason) { throw error }
-                    }
-                }
-            } else if let spills {
-                // A record that does not parse stays here, where the source reports or skips it.
-                try source.read({ file, line, record in
-                    guard let other = PassSplit.pass(ofLine: record, count: passes, parser: parser), other > 0 else { return false }
-                    try spills[other - 1].append(file: file, line: line, bytes: record)
-                    return true
-                }, fold)
-            } else {
-                try source.read({ _, _, record in split.excludes(line: record) }, fold)
-            }
+            var (expected, passDeliveries, passRedelivered) = try fold.next()
+            deliveries += passDeliveries
+            redelivered += passRedelivered
             for (state, _) in expected.values where state.record != nil {
                 guard inScope(state.record!.eventTime.hour) else { continue }
                 expectedEvents += 1
@@ -413,20 +397,28 @@ struct ValidationSource {
 
 /// Every delivery of the applied files, read back from the archive, in ledger order,
 /// skipping the lines the ingest rejected (validate's replay).
-struct ArchiveReplay {
-    let db: Database
+struct ArchiveReplay: Sendable {
+    /// The applied files in ledger order, each with the lines ingest rejected, read from the
+    /// ledger up front so that replaying touches no database connection (it runs on
+    /// `SourceFold`'s thread).
+    let files: [(path: String?, rejected: Set<Int>)]
+
+    init(_ db: Database) throws {
+        files = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }.map { file in
+            (Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256),
+             try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db))
+        }
+    }
 
     func forEachDelivery(divert: (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool,
                          _ body: (Delivery) throws -> Void) throws {
         let parser = EventLineParser.forPublishedLines
-        let applied = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }
-        for (index, file) in applied.enumerated() {
+        for (index, file) in files.enumerated() {
             // A missing file is reported by archived_files.
-            guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else { continue }
-            let rejected = try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db)
+            guard let path = file.path else { continue }
             do {
                 _ = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
-                    guard case .bytes(let bytes) = content, !rejected.contains(number), try !divert(index, number, bytes),
+                    guard case .bytes(let bytes) = content, !file.rejected.contains(number), try !divert(index, number, bytes),
                           case .success(let delivery) = parser.parse(bytes) else { return }
                     try body(delivery)
                 }
@@ -436,6 +428,105 @@ struct ArchiveReplay {
                 continue
             }
         }
+    }
+}
+
+/// A source folded with the merge rule, pass by pass, on its own thread: the caller takes each
+/// pass's expected states in order (`next`) while the next pass is folded. The first pass reads
+/// the source once and sets the raw records of the later passes aside in scratch files
+/// (`LineSpill`, in the temporary folder: validate may not write the data folder); each later
+/// pass reads its own. Should no scratch file be possible, each pass reads the source again,
+/// skipping the other passes' records. A pass is folded only once the one before has been
+/// taken, so memory holds two passes. The source must not touch a database connection (the
+/// thread has none).
+final class SourceFold: @unchecked Sendable {
+    typealias Expected = [ExactText: (state: EventState, met: Bool)]
+    typealias Pass = (expected: Expected, deliveries: Int, redelivered: Int)
+
+    let passes: Int
+    private let source: ValidationSource
+    private let expectedPerPass: Int
+    private let spills: [LineSpill]?
+    private let condition = NSCondition()
+    private var ready: Result<Pass, Error>?
+    private var cancelled = false
+
+    init(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: [LineSpill]?) {
+        self.source = source
+        self.passes = passes
+        self.expectedPerPass = expectedPerPass
+        self.spills = spills
+        let thread = Thread { [self] in
+            for pass in 0..<passes {
+                // A pass is folded once the one before has been taken: two passes in memory.
+                condition.lock()
+                while ready != nil && !cancelled { condition.wait() }
+                let stop = cancelled
+                condition.unlock()
+                if stop { return }
+                let folded = Result { try fold(pass) }
+                condition.lock()
+                ready = folded
+                condition.broadcast()
+                condition.unlock()
+                if case .failure = folded { return }
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// The next pass's expected states, in pass order; rethrows what reading the source threw.
+    func next() throws -> Pass {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready == nil { condition.wait() }
+        let pass = ready!
+        if case .success = pass { ready = nil }
+        condition.broadcast()
+        return try pass.get()
+    }
+
+    /// Stops folding after the current pass (the caller is done or failed).
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func fold(_ pass: Int) throws -> Pass {
+        var expected: Expected = [:]
+        expected.reserveCapacity(expectedPerPass)
+        var deliveries = 0, redelivered = 0
+        let split = PassSplit(index: pass, count: passes)
+        let parser = EventLineParser.forPublishedLines
+        let add = { (delivery: Delivery) in
+            guard split.contains(delivery.eventID) else { return }
+            deliveries += 1
+            let id = ExactText(delivery.eventID)
+            let (state, outcome) = MergeRule.merge(expected[id]?.state, delivery)
+            if outcome == .duplicate { redelivered += 1 }
+            expected[id] = (state, false)
+        }
+        if let spills, pass > 0 {
+            try spills[pass - 1].forEachLine { file, line, record in
+                switch parser.parse(record) {
+                case .success(let delivery): add(delivery)
+                case .failure(let rejection): if let error = source.unparsable(file, line, rejection.reason) { throw error }
+                }
+            }
+        } else if let spills {
+            // A record that does not parse stays here, where the source reports or skips it.
+            try source.read({ file, line, record in
+                guard let other = PassSplit.pass(ofLine: record, count: self.passes, parser: parser), other > 0 else { return false }
+                try spills[other - 1].append(file: file, line: line, bytes: record)
+                return true
+            }, add)
+        } else {
+            try source.read({ _, _, record in split.excludes(line: record) }, add)
+        }
+        return (expected, deliveries, redelivered)
     }
 }
 
