@@ -205,6 +205,43 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(replay.stdout.contains("archived_files") && replay.stdout.contains(location))
     }
 
+    /// A sent-log record that does not parse stops validate with the file and line, whether it
+    /// is read in the first pass or set aside for a later one (both run on the folding thread).
+    @Test func aMalformedSentLogRecordStopsValidateNamingItsFileAndLine() throws {
+        for (perPass, laterPass) in [(400_000, false), (700, false), (700, true)] {
+            let f = try Self.pipeline.get().copy()
+            let total = try f.query { try Int.fetchOne($0, sql: "SELECT SUM(lines_read) FROM ingested_files") } ?? 0
+            let passes = PassSplit.passes(for: total, perPass: perPass)
+            // An event whose id sends it to the first pass, or to a later one.
+            let id = try #require((0..<1000).map { "malformed-\($0)" }.first { candidate in
+                let pass = PassSplit.pass(ofHash: stableHash(candidate), count: passes)
+                return laterPass ? pass > 0 : pass == 0
+            })
+            let names = try FileManager.default.contentsOfDirectory(atPath: f.sent).filter { $0.hasSuffix(".ndjson.gz") }.sorted()
+            let last = f.sent + "/" + (try #require(names.last))
+            var entries = 0
+            _ = try GzipLineReader(path: last).forEachLine { _, _ in entries += 1 }
+            let bad = "{\"file\":\"x.ndjson.gz\",\"line\":1,\"record\":{\"event_id\":\"\(id)\",\"user_id\":\"u\",\"event_type\":\"view\",\"event_time\":\"soon\"}}\n"
+            let handle = try #require(FileHandle(forWritingAtPath: last))
+            handle.seekToEndOfFile()
+            handle.write(Data(GzipWriter.gzip(bad)))
+            handle.closeFile()
+            var options = ValidateOptions(dataFolder: f.data)
+            options.sentLogFolder = f.sent
+            options.eventsPerPass = perPass
+            #expect(throws: TidemarkError.self, "\(perPass) \(laterPass)") {
+                try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+            }
+            do {
+                _ = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+            } catch let error as TidemarkError {
+                #expect(error.exitStatus == .dataError)
+                #expect(error.description.hasPrefix("read sent log \(last) line \(entries + 1)"), "\(error)")
+                #expect(error.description.contains("event_time"), "\(error)")
+            }
+        }
+    }
+
     @Test func severalPassesFindWhatOnePassFinds() throws {
         let f = try Self.pipeline.get().copy()
         var options = ValidateOptions(dataFolder: f.data)
