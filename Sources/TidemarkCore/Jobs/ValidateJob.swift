@@ -401,12 +401,11 @@ struct ArchiveReplay: Sendable {
     /// The applied files in ledger order, each with the lines ingest rejected, read from the
     /// ledger up front so that replaying touches no database connection (it runs on
     /// `SourceFold`'s thread).
-    let files: [(path: String?, rejected: Set<Int>)]
+    let files: [(location: String, sourcePath: String, sha256: String, rejected: Set<Int>)]
 
     init(_ db: Database) throws {
         files = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }.map { file in
-            (Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256),
-             try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db))
+            (file.location, file.sourcePath, file.sha256, try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db))
         }
     }
 
@@ -414,8 +413,9 @@ struct ArchiveReplay: Sendable {
                          _ body: (Delivery) throws -> Void) throws {
         let parser = EventLineParser.forPublishedLines
         for (index, file) in files.enumerated() {
-            // A missing file is reported by archived_files.
-            guard let path = file.path else { continue }
+            // Where the file is now (a running ingest may just have moved it to the archive);
+            // a missing file is reported by archived_files.
+            guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else { continue }
             do {
                 _ = try GzipLineReader(path: path, maxOutputBytes: .max).forEachLine { number, content in
                     guard case .bytes(let bytes) = content, !file.rejected.contains(number), try !divert(index, number, bytes),
@@ -487,7 +487,13 @@ final class SourceFold: @unchecked Sendable {
         return try pass.get()
     }
 
-    /// Stops folding after the current pass (the caller is done or failed).
+    private var isCancelled: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelled
+    }
+
+    /// Stops folding (the caller is done or failed).
     func cancel() {
         condition.lock()
         cancelled = true
@@ -501,7 +507,11 @@ final class SourceFold: @unchecked Sendable {
         var deliveries = 0, redelivered = 0
         let split = PassSplit(index: pass, count: passes)
         let parser = EventLineParser.forPublishedLines
+        var seen = 0
         let add = { (delivery: Delivery) in
+            // A caller that stopped (it failed) should not wait for a whole pass to be read.
+            seen += 1
+            if seen & 0xFFFF == 0 && self.isCancelled { throw CancellationError() }
             guard split.contains(delivery.eventID) else { return }
             deliveries += 1
             let id = ExactText(delivery.eventID)
@@ -512,7 +522,7 @@ final class SourceFold: @unchecked Sendable {
         if let spills, pass > 0 {
             try spills[pass - 1].forEachLine { file, line, record in
                 switch parser.parse(record) {
-                case .success(let delivery): add(delivery)
+                case .success(let delivery): try add(delivery)
                 case .failure(let rejection): if let error = source.unparsable(file, line, rejection.reason) { throw error }
                 }
             }
