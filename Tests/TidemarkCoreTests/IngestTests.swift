@@ -256,11 +256,17 @@ import Testing
             recordLine("c\\u0000", time: "2025-07-30T10:00:00Z"),
             recordLine("d", user: "u\\u0000", time: "2025-07-30T10:00:00Z"),
             recordLine("e", type: "\\u0000view", time: "2025-07-30T10:00:00Z"),
+            recordLine("f", time: "2025-07-30\\u0000T10:00:00Z"),
+            "{\"event_id\":\"g\u{0}\"}",
         ])
         let summary = try f.ingest()
-        #expect(summary.lines.new == 1 && summary.lines.rejected == 4)
+        #expect(summary.lines.new == 1 && summary.lines.rejected == 6)
+        // Reasons and raw texts keep what follows a NUL (written escaped).
+        let stored = try f.query { try Row.fetchAll($0, sql: "SELECT reason, raw_text FROM rejected_lines WHERE line_number >= 6 ORDER BY line_number") }
+        #expect((stored.first?[0] as String?)?.hasPrefix("event_time \"2025-07-30\\u0000T10:00:00Z\": ") == true, "\(stored)")
+        #expect(stored.last?[1] as String? == "{\"event_id\":\"g\\0\"}", "\(stored)")
         #expect(try f.row("a")?.isValid == 1, "the tombstone for a\\u0000b must not delete a")
-        let reasons = try f.query { try String.fetchAll($0, sql: "SELECT reason FROM rejected_lines ORDER BY line_number") }
+        let reasons = try f.query { try String.fetchAll($0, sql: "SELECT reason FROM rejected_lines WHERE line_number < 6 ORDER BY line_number") }
         #expect(reasons == ["event_id contains a NUL character (\\u0000), which SQLite tools and drivers cut text at",
                             "event_id contains a NUL character (\\u0000), which SQLite tools and drivers cut text at",
                             "user_id contains a NUL character (\\u0000), which SQLite tools and drivers cut text at",

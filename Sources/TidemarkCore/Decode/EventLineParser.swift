@@ -10,6 +10,13 @@ public struct LineRejection: Error, Equatable, Sendable, CustomStringConvertible
         return rejection
     }()
     public var description: String { reason }
+    /// A rejected line's text as `rejected_lines.raw_text` keeps it: its first 4 KiB, with a
+    /// NUL byte written `\0` (text is bound as a C string, which would end there).
+    static func rawText(_ bytes: UnsafeRawBufferPointer) -> String {
+        let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
+        return text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\\0") : text
+    }
+
     /// A line longer than `EventLineParser.maxLineBytes`.
     static func overlong(_ length: Int) -> LineRejection { LineRejection("line is longer than 1 MiB (\(length) bytes)") }
 }
@@ -164,9 +171,13 @@ public struct EventLineParser: Sendable {
     }
 }
 
+/// A value quoted in a rejection reason: its first 64 characters, as a JSON string (control
+/// characters and NUL escaped, so that the reason reads whole wherever it is stored).
 private func quoted(_ text: String) -> String {
-    let cut = text.count > 64 ? String(text.prefix(64)) + "…" : text
-    return "\"" + cut + "\""
+    var out: [UInt8] = []
+    JSONValue.writeString(text.count > 64 ? String(text.prefix(64)) : text, to: &out)
+    if text.count > 64 { out.insert(contentsOf: "…".utf8, at: out.count - 1) }
+    return String(decoding: out, as: UTF8.self)
 }
 
 /// A parsed JSON value, used for the known fields and for unknown fields kept in `extra`.

@@ -133,7 +133,7 @@ final class FileDecoder: @unchecked Sendable {
                         case .failure(let rejection):
                             if rejection.isBlank { return } // blank lines are not records
                             lines.append(.rejected(line: number, reason: rejection.reason,
-                                                   raw: String(decoding: bytes.prefix(4096), as: UTF8.self)))
+                                                   raw: LineRejection.rawText(bytes)))
                         }
                     }
                     if lines.count >= linesPerPiece {
