@@ -245,6 +245,34 @@ import Testing
 
 /// Regressions found in review.
 @Suite struct ReviewRegressionTests {
+    /// A group or rebuild pass of more new rows than `EncodedRows.threadThreshold` is formatted
+    /// and counted on a second thread, chunk by chunk: validate recomputes every hour's rows,
+    /// checksum and summary from the rows, and rebuild writes the same rows back.
+    @Test func rowsFormattedOnASecondThreadAreTheRowsWritten() throws {
+        let f = TestFolder()
+        let count = EncodedRows.threadThreshold + 2 * EncodedRows.rowsPerChunk + 17
+        func t(_ second: Int) -> String { Timestamp(nanosecondsSinceEpoch: Int64(1_753_869_600 + second) * 1_000_000_000).rfc3339Millis }
+        f.land("1.ndjson.gz", (0..<count).map { n in
+            recordLine("big-\(n)", user: "u\(n % 37)", type: ["view", "click", "buy"][n % 3], time: t(n % 5000), received: t(n % 5000 + 5),
+                       valid: n % 11 == 0 ? false : nil, extra: n % 7 == 0 ? ",\"note\":\"n\(n)\"" : "")
+        })
+        let summary = try f.ingest()
+        #expect(summary.lines.new + summary.lines.deletedByFlag == count)
+        func failed() throws -> [String] {
+            try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+                .checks.filter { $0.status == .failed }.map(\.name)
+        }
+        #expect(try failed() == [])
+        let before = try f.eventRows()
+        #expect(before.count == count)
+        for hour in ["2025-07-30T10", "2025-07-30T11"] {
+            let rebuild = try Binary.run(["rebuild", "--data", f.data, "--hour", hour])
+            #expect(rebuild.status == 0 && rebuild.stdout.contains("unchanged"), "\(rebuild.stdout)\(rebuild.stderr)")
+        }
+        #expect(try f.eventRows() == before)
+        #expect(try failed() == [])
+    }
+
     /// A NUL inside an id, user or type would be cut by every C-string path (GRDB binds text
     /// that way): "a\u0000b" would be stored or matched as "a". Such lines are rejected, with
     /// the reason, and the rest of the file applies.
