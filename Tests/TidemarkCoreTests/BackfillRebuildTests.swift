@@ -5,7 +5,7 @@ import Testing
 @testable import TidemarkCore
 
 @Suite struct RebuildTests {
-    let quiet = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })
+    let quiet = quietLogger
 
     func rebuild(_ f: TestFolder, _ hours: ClosedRange<PartitionHour>? = nil, dryRun: Bool = false, eventsPerPass: Int = 250_000) throws -> RebuildReport {
         var o = RebuildOptions(dataFolder: f.data)
@@ -201,7 +201,7 @@ import Testing
         options.rate = 10
         options.count = events
         options.seed = seed
-        let producer = try Producer(options: options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let producer = try Producer(options: options, logger: quietLogger)
         while try producer.advance(seconds: 600) {}
     }
 
@@ -267,7 +267,7 @@ import Testing
         var options = ValidateOptions(dataFolder: f.data)
         options.sentLogFolder = f.sent
         options.replay = true
-        let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let report = try ValidateJob.run(options, logger: quietLogger)
         #expect(report.ok, "\(report.table)")
     }
 

@@ -8,7 +8,7 @@ import Testing
 /// and checks that the end state equals an uninterrupted run. `TIDEMARK_CRASH_ROUNDS` sets the
 /// number of rounds (20 here; `scripts/crash-loop.sh` runs hundreds).
 @Suite(.serialized) struct CrashTests {
-    static let quiet = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })
+    static let quiet = quietLogger
 
     /// A produced source folder and the tables of one uninterrupted ingest of it.
     final class Reference: @unchecked Sendable {

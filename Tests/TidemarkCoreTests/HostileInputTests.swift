@@ -167,7 +167,7 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
-        #expect(try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })).ok)
+        #expect(try ValidateJob.run(options, logger: quietLogger).ok)
     }
 
     @Test func diskFullRollsBackCleanlyAndALaterRunCompletes() throws {

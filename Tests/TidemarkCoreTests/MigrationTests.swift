@@ -80,7 +80,7 @@ import Testing
         #expect(lookupEntries == 4)
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
-        let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let report = try ValidateJob.run(options, logger: quietLogger)
         #expect(report.checks.filter { $0.status == .failed }.isEmpty, "\(report.checks.filter { $0.status == .failed })")
         #expect(report.checks.count > 10)
     }

@@ -168,7 +168,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
         var options = f.options()
         options.clock = { try! Timestamp.parse("2025-07-30T10:00:30Z").get() }
-        _ = try IngestJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        _ = try IngestJob.run(options, logger: quietLogger)
         func freshness(at now: String) throws -> BinaryRun {
             try Binary.run(["freshness", "--data", f.data, "--warn-after", "10m", "--error-after", "1h", "--now", now, "--json"])
         }

@@ -9,7 +9,7 @@ import Glibc
 @Suite struct ProducerTests {
     // MARK: Helpers
 
-    static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+    static let quiet = quietLogger
     static let start = Timestamp(nanosecondsSinceEpoch: 1_753_869_600 * Timestamp.nanosPerSecond) // 2025-07-30T10:00:00Z
 
     static func options(_ folder: TestFolder, count: Int, rate: Int, seed: UInt64 = 1) -> ProducerOptions {

@@ -16,8 +16,7 @@ import Testing
     }
 
     func failedChecks(_ f: TestFolder) throws -> [String] {
-        try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
-            .checks.filter { $0.status == .failed }.map(\.name)
+        try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: quietLogger).failedChecks
     }
 
     let h10 = PartitionHour.parse("2025-07-30T10")!.hoursSinceEpoch

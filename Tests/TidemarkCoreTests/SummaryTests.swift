@@ -116,7 +116,7 @@ import Testing
         let queue = try DatabaseQueue(path: f.database)
         try queue.write { try $0.execute(sql: "UPDATE summary_users SET valid_events = 1") }
         try queue.close()
-        let report = try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let report = try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: quietLogger)
         let failed = report.checks.filter { $0.status == .failed }
         #expect(failed.map(\.name) == ["hourly_summary"])
         #expect(failed.first?.findings.joined().contains("view/u1: summary_users has 1") == true)

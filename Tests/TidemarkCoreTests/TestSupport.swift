@@ -71,7 +71,7 @@ final class TestFolder: @unchecked Sendable {
     func ingestInProcess(_ tweak: (inout IngestOptions) -> Void = { _ in }) throws -> BatchSummary {
         var o = options()
         tweak(&o)
-        return try IngestJob.run(o, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        return try IngestJob.run(o, logger: quietLogger)
     }
 
     func query<T>(_ body: (Database) throws -> T) throws -> T {
@@ -106,6 +106,17 @@ final class TestFolder: @unchecked Sendable {
             return nil
         }
     }
+}
+
+/// A logger that drops everything, for jobs run in-process.
+let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+extension ValidationReport {
+    /// The names of the checks that failed.
+    var failedChecks: [String] { checks.filter { $0.status == .failed }.map(\.name) }
+
+    /// One check's findings (none when the report has no such check).
+    func findings(of check: String) -> [String] { checks.first { $0.name == check }?.findings ?? [] }
 }
 
 /// Builds one record line of the ingest contract.

@@ -16,7 +16,7 @@ final class ProducedPipeline: @unchecked Sendable {
         options.rate = 5
         options.count = events
         options.seed = seed
-        let producer = try Producer(options: options, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let producer = try Producer(options: options, logger: quietLogger)
         while try producer.advance(seconds: 97) {
             try folder.ingest()
         }
@@ -46,10 +46,10 @@ final class ProducedPipeline: @unchecked Sendable {
         var options = ValidateOptions(dataFolder: f.data)
         options.sentLogFolder = f.sent
         options.replay = replay
-        return try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        return try ValidateJob.run(options, logger: quietLogger)
     }
 
-    func failed(_ r: ValidationReport) -> [String] { r.checks.filter { $0.status == .failed }.map(\.name) }
+    func failed(_ r: ValidationReport) -> [String] { r.failedChecks }
 
     func write(_ f: TestFolder, _ sql: String) throws {
         try DatabaseQueue(path: f.database).write { try $0.execute(sql: sql) }
@@ -81,7 +81,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let r = try validate(f)
         #expect(failed(r).contains("source_no_record_missing"))
         #expect(failed(r).contains("one_row_per_event"))
-        #expect(r.checks.first { $0.name == "source_no_record_missing" }!.findings.joined().contains(id))
+        #expect(r.findings(of: "source_no_record_missing").joined().contains(id))
     }
 
     @Test func deletedEventSetValidIsDetected() throws {
@@ -91,7 +91,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let r = try validate(f)
         #expect(failed(r).contains("source_deletions_reflected"))
         #expect(failed(r).contains("deletion_markers"))
-        #expect(r.checks.first { $0.name == "source_deletions_reflected" }!.findings.joined().contains(id))
+        #expect(r.findings(of: "source_deletions_reflected").joined().contains(id))
     }
 
     @Test func rowMovedToWrongHourIsDetected() throws {
@@ -115,7 +115,7 @@ final class ProducedPipeline: @unchecked Sendable {
         try write(f, "INSERT INTO \(table) (\(PartitionTable.columns)) SELECT \(copied) FROM \(table) WHERE event_id = '\(id)'")
         let r = try validate(f)
         #expect(failed(r).contains("one_row_per_event"))
-        #expect(r.checks.first { $0.name == "one_row_per_event" }!.findings.joined().contains("\(id) has a second row in \(table)"))
+        #expect(r.findings(of: "one_row_per_event").joined().contains("\(id) has a second row in \(table)"))
         // Compared with the archive, the second row is that check's finding: not a row the
         // archive does not explain, nor compared again (its other user would count as an update).
         let replayed = try validate(f, replay: true)
@@ -130,7 +130,7 @@ final class ProducedPipeline: @unchecked Sendable {
         try write(f, "INSERT INTO \(other) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(table) WHERE event_id = '\(id)'")
         let r = try validate(f)
         #expect(failed(r).contains("one_row_per_event"))
-        #expect(r.checks.first { $0.name == "one_row_per_event" }!.findings.joined().contains(id))
+        #expect(r.findings(of: "one_row_per_event").joined().contains(id))
     }
 
     /// A row no delivery explains (with its lookup entry, so one_row_per_event holds) is what
@@ -148,7 +148,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let r = try validate(f, replay: true)
         #expect(failed(r).contains("source_nothing_extra"))
         #expect(failed(r).contains("replay_nothing_extra"))
-        #expect(r.checks.first { $0.name == "source_nothing_extra" }!.findings.joined().contains("event never-sent in \(table) is not in the sent log"))
+        #expect(r.findings(of: "source_nothing_extra").joined().contains("event never-sent in \(table) is not in the sent log"))
     }
 
     @Test func lineAccountingThatDoesNotAddUpIsDetected() throws {
@@ -167,7 +167,7 @@ final class ProducedPipeline: @unchecked Sendable {
             """)
         let r = try validate(f)
         #expect(failed(r).contains("source_deletions_reflected"))
-        #expect(r.checks.first { $0.name == "source_deletions_reflected" }!.findings.joined().contains("event \(id): deletion"))
+        #expect(r.findings(of: "source_deletions_reflected").joined().contains("event \(id): deletion"))
     }
 
     /// A tombstone whose event never came must stay pending; one dropped from the pending list is found.
@@ -177,12 +177,12 @@ final class ProducedPipeline: @unchecked Sendable {
         try f.ingest()
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
-        let logger = Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() })
+        let logger = quietLogger
         #expect(try ValidateJob.run(options, logger: logger).ok)
         try write(f, "DELETE FROM pending_tombstones")
         let r = try ValidateJob.run(options, logger: logger)
         #expect(failed(r) == ["replay_tombstones"])
-        #expect(r.checks.first { $0.name == "replay_tombstones" }!.findings == ["tombstone for waiting is neither applied nor pending"])
+        #expect(r.findings(of: "replay_tombstones") == ["tombstone for waiting is neither applied nor pending"])
     }
 
     @Test func alteredSummaryIsDetected() throws {
@@ -230,10 +230,10 @@ final class ProducedPipeline: @unchecked Sendable {
             options.sentLogFolder = f.sent
             options.eventsPerPass = perPass
             #expect(throws: TidemarkError.self, "\(perPass) \(laterPass)") {
-                try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+                try ValidateJob.run(options, logger: quietLogger)
             }
             do {
-                _ = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+                _ = try ValidateJob.run(options, logger: quietLogger)
             } catch let error as TidemarkError {
                 #expect(error.exitStatus == .dataError)
                 #expect(error.description.hasPrefix("read sent log \(last) line \(entries + 1)"), "\(error)")
@@ -248,14 +248,14 @@ final class ProducedPipeline: @unchecked Sendable {
         options.sentLogFolder = f.sent
         options.replay = true
         options.eventsPerPass = 700 // several passes over the hash split
-        let clean = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let clean = try ValidateJob.run(options, logger: quietLogger)
         #expect(failed(clean) == [])
         let (id, table) = try someEvent(f, valid: true)
         try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'; DELETE FROM event_index WHERE event_id = '\(id)'; DELETE FROM event_index_recent WHERE event_id = '\(id)'")
-        let r = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let r = try ValidateJob.run(options, logger: quietLogger)
         #expect(failed(r).contains("source_no_record_missing"))
         #expect(failed(r).contains("replay_no_record_missing"))
-        #expect(r.checks.first { $0.name == "source_no_record_missing" }!.findings.joined().contains(id))
+        #expect(r.findings(of: "source_no_record_missing").joined().contains(id))
     }
 
     /// Validate in many passes (the first pass sets the later passes' records aside) reports
@@ -280,7 +280,7 @@ final class ProducedPipeline: @unchecked Sendable {
             options.sampleLimit = 100
             options.eventsPerPass = perPass
             options.scratchFolder = scratch
-            let report = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let report = try ValidateJob.run(options, logger: quietLogger)
             return report.checks.map { "\($0.name) \($0.status) \($0.count) \($0.findings.sorted())" }
         }
         let one = try run(10_000_000)
@@ -298,9 +298,9 @@ final class ProducedPipeline: @unchecked Sendable {
         try write(f, "UPDATE \(table) SET user_id = 'not-the-sender' WHERE event_id = '\(id)'")
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
-        let r = try ValidateJob.run(options, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let r = try ValidateJob.run(options, logger: quietLogger)
         #expect(failed(r).contains("replay_updates_reflected"))
-        #expect(r.checks.first { $0.name == "replay_updates_reflected" }!.findings.joined().contains(id))
+        #expect(r.findings(of: "replay_updates_reflected").joined().contains(id))
     }
 
     @Test func sentEventMissingFromTargetIsDetected() throws {
