@@ -193,7 +193,7 @@ public enum RebuildJob {
                 defer { encoded.cancel() }
                 var deltas: [Int: HourDelta] = [:]
                 for (n, planned) in order.enumerated() {
-                    _ = try encoded.insert(n, rowID: planned.rowID, with: insert, addingDeltasTo: &deltas)
+                    try encoded.insert(n, rowID: planned.rowID, with: insert, addingDeltasTo: &deltas)
                 }
                 counts = deltas[hourNumber] ?? HourDelta()
                 // The hour's totals are the passes' counts added up.

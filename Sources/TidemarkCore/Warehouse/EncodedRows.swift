@@ -27,7 +27,6 @@ final class EncodedRows: @unchecked Sendable {
         var cells: [Cell] = []
         /// Text too long for `encode`'s scratch, which SQLite copies when bound.
         var texts: [String] = []
-        var hashes: [UInt64] = []
         /// The rows' counts per hour (`HourDelta.count`, sign +1).
         var deltas: [Int: HourDelta] = [:]
     }
@@ -77,9 +76,8 @@ final class EncodedRows: @unchecked Sendable {
         thread.start()
     }
 
-    deinit { cancel() }
-
-    /// Stops the encoder early (the writer failed).
+    /// Stops the encoder early. Callers cancel when done, whatever happened (the thread holds
+    /// this object until it ends, so there is no deinit to do it).
     func cancel() {
         condition.lock()
         cancelled = true
@@ -92,7 +90,6 @@ final class EncodedRows: @unchecked Sendable {
         let range = index * Self.rowsPerChunk ..< min(count, (index + 1) * Self.rowsPerChunk)
         chunk.cells.reserveCapacity(range.count * Self.columns)
         chunk.arena.reserveCapacity(range.count * 128)
-        chunk.hashes.reserveCapacity(range.count)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: PartitionRow.scratchCapacity) { scratch in
             for i in range {
                 let (hour, row) = self.row(i)
@@ -115,7 +112,6 @@ final class EncodedRows: @unchecked Sendable {
                     }
                 }
                 precondition(column == Int32(Self.columns), "a partition insert has \(Self.columns) parameters")
-                chunk.hashes.append(hash)
                 chunk.deltas[hour, default: HourDelta()].count(row, hash: hash, sign: 1)
             }
         }
@@ -142,9 +138,9 @@ final class EncodedRows: @unchecked Sendable {
     }
 
     /// Binds row `index` (rows are taken in order) to a partition insert, and `rowID` to its
-    /// 13th parameter when given, and runs it; adds its chunk's counts to `deltas` when the
-    /// chunk is first reached. Returns the content hash.
-    func insert(_ index: Int, rowID: Int64? = nil, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws -> UInt64 {
+    /// 13th parameter when given, and runs it; adds its chunk's counts (with the rows' content
+    /// hashes) to `deltas` when the chunk is first reached.
+    func insert(_ index: Int, rowID: Int64? = nil, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws {
         let chunk = self.chunk(index / Self.rowsPerChunk, addingDeltasTo: &deltas)
         let row = index % Self.rowsPerChunk
         let first = row * Self.columns
@@ -164,7 +160,6 @@ final class EncodedRows: @unchecked Sendable {
             if let rowID { try statement.bind(Int32(Self.columns + 1), rowID) }
             try statement.run()
         }
-        return chunk.hashes[row]
     }
 }
 

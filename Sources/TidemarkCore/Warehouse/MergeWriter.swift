@@ -62,15 +62,11 @@ final class MergeWriter {
     // Hot-path statements, prepared once per batch.
     private let insertIndex: FastStatement
     private let insertRecent: FastStatement
-    /// Looks an event_id up in both trees; `selectLarge` only in `event_index`, for when the
-    /// recent tree is empty (as through a large first load), saving a descent per event.
-    private let selectIndex: FastStatement
+    /// Look an event_id up in each tree (the recent one is skipped while empty).
     private let selectLarge: FastStatement
     private let selectRecent: FastStatement
     /// Inserts an entry into `event_index` unless the event_id is there (see `applyGroup`).
     private let claimIndex: FastStatement
-    /// The row_id the next row appended to each hour gets (max + 1, read once per hour).
-    private var nextRowIDs: [Int: Int64] = [:]
     private var insertByHour: [Int: FastStatement] = [:]
     private var selectByHour: [Int: FastStatement] = [:]
     private var updateByHour: [Int: FastStatement] = [:]
@@ -94,7 +90,6 @@ final class MergeWriter {
         self.maxNewPartitions = maxNewPartitions
         insertIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES (?, ?, ?)")
         insertRecent = try FastStatement(db, sql: "INSERT INTO event_index_recent (event_id, hour, row_id) VALUES (?, ?, ?)")
-        selectIndex = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index_recent WHERE event_id = ?1 UNION ALL SELECT hour, row_id FROM event_index WHERE event_id = ?1")
         selectLarge = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?1")
         selectRecent = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index_recent WHERE event_id = ?1")
         claimIndex = try FastStatement(db, sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING")
@@ -133,7 +128,6 @@ final class MergeWriter {
             updateByHour[hour] = nil
         }
         knownHours = s.knownHours
-        nextRowIDs = [:] // rows appended since the snapshot are gone: read the hours again
         lastTouched = (-1, -1)
         pending = s.pending
         deltas = s.deltas
@@ -145,7 +139,7 @@ final class MergeWriter {
 
     /// Where the lookup (`event_index_recent`, then `event_index`) says the event's row is.
     fileprivate func location(of id: String) throws -> (hour: Int, rowID: Int64)? {
-        try location(of: id, using: recentEntries > 0 ? selectIndex : selectLarge)
+        try (recentEntries > 0 ? location(of: id, using: selectRecent) : nil) ?? location(of: id, using: selectLarge)
     }
 
     private func location(of id: String, using select: FastStatement) throws -> (hour: Int, rowID: Int64)? {
@@ -170,31 +164,21 @@ final class MergeWriter {
         deltas[hour, default: HourDelta()].count(row, hash: hash, sign: sign)
     }
 
-    /// The row_id the next row appended to `hour` gets; `take` reserves it.
-    private func nextRowID(_ hour: Int, take: Bool) throws -> Int64 {
-        let next: Int64
-        if let known = nextRowIDs[hour] {
-            next = known
-        } else if knownHours.contains(hour) {
-            next = (try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName)") ?? 0) + 1
-        } else {
-            next = 1
-        }
-        nextRowIDs[hour] = take ? next + 1 : next
-        return next
-    }
-
     /// Claims the lookup entry of an event not stored yet, naming the row it will get in
     /// `hour`: the reserved row_id when the entry was inserted (the event is new), nil when
-    /// `event_index` already holds the event_id (nothing changed).
-    private func claim(_ id: String, hour: Int) throws -> Int64? {
-        let rowID = try nextRowID(hour, take: false)
+    /// `event_index` already holds the event_id (nothing changed). `nextRowIDs` holds, per
+    /// hour, the row_id the group's next new row there gets: SQLite's max(row_id) + 1, read
+    /// at the hour's first claim (all claims come before the group writes a row).
+    private func claim(_ id: String, hour: Int, nextRowIDs: inout [Int: Int64]) throws -> Int64? {
+        let rowID = try nextRowIDs[hour] ?? (knownHours.contains(hour)
+            ? (Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName)") ?? 0) + 1
+            : 1)
         claimIndex.reset()
         try claimIndex.bind(2, Int64(hour))
         try claimIndex.bind(3, rowID)
         try claimIndex.withText(id, at: 1) { try claimIndex.run() }
         guard claimIndex.changes == 1 else { return nil }
-        _ = try nextRowID(hour, take: true)
+        nextRowIDs[hour] = rowID + 1
         return rowID
     }
 
@@ -213,7 +197,7 @@ final class MergeWriter {
         createdHours.insert(hour)
     }
 
-    /// The row `event_index` names, if it is there and holds this event.
+    /// The row the lookup names, if it is there and holds this event.
     func load(id: String, hour: Int, rowID: Int64) throws -> PartitionRow? {
         let statement = try statementFor(hour, &selectByHour,
             "SELECT \(PartitionRow.selectColumns) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?")
@@ -237,20 +221,13 @@ final class MergeWriter {
             "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     }
 
-    /// Notes the row_id SQLite gave a row appended to `hour`: the hour's next is one more.
-    private func appended(_ rowID: Int64, hour: Int) {
-        nextRowIDs[hour] = rowID + 1
-    }
-
     /// Appends a row; returns its content hash and row_id.
     private func insert(_ row: PartitionRow, hour: Int) throws -> (hash: UInt64, rowID: Int64) {
         let statement = try insertStatement(hour)
         statement.reset()
         let hash = try row.encode(into: scratch) { index, value in try statement.bind(index, value) }
         try statement.run()
-        let rowID = statement.lastInsertRowID
-        appended(rowID, hour: hour)
-        return (hash, rowID)
+        return (hash, statement.lastInsertRowID)
     }
 
     /// Updates a row in place (same hour); returns its content hash.
@@ -403,7 +380,7 @@ struct PreparedDelivery {
 
 extension MergeWriter {
     /// Merges the deliveries of whole files (in file order, then line order) in memory with
-    /// `MergeRule.merge`, then writes each changed event once, sorted by hour and event_id.
+    /// `MergeRule.apply`, then writes each changed event once, sorted by hour and event_id.
     /// Reading and writing in key order turns SQLite's random B-tree accesses into nearly
     /// sequential ones; an event delivered several times in the group is written once.
     func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> GroupResult {
@@ -441,7 +418,7 @@ extension MergeWriter {
             start += file.deliveries.count
         }
 
-        // 1. The stored state of every event the group mentions: `event_index` read in key
+        // 1. The stored state of every event the group mentions: the lookup read in key
         // order, then the rows in row order.
         //
         // A large group first claims the `event_index` entry of each event it has a record of,
@@ -458,12 +435,13 @@ extension MergeWriter {
             : []
         let claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
         var claimedRowID = [Int64?](repeating: nil, count: claimFirst ? ids.count : 0)
+        var nextRowIDs: [Int: Int64] = [:]
         for slot in ids.indices {
             var at: (hour: Int, rowID: Int64)?
             if claimFirst, let hour = groupHour[slot] {
                 if recentEntries > 0 { at = try location(of: ids[slot], using: selectRecent) }
                 if at == nil {
-                    if let rowID = try claim(ids[slot], hour: hour) {
+                    if let rowID = try claim(ids[slot], hour: hour, nextRowIDs: &nextRowIDs) {
                         claimedRowID[slot] = rowID
                         continue
                     }
@@ -551,9 +529,8 @@ extension MergeWriter {
             }
             appendsByHour[hour, default: []].append(slot)
         }
-        var appendedRowID = [Int64](repeating: 0, count: ids.count)
-        var isNew = [Bool](repeating: false, count: ids.count)
-        var newHour = [Int](repeating: 0, count: ids.count)
+        // Per slot, where a new event's row went (its lookup entry, if not claimed, comes last).
+        var appended = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
         let hoursToWrite = Set(updatesByHour.keys).union(appendsByHour.keys).sorted()
         // The new rows, in the order they are written below, are formatted ahead (on a second
         // thread for a large group).
@@ -581,21 +558,20 @@ extension MergeWriter {
             // New events first, in the order they were formatted (and claimed), then events
             // that moved in: SQLite appends each row under max(row_id) + 1, which is what the
             // claims reserved.
+            let statement = try insertStatement(hour)
             for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil {
                 // Counted into `deltas` by chunk, as the encoder formatted it.
-                let statement = try insertStatement(hour)
-                _ = try encoded.insert(nextNew, with: statement, addingDeltasTo: &deltas)
+                try encoded.insert(nextNew, with: statement, addingDeltasTo: &deltas)
                 nextNew += 1
                 let rowID = statement.lastInsertRowID
-                appended(rowID, hour: hour)
                 if claimFirst, let claimed = claimedRowID[slot], claimed != rowID || groupHour[slot] != hour {
                     // Not expected: the claim named the merge's own winner's hour, and its next
-                    // row. Should they ever differ, the entry follows the row.
+                    // row. Should they ever differ, the entry follows the row in a release
+                    // build; a debug build (the tests') stops here.
+                    assertionFailure("claimed row \(claimed) of hour \(groupHour[slot]!) for \(ids[slot]), written as row \(rowID) of hour \(hour)")
                     try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                 }
-                appendedRowID[slot] = rowID
-                newHour[slot] = hour
-                isNew[slot] = true
+                appended[slot] = (hour, rowID)
             }
             for slot in appendsByHour[hour] ?? [] {
                 guard let old = storedRow[slot] else { continue }
@@ -612,7 +588,6 @@ extension MergeWriter {
         }
         for (hour, rowID) in movedOut {
             try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?").execute(arguments: [rowID])
-            nextRowIDs[hour] = nil // it may have been the hour's last row: read the hour again
         }
         for move in moves {
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
@@ -621,14 +596,15 @@ extension MergeWriter {
         // The new events of a small group go to the small recent index (dirtying a few pages
         // there rather than one leaf of the large index per event), which is folded into the
         // large one when full. A large group sweeps the large index anyway: it goes there directly.
-        let newCount = isNew.reduce(0) { $0 + ($1 ? 1 : 0) }
+        let newCount = newRows.count
         let intoRecent = !claimFirst && newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
         if intoRecent && recentEntries + newCount > MergeWriter.recentIndexCapacity { try foldRecentIndex() }
         let insert = intoRecent ? insertRecent : insertIndex
-        for slot in ids.indices where isNew[slot] && !(claimFirst && claimedRowID[slot] != nil) {
+        for slot in ids.indices where !(claimFirst && claimedRowID[slot] != nil) {
+            guard let at = appended[slot] else { continue }
             insert.reset()
-            try insert.bind(2, Int64(newHour[slot]))
-            try insert.bind(3, appendedRowID[slot])
+            try insert.bind(2, Int64(at.hour))
+            try insert.bind(3, at.rowID)
             try insert.withText(ids[slot], at: 1) { try insert.run() }
         }
         if intoRecent { recentEntries += newCount }
