@@ -242,6 +242,33 @@ final class ProducedPipeline: @unchecked Sendable {
         }
     }
 
+    /// A fold whose caller gave up (validate failed) stops within 65,536 records instead of
+    /// reading the whole source on its thread.
+    @Test func aCancelledSourceFoldStopsReading() throws {
+        final class Count: @unchecked Sendable {
+            private let lock = NSLock()
+            private var n = 0
+            func bump() { lock.lock(); n += 1; lock.unlock() }
+            var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+        }
+        let read = Count()
+        let source = ValidationSource(read: { _, body in
+            for n in 0..<10_000_000 {
+                read.bump()
+                try body(.tombstone(eventID: "e\(n % 1000)", receivedTime: nil))
+            }
+        }, unparsable: { _, _, _ in nil })
+        let fold = SourceFold(source: source, passes: 1, expectedPerPass: 1000, spills: nil)
+        while read.value < 1000 { usleep(1000) }
+        fold.cancel()
+        var last = -1
+        for _ in 0..<100 where read.value != last { // until it stops (at most 10 s)
+            last = read.value
+            usleep(100_000)
+        }
+        #expect(read.value < 1000 + 2 * 65_536, "read \(read.value) records after cancel")
+    }
+
     @Test func severalPassesFindWhatOnePassFinds() throws {
         let f = try Self.pipeline.get().copy()
         var options = ValidateOptions(dataFolder: f.data)

@@ -94,7 +94,8 @@ public enum RebuildJob {
         let extraHours = Set(moved.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
         let extra = try RebuildStore.files(touching: extraHours, db).filter { !known.contains($0.fileID) }
         let files = (primary + extra).sorted { $0.fileID < $1.fileID }
-        let passes = PassSplit.passes(for: primary.reduce(0) { $0 + $1.linesRead }, perPass: eventsPerPass)
+        let primaryLines = primary.reduce(0) { $0 + $1.linesRead }
+        let passes = PassSplit.passes(for: primaryLines, perPass: eventsPerPass)
         let before = try RebuildStore.partition(hour, db)
 
         try db.execute(sql: "BEGIN IMMEDIATE")
@@ -115,12 +116,12 @@ public enum RebuildJob {
             // bounded by the pass).
             try Summaries.clear(hour, db)
             // The archived files are read once: the first pass folds its share of events and
-            // sets the lines of the other passes aside, uncompressed, one scratch file each.
+            // sets the lines of the other passes aside, uncompressed, one scratch file each (a
+            // pass that finds events indexed in another hour reads those hours' files again).
             let spills = try (1..<passes).map { try LineSpill(path: "\(scratchFolder)/.rebuild-pass-\($0).spill") }
             let extraFileIDs = Set(extra.map(\.fileID))
             for pass in 0..<passes {
-                var folding = Folding(split: PassSplit(index: pass, count: passes), extraFiles: extraFileIDs, movedEvents: moved, only: nil,
-                                      expected: primary.reduce(0) { $0 + $1.linesRead } / passes)
+                var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
                 if pass == 0 {
                     try read(files, into: &folding, settingAside: spills, db)
                 } else {
@@ -147,7 +148,7 @@ public enum RebuildJob {
                     let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
                     var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
                     for file in more { all[file.fileID] = file }
-                    var refolded = Folding(split: PassSplit(index: 0, count: 1), extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
+                    var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
                                            expected: indexed.count)
                     try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: [], db)
                     for (id, folded) in refolded.states { states[id] = folded }
@@ -166,7 +167,6 @@ public enum RebuildJob {
                     }
                 }
                 states = [:]
-                var counts = HourDelta()
                 // Row ids are given in event_id order (new ones counting up from the live
                 // table's largest), then the rows are written in row_id order: a kept row_id is
                 // random with respect to event_id, and inserting in that order split pages all
@@ -195,7 +195,7 @@ public enum RebuildJob {
                 for (n, planned) in order.enumerated() {
                     try encoded.insert(n, rowID: planned.rowID, with: insert, addingDeltasTo: &deltas)
                 }
-                counts = deltas[hourNumber] ?? HourDelta()
+                let counts = deltas[hourNumber] ?? HourDelta()
                 // The hour's totals are the passes' counts added up.
                 rows += Int(counts.rows)
                 valid += Int(counts.valid)
@@ -229,18 +229,16 @@ public enum RebuildJob {
         var firstBatch: Int64
     }
 
-    /// Deliveries folded with the merge rule per event_id, in the order given: those of one
-    /// pass of the split (or only the named events), skipping the deliveries of files read
-    /// only for events that moved in.
+    /// Deliveries folded with the merge rule per event_id, in the order given: all those read
+    /// (a pass reads only its own share: the first pass sets the others' lines aside), or only
+    /// the named events, skipping the deliveries of files read only for events that moved in.
     struct Folding {
-        let split: PassSplit
         let extraFiles: Set<Int64>
         let movedEvents: [ExactText: Set<Int>]
         let only: Set<ExactText>?
         var states: [ExactText: Folded] = [:]
 
-        init(split: PassSplit, extraFiles: Set<Int64>, movedEvents: [ExactText: Set<Int>], only: Set<ExactText>?, expected: Int) {
-            self.split = split
+        init(extraFiles: Set<Int64>, movedEvents: [ExactText: Set<Int>], only: Set<ExactText>?, expected: Int) {
             self.extraFiles = extraFiles
             self.movedEvents = movedEvents
             self.only = only
@@ -252,7 +250,6 @@ public enum RebuildJob {
             if let only {
                 guard only.contains(id) else { return }
             } else {
-                if !split.contains(delivery.eventID) { return }
                 if extraFiles.contains(file.fileID) && movedEvents[id] == nil { return }
             }
             var late = false

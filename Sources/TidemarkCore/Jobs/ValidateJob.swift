@@ -80,7 +80,7 @@ public enum ValidateJob {
         }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
         return try warehouse.read { db in
-            var v = Validator(options: options, db: db, progress: progress ?? { _ in })
+            var v = Validator(options: options, db: db, logger: logger, progress: progress ?? { _ in })
             try v.runAll(dataFolder: options.dataFolder)
             return v.report
         }
@@ -91,15 +91,17 @@ struct Validator {
     let options: ValidateOptions
     let db: Database
     let progress: (String) -> Void
+    let logger: Logger
     var report = ValidationReport()
     /// Hours whose `summary_users` rows differ from the partition, found during the partition
     /// scan and reported with the summaries.
     var summaryUserProblems: [String] = []
     var limit: Int { options.sampleLimit }
 
-    init(options: ValidateOptions, db: Database, progress: @escaping (String) -> Void) {
+    init(options: ValidateOptions, db: Database, logger: Logger, progress: @escaping (String) -> Void) {
         self.options = options
         self.db = db
+        self.logger = logger
         self.progress = progress
     }
 
@@ -288,8 +290,15 @@ struct Validator {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
         let scratch = options.scratchFolder ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        let spills = passes == 1 ? nil : try? (1..<passes).map {
-            try LineSpill(path: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-\($0).spill")
+        var spills: [LineSpill]?
+        if passes > 1 {
+            do {
+                spills = try (1..<passes).map { try LineSpill(path: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-\($0).spill") }
+            } catch {
+                // Still correct, only slower: every pass reads (and decompresses) the source again.
+                logger.warning("no scratch files for validate's passes; each pass reads the source again (set TMPDIR to a writable folder with room)",
+                               metadata: ["error": "\(error)"])
+            }
         }
         return SourceFold(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills)
     }
@@ -354,9 +363,8 @@ struct Validator {
                         if validity.count < limit { validity.append("event \(id): deletion \(d.kind) at \(d.deletedAt?.rfc3339 ?? "-") but table says \(got.kind) at \(got.deletedAt?.rfc3339 ?? "-")") }
                     }
                     let have = row.record
-                    if !(have.userID.utf8.elementsEqual(want.userID.utf8) && have.eventType.utf8.elementsEqual(want.eventType.utf8)
-                         && have.eventTime == want.eventTime && have.receivedTime == want.receivedTime
-                         && (have.extra.map { x in want.extra.map { sameBytes(x, $0) } ?? false } ?? (want.extra == nil))) {
+                    if !(sameBytes(have.userID, want.userID) && sameBytes(have.eventType, want.eventType)
+                         && have.eventTime == want.eventTime && have.receivedTime == want.receivedTime && sameBytes(have.extra, want.extra)) {
                         attributeCount += 1
                         if attributes.count < limit {
                             attributes.append("event \(id): expected user \(want.userID), type \(want.eventType), received \(want.receivedTime?.rfc3339 ?? "-"); table has user \(have.userID), type \(have.eventType), received \(have.receivedTime?.rfc3339 ?? "-")")
@@ -507,12 +515,18 @@ final class SourceFold: @unchecked Sendable {
         var deliveries = 0, redelivered = 0
         let split = PassSplit(index: pass, count: passes)
         let parser = EventLineParser.forPublishedLines
+        // A caller that stopped (it failed) should not wait for a whole pass to be read: every
+        // 65,536 records read, set aside or kept, the fold looks whether it was cancelled.
         var seen = 0
-        let add = { (delivery: Delivery) in
-            // A caller that stopped (it failed) should not wait for a whole pass to be read.
+        let checkCancelled = {
             seen += 1
             if seen & 0xFFFF == 0 && self.isCancelled { throw CancellationError() }
-            guard split.contains(delivery.eventID) else { return }
+        }
+        let setAside = spills != nil
+        let add = { (delivery: Delivery) in
+            try checkCancelled()
+            // With scratch files every record read here is of this pass already.
+            guard setAside || split.contains(delivery.eventID) else { return }
             deliveries += 1
             let id = ExactText(delivery.eventID)
             let (state, outcome) = MergeRule.merge(expected[id]?.state, delivery)
@@ -529,12 +543,16 @@ final class SourceFold: @unchecked Sendable {
         } else if let spills {
             // A record that does not parse stays here, where the source reports or skips it.
             try source.read({ file, line, record in
+                try checkCancelled()
                 guard let other = PassSplit.pass(ofLine: record, count: self.passes, parser: parser), other > 0 else { return false }
                 try spills[other - 1].append(file: file, line: line, bytes: record)
                 return true
             }, add)
         } else {
-            try source.read({ _, _, record in split.excludes(line: record) }, add)
+            try source.read({ _, _, record in
+                try checkCancelled()
+                return split.excludes(line: record)
+            }, add)
         }
         return (expected, deliveries, redelivered)
     }

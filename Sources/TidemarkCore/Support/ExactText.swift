@@ -39,3 +39,13 @@ func sameBytes(_ a: String, _ b: String) -> Bool {
     if let compared = compared ?? nil { return compared }
     return a.utf8.elementsEqual(b.utf8)
 }
+
+/// Byte equality of optional texts: both missing, or the same bytes.
+@inline(__always)
+func sameBytes(_ a: String?, _ b: String?) -> Bool {
+    switch (a, b) {
+    case (nil, nil): return true
+    case let (x?, y?): return sameBytes(x, y)
+    default: return false
+    }
+}

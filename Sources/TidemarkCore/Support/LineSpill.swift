@@ -75,7 +75,9 @@ final class LineSpill: @unchecked Sendable {
         do {
             try FileSystem.writeAll(fd, bytes, count, path: path)
         } catch var error as FileSystemError {
-            error.operation = "set lines aside for a later pass in the scratch file"
+            // Name the folder: the scratch file itself was removed as soon as it was made.
+            error.operation = "set lines aside for a later pass in a scratch file (deleted on creation) in"
+            error.path = FileSystem.parentFolder(of: path) ?? "."
             throw error
         }
     }
