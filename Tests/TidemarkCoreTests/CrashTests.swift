@@ -131,7 +131,7 @@ import Testing
         #expect(process.terminationStatus == 0)
         // The signal really stopped the batch early: files are left for the next run.
         let left = try FileManager.default.contentsOfDirectory(atPath: f.landing).filter { LandingFolder.hasLandingSuffix($0) }
-        #expect(!left.isEmpty, "the batch ended before SIGTERM arrived; the test proves nothing")
+        try #require(!left.isEmpty, "the batch ended before SIGTERM arrived; the test proves nothing")
         let backlog = try f.query { try Int.fetchOne($0, sql: "SELECT backlog_files FROM batches ORDER BY batch_id LIMIT 1") }
         #expect(backlog == left.count, "the batch's backlog counts the files it left")
         // Whatever was applied is whole and consistent, and no batch was left open.
