@@ -118,14 +118,14 @@ public enum RebuildJob {
             // The archived files are read once: the first pass folds its share of events and
             // sets the lines of the other passes aside, uncompressed, one scratch file each (a
             // pass that finds events indexed in another hour reads those hours' files again).
-            let spills = try (1..<passes).map { try LineSpill(path: "\(scratchFolder)/.rebuild-pass-\($0).spill") }
+            let spills = try PassSpills(passes: passes, pathPrefix: "\(scratchFolder)/.rebuild-pass-")
             let extraFileIDs = Set(extra.map(\.fileID))
             for pass in 0..<passes {
                 var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
                 if pass == 0 {
                     try read(files, into: &folding, settingAside: spills, db)
                 } else {
-                    try read(spills[pass - 1], of: files, into: &folding, db)
+                    try read(spills.lines(ofPass: pass), of: files, into: &folding, db)
                 }
                 var states = folding.states
                 folding.states = [:]
@@ -150,7 +150,7 @@ public enum RebuildJob {
                     for file in more { all[file.fileID] = file }
                     var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
                                            expected: indexed.count)
-                    try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: [], db)
+                    try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: nil, db)
                     for (id, folded) in refolded.states { states[id] = folded }
                 }
                 var ids: [ExactText] = []
@@ -277,9 +277,9 @@ public enum RebuildJob {
 
     /// Reads the archived files (each verified against the ledger's SHA-256 as it is read) and
     /// folds their deliveries in ledger order. Decompression, hashing and parsing run on a
-    /// second thread (`FileDecoder`) while this one folds. With `spills` (one per later pass),
-    /// the lines of later passes are set aside there unparsed, in order, with where they came from.
-    static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: [LineSpill], _ db: Database) throws {
+    /// second thread (`FileDecoder`) while this one folds. With `spills`, the lines of later
+    /// passes are set aside there unparsed, in order, with where they came from.
+    static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: PassSpills?, _ db: Database) throws {
         var sources: [LandingFile] = []
         sources.reserveCapacity(files.count)
         for file in files {
@@ -290,15 +290,10 @@ public enum RebuildJob {
             sources.append(LandingFile(name: file.name, path: path, size: 0, modified: 0))
         }
         let parser = EventLineParser.forPublishedLines
+        // A line that does not parse stays here: every pass would reject it alike.
         var divert: FileDecoder.Divert?
-        if !spills.isEmpty {
-            let count = spills.count + 1
-            divert = { fileIndex, line, bytes in
-                // A line that does not parse stays here: every pass would reject it alike.
-                guard let pass = PassSplit.pass(ofLine: bytes, count: count, parser: parser), pass > 0 else { return false }
-                try spills[pass - 1].append(file: fileIndex, line: line, bytes: bytes)
-                return true
-            }
+        if let spills, spills.passes > 1 {
+            divert = { file, line, bytes in try spills.divert(file: file, line: line, bytes: bytes, parser: parser) }
         }
         try fold(FileDecoder(files: sources, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, db)
     }

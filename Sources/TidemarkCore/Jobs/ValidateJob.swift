@@ -290,10 +290,10 @@ struct Validator {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
         let scratch = options.scratchFolder ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var spills: [LineSpill]?
+        var spills: PassSpills?
         if passes > 1 {
             do {
-                spills = try (1..<passes).map { try LineSpill(path: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-\($0).spill") }
+                spills = try PassSpills(passes: passes, pathPrefix: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-")
             } catch {
                 // Still correct, only slower: every pass reads (and decompresses) the source again.
                 logger.warning("no scratch files for validate's passes; each pass reads the source again (set TMPDIR to a writable folder with room)",
@@ -454,12 +454,12 @@ final class SourceFold: @unchecked Sendable {
     let passes: Int
     private let source: ValidationSource
     private let expectedPerPass: Int
-    private let spills: [LineSpill]?
+    private let spills: PassSpills?
     private let condition = NSCondition()
     private var ready: Result<Pass, Error>?
     private var cancelled = false
 
-    init(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: [LineSpill]?) {
+    init(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?) {
         self.source = source
         self.passes = passes
         self.expectedPerPass = expectedPerPass
@@ -534,7 +534,7 @@ final class SourceFold: @unchecked Sendable {
             expected[id] = (state, false)
         }
         if let spills, pass > 0 {
-            try spills[pass - 1].forEachLine { file, line, record in
+            try spills.lines(ofPass: pass).forEachLine { file, line, record in
                 switch parser.parse(record) {
                 case .success(let delivery): try add(delivery)
                 case .failure(let rejection): if let error = source.unparsable(file, line, rejection.reason) { throw error }
@@ -544,9 +544,7 @@ final class SourceFold: @unchecked Sendable {
             // A record that does not parse stays here, where the source reports or skips it.
             try source.read({ file, line, record in
                 try checkCancelled()
-                guard let other = PassSplit.pass(ofLine: record, count: self.passes, parser: parser), other > 0 else { return false }
-                try spills[other - 1].append(file: file, line: line, bytes: record)
-                return true
+                return try spills.divert(file: file, line: line, bytes: record, parser: parser)
             }, add)
         } else {
             try source.read({ _, _, record in

@@ -120,3 +120,28 @@ final class LineSpill: @unchecked Sendable {
         }
     }
 }
+
+/// The scratch files of a split's later passes (rebuild and validate): the first pass reads
+/// the source once and sets each later pass's raw lines aside in that pass's file.
+final class PassSpills: @unchecked Sendable {
+    /// Passes in the split, the first included.
+    let passes: Int
+    private let spills: [LineSpill]
+
+    /// Creates `"\(pathPrefix)N.spill"` for each later pass N (1 ..< passes).
+    init(passes: Int, pathPrefix: String) throws {
+        self.passes = passes
+        spills = try (1..<max(1, passes)).map { try LineSpill(path: "\(pathPrefix)\($0).spill") }
+    }
+
+    /// Sets a raw line aside when its event belongs to a later pass, and says so; a line of
+    /// the first pass, or one that does not parse, stays with the caller.
+    func divert(file: Int, line: Int, bytes: UnsafeRawBufferPointer, parser: EventLineParser) throws -> Bool {
+        guard let pass = PassSplit.pass(ofLine: bytes, count: passes, parser: parser), pass > 0 else { return false }
+        try spills[pass - 1].append(file: file, line: line, bytes: bytes)
+        return true
+    }
+
+    /// The lines set aside for a later pass (1 ..< passes).
+    func lines(ofPass pass: Int) -> LineSpill { spills[pass - 1] }
+}

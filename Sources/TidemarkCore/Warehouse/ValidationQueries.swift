@@ -38,11 +38,11 @@ enum ValidationQueries {
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
         let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, COALESCE(i.hour, j.hour), r.row_id \(sql) LIMIT \(limit)").map { row -> String in
             let id: String = row[0]
-            guard let other = row[1] as Int? else { return "event \(id) is in \(p.table) but missing from event_index" }
+            guard let other = row[1] as Int? else { return "event \(id) is in \(p.table) but in neither lookup tree (event_index, event_index_recent)" }
             if other == p.hour.hoursSinceEpoch {
-                return "event \(id) has a second row in \(p.table) (row_id \(row[2] as Int64); event_index names another)"
+                return "event \(id) has a second row in \(p.table) (row_id \(row[2] as Int64); its lookup entry names another)"
             }
-            return "event \(id) is in \(p.table) and also in \(PartitionHour(hoursSinceEpoch: other).tableName) (event_index points there)"
+            return "event \(id) is in \(p.table) and also in \(PartitionHour(hoursSinceEpoch: other).tableName) (its lookup entry points there)"
         }
         return (count, samples)
     }
@@ -67,7 +67,7 @@ enum ValidationQueries {
             """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
         let samples = try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
-            "event \($0): event_index says \(p.table) but the row is missing"
+            "event \($0): its lookup entry says \(p.table) but the row is missing"
         }
         return (count, samples)
     }
@@ -83,13 +83,13 @@ enum ValidationQueries {
                                           arguments: [hour])
             count += ids.count
             for id in ids.prefix(max(0, limit - samples.count)) {
-                samples.append("event \(id): event_index says hour \(PartitionHour(hoursSinceEpoch: hour)) which has no partition")
+                samples.append("event \(id): its lookup entry says hour \(PartitionHour(hoursSinceEpoch: hour)), which has no partition")
             }
         }
         return (count, samples)
     }
 
-    /// Event ids with an entry in both lookup trees (there must be one).
+    /// Event ids with an entry in both lookup trees (each must have exactly one entry).
     static func lookupEntriesInBothTrees(limit: Int, _ db: Database) throws -> (Int, [String]) {
         let sql = "FROM event_index_recent j JOIN event_index i ON i.event_id = j.event_id"
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
