@@ -20,13 +20,15 @@ struct DecodedPiece {
     var end: Result<GzipFileSummary, DecodeFailure>?
 }
 
-/// Decodes landing files (gunzip, split, parse) on a background thread while the caller
-/// writes to SQLite on its own: the two halves of ingest overlap on two cores. Pieces hold at
+/// Decodes gzip NDJSON files (gunzip, split, parse) on a background thread while the caller
+/// writes to SQLite on its own: the two halves of ingest (and of rebuild, reading the archive)
+/// overlap on two cores. Pieces hold at
 /// most `linesPerPiece` lines, and decoding pauses once `linesAhead` lines wait in memory,
 /// whatever the file sizes. The budget is in lines, not pieces: small files make small pieces,
 /// and the decoder must be able to run a whole merge group ahead while SQLite works.
 final class FileDecoder: @unchecked Sendable {
-    private let files: [LandingFile]
+    /// The gzip files to read, in order (landing files for ingest, archived copies for rebuild).
+    private let paths: [String]
     /// Instead of files: lines set aside earlier, each naming the file it came from.
     private let spill: LineSpill?
     private let parser: EventLineParser
@@ -44,9 +46,9 @@ final class FileDecoder: @unchecked Sendable {
     private var finished = false
     private var cancelled = false
 
-    init(files: [LandingFile], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536,
+    init(paths: [String], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536,
          divert: Divert? = nil) {
-        self.files = files
+        self.paths = paths
         self.spill = nil
         self.divert = divert
         self.parser = parser
@@ -59,7 +61,7 @@ final class FileDecoder: @unchecked Sendable {
     /// Decodes the lines of a spill instead of files: pieces name the file index each line
     /// was set aside with, and carry no end (their files were verified when first read).
     init(spill: LineSpill, parser: EventLineParser, linesPerPiece: Int = 8192, linesAhead: Int = 65_536) {
-        self.files = []
+        self.paths = []
         self.spill = spill
         self.divert = nil
         self.parser = parser
@@ -116,12 +118,12 @@ final class FileDecoder: @unchecked Sendable {
             condition.unlock()
         }
         if let spill { return decode(spill) }
-        for (index, file) in files.enumerated() {
+        for (index, path) in paths.enumerated() {
             var lines: [DecodedLine] = []
             lines.reserveCapacity(min(linesPerPiece, 4096))
             let result: Result<GzipFileSummary, DecodeFailure>
             do {
-                let summary = try GzipLineReader(path: file.path, maxOutputBytes: maxOutputBytes).forEachLine { number, content in
+                let summary = try GzipLineReader(path: path, maxOutputBytes: maxOutputBytes).forEachLine { number, content in
                     switch content {
                     case .overlong(let length):
                         lines.append(.rejected(line: number, reason: LineRejection.overlong(length).reason, raw: nil))
@@ -150,7 +152,7 @@ final class FileDecoder: @unchecked Sendable {
                 return
             } catch {
                 // Never a silent end of the stream: the caller would take it for the last file.
-                result = .failure(.io(FileSystemError("decode", file.path, cause: "\(error)")))
+                result = .failure(.io(FileSystemError("decode", path, cause: "\(error)")))
             }
             guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
         }

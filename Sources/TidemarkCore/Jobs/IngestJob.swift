@@ -174,7 +174,7 @@ struct BatchRunner {
             if try settledWithoutDecoding(file) { reportProgress(file) } else { toDecode.append(file) }
         }
         FaultPoint.pause("before-decode")
-        let decoder = FileDecoder(files: toDecode, parser: parser, maxOutputBytes: options.maxFileOutputBytes)
+        let decoder = FileDecoder(paths: toDecode.map(\.path), parser: parser, maxOutputBytes: options.maxFileOutputBytes)
         defer { decoder.cancel() }
         var inFlight: InFlightFile?
         while let piece = decoder.next() {

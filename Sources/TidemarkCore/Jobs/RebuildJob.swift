@@ -280,14 +280,14 @@ public enum RebuildJob {
     /// second thread (`FileDecoder`) while this one folds. With `spills`, the lines of later
     /// passes are set aside there unparsed, in order, with where they came from.
     static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: PassSpills?, _ db: Database) throws {
-        var sources: [LandingFile] = []
-        sources.reserveCapacity(files.count)
+        var paths: [String] = []
+        paths.reserveCapacity(files.count)
         for file in files {
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else {
                 throw TidemarkError("rebuild", file.location, cause: "archived file \(file.name) (ledger file \(file.fileID)) is missing",
                                     hint: "restore it from backup into that path, then rerun", exit: .noInput)
             }
-            sources.append(LandingFile(name: file.name, path: path, size: 0, modified: 0))
+            paths.append(path)
         }
         let parser = EventLineParser.forPublishedLines
         // A line that does not parse stays here: every pass would reject it alike.
@@ -295,7 +295,7 @@ public enum RebuildJob {
         if let spills, spills.passes > 1 {
             divert = { file, line, bytes in try spills.divert(file: file, line: line, bytes: bytes, parser: parser) }
         }
-        try fold(FileDecoder(files: sources, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, db)
+        try fold(FileDecoder(paths: paths, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, db)
     }
 
     /// Folds the lines a first pass set aside for a later one (their files were verified then).
