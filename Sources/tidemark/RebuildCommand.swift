@@ -5,7 +5,7 @@ import TidemarkCore
 struct RebuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebuild",
-        abstract: "Rebuild hourly partitions from the archived raw files (shadow table, checked, swapped in atomically).",
+        abstract: "Rebuild hourly partitions from the archived raw files (compared with the stored rows; what differs is written in one transaction per hour).",
         discussion: """
             Exit codes: 0 rebuilt (or nothing to do); 65 an archived file no longer matches its SHA-256; \
             66 an archived file or the database is missing; 74 I/O error; 75 another job holds the lock.

@@ -159,6 +159,60 @@ import Testing
         #expect(try ValidateJob.run(options, logger: quiet).ok)
     }
 
+    /// Rebuild writes only what differs: a right hour is only read (no row takes the rebuild's
+    /// batch), and a repair rewrites just the rows it repairs: an edited row, a second copy of
+    /// a row, a lookup entry naming another event's row, a wrong first_batch.
+    @Test func rebuildWritesOnlyWhatDiffers() throws {
+        let f = try ProducedPipeline(events: 1500, seed: 12).copy()
+        let rows = try f.eventRows()
+        let before = try checksums(f)
+        let (label, table) = try f.query { db -> (String, String) in
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            return (row[0], row[1])
+        }
+        let hour = PartitionHour.parse(label)!
+        func rowsOfLastRebuild() throws -> [String] {
+            try f.query { db in
+                let batch = try Int64.fetchOne(db, sql: "SELECT MAX(batch_id) FROM batches WHERE kind = 'rebuild'")
+                return try String.fetchAll(db, sql: "SELECT event_id FROM \(table) WHERE last_batch = ? ORDER BY event_id", arguments: [batch])
+            }
+        }
+        let untouched = try rebuild(f, hour...hour).hours.first
+        #expect(untouched?.outcome == "unchanged")
+        #expect(try rowsOfLastRebuild() == [])
+
+        let ids = try f.query { try String.fetchAll($0, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 5") }
+        try DatabaseQueue(path: f.database).write { db in
+            let top = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")!
+            try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = ?", arguments: [ids[0]])
+            // A second copy of a row, under a new row_id.
+            try db.execute(sql: """
+                INSERT INTO \(table) (row_id, \(PartitionTable.columns)) SELECT ?, \(PartitionTable.columns) FROM \(table) WHERE event_id = ?
+                """, arguments: [top + 5, ids[1]])
+            // The lookup entry of one event names another event's row.
+            try db.execute(sql: """
+                UPDATE event_index SET row_id = (SELECT row_id FROM \(table) WHERE event_id = ?) WHERE event_id = ?
+                """, arguments: [ids[3], ids[2]])
+            try db.execute(sql: "UPDATE \(table) SET first_batch = first_batch + 1000 WHERE event_id = ?", arguments: [ids[4]])
+        }
+        let repaired = try rebuild(f, hour...hour).hours.first
+        #expect(repaired?.outcome == "repaired")
+        #expect(repaired?.changed == 1 && repaired?.added == 0 && repaired?.removed == 0, "\(String(describing: repaired))")
+        #expect(try f.eventRows() == rows)
+        #expect(try checksums(f) == before)
+        // The edited row, the events whose rows were written anew (the one whose lookup entry
+        // was wrong, and the one whose row that entry named) and the wrong first_batch.
+        #expect(try rowsOfLastRebuild() == [ids[0], ids[2], ids[3], ids[4]].sorted())
+        let copies = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM \(table) WHERE event_id = ?", arguments: [ids[1]]) }
+        #expect(copies == 1)
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        #expect(try ValidateJob.run(options, logger: quiet).ok)
+        let again = try rebuild(f, hour...hour).hours.first
+        #expect(again?.outcome == "unchanged")
+        #expect(try rowsOfLastRebuild() == [])
+    }
+
     @Test func rebuildOfAnHourRangeTouchesOnlyThoseHours() throws {
         let f = try ProducedPipeline(events: 3000, seed: 6).copy()
         let hours = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }

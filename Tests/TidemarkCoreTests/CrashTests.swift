@@ -144,7 +144,7 @@ import Testing
         try assertMatchesReference(f, reference, "after SIGTERM")
     }
 
-    @Test func crashDuringRebuildSwapLeavesTheOldPartition() throws {
+    @Test func crashBeforeRebuildCommitLeavesTheOldPartition() throws {
         let reference = try Self.reference.get()
         let f = try reference.freshCopy()
         #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
@@ -153,7 +153,7 @@ import Testing
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = (SELECT MIN(event_id) FROM \(table))")
         }
         let edited = try f.eventRows()
-        let status = try Self.run(["rebuild", "--data", f.data, "--all"], environment: ["TIDEMARK_FAULT": "rebuild-swap"])
+        let status = try Self.run(["rebuild", "--data", f.data, "--all"], environment: ["TIDEMARK_FAULT": "rebuild-before-commit"])
         #expect(status == SIGKILL)
         #expect(try f.eventRows() == edited) // the old partition, untouched
         #expect(try Self.run(["rebuild", "--data", f.data, "--all"]) == 0)

@@ -45,7 +45,8 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
 }
 
 /// `tidemark rebuild`: recomputes hourly partitions from the archived raw files alone, with
-/// the same merge rule as ingest, builds each in a shadow table and swaps it in atomically.
+/// the same merge rule as ingest, compares each with the stored hour and writes what differs,
+/// in one transaction per hour.
 public enum RebuildJob {
     public static func run(_ options: RebuildOptions, logger: Logger) throws -> RebuildReport {
         // The database first: a mistyped --data must not leave a folder (with a lock file) behind.
@@ -102,15 +103,12 @@ public enum RebuildJob {
         do {
             // Rebuild reads and rewrites the lookup through `event_index` alone.
             try EventLookup.foldRecent(db, overwriting: true)
-            let insert = try RebuildStore.createShadow(hour, db)
+            let patch = try PartitionPatch(hour, db)
             var rows = 0, valid = 0
             var checksum: UInt64 = 0
             var elsewhere: [ExactText: Int] = [:] // events the fold places in another hour
-            // An event that stays in this hour keeps the row_id event_index gives it (when the
-            // live table can hold it), so the swap rewrites only the lookup entries that
-            // change; other rows get ids above the live table's largest.
-            let reusableRowIDs = try RebuildStore.maxRowID(hour, db)
-            var nextRowID = reusableRowIDs
+            // Each rebuilt event is compared with the stored row event_index names (when the
+            // hour's table held it), so only the lookup entries of rows written anew change.
             var usedRowIDs = Set<Int64>()
             // The hour's summary is rebuilt from the rows written, pass by pass (memory stays
             // bounded by the pass).
@@ -127,17 +125,27 @@ public enum RebuildJob {
                 } else {
                     try read(spills.lines(ofPass: pass), of: files, into: &folding, db)
                 }
-                var states = folding.states
-                folding.states = [:]
+                // The pass's events in byte order: index lookups then walk event_index once.
+                let ids = folding.ids
+                var events = folding.events
+                folding.ids = []
+                folding.events = [] // so that `events` is changed in place
+                let byID = byteOrder(ids.map(\.text))
                 // A stale or deleting delivery may name this hour for an event whose row is in
                 // another: its files of this hour do not hold its whole history. Those events
                 // are folded again over the files of the hour event_index gives (and the hours
                 // they moved through), before deciding where they belong.
-                let candidates = states.compactMap { id, folded in
-                    folded.state.record?.eventTime.hour == hour && moved[id] == nil ? id : nil
+                let candidates = byID.filter { index in
+                    events[index].state?.record?.eventTime.hour == hour && (moved.isEmpty || moved[ids[index]] == nil)
                 }
-                let located = try RebuildStore.indexLocations(of: byteOrder(candidates.map(\.text)).map { candidates[$0] }, db)
-                let indexed = located.compactMapValues { $0.hour != hour.hoursSinceEpoch ? $0.hour : nil }
+                var located = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
+                for (index, location) in zip(candidates, try RebuildStore.indexLocations(of: candidates.map { ids[$0] }, db)) {
+                    located[index] = location
+                }
+                var indexed: [ExactText: Int] = [:]
+                for index in candidates {
+                    if let at = located[index], at.hour != hour.hoursSinceEpoch { indexed[ids[index]] = at.hour }
+                }
                 if !indexed.isEmpty {
                     var hours = Set(indexed.values)
                     for other in Set(indexed.values) {
@@ -151,49 +159,40 @@ public enum RebuildJob {
                     var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
                                            expected: indexed.count)
                     try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: nil, db)
-                    for (id, folded) in refolded.states { states[id] = folded }
+                    for (id, folded) in zip(refolded.ids, refolded.events) { events[folding.slots[id]!] = folded }
                 }
-                var ids: [ExactText] = []
-                var events: [Folded] = [] // beside ids
-                ids.reserveCapacity(states.count)
-                events.reserveCapacity(states.count)
-                for (id, folded) in states {
-                    guard let eventHour = folded.state.record?.eventTime.hour else { continue }
-                    if eventHour == hour {
-                        ids.append(id)
-                        events.append(folded)
-                    } else {
-                        elsewhere[id] = eventHour.hoursSinceEpoch
-                    }
-                }
-                states = [:]
-                // Row ids are given in event_id order (new ones counting up from the live
-                // table's largest), then the rows are written in row_id order: a kept row_id is
-                // random with respect to event_id, and inserting in that order split pages all
-                // over the shadow table.
+                folding.slots = [:]
+                // Each rebuilt event is compared with the stored row its lookup entry names, in
+                // stored row_id order (a stored row_id is random with respect to event_id); the
+                // events with no stored row to compare with are then written as new rows, in
+                // event_id order.
                 var planned: [(rowID: Int64, index: Int)] = []
                 planned.reserveCapacity(ids.count)
-                for index in byteOrder(ids.map(\.text)) {
-                    if let at = located[ids[index]], at.hour == hour.hoursSinceEpoch, at.rowID <= reusableRowIDs,
+                for index in byID {
+                    guard let eventHour = events[index].state?.record?.eventTime.hour else { continue }
+                    guard eventHour == hour else {
+                        elsewhere[ids[index]] = eventHour.hoursSinceEpoch
+                        continue
+                    }
+                    if let at = located[index], at.hour == hour.hoursSinceEpoch, at.rowID <= patch.lastOldRowID,
                        usedRowIDs.insert(at.rowID).inserted {
                         planned.append((at.rowID, index))
                     } else {
-                        nextRowID += 1
-                        planned.append((nextRowID, index))
+                        planned.append((.max, index))
                     }
                 }
                 planned.sort { $0.rowID < $1.rowID }
-                // Formatted (and counted) on a second thread while this one inserts.
+                // Formatted (and counted) on a second thread while this one compares and writes.
                 let folded = events, order = planned, hourNumber = hour.hoursSinceEpoch
                 events = []
                 let encoded = EncodedRows(count: order.count) { i in
                     let event = folded[order[i].index]
-                    return (hourNumber, PartitionRow(state: event.state, firstBatch: event.firstBatch, lastBatch: dryRun ? event.firstBatch : batchID))
+                    return (hourNumber, PartitionRow(state: event.state!, firstBatch: event.firstBatch, lastBatch: dryRun ? event.firstBatch : batchID))
                 }
                 defer { encoded.cancel() }
                 var deltas: [Int: HourDelta] = [:]
                 for (n, planned) in order.enumerated() {
-                    try encoded.insert(n, rowID: planned.rowID, with: insert, addingDeltasTo: &deltas)
+                    try patch.apply(n, of: encoded, storedAt: planned.rowID == .max ? nil : planned.rowID, addingDeltasTo: &deltas)
                 }
                 let counts = deltas[hourNumber] ?? HourDelta()
                 // The hour's totals are the passes' counts added up.
@@ -202,21 +201,21 @@ public enum RebuildJob {
                 checksum = checksum &+ counts.checksum
                 try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
             }
-            let diff = try RebuildStore.diff(hour, db)
-            let removed = diff.removed
-            let repaired = diff.added + diff.changed + removed.count > 0 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
-            let outcome = !diff.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
+            let removed = try patch.finish()
+            let repaired = patch.added + patch.changed + removed.count + patch.quietFixes > 0
+                || (before.map { $0.checksum != checksumText(checksum) } ?? false)
+            let outcome = !patch.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {
-                try RebuildStore.swapIn(hour, rows: rows, valid: valid, checksum: checksum,
-                                        newRowIDsAbove: reusableRowIDs, batchID: batchID, db)
+                try RebuildStore.finishPatch(hour, rows: rows, valid: valid, checksum: checksum,
+                                             newRowIDsAbove: patch.lastOldRowID, batchID: batchID, db)
                 try RebuildStore.relocate(removed, from: hour, to: elsewhere, db)
                 try db.execute(sql: "COMMIT")
                 logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rows)", "outcome": "\(outcome)"])
             }
             return RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
-                                     rows: rows, added: diff.added, changed: diff.changed, removed: removed.count,
+                                     rows: rows, added: patch.added, changed: patch.changed, removed: removed.count,
                                      filesRead: files.count, outcome: dryRun ? "would be " + outcome : outcome)
         } catch {
             try? db.execute(sql: "ROLLBACK")
@@ -225,7 +224,8 @@ public enum RebuildJob {
     }
 
     struct Folded {
-        var state: EventState
+        /// Never nil once a delivery is folded (optional so the merge rule applies in place).
+        var state: EventState?
         var firstBatch: Int64
     }
 
@@ -236,13 +236,18 @@ public enum RebuildJob {
         let extraFiles: Set<Int64>
         let movedEvents: [ExactText: Set<Int>]
         let only: Set<ExactText>?
-        var states: [ExactText: Folded] = [:]
+        /// Each event's place in `ids` and `events`, which grow in the order events are first met.
+        var slots: [ExactText: Int] = [:]
+        var ids: [ExactText] = []
+        var events: [Folded] = []
 
         init(extraFiles: Set<Int64>, movedEvents: [ExactText: Set<Int>], only: Set<ExactText>?, expected: Int) {
             self.extraFiles = extraFiles
             self.movedEvents = movedEvents
             self.only = only
-            states.reserveCapacity(expected)
+            slots.reserveCapacity(expected)
+            ids.reserveCapacity(expected)
+            events.reserveCapacity(expected)
         }
 
         mutating func add(_ delivery: Delivery, from file: RebuildStore.SourceFile) {
@@ -254,10 +259,18 @@ public enum RebuildJob {
             }
             var late = false
             if case .record(let r) = delivery, let mark = file.watermarkBefore, r.eventTime < mark { late = true }
-            let before = states[id]
-            let merged = MergeRule.merge(before?.state, delivery, late: late).state
-            let first = before.map { $0.state.record == nil && merged.record != nil ? file.batchID : $0.firstBatch } ?? file.batchID
-            states[id] = Folded(state: merged, firstBatch: first)
+            if let slot = slots[id] {
+                let hadRecord = events[slot].state?.record != nil
+                _ = MergeRule.apply(delivery, to: &events[slot].state, late: late)
+                // The first batch is the one that first gave the event a record.
+                if !hadRecord && events[slot].state?.record != nil { events[slot].firstBatch = file.batchID }
+            } else {
+                var state: EventState?
+                _ = MergeRule.apply(delivery, to: &state, late: late)
+                slots[id] = events.count
+                ids.append(id)
+                events.append(Folded(state: state, firstBatch: file.batchID))
+            }
         }
     }
 

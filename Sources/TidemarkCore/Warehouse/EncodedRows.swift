@@ -137,28 +137,61 @@ final class EncodedRows: @unchecked Sendable {
         return chunk
     }
 
-    /// Binds row `index` (rows are taken in order) to a partition insert, and `rowID` to its
-    /// 13th parameter when given, and runs it; adds its chunk's counts (with the rows' content
+    /// Binds row `index` (rows are taken in order) to a statement whose parameters are the
+    /// partition columns (an INSERT, or an UPDATE of every column), and `rowID` to its 13th
+    /// parameter when given, and runs it; adds its chunk's counts (with the rows' content
     /// hashes) to `deltas` when the chunk is first reached.
-    func insert(_ index: Int, rowID: Int64? = nil, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws {
-        let chunk = self.chunk(index / Self.rowsPerChunk, addingDeltasTo: &deltas)
-        let row = index % Self.rowsPerChunk
-        let first = row * Self.columns
-        try chunk.arena.withUnsafeBufferPointer { arena in
-            let base = arena.baseAddress!
+    func write(_ index: Int, rowID: Int64? = nil, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws {
+        try withCells(of: index, addingDeltasTo: &deltas) { cell in
             statement.reset()
             for column in 0..<Self.columns {
-                let cell = chunk.cells[first + column]
-                let parameter = Int32(column + 1)
-                switch cell.kind {
-                case .null: try statement.bindNull(parameter)
-                case .int: try statement.bind(parameter, cell.value)
-                case .text: try statement.bind(parameter, chunk.texts[Int(cell.value)])
-                case .bytes: try statement.bind(parameter, bytesInPlace: base + Int(cell.value), count: Int(cell.count))
-                }
+                try statement.bind(Int32(column + 1), cell(column))
             }
             if let rowID { try statement.bind(Int32(Self.columns + 1), rowID) }
             try statement.run()
+        }
+    }
+
+    /// How a stored row compares with row `index`.
+    enum StoredMatch {
+        case same
+        /// Another event_id.
+        case otherEvent
+        /// A data column differs (what rebuild reports as changed).
+        case dataDiffers
+        /// Only `first_batch` differs.
+        case firstBatchDiffers
+    }
+
+    /// Compares row `index` (rows are taken in order, as by `write`) with the current row of
+    /// `stored`, which selects the partition columns from `event_id` to `first_batch` in
+    /// `PartitionTable.columns` order. `last_batch` is not compared: it names the batch that
+    /// last wrote the row.
+    func compare(_ index: Int, withStored stored: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) -> StoredMatch {
+        withCells(of: index, addingDeltasTo: &deltas) { cell in
+            guard stored.holds(0, cell(0)) else { return .otherEvent }
+            for column in 1..<(Self.columns - 2) where !stored.holds(Int32(column), cell(column)) { return .dataDiffers }
+            return stored.holds(Int32(Self.columns - 2), cell(Self.columns - 2)) ? .same : .firstBatchDiffers
+        }
+    }
+
+    /// Calls `body` with a function giving row `index`'s value of each column (0-based), valid
+    /// during the call.
+    private func withCells<R>(of index: Int, addingDeltasTo deltas: inout [Int: HourDelta],
+                              _ body: ((Int) -> ColumnValue) throws -> R) rethrows -> R {
+        let chunk = self.chunk(index / Self.rowsPerChunk, addingDeltasTo: &deltas)
+        let first = (index % Self.rowsPerChunk) * Self.columns
+        return try chunk.arena.withUnsafeBufferPointer { arena in
+            let base = arena.baseAddress!
+            return try body { column in
+                let cell = chunk.cells[first + column]
+                switch cell.kind {
+                case .null: return .null
+                case .int: return .int(cell.value)
+                case .text: return .text(chunk.texts[Int(cell.value)])
+                case .bytes: return .bytes(base + Int(cell.value), Int(cell.count))
+                }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import GRDBSQLite
 
@@ -123,6 +124,31 @@ final class FastStatement {
         guard let pointer = sqlite3_column_text(handle, column) else { return nil }
         let count = Int(sqlite3_column_bytes(handle, column))
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    /// Whether the current row's column holds exactly this value: the same storage class and
+    /// the same integer or bytes (text compares byte for byte, as SQLite's BINARY collation).
+    @inline(__always)
+    func holds(_ column: Int32, _ value: ColumnValue) -> Bool {
+        let type = sqlite3_column_type(handle, column)
+        switch value {
+        case .null:
+            return type == SQLITE_NULL
+        case .int(let number):
+            return type == SQLITE_INTEGER && sqlite3_column_int64(handle, column) == number
+        case .bytes(let pointer, let count):
+            return type == SQLITE_TEXT && sameText(column, pointer, count)
+        case .text(let text):
+            return type == SQLITE_TEXT && withUTF8(of: text) { start, count in
+                sameText(column, UnsafeRawPointer(start).assumingMemoryBound(to: UInt8.self), Int(count))
+            }
+        }
+    }
+
+    @inline(__always)
+    private func sameText(_ column: Int32, _ pointer: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+        guard let stored = sqlite3_column_text(handle, column) else { return false }
+        return Int(sqlite3_column_bytes(handle, column)) == count && memcmp(stored, pointer, count) == 0
     }
 
     @inline(__always)

@@ -561,7 +561,7 @@ extension MergeWriter {
             let statement = try insertStatement(hour)
             for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil {
                 // Counted into `deltas` by chunk, as the encoder formatted it.
-                try encoded.insert(nextNew, with: statement, addingDeltasTo: &deltas)
+                try encoded.write(nextNew, with: statement, addingDeltasTo: &deltas)
                 nextNew += 1
                 let rowID = statement.lastInsertRowID
                 if claimFirst, let claimed = claimedRowID[slot], claimed != rowID || groupHour[slot] != hour {

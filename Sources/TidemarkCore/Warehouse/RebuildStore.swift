@@ -1,6 +1,7 @@
 import GRDB
 
-/// SQL of `tidemark rebuild`: which archived files feed an hour, and the shadow-table swap.
+/// SQL of `tidemark rebuild`: which archived files feed an hour, and the hour's bookkeeping once
+/// its table is patched (`PartitionPatch` writes the rows).
 enum RebuildStore {
     struct SourceFile {
         var fileID: Int64
@@ -65,28 +66,22 @@ enum RebuildStore {
         try ValidationQueries.partitions(db).first { $0.hour == hour }
     }
 
-    /// Where `event_index` places these events (those it knows). Pass them in byte order:
-    /// the lookups then walk the index once.
-    static func indexLocations(of ids: [ExactText], _ db: Database) throws -> [ExactText: (hour: Int, rowID: Int64)] {
+    /// Where `event_index` places each of these events (nil where it has no entry). Pass them
+    /// in byte order: the lookups then walk the index once.
+    static func indexLocations(of ids: [ExactText], _ db: Database) throws -> [(hour: Int, rowID: Int64)?] {
         let select = try FastStatement(db, sql: "SELECT hour, row_id FROM event_index WHERE event_id = ?")
-        var out: [ExactText: (hour: Int, rowID: Int64)] = [:]
+        var out: [(hour: Int, rowID: Int64)?] = []
         out.reserveCapacity(ids.count)
         for id in ids {
             select.reset()
             try select.bind(1, id.text)
-            if try select.step() { out[id] = (Int(select.int64(0)), select.int64(1)) }
+            out.append(try select.step() ? (Int(select.int64(0)), select.int64(1)) : nil)
         }
         select.reset()
         return out
     }
 
-    /// The largest row_id of the hour's live table (0 when it has none or is missing).
-    static func maxRowID(_ hour: PartitionHour, _ db: Database) throws -> Int64 {
-        guard try db.tableExistsFast(hour.tableName) else { return 0 }
-        return try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(hour.tableName)") ?? 0
-    }
-
-    /// After a swap, points the lookup of events that left `hour` at the row they have in the
+    /// After a rebuild, points the lookup of events that left `hour` at the row they have in the
     /// hour the fold placed them in, or drops it when they have no row anywhere yet. Each
     /// such hour's table is scanned once.
     static func relocate(_ ids: [String], from hour: PartitionHour, to target: [ExactText: Int], _ db: Database) throws {
@@ -115,90 +110,19 @@ enum RebuildStore {
         }
     }
 
-    static func shadowName(_ hour: PartitionHour) -> String { hour.tableName + "__rebuild" }
-
-    /// Creates the empty shadow table for an hour (inside the caller's transaction).
-    static func createShadow(_ hour: PartitionHour, _ db: Database) throws -> FastStatement {
-        let shadow = shadowName(hour)
-        try db.execute(sql: "DROP TABLE IF EXISTS \(shadow)")
-        try db.execute(sql: PartitionTable.createSQL(hour).replacingOccurrences(of: hour.tableName, with: shadow))
-        return try FastStatement(db, sql: "INSERT INTO \(shadow) (\(PartitionTable.columns), row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    }
-
-    /// How a filled shadow differs from the live table of its hour.
-    struct ShadowDiff {
-        var added: Int
-        var changed: Int
-        /// Event ids of live rows the shadow no longer has.
-        var removed: [String]
-        var tableExisted: Bool
-    }
-
-    /// Rows the shadow adds, changes (any data column) and removes compared with the live
-    /// table. An event that stays in its hour keeps its row_id, so most live rows meet their
-    /// shadow row by row_id, in key order on both sides; only the others are looked up by
-    /// event_id, through an index built for them when there are any.
-    static func diff(_ hour: PartitionHour, _ db: Database) throws -> ShadowDiff {
-        let shadow = shadowName(hour), live = hour.tableName
-        let shadowRows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? 0
-        guard try db.tableExistsFast(live) else { return ShadowDiff(added: shadowRows, changed: 0, removed: [], tableExisted: false) }
-        let differs = """
-            (s.user_id IS NOT l.user_id OR s.event_type IS NOT l.event_type OR s.event_time IS NOT l.event_time
-             OR s.received_time IS NOT l.received_time OR s.is_valid IS NOT l.is_valid OR s.deleted_by IS NOT l.deleted_by
-             OR s.deleted_at IS NOT l.deleted_at OR s.extra IS NOT l.extra OR s.is_late IS NOT l.is_late)
-            """
-        let byRow = try Row.fetchOne(db, sql: """
-            SELECT COUNT(*), COUNT(s.row_id), COALESCE(SUM(s.row_id IS NOT NULL AND \(differs)), 0)
-            FROM \(live) l LEFT JOIN \(shadow) s ON s.row_id = l.row_id AND s.event_id = l.event_id
-            """)
-        let liveRows: Int = byRow?[0] ?? 0
-        var matched: Int = byRow?[1] ?? 0
-        var changed: Int = byRow?[2] ?? 0
-        let others = liveRows == matched ? [] : try Row.fetchAll(db, sql: """
-            SELECT row_id, event_id FROM \(live) l
-            WHERE NOT EXISTS (SELECT 1 FROM \(shadow) s WHERE s.row_id = l.row_id AND s.event_id = l.event_id)
-            """)
-        var removed: [String] = []
-        if !others.isEmpty {
-            try db.execute(sql: "CREATE INDEX \(shadow)_event_id ON \(shadow) (event_id)")
-            // Per live row: its shadow row by event_id, whether it differs, and whether that
-            // shadow row already met a live row by row_id (counted above).
-            let lookup = try db.makeStatement(sql: """
-                SELECT s.row_id, \(differs), EXISTS (SELECT 1 FROM \(live) m WHERE m.row_id = s.row_id AND m.event_id = s.event_id)
-                FROM \(live) l JOIN \(shadow) s ON s.event_id = l.event_id WHERE l.row_id = ?
-                """)
-            var metByID = Set<Int64>()
-            for row in others {
-                let rowID: Int64 = row[0]
-                if let found = try Row.fetchOne(lookup, arguments: [rowID]) {
-                    if (found[1] as Bool) { changed += 1 }
-                    if !(found[2] as Bool) { metByID.insert(found[0]) }
-                } else {
-                    removed.append(row[1])
-                }
-            }
-            matched += metByID.count
-        }
-        return ShadowDiff(added: shadowRows - matched, changed: changed, removed: removed, tableExisted: true)
-    }
-
-    /// Swaps the checked shadow in for the live table and sets the hour's counts, checksum and
-    /// lookup entries, inside the caller's transaction (which also rewrote the hour's summary):
-    /// readers see the old partition or the new one, and a crash leaves the old one. Rows with
-    /// a row_id above `newRowIDsAbove` are the ones whose lookup entry changes; the others kept
-    /// the row_id `event_index` already names.
-    static func swapIn(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64,
-                       newRowIDsAbove: Int64, batchID: Int64, _ db: Database) throws {
-        let shadow = shadowName(hour)
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(shadow)") ?? -1
+    /// Sets the hour's counts, checksum and new rows' lookup entries once its table has been
+    /// patched, inside the caller's transaction (which also rewrote the hour's summary): readers
+    /// see the old partition or the new one, and a crash leaves the old one. Rows with a row_id
+    /// above `newRowIDsAbove` are the ones the patch added; the others kept the row_id
+    /// `event_index` already names.
+    static func finishPatch(_ hour: PartitionHour, rows: Int, valid: Int, checksum: UInt64,
+                            newRowIDsAbove: Int64, batchID: Int64, _ db: Database) throws {
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(hour.tableName)") ?? -1
         guard count == rows else {
-            throw TidemarkError("rebuild", hour.label, cause: "the rebuilt copy of the hour has \(count) rows where \(rows) were written; nothing was changed (rolled back)",
+            throw TidemarkError("rebuild", hour.label, cause: "the rebuilt hour has \(count) rows where \(rows) were rebuilt; nothing was changed (rolled back)",
                                 hint: "run 'tidemark validate --hour \(hour.label)' and report this as a bug with its output", exit: .ioError)
         }
-        FaultPoint.hit("rebuild-swap")
-        try db.execute(sql: "DROP INDEX IF EXISTS \(shadow)_event_id")
-        try db.execute(sql: "DROP TABLE IF EXISTS \(hour.tableName)")
-        try db.execute(sql: "ALTER TABLE \(shadow) RENAME TO \(hour.tableName)")
+        FaultPoint.hit("rebuild-before-commit")
         try db.execute(sql: """
             INSERT INTO event_index (event_id, hour, row_id)
             SELECT event_id, \(hour.hoursSinceEpoch), row_id FROM \(hour.tableName) WHERE row_id > \(newRowIDsAbove)

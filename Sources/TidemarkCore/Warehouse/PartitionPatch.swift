@@ -1,0 +1,144 @@
+import GRDB
+
+/// Rebuild's writes to one hourly table, inside the caller's transaction.
+///
+/// Each rebuilt row is compared with the stored row its lookup entry names and written only
+/// where it differs; a rebuilt event with no such row gets a new row. `finish` then deals with
+/// the stored rows no rebuilt row met. An hour that was right is only read, and a repair writes
+/// only what it repairs; the transaction still makes the hour change all at once or not at all.
+///
+/// What is counted matches a comparison of the whole rebuilt hour with the stored one by
+/// event_id: `added` rows of events the table did not hold, `changed` rows whose data columns
+/// differ (a duplicate row of an event counts when it differs), and `removed` events the table
+/// held that no longer belong to the hour.
+final class PartitionPatch {
+    let hour: PartitionHour
+    let tableExisted: Bool
+    /// The largest row_id before the rebuild: rows above it are the ones this patch added.
+    let lastOldRowID: Int64
+    private(set) var added = 0
+    private(set) var changed = 0
+    /// Rows rewritten or deleted that no count above shows (a different `first_batch`, or a
+    /// duplicate row equal to the one kept).
+    private(set) var quietFixes = 0
+    private let storedRows: Int
+    private var nextRowID: Int64
+    /// One bit per old row_id: whether a rebuilt row met that row.
+    private var met: [UInt64]
+    private var metCount = 0
+    private let select: FastStatement
+    private let update: FastStatement
+    private let insert: FastStatement
+    private let db: Database
+
+    /// The data columns whose difference counts as a change (`first_batch`, `last_batch` are
+    /// bookkeeping).
+    private static func differs(_ a: String, _ b: String) -> String {
+        ["user_id", "event_type", "event_time", "received_time", "is_valid", "deleted_by", "deleted_at", "extra", "is_late"]
+            .map { "\(a).\($0) IS NOT \(b).\($0)" }.joined(separator: " OR ")
+    }
+
+    /// Opens the hour's table, creating it (empty) when it is missing.
+    init(_ hour: PartitionHour, _ db: Database) throws {
+        self.hour = hour
+        self.db = db
+        let table = hour.tableName
+        tableExisted = try db.tableExistsFast(table)
+        if !tableExisted { try db.execute(sql: PartitionTable.createSQL(hour)) }
+        lastOldRowID = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(table)") ?? 0
+        storedRows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0
+        nextRowID = lastOldRowID
+        met = Array(repeating: 0, count: Int(lastOldRowID / 64) + 1)
+        let compared = PartitionTable.columns.components(separatedBy: ", ").dropLast().joined(separator: ", ") // up to first_batch
+        select = try FastStatement(db, sql: "SELECT \(compared) FROM \(table) WHERE row_id = ?")
+        update = try FastStatement(db, sql: "UPDATE \(table) SET (\(PartitionTable.columns)) = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) WHERE row_id = ?13")
+        insert = try FastStatement(db, sql: "INSERT INTO \(table) (\(PartitionTable.columns), row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    }
+
+    /// Brings row `index` of `rows` (taken in order) into the table: compared with the stored
+    /// row `rowID` (an old row_id its lookup entry names, or nil) and rewritten when it differs,
+    /// or written as a new row when that row holds another event or there is none.
+    func apply(_ index: Int, of rows: EncodedRows, storedAt rowID: Int64?, addingDeltasTo deltas: inout [Int: HourDelta]) throws {
+        if let rowID, rowID <= lastOldRowID {
+            select.reset()
+            try select.bind(1, rowID)
+            let match: EncodedRows.StoredMatch? = try select.step() ? rows.compare(index, withStored: select, addingDeltasTo: &deltas) : nil
+            select.reset()
+            switch match {
+            case .same?:
+                markMet(rowID)
+                return
+            case .dataDiffers?, .firstBatchDiffers?:
+                if match == .dataDiffers { changed += 1 } else { quietFixes += 1 }
+                try rows.write(index, rowID: rowID, with: update, addingDeltasTo: &deltas)
+                markMet(rowID)
+                return
+            case .otherEvent?, nil:
+                break
+            }
+        }
+        nextRowID += 1
+        added += 1
+        try rows.write(index, rowID: nextRowID, with: insert, addingDeltasTo: &deltas)
+    }
+
+    private func markMet(_ rowID: Int64) {
+        let word = Int(rowID / 64), bit = UInt64(1) << UInt64(rowID % 64)
+        if met[word] & bit == 0 {
+            met[word] |= bit
+            metCount += 1
+        }
+    }
+
+    private func wasMet(_ rowID: Int64) -> Bool {
+        rowID >= 0 && rowID <= lastOldRowID && met[Int(rowID / 64)] & (UInt64(1) << UInt64(rowID % 64)) != 0
+    }
+
+    /// Deals with the old rows no rebuilt row met, after every row was applied:
+    /// - a row of an event that was written anew (its lookup entry named another row) is
+    ///   dropped, and the pair counts as a change when the data differs, not as an addition;
+    /// - a second row of an event met elsewhere is dropped (a change when it differs);
+    /// - a row of an event the rebuild does not place in this hour is dropped, and its event_id
+    ///   returned (the caller points its lookup entry where the event now is).
+    func finish() throws -> [String] {
+        guard tableExisted, metCount < storedRows else { return [] }
+        let table = hour.tableName
+        var unmet: [(rowID: Int64, eventID: String)] = []
+        let rows = try Row.fetchCursor(db, sql: "SELECT row_id, event_id FROM \(table) WHERE row_id <= \(lastOldRowID)")
+        while let row = try rows.next() {
+            let rowID: Int64 = row[0]
+            if !wasMet(rowID) { unmet.append((rowID, row[1])) }
+        }
+        let newIndex = "\(table)__rebuild_new"
+        let anyNew = added > 0
+        if anyNew {
+            try db.execute(sql: "CREATE INDEX \(newIndex) ON \(table) (event_id) WHERE row_id > \(lastOldRowID)")
+        }
+        let written = try db.makeStatement(sql: "SELECT row_id FROM \(table) WHERE event_id = ? AND row_id > \(lastOldRowID)")
+        let kept = try db.makeStatement(sql: """
+            SELECT m.row_id FROM event_index e JOIN \(table) m ON m.row_id = e.row_id AND m.event_id = e.event_id
+            WHERE e.event_id = ? AND e.hour = ?
+            """)
+        let compare = try db.makeStatement(sql: "SELECT \(Self.differs("k", "d")) FROM \(table) k, \(table) d WHERE k.row_id = ? AND d.row_id = ?")
+        let drop = try db.makeStatement(sql: "DELETE FROM \(table) WHERE row_id = ?")
+        var paired = Set<Int64>()
+        var removed: [String] = []
+        for (rowID, eventID) in unmet {
+            var keeper: Int64?
+            if anyNew, let newRow = try Int64.fetchOne(written, arguments: [eventID]) {
+                keeper = newRow
+                if paired.insert(newRow).inserted { added -= 1 }
+            } else if let other = try Int64.fetchOne(kept, arguments: [eventID, hour.hoursSinceEpoch]), other != rowID, wasMet(other) {
+                keeper = other
+            }
+            if let keeper {
+                if try Bool.fetchOne(compare, arguments: [keeper, rowID]) == true { changed += 1 } else { quietFixes += 1 }
+            } else {
+                removed.append(eventID)
+            }
+            try drop.execute(arguments: [rowID])
+        }
+        if anyNew { try db.execute(sql: "DROP INDEX \(newIndex)") }
+        return removed
+    }
+}
