@@ -135,8 +135,10 @@ public enum RebuildJob {
                 // another: its files of this hour do not hold its whole history. Those events
                 // are folded again over the files of the hour event_index gives (and the hours
                 // they moved through), before deciding where they belong.
+                // Each event's hour (Int.min: tombstones only), read once.
+                var eventHours = events.map(\.hour)
                 let candidates = byID.filter { index in
-                    events[index].state?.record?.eventTime.hour == hour && (moved.isEmpty || moved[ids[index]] == nil)
+                    eventHours[index] == hour.hoursSinceEpoch && (moved.isEmpty || moved[ids[index]] == nil)
                 }
                 var located = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
                 for (index, location) in zip(candidates, try RebuildStore.indexLocations(of: candidates.map { ids[$0] }, db)) {
@@ -159,7 +161,11 @@ public enum RebuildJob {
                     var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
                                            expected: indexed.count)
                     try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: nil, db)
-                    for (id, folded) in zip(refolded.ids, refolded.events) { events[folding.slots[id]!] = folded }
+                    for (id, folded) in zip(refolded.ids, refolded.events) {
+                        let index = folding.slots[id]!
+                        events[index] = folded
+                        eventHours[index] = folded.hour
+                    }
                 }
                 folding.slots = [:]
                 // Each rebuilt event is compared with the stored row its lookup entry names, in
@@ -169,9 +175,10 @@ public enum RebuildJob {
                 var planned: [(rowID: Int64, index: Int)] = []
                 planned.reserveCapacity(ids.count)
                 for index in byID {
-                    guard let eventHour = events[index].state?.record?.eventTime.hour else { continue }
-                    guard eventHour == hour else {
-                        elsewhere[ids[index]] = eventHour.hoursSinceEpoch
+                    let eventHour = eventHours[index]
+                    guard eventHour != Int.min else { continue }
+                    guard eventHour == hour.hoursSinceEpoch else {
+                        elsewhere[ids[index]] = eventHour
                         continue
                     }
                     if let at = located[index], at.hour == hour.hoursSinceEpoch, at.rowID <= patch.lastOldRowID,
@@ -227,6 +234,9 @@ public enum RebuildJob {
         /// Never nil once a delivery is folded (optional so the merge rule applies in place).
         var state: EventState?
         var firstBatch: Int64
+
+        /// The hour of the event's record (hours since the epoch), Int.min when it has none.
+        var hour: Int { state?.record?.eventTime.hour.hoursSinceEpoch ?? Int.min }
     }
 
     /// Deliveries folded with the merge rule per event_id, in the order given: all those read
