@@ -118,12 +118,26 @@ public enum RebuildJob {
             // pass that finds events indexed in another hour reads those hours' files again).
             let spills = try PassSpills(passes: passes, pathPrefix: "\(scratchFolder)/.rebuild-pass-")
             let extraFileIDs = Set(extra.map(\.fileID))
+            var rejected = try RebuildStore.rejectedLines(in: files.map(\.fileID), db)
+            // Later passes are folded from their scratch files on a thread of their own, each
+            // while this one compares and writes the pass before (two passes in memory).
+            var later: PassesAhead<Folding>?
+            defer { later?.cancel() }
             for pass in 0..<passes {
-                var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
+                var folding: Folding
                 if pass == 0 {
-                    try read(files, into: &folding, settingAside: spills, db)
+                    folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
+                    try read(files, into: &folding, settingAside: spills, rejected: rejected)
+                    if passes > 1 {
+                        let rejectedSoFar = rejected
+                        later = PassesAhead(count: passes - 1) { n, isCancelled in
+                            var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
+                            try read(spills.lines(ofPass: n + 1), of: files, into: &folding, rejected: rejectedSoFar, isCancelled: isCancelled)
+                            return folding
+                        }
+                    }
                 } else {
-                    try read(spills.lines(ofPass: pass), of: files, into: &folding, db)
+                    folding = try later!.next()
                 }
                 // The pass's events in byte order: index lookups then walk event_index once.
                 let ids = folding.ids
@@ -136,7 +150,7 @@ public enum RebuildJob {
                 // are folded again over the files of the hour event_index gives (and the hours
                 // they moved through), before deciding where they belong.
                 // Each event's hour (Int.min: tombstones only), read once.
-                var eventHours = events.map(\.hour)
+                var eventHours = events.map { $0.hour }
                 let candidates = byID.filter { index in
                     eventHours[index] == hour.hoursSinceEpoch && (moved.isEmpty || moved[ids[index]] == nil)
                 }
@@ -160,7 +174,9 @@ public enum RebuildJob {
                     for file in more { all[file.fileID] = file }
                     var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
                                            expected: indexed.count)
-                    try read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: nil, db)
+                    let refoldFiles = all.values.sorted { $0.fileID < $1.fileID }
+                    for (fileID, lines) in try RebuildStore.rejectedLines(in: more.map(\.fileID), db) { rejected[fileID] = lines }
+                    try read(refoldFiles, into: &refolded, settingAside: nil, rejected: rejected)
                     for (id, folded) in zip(refolded.ids, refolded.events) {
                         let index = folding.slots[id]!
                         events[index] = folded
@@ -284,25 +300,13 @@ public enum RebuildJob {
         }
     }
 
-    /// The lines ingest rejected in each file (rebuild skips them), fetched file by file.
-    struct RejectedLines {
-        private var lines: Set<Int> = []
-        private var fileID: Int64 = -1
-
-        mutating func contains(_ line: Int, of file: RebuildStore.SourceFile, _ db: Database) throws -> Bool {
-            if fileID != file.fileID {
-                lines = try RebuildStore.rejectedLines(fileID: file.fileID, db)
-                fileID = file.fileID
-            }
-            return lines.contains(line)
-        }
-    }
-
     /// Reads the archived files (each verified against the ledger's SHA-256 as it is read) and
     /// folds their deliveries in ledger order. Decompression, hashing and parsing run on a
     /// second thread (`FileDecoder`) while this one folds. With `spills`, the lines of later
     /// passes are set aside there unparsed, in order, with where they came from.
-    static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: PassSpills?, _ db: Database) throws {
+    /// `rejected`: the lines ingest rejected, by ledger file id (rebuild skips them).
+    static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: PassSpills?,
+                     rejected: [Int64: Set<Int>]) throws {
         var paths: [String] = []
         paths.reserveCapacity(files.count)
         for file in files {
@@ -318,24 +322,28 @@ public enum RebuildJob {
         if let spills, spills.passes > 1 {
             divert = { file, line, bytes in try spills.divert(file: file, line: line, bytes: bytes, parser: parser) }
         }
-        try fold(FileDecoder(paths: paths, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, db)
+        try fold(FileDecoder(paths: paths, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, rejected: rejected)
     }
 
     /// Folds the lines a first pass set aside for a later one (their files were verified then).
-    static func read(_ spill: LineSpill, of files: [RebuildStore.SourceFile], into folding: inout Folding, _ db: Database) throws {
-        try fold(FileDecoder(spill: spill, parser: EventLineParser.forPublishedLines), files, into: &folding, db)
+    static func read(_ spill: LineSpill, of files: [RebuildStore.SourceFile], into folding: inout Folding,
+                     rejected: [Int64: Set<Int>], isCancelled: () -> Bool) throws {
+        try fold(FileDecoder(spill: spill, parser: EventLineParser.forPublishedLines), files, into: &folding, rejected: rejected,
+                 isCancelled: isCancelled)
     }
 
     /// Folds what a decoder hands over, file by file, checking each file's end.
-    private static func fold(_ decoder: FileDecoder, _ files: [RebuildStore.SourceFile], into folding: inout Folding, _ db: Database) throws {
+    private static func fold(_ decoder: FileDecoder, _ files: [RebuildStore.SourceFile], into folding: inout Folding,
+                             rejected: [Int64: Set<Int>], isCancelled: () -> Bool = { false }) throws {
         defer { decoder.cancel() }
-        var rejected = RejectedLines()
         while let piece = decoder.next() {
+            if isCancelled() { throw CancellationError() }
             let file = files[piece.fileIndex]
+            let skipped = rejected[file.fileID] ?? []
             // A file that fails its SHA-256 check aborts the whole rebuild (one transaction), so
             // folding its lines before the check is safe.
             for line in piece.lines {
-                guard case .delivery(let number, let delivery) = line, try !rejected.contains(number, of: file, db) else { continue }
+                guard case .delivery(let number, let delivery) = line, skipped.isEmpty || !skipped.contains(number) else { continue }
                 folding.add(delivery, from: file)
             }
             guard let end = piece.end else { continue }

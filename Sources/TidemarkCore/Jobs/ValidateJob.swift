@@ -286,7 +286,7 @@ struct Validator {
 
     /// Starts folding a source on its own thread (`SourceFold`), split into passes as the
     /// ledger's line count asks.
-    func sourceFold(name: String, source: ValidationSource) throws -> SourceFold {
+    func sourceFold(name: String, source: ValidationSource) throws -> PassesAhead<SourceFold.Pass> {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
         let scratch = options.scratchFolder ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
@@ -300,7 +300,7 @@ struct Validator {
                                metadata: ["error": "\(error)"])
             }
         }
-        return SourceFold(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills)
+        return SourceFold.start(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills)
     }
 
     /// Diffs the target with a source folded by the merge rule (`SourceFold`), in passes over a
@@ -309,9 +309,9 @@ struct Validator {
     /// Returns how many deliveries repeated an earlier one, of how many, and the events expected.
     @discardableResult
     mutating func compareWithSource(name: String, partitions: [ValidationQueries.PartitionEntry], sourceLabel: String,
-                                    fold: SourceFold) throws
+                                    fold: PassesAhead<SourceFold.Pass>) throws
         -> (redelivered: Int, deliveries: Int, expectedEvents: Int) {
-        let passes = fold.passes
+        let passes = fold.count
         var missing: [String] = [], missingCount = 0
         var wrongHour: [String] = [], wrongHourCount = 0
         var validity: [String] = [], validityCount = 0
@@ -439,7 +439,7 @@ struct ArchiveReplay: Sendable {
     }
 }
 
-/// A source folded with the merge rule, pass by pass, on its own thread: the caller takes each
+/// A source folded with the merge rule, pass by pass, on its own thread (`PassesAhead`): the caller takes each
 /// pass's expected states in order (`next`) while the next pass is folded. The first pass reads
 /// the source once and sets the raw records of the later passes aside in scratch files
 /// (`LineSpill`, in the temporary folder: validate may not write the data folder); each later
@@ -447,69 +447,18 @@ struct ArchiveReplay: Sendable {
 /// skipping the other passes' records. A pass is folded only once the one before has been
 /// taken, so memory holds two passes. The source must not touch a database connection (the
 /// thread has none).
-final class SourceFold: @unchecked Sendable {
+enum SourceFold {
     typealias Expected = [ExactText: (state: EventState, met: Bool)]
     typealias Pass = (expected: Expected, deliveries: Int, redelivered: Int)
 
-    let passes: Int
-    private let source: ValidationSource
-    private let expectedPerPass: Int
-    private let spills: PassSpills?
-    private let condition = NSCondition()
-    private var ready: Result<Pass, Error>?
-    private var cancelled = false
-
-    init(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?) {
-        self.source = source
-        self.passes = passes
-        self.expectedPerPass = expectedPerPass
-        self.spills = spills
-        let thread = Thread { [self] in
-            for pass in 0..<passes {
-                // A pass is folded once the one before has been taken: two passes in memory.
-                condition.lock()
-                while ready != nil && !cancelled { condition.wait() }
-                let stop = cancelled
-                condition.unlock()
-                if stop { return }
-                let folded = Result { try fold(pass) }
-                condition.lock()
-                ready = folded
-                condition.broadcast()
-                condition.unlock()
-                if case .failure = folded { return }
-            }
+    static func start(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?) -> PassesAhead<Pass> {
+        PassesAhead(count: passes) { pass, isCancelled in
+            try fold(pass, of: passes, source: source, expectedPerPass: expectedPerPass, spills: spills, isCancelled: isCancelled)
         }
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
-    /// The next pass's expected states, in pass order; rethrows what reading the source threw.
-    func next() throws -> Pass {
-        condition.lock()
-        defer { condition.unlock() }
-        while ready == nil { condition.wait() }
-        let pass = ready!
-        if case .success = pass { ready = nil }
-        condition.broadcast()
-        return try pass.get()
-    }
-
-    private var isCancelled: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return cancelled
-    }
-
-    /// Stops folding (the caller is done or failed).
-    func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    private func fold(_ pass: Int) throws -> Pass {
+    private static func fold(_ pass: Int, of passes: Int, source: ValidationSource, expectedPerPass: Int, spills: PassSpills?,
+                             isCancelled: @escaping () -> Bool) throws -> Pass {
         var expected: Expected = [:]
         expected.reserveCapacity(expectedPerPass)
         var deliveries = 0, redelivered = 0
@@ -520,7 +469,7 @@ final class SourceFold: @unchecked Sendable {
         var seen = 0
         let checkCancelled = {
             seen += 1
-            if seen & 0xFFFF == 0 && self.isCancelled { throw CancellationError() }
+            if seen & 0xFFFF == 0 && isCancelled() { throw CancellationError() }
         }
         let setAside = spills != nil
         let add = { (delivery: Delivery) in
