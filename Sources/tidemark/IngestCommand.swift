@@ -58,27 +58,20 @@ struct IngestCommand: ParsableCommand {
         options.maxNewPartitions = maxNewPartitions
         options.filesPerCommit = filesPerCommit
         StopSignal.install()
-        repeat {
-            do {
+        let report = { (summary: BatchSummary) in
+            if json { printJSON(try summary.jsonText()) }
+            if let metricsFile { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
+        }
+        do {
+            if loop {
+                try IngestJob.runLoop(options, interval: interval, logger: logger, afterBatch: report)
+            } else {
                 let summary = try IngestJob.run(options, logger: logger)
-                if json { printJSON(try summary.jsonText()) }
-                if let metricsFile { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
-                if let unreadable = summary.unreadableError {
-                    // A loop keeps going: the file waits in landing and every batch names it.
-                    guard loop else { throw fail(unreadable) }
-                    logger.error("\(unreadable.description)")
-                }
-            } catch let exit as ExitCode {
-                throw exit
-            } catch {
-                // In a loop a busy lock is expected now and then: wait for the next tick.
-                if loop, case let e as TidemarkError = error, e.exitStatus == .busy {
-                    logger.warning("skipped a batch: \(e.description)")
-                } else {
-                    throw fail(error)
-                }
+                try report(summary)
+                if let unreadable = summary.unreadableError { throw unreadable }
             }
-            if loop { StopSignal.sleep(seconds: interval) }
-        } while loop && !StopSignal.requested
+        } catch {
+            throw fail(error)
+        }
     }
 }

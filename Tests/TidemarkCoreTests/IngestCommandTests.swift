@@ -178,22 +178,36 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: ledger[0]["location"]))
     }
 
+    /// The loop runs a batch per tick; a tick that meets another job's lock is skipped with a
+    /// warning (a single run would exit 75), and SIGTERM ends it with 0.
     @Test func loopRunsBatchesUntilSIGTERM() throws {
         let f = TestFolder()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"]
+        let log = f.root + "/loop.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
         func applied() -> Int {
             guard FileManager.default.fileExists(atPath: f.database) else { return 0 }
             return (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") ?? 0 }) ?? 0
         }
-        for n in 1...3 {
-            f.land("\(n).ndjson.gz", [recordLine("loop\(n)", time: "2025-07-30T10:00:00Z")])
+        func waitFor(_ n: Int) {
             var waited = 0
             while applied() < n && waited < 500 { usleep(10_000); waited += 1 }
+        }
+        for n in 1...3 {
+            var lock: JobLock?
+            if n == 2 { lock = try JobLock(dataFolder: f.data, job: "test") }
+            f.land("\(n).ndjson.gz", [recordLine("loop\(n)", time: "2025-07-30T10:00:00Z")])
+            if lock != nil {
+                usleep(700_000) // three ticks or so, each meeting the lock
+                #expect(applied() == 1 && process.isRunning, "the loop waits out a held lock")
+                lock = nil
+            }
+            waitFor(n)
             #expect(applied() == n, "file \(n) not picked up by the loop")
         }
         kill(process.processIdentifier, SIGTERM)
@@ -201,6 +215,8 @@ import Testing
         #expect(process.terminationReason == .exit && process.terminationStatus == 0)
         let batches = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'succeeded'") ?? 0 }
         #expect(batches >= 3)
+        let warnings = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(warnings.contains("skipped a batch") && warnings.contains("another tidemark job is running"), "\(warnings)")
     }
 
     @Test func logFormatsAreStructured() throws {

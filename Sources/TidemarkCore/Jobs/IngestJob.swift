@@ -52,6 +52,25 @@ public struct IngestProgress: Sendable {
 /// merges their events into hourly partitions, archives them, and recomputes the summaries
 /// of the hours it touched. See the README's "Merge semantics" for the contract.
 public enum IngestJob {
+    /// `ingest --loop`: a batch every `interval` seconds until SIGINT or SIGTERM (install
+    /// `StopSignal` first), handing each batch's summary to `afterBatch`. A loop outlives what
+    /// a single run reports as a failure: a file that cannot be read waits in landing and each
+    /// batch logs it, and a batch that meets another job's lock is skipped with a warning.
+    /// Anything else, and whatever `afterBatch` throws, ends the loop.
+    public static func runLoop(_ options: IngestOptions, interval: Double, logger: Logger,
+                               afterBatch: (BatchSummary) throws -> Void) throws {
+        repeat {
+            do {
+                let summary = try run(options, logger: logger)
+                try afterBatch(summary)
+                if let unreadable = summary.unreadableError { logger.error("\(unreadable.description)") }
+            } catch let error as TidemarkError where error.exitStatus == .busy {
+                logger.warning("skipped a batch: \(error.description)")
+            }
+            StopSignal.sleep(seconds: interval)
+        } while !StopSignal.requested
+    }
+
     public static func run(_ options: IngestOptions, logger: Logger) throws -> BatchSummary {
         let lock = try JobLock(dataFolder: options.dataFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
