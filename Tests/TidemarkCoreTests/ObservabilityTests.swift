@@ -133,9 +133,10 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(run.status == 0, "\(run.stderr)")
         let o = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
         #expect(o["landing_error"] as? String == "\(gone): no such folder")
+        #expect(o["landing_hint"] as? String == "create it, or pass --landing DIR (or set TIDEMARK_LANDING)")
         #expect(o["events"] as? Int == 1)
         let text = try Binary.run(["status", "--landing", gone, "--data", f.data])
-        #expect(text.stdout.contains("backlog: unknown, the landing folder cannot be read: \(gone): no such folder"))
+        #expect(text.stdout.contains("backlog: unknown, the landing folder cannot be read: \(gone): no such folder\nhint: create it, or pass --landing DIR"))
         let fine = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
         #expect((try JSONSerialization.jsonObject(with: Data(fine.stdout.utf8)) as! [String: Any])["landing_error"] == nil)
     }

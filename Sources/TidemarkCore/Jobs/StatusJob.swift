@@ -38,6 +38,8 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
     public var backlogBytes: Int64
     /// Why the landing folder could not be read (then the backlog is unknown, not zero).
     public var landingError: String?
+    /// What to do about it.
+    public var landingHint: String?
     public var newestReceivedTime: String?
     public var lastSuccessAt: String?
     public var recentBatches: [Batch]
@@ -48,6 +50,7 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
         var out = "events \(events) (\(validEvents) valid, \(events - validEvents) deleted) in \(partitions) partitions; \(ledgerFiles) files in the ledger; \(pendingTombstones) tombstones pending\n"
         if let landingError {
             out += "backlog: unknown, the landing folder cannot be read: \(landingError)\n"
+            if let landingHint { out += "hint: \(landingHint)\n" }
         } else {
             out += "backlog: \(backlogFiles) files, \(backlogBytes) bytes waiting in landing\n"
         }
@@ -74,17 +77,19 @@ public enum StatusJob {
     public static func run(dataFolder: String, landingFolder: String, batches: Int = 10) throws -> StatusReport {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
         var scan: LandingFolder.Scan?
-        var landingError: String?
+        var landingError: String?, landingHint: String?
         do {
             scan = try LandingFolder.scan(landingFolder)
         } catch {
-            landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? ErrorReport.describe(error).message
+            let (message, hint, _) = ErrorReport.describe(error)
+            landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? message
+            landingHint = hint
         }
         return try warehouse.read { db in
             let totals = try ReportQueries.totals(db)
             return StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
-                ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0, landingError: landingError,
+                ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0, landingError: landingError, landingHint: landingHint,
                 newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
                 lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
                 recentBatches: try ReportQueries.batches(limit: batches, db).map {
