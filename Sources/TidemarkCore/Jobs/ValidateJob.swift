@@ -412,9 +412,9 @@ struct ArchiveReplay: Sendable {
     let files: [(location: String, sourcePath: String, sha256: String, rejected: Set<Int>)]
 
     init(_ db: Database) throws {
-        files = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }.map { file in
-            (file.location, file.sourcePath, file.sha256, try ValidationQueries.rejectedLineNumbers(fileID: file.fileID, db))
-        }
+        let applied = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }
+        let rejected = try ValidationQueries.rejectedLineNumbers(in: applied.map(\.fileID), db)
+        files = applied.map { ($0.location, $0.sourcePath, $0.sha256, rejected[$0.fileID] ?? []) }
     }
 
     func forEachDelivery(divert: (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool,

@@ -58,19 +58,8 @@ enum RebuildStore {
         return out
     }
 
-    /// The line numbers ingest rejected in these ledger files, by file (files with none are absent).
     static func rejectedLines(in fileIDs: [Int64], _ db: Database) throws -> [Int64: Set<Int>] {
-        var out: [Int64: Set<Int>] = [:]
-        var start = 0
-        while start < fileIDs.count {
-            let chunk = fileIDs[start..<min(fileIDs.count, start + 500)]
-            start += chunk.count
-            let list = chunk.map(String.init).joined(separator: ",") // integers
-            for row in try Row.fetchAll(db, sql: "SELECT file_id, line_number FROM rejected_lines WHERE file_id IN (\(list))") {
-                out[row[0], default: []].insert(row[1])
-            }
-        }
-        return out
+        try ValidationQueries.rejectedLineNumbers(in: fileIDs, db)
     }
 
     static func partition(_ hour: PartitionHour, _ db: Database) throws -> ValidationQueries.PartitionEntry? {

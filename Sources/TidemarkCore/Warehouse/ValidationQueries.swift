@@ -207,8 +207,19 @@ enum ValidationQueries {
         try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
     }
 
-    static func rejectedLineNumbers(fileID: Int64, _ db: Database) throws -> Set<Int> {
-        Set(try Int.fetchAll(db, sql: "SELECT line_number FROM rejected_lines WHERE file_id = ?", arguments: [fileID]))
+    /// The line numbers ingest rejected in these ledger files, by file (files with none are absent).
+    static func rejectedLineNumbers(in fileIDs: [Int64], _ db: Database) throws -> [Int64: Set<Int>] {
+        var out: [Int64: Set<Int>] = [:]
+        var start = 0
+        while start < fileIDs.count {
+            let chunk = fileIDs[start..<min(fileIDs.count, start + 500)]
+            start += chunk.count
+            let list = chunk.map(String.init).joined(separator: ",") // integers
+            for row in try Row.fetchAll(db, sql: "SELECT file_id, line_number FROM rejected_lines WHERE file_id IN (\(list))") {
+                out[row[0], default: []].insert(row[1])
+            }
+        }
+        return out
     }
 
     static func totalLinesRead(_ db: Database) throws -> Int {
