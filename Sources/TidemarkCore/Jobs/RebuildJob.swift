@@ -110,7 +110,7 @@ public enum RebuildJob {
             // Each rebuilt event is compared with the stored row event_index names (when the
             // hour's table held it), so only the lookup entries of rows written anew change.
             var usedRowIDs = Set<Int64>()
-            // The hour's summary is rebuilt from the rows written, pass by pass (memory stays
+            // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays
             // bounded by the pass).
             try Summaries.clear(hour, db)
             // The archived files are read once: the first pass folds its share of events and
