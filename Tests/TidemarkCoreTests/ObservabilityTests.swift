@@ -39,7 +39,8 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
     @Test func demoPassesAndSummarizes() throws {
         let (_, run) = try Self.demo.get()
         #expect(run.status == 0, "\(run.stderr)")
-        for needle in ["validation passed", "events produced", "late events", "deleted", "duplicates absorbed", "partitions reprocessed", "ingestion lag"] {
+        for needle in ["validation passed", "events produced", "late events", "deleted", "duplicates absorbed", "partitions reprocessed", "ingestion lag",
+                       "hours unchanged (every row recomputed and compared, none rewritten)"] {
             #expect(run.stdout.contains(needle), "missing \(needle)")
         }
     }
