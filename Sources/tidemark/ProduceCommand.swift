@@ -25,7 +25,8 @@ struct ProduceCommand: ParsableCommand {
             The sent log (--sent-log, files sent-NNNNNNNNN.ndjson.gz) has one line per landing \
             line: {"file":NAME,"line":N,"record":<the landing line>}; it is written before the \
             landing files it lists are published.
-            Exit codes: 0 done (also after SIGINT/SIGTERM); 64 usage; 74 I/O error.
+            Exit codes: 0 done (also after SIGINT/SIGTERM); 64 usage; 74 I/O error; \
+            75 another producer is writing to the same landing or sent-log folder.
             """)
 
     @OptionGroup var shared: SharedOptions

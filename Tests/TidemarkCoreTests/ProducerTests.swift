@@ -33,6 +33,33 @@ import Glibc
         return producer.summary
     }
 
+    /// One producer at a time per folder: a second one, on the same folders or sharing only
+    /// the landing folder, exits 75 naming the holder and writes nothing; the lock files are
+    /// invisible to ingest; once the first is gone the next one runs.
+    @Test func aSecondProducerOnAFolderStops() throws {
+        let f = TestFolder()
+        var first: Producer? = try Producer(options: Self.options(f, count: 50, rate: 10), logger: Self.quiet)
+        _ = try first!.advance(seconds: 3)
+        let landed = try FileManager.default.contentsOfDirectory(atPath: f.landing).sorted()
+        let same = try Binary.run(["produce", "--landing", f.landing, "--sent-log", f.sent, "--fast", "--count", "5"])
+        #expect(same.status == 75)
+        #expect(same.stderr.contains("another producer is writing to this folder (produce pid \(getpid()))"), "\(same.stderr)")
+        let otherSent = f.root + "/other-sent"
+        let sharedLanding = try Binary.run(["produce", "--landing", f.landing, "--sent-log", otherSent, "--fast", "--count", "5"])
+        #expect(sharedLanding.status == 75)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).sorted() == landed)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: otherSent).filter { !$0.hasPrefix(".") } == [])
+        while try first!.advance(seconds: 100) {}
+        first = nil
+        let after = try Binary.run(["produce", "--landing", f.landing, "--sent-log", f.sent, "--fast", "--count", "5"])
+        #expect(after.status == 0, "\(after.stderr)")
+        let ingest = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(ingest.status == 0 && ingest.stderr.isEmpty, "\(ingest.stderr)")
+        var validate = ValidateOptions(dataFolder: f.data)
+        validate.sentLogFolder = f.sent
+        #expect(try ValidateJob.run(validate, logger: Self.quiet).ok)
+    }
+
     struct Line {
         var file: String
         var fileIndex: Int
@@ -43,8 +70,9 @@ import Glibc
 
     static let parser = EventLineParser(now: Timestamp(nanosecondsSinceEpoch: Int64.max / 2))
 
+    /// A folder's entries but the producer's lock file.
     static func names(_ folder: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0 != Producer.lockName }.sorted()
     }
 
     /// Every landing line in name order; each file must be complete gzip and every line a valid delivery.

@@ -81,17 +81,24 @@ public final class JobLock {
     private let fd: Int32
     public let path: String
 
-    public init(dataFolder: String, job: String) throws {
-        try FileSystem.makeFolder(dataFolder)
-        path = (dataFolder as NSString).appendingPathComponent("tidemark.lock")
+    /// The lock of a data folder: one ingest, backfill or rebuild at a time.
+    public convenience init(dataFolder: String, job: String) throws {
+        // One line, no hint: overlapping cron runs are normal and must not flood the mailbox.
+        try self.init(folder: dataFolder, file: "tidemark.lock", job: job, busy: "another tidemark job is running", hint: nil)
+    }
+
+    /// Takes `folder/file` (creating the folder), or throws exit 75 with `busy`, the holder
+    /// the file names, and `hint`.
+    init(folder: String, file: String, job: String, busy: String, hint: String?) throws {
+        try FileSystem.makeFolder(folder)
+        path = (folder as NSString).appendingPathComponent(file)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError("open lock", path) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             close(fd)
-            // One line, no hint: overlapping cron runs are normal and must not flood the mailbox.
-            throw TidemarkError("lock", path, cause: "another tidemark job is running\(holder.isEmpty ? "" : " (\(holder))"); nothing done, retry later",
-                                exit: .busy)
+            throw TidemarkError("lock", path, cause: "\(busy)\(holder.isEmpty ? "" : " (\(holder))"); nothing done, retry later",
+                                hint: hint, exit: .busy)
         }
         ftruncate(fd, 0)
         let note = "\(job) pid \(getpid())\n"

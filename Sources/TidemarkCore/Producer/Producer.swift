@@ -32,7 +32,9 @@ import Logging
 /// the marker and republishes, from the sent log, the landing files of that batch that are
 /// not in the landing folder; one that was published and already taken away by ingest is
 /// then delivered a second time, identical, which the merge rule absorbs. Temporary files a
-/// killed producer left behind are removed. One producer at a time per pair of folders.
+/// killed producer left behind are removed. One producer at a time per folder: a producer
+/// holds a lock (`.producer.lock`, which ingest and validate ignore) in its landing and its
+/// sent-log folder, and a second one stops with exit 75 before touching anything.
 ///
 /// A restarted producer never reuses names: sent-log numbering continues after the highest
 /// existing file, landing numbering after the highest number in the last sent-log file and in
@@ -88,6 +90,11 @@ public final class Producer {
 
     /// Creates the folders if missing, finishes an interrupted earlier run (see the type's
     /// documentation), and picks up the file numbering where earlier runs left it.
+    /// The lock file in each of the producer's folders.
+    static let lockName = ".producer.lock"
+    /// Held while this producer lives.
+    private var locks: [JobLock] = []
+
     public init(options: ProducerOptions, logger: Logger = Logger(label: "tidemark.produce")) throws {
         try options.validate()
         self.options = options
@@ -104,6 +111,14 @@ public final class Producer {
 
         // makeFolder's own error names the folder that failed and why (exit 74, no-space hint).
         for folder in [options.landingFolder, options.sentLogFolder] { try FileSystem.makeFolder(folder) }
+        // Two producers on one folder would overwrite each other's numbered files, and one
+        // would remove the other's files mid-write as leftovers.
+        var lockedFolders = Set<String>()
+        for folder in [options.landingFolder, options.sentLogFolder]
+        where lockedFolders.insert(URL(fileURLWithPath: folder).resolvingSymlinksInPath().standardizedFileURL.path).inserted {
+            locks.append(try JobLock(folder: folder, file: Producer.lockName, job: "produce", busy: "another producer is writing to this folder",
+                                     hint: "run one producer per landing folder and sent-log folder"))
+        }
         nextSentSequence = 1
         nextLandingSequence = 1
         removeLeftoverTemporaryFiles()
