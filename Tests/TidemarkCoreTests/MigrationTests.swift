@@ -36,31 +36,8 @@ import Testing
         ])
         try f.ingest()
         let before = try f.eventRows()
-        // Rewrite the tables as v2 had them: partitions WITHOUT ROWID keyed by event_id, one
-        // event_index without row ids, no recent index.
         let queue = try DatabaseQueue(path: f.database)
-        try queue.write { db in
-            for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions") {
-                try db.execute(sql: """
-                    CREATE TABLE v2 (
-                        event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, event_type TEXT NOT NULL, event_time TEXT NOT NULL,
-                        received_time TEXT, is_valid INTEGER NOT NULL CHECK (is_valid IN (0, 1)), deleted_by TEXT, deleted_at TEXT,
-                        is_late INTEGER NOT NULL DEFAULT 0, extra TEXT, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL
-                    ) WITHOUT ROWID;
-                    INSERT INTO v2 SELECT \(PartitionTable.columns) FROM \(table);
-                    DROP TABLE \(table);
-                    ALTER TABLE v2 RENAME TO \(table);
-                    """)
-            }
-            try db.execute(sql: """
-                CREATE TABLE v2_index (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL) WITHOUT ROWID;
-                INSERT INTO v2_index SELECT event_id, hour FROM event_index UNION ALL SELECT event_id, hour FROM event_index_recent;
-                DROP TABLE event_index;
-                DROP TABLE event_index_recent;
-                ALTER TABLE v2_index RENAME TO event_index;
-                DELETE FROM grdb_migrations WHERE identifier IN ('v3-rowid-partitions', 'v4-recent-index');
-                """)
-        }
+        try queue.write(Self.rewriteAsV2)
         try queue.close()
         f.land("2.ndjson.gz", [
             recordLine("a", user: "u9", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:30:00Z"),
@@ -83,5 +60,65 @@ import Testing
         let report = try ValidateJob.run(options, logger: quietLogger)
         #expect(report.checks.filter { $0.status == .failed }.isEmpty, "\(report.checks.filter { $0.status == .failed })")
         #expect(report.checks.count > 10)
+    }
+
+    /// Rewrites the tables as v2 had them: partitions WITHOUT ROWID keyed by event_id, one
+    /// event_index without row ids, no recent index.
+    static func rewriteAsV2(_ db: Database) throws {
+        for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions") {
+            try db.execute(sql: """
+                CREATE TABLE v2 (
+                    event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, event_type TEXT NOT NULL, event_time TEXT NOT NULL,
+                    received_time TEXT, is_valid INTEGER NOT NULL CHECK (is_valid IN (0, 1)), deleted_by TEXT, deleted_at TEXT,
+                    is_late INTEGER NOT NULL DEFAULT 0, extra TEXT, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                INSERT INTO v2 SELECT \(PartitionTable.columns) FROM \(table);
+                DROP TABLE \(table);
+                ALTER TABLE v2 RENAME TO \(table);
+                """)
+        }
+        try db.execute(sql: """
+            CREATE TABLE v2_index (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL) WITHOUT ROWID;
+            INSERT INTO v2_index SELECT event_id, hour FROM event_index UNION ALL SELECT event_id, hour FROM event_index_recent;
+            DROP TABLE event_index;
+            DROP TABLE event_index_recent;
+            ALTER TABLE v2_index RENAME TO event_index;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v3-rowid-partitions', 'v4-recent-index');
+            """)
+    }
+
+    /// A v1 database (v2's layout, summaries recomputed at the end of each batch from
+    /// `dirty_hours`, no `summary_users`) upgrades with every hour's summary recomputed once.
+    @Test func v1SummariesAreRecomputedOnUpgrade() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [
+            recordLine("a", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            recordLine("b", user: "u2", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z"),
+            recordLine("e", user: "u2", time: "2025-07-30T10:20:00Z", received: "2025-07-30T10:20:00Z"),
+            recordLine("c", user: "u3", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
+            tombstoneLine("b"),
+        ])
+        try f.ingest()
+        let before = try f.eventRows()
+        let summaries = "SELECT hour, event_type, valid_events, distinct_users, deleted_events, late_events FROM hourly_summary ORDER BY 1, 2"
+        let expected = try f.query { try Row.fetchAll($0, sql: summaries).map(\.description) }
+        let queue = try DatabaseQueue(path: f.database)
+        try queue.write { db in
+            try Self.rewriteAsV2(db)
+            try db.execute(sql: """
+                DROP TABLE summary_users;
+                DELETE FROM hourly_summary;
+                CREATE TABLE dirty_hours (hour TEXT PRIMARY KEY, batch_id INTEGER NOT NULL);
+                DELETE FROM grdb_migrations WHERE identifier = 'v2-incremental-summaries';
+                """)
+        }
+        try queue.close()
+        let s = try f.ingest() // nothing new: only the upgrade
+        #expect(s.filesApplied == 0)
+        #expect(try f.eventRows() == before)
+        #expect(try f.query { try Row.fetchAll($0, sql: summaries).map(\.description) } == expected)
+        #expect(try f.query { try $0.tableExists("dirty_hours") } == false)
+        let report = try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: quietLogger)
+        #expect(report.failedChecks == [], "\(report.failedChecks)")
     }
 }

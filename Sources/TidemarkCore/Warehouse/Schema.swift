@@ -130,22 +130,53 @@ enum Schema {
                 ) WITHOUT ROWID;
                 DROP TABLE dirty_hours;
                 """)
+            // A migration's SQL is written out as it was at its version, so later changes to
+            // the code cannot change what upgrading an old database does.
             let batchID = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(batch_id), 0) FROM batches") ?? 0
             for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
-                if let hour = PartitionHour.parse(label) { try Summaries.recompute(hour, batchID: batchID, db) }
+                guard let hour = PartitionHour.parse(label) else { continue }
+                try db.execute(sql: "DELETE FROM hourly_summary WHERE hour = ?", arguments: [label])
+                guard try db.tableExists(hour.tableName) else { continue }
+                try db.execute(sql: """
+                    INSERT INTO summary_users (hour, event_type, user_id, valid_events)
+                    SELECT ?, event_type, user_id, COUNT(*) FROM \(hour.tableName) WHERE is_valid = 1 GROUP BY event_type, user_id
+                    """, arguments: [label])
+                try db.execute(sql: """
+                    INSERT INTO hourly_summary (hour, event_type, valid_events, distinct_users, deleted_events, late_events, computed_batch)
+                    SELECT ?, event_type, SUM(is_valid), COUNT(DISTINCT CASE WHEN is_valid = 1 THEN user_id END),
+                           SUM(1 - is_valid), SUM(is_late * is_valid), \(batchID)
+                    FROM \(hour.tableName) GROUP BY event_type
+                    """, arguments: [label])
             }
         }
         migrator.registerMigration("v3-rowid-partitions") { db in
             // Partition rows are appended under an integer key and `event_index` names each
             // event's row: one random-key B-tree per new event instead of two.
-            try db.execute(sql: EventLookup.createSQL("event_index_v3"))
+            try db.execute(sql: "CREATE TABLE event_index_v3 (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID")
+            let columns = "event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch"
             var hours: [PartitionHour] = []
             for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
                 guard let hour = PartitionHour.parse(label), try db.tableExists(hour.tableName) else { continue }
                 let old = hour.tableName + "__v2"
                 try db.execute(sql: "ALTER TABLE \(hour.tableName) RENAME TO \(old)")
-                try db.execute(sql: PartitionTable.createSQL(hour))
-                try db.execute(sql: "INSERT INTO \(hour.tableName) (\(PartitionTable.columns)) SELECT \(PartitionTable.columns) FROM \(old) ORDER BY event_id")
+                try db.execute(sql: """
+                    CREATE TABLE \(hour.tableName) (
+                        row_id INTEGER PRIMARY KEY,
+                        event_id TEXT NOT NULL,
+                        user_id TEXT NOT NULL,
+                        event_type TEXT NOT NULL,
+                        event_time TEXT NOT NULL,
+                        received_time TEXT,
+                        is_valid INTEGER NOT NULL CHECK (is_valid IN (0, 1)),
+                        deleted_by TEXT,
+                        deleted_at TEXT,
+                        is_late INTEGER NOT NULL DEFAULT 0,
+                        extra TEXT,
+                        first_batch INTEGER NOT NULL,
+                        last_batch INTEGER NOT NULL
+                    )
+                    """)
+                try db.execute(sql: "INSERT INTO \(hour.tableName) (\(columns)) SELECT \(columns) FROM \(old) ORDER BY event_id")
                 try db.execute(sql: "DROP TABLE \(old)")
                 // The row the old lookup named first; an event that (against the rules) had
                 // rows in two hours keeps the one the old lookup chose.
@@ -170,7 +201,7 @@ enum Schema {
                 """)
         }
         migrator.registerMigration("v4-recent-index") { db in
-            try db.execute(sql: EventLookup.createSQL("event_index_recent"))
+            try db.execute(sql: "CREATE TABLE event_index_recent (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID")
         }
         migrator.registerMigration("v5-ledger-content-index") { db in
             // Backfill looks every source file up by content whatever its status; the partial

@@ -50,18 +50,6 @@ enum Summaries {
         try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
     }
 
-    /// Recomputes one hour's summary rows from its partition (once, when upgrading a database
-    /// that had no `summary_users`).
-    static func recompute(_ hour: PartitionHour, batchID: Int64, _ db: Database) throws {
-        try clear(hour, db)
-        guard try db.tableExistsFast(hour.tableName) else { return }
-        try db.execute(sql: """
-            INSERT INTO summary_users (hour, event_type, user_id, valid_events)
-            SELECT ?, event_type, user_id, COUNT(*) FROM \(hour.tableName) WHERE is_valid = 1 GROUP BY event_type, user_id
-            """, arguments: [hour.label])
-        try db.execute(sql: freshSummarySQL(hour, batchID: batchID, insert: true), arguments: [hour.label])
-    }
-
     /// The summary of one hour computed from its partition; validate compares with it.
     static func freshSummarySQL(_ hour: PartitionHour, batchID: Int64?, insert: Bool) -> String {
         let select = """
