@@ -104,39 +104,53 @@ final class PartitionPatch {
         guard tableExisted, metCount < storedRows else { return [] }
         let table = hour.tableName
         var unmet: [(rowID: Int64, eventID: String)] = []
-        let rows = try Row.fetchCursor(db, sql: "SELECT row_id, event_id FROM \(table) WHERE row_id <= \(lastOldRowID)")
-        while let row = try rows.next() {
-            let rowID: Int64 = row[0]
-            if !wasMet(rowID) { unmet.append((rowID, row[1])) }
+        let scan = try FastStatement(db, sql: "SELECT row_id, event_id FROM \(table) WHERE row_id <= \(lastOldRowID)")
+        while try scan.step() {
+            let rowID = scan.int64(0)
+            if !wasMet(rowID) { unmet.append((rowID, scan.text(1) ?? "")) }
         }
+        scan.reset()
         let newIndex = "\(table)__rebuild_new"
         let anyNew = added > 0
         if anyNew {
             try db.execute(sql: "CREATE INDEX \(newIndex) ON \(table) (event_id) WHERE row_id > \(lastOldRowID)")
         }
-        let written = try db.makeStatement(sql: "SELECT row_id FROM \(table) WHERE event_id = ? AND row_id > \(lastOldRowID)")
-        let kept = try db.makeStatement(sql: """
+        let written = try FastStatement(db, sql: "SELECT row_id FROM \(table) WHERE event_id = ?1 AND row_id > \(lastOldRowID)")
+        let kept = try FastStatement(db, sql: """
             SELECT m.row_id FROM event_index e JOIN \(table) m ON m.row_id = e.row_id AND m.event_id = e.event_id
-            WHERE e.event_id = ? AND e.hour = ?
+            WHERE e.event_id = ?1 AND e.hour = \(hour.hoursSinceEpoch)
             """)
-        let compare = try db.makeStatement(sql: "SELECT \(Self.differs("k", "d")) FROM \(table) k, \(table) d WHERE k.row_id = ? AND d.row_id = ?")
-        let drop = try db.makeStatement(sql: "DELETE FROM \(table) WHERE row_id = ?")
+        let compare = try FastStatement(db, sql: "SELECT \(Self.differs("k", "d")) FROM \(table) k, \(table) d WHERE k.row_id = ?1 AND d.row_id = ?2")
+        let drop = try FastStatement(db, sql: "DELETE FROM \(table) WHERE row_id = ?1")
+        /// The first column of the first row `statement` gives with these parameters, if any.
+        func first(_ statement: FastStatement, _ bind: () throws -> Void) throws -> Int64? {
+            statement.reset()
+            defer { statement.reset() }
+            try bind()
+            return try statement.step() ? statement.int64(0) : nil
+        }
         var paired = Set<Int64>()
         var removed: [String] = []
         for (rowID, eventID) in unmet {
             var keeper: Int64?
-            if anyNew, let newRow = try Int64.fetchOne(written, arguments: [eventID]) {
+            if anyNew, let newRow = try first(written, { try written.bind(1, eventID) }) {
                 keeper = newRow
                 if paired.insert(newRow).inserted { added -= 1 }
-            } else if let other = try Int64.fetchOne(kept, arguments: [eventID, hour.hoursSinceEpoch]), other != rowID, wasMet(other) {
+            } else if let other = try first(kept, { try kept.bind(1, eventID) }), other != rowID, wasMet(other) {
                 keeper = other
             }
             if let keeper {
-                if try Bool.fetchOne(compare, arguments: [keeper, rowID]) == true { changed += 1 } else { quietFixes += 1 }
+                let differs = try first(compare) {
+                    try compare.bind(1, keeper)
+                    try compare.bind(2, rowID)
+                }
+                if differs == 1 { changed += 1 } else { quietFixes += 1 }
             } else {
                 removed.append(eventID)
             }
-            try drop.execute(arguments: [rowID])
+            drop.reset()
+            try drop.bind(1, rowID)
+            try drop.run()
         }
         if anyNew { try db.execute(sql: "DROP INDEX \(newIndex)") }
         return removed
