@@ -257,9 +257,12 @@ import Testing
                         }
                     case 6:
                         for tree in ["event_index", "event_index_recent"] { try db.execute(sql: "DELETE FROM \(tree) WHERE event_id = ?", arguments: [id]) }
-                    case 7: try db.execute(sql: """
-                        INSERT INTO \(table) (row_id, \(PartitionTable.columns)) VALUES (?, ?, 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
-                        """, arguments: [spare, "stranger-\(spare)", label + ":00:00.000000000Z"])
+                    case 7: // a row of no event, under a row_id written by hand (huge or negative)
+                        try db.execute(sql: """
+                            INSERT INTO \(table) (row_id, \(PartitionTable.columns)) VALUES (?, ?, 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
+                            """, arguments: [spare % 2 == 0 ? (Int64(1) << 60) + spare : -spare, "stranger-\(spare)", label + ":00:00.000000000Z"])
+                        // and a lookup entry naming a negative row
+                        try db.execute(sql: "UPDATE event_index SET row_id = -1 WHERE event_id = ?", arguments: [pick()])
                     default: try db.execute(sql: "UPDATE \(table) SET first_batch = first_batch + 7, last_batch = 0 WHERE event_id = ?", arguments: [id])
                     }
                 }

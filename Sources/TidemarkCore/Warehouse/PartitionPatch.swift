@@ -23,9 +23,8 @@ final class PartitionPatch {
     private(set) var quietFixes = 0
     private let storedRows: Int
     private var nextRowID: Int64
-    /// One bit per old row_id: whether a rebuilt row met that row.
-    private var met: [UInt64]
-    private var metCount = 0
+    /// The old row_ids a rebuilt row met.
+    private var met: MetRows
     private let select: FastStatement
     private let update: FastStatement
     private let insert: FastStatement
@@ -48,7 +47,8 @@ final class PartitionPatch {
         lastOldRowID = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(table)") ?? 0
         storedRows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0
         nextRowID = lastOldRowID
-        met = Array(repeating: 0, count: Int(lastOldRowID / 64) + 1)
+        // Row ids are dense from 1 unless someone wrote rows by hand: those go to a set.
+        met = MetRows(denseUpTo: min(lastOldRowID, Int64(max(storedRows * 4, 1 << 20))))
         let compared = PartitionTable.columns.components(separatedBy: ", ").dropLast().joined(separator: ", ") // up to first_batch
         select = try FastStatement(db, sql: "SELECT \(compared) FROM \(table) WHERE row_id = ?")
         update = try FastStatement(db, sql: "UPDATE \(table) SET (\(PartitionTable.columns)) = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) WHERE row_id = ?13")
@@ -82,17 +82,9 @@ final class PartitionPatch {
         try rows.write(index, rowID: nextRowID, with: insert, addingDeltasTo: &deltas)
     }
 
-    private func markMet(_ rowID: Int64) {
-        let word = Int(rowID / 64), bit = UInt64(1) << UInt64(rowID % 64)
-        if met[word] & bit == 0 {
-            met[word] |= bit
-            metCount += 1
-        }
-    }
+    private func markMet(_ rowID: Int64) { met.insert(rowID) }
 
-    private func wasMet(_ rowID: Int64) -> Bool {
-        rowID >= 0 && rowID <= lastOldRowID && met[Int(rowID / 64)] & (UInt64(1) << UInt64(rowID % 64)) != 0
-    }
+    private func wasMet(_ rowID: Int64) -> Bool { rowID <= lastOldRowID && met.contains(rowID) }
 
     /// Deals with the old rows no rebuilt row met, after every row was applied:
     /// - a row of an event that was written anew (its lookup entry named another row) is
@@ -101,7 +93,7 @@ final class PartitionPatch {
     /// - a row of an event the rebuild does not place in this hour is dropped, and its event_id
     ///   returned (the caller points its lookup entry where the event now is).
     func finish() throws -> [String] {
-        guard tableExisted, metCount < storedRows else { return [] }
+        guard tableExisted, met.count < storedRows else { return [] }
         let table = hour.tableName
         var unmet: [(rowID: Int64, eventID: String)] = []
         let scan = try FastStatement(db, sql: "SELECT row_id, event_id FROM \(table) WHERE row_id <= \(lastOldRowID)")
@@ -154,5 +146,37 @@ final class PartitionPatch {
         }
         if anyNew { try db.execute(sql: "DROP INDEX \(newIndex)") }
         return removed
+    }
+}
+
+/// A set of row ids: a bitset over `0...denseUpTo`, where SQLite's own row ids are, and a hash
+/// set for any other.
+private struct MetRows {
+    private var bits: [UInt64]
+    private var others = Set<Int64>()
+    private(set) var count = 0
+
+    init(denseUpTo limit: Int64) {
+        bits = Array(repeating: 0, count: Int(max(0, limit) / 64) + 1)
+    }
+
+    private func place(_ id: Int64) -> (word: Int, bit: UInt64)? {
+        guard id >= 0, Int(id / 64) < bits.count else { return nil }
+        return (Int(id / 64), UInt64(1) << UInt64(id % 64))
+    }
+
+    mutating func insert(_ id: Int64) {
+        if let (word, bit) = place(id) {
+            guard bits[word] & bit == 0 else { return }
+            bits[word] |= bit
+            count += 1
+        } else if others.insert(id).inserted {
+            count += 1
+        }
+    }
+
+    func contains(_ id: Int64) -> Bool {
+        if let (word, bit) = place(id) { return bits[word] & bit != 0 }
+        return others.contains(id)
     }
 }
