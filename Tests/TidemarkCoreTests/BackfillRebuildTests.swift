@@ -61,6 +61,9 @@ import Testing
         #expect(report.hours.first?.added == 2)
         #expect(try checksums(f) == before)
         #expect(try f.eventRows() == rows)
+        // The hour is right now, the event that moved into it included: only read.
+        let again = try rebuild(f, h11...h11).hours.first
+        #expect(again?.outcome == "unchanged" && again?.added == 0 && again?.changed == 0, "\(String(describing: again))")
     }
 
     @Test func droppedTableIsRestoredAndEditedRowRepaired() throws {
@@ -111,9 +114,11 @@ import Testing
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = ?", arguments: [ids[1]])
             try db.execute(sql: "UPDATE \(table) SET row_id = ? WHERE event_id = ?", arguments: [top + 10, ids[2]])
             try db.execute(sql: "UPDATE \(table) SET row_id = ?, user_id = 'moved-and-edited' WHERE event_id = ?", arguments: [top + 20, ids[3]])
-            try db.execute(sql: """
-                INSERT INTO \(table) (\(PartitionTable.columns)) VALUES ('no-source-has-me', 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
-                """, arguments: [label + ":00:00.000000000Z"])
+            for _ in 0..<2 { // two rows of one event no source has: one event removed
+                try db.execute(sql: """
+                    INSERT INTO \(table) (\(PartitionTable.columns)) VALUES ('no-source-has-me', 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
+                    """, arguments: [label + ":00:00.000000000Z"])
+            }
         }
         let preview = try rebuild(f, hour...hour, dryRun: true).hours.first
         #expect(preview?.added == 1)
@@ -282,6 +287,32 @@ import Testing
             let again = try rebuild(f, hour...hour, eventsPerPass: 250).hours.first
             #expect(again?.outcome == "unchanged", "round \(round): \(damage)")
         }
+    }
+
+    /// A row written by hand under the largest row_id leaves no id for new rows: rebuild stops
+    /// with exit 65 naming the table, changes nothing, and repairs once that row is gone.
+    @Test func aRowAtTheLargestRowIDStopsTheRebuildWithAHint() throws {
+        let f = try ProducedPipeline(events: 600, seed: 14).copy()
+        let rows = try f.eventRows()
+        let (label, table) = try f.query { db -> (String, String) in
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            return (row[0], row[1])
+        }
+        try DatabaseQueue(path: f.database).write { db in
+            try db.execute(sql: "DELETE FROM \(table) WHERE row_id = (SELECT MIN(row_id) FROM \(table))") // so a row must be written anew
+            try db.execute(sql: """
+                INSERT INTO \(table) (row_id, \(PartitionTable.columns)) VALUES (?, 'by-hand', 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
+                """, arguments: [Int64.max, label + ":00:00.000000000Z"])
+        }
+        let damaged = try f.eventRows()
+        let run = try Binary.run(["rebuild", "--data", f.data, "--hour", label])
+        #expect(run.status == 65)
+        #expect(run.stderr.contains(table) && run.stderr.contains("none is left for the hour's new rows"), "\(run.stderr)")
+        #expect(run.stderr.contains("hint: tidemark did not write those rows"), "\(run.stderr)")
+        #expect(try f.eventRows() == damaged)
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM \(table) WHERE row_id = ?", arguments: [Int64.max]) }
+        #expect(try rebuild(f, PartitionHour.parse(label)!...PartitionHour.parse(label)!).hours.first?.outcome == "repaired")
+        #expect(try f.eventRows() == rows)
     }
 
     @Test func rebuildOfAnHourRangeTouchesOnlyThoseHours() throws {

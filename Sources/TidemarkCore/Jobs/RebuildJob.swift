@@ -145,22 +145,24 @@ public enum RebuildJob {
                 folding.ids = []
                 folding.events = [] // so that `events` is changed in place
                 let byID = byteOrder(ids.map(\.text))
-                // A stale or deleting delivery may name this hour for an event whose row is in
-                // another: its files of this hour do not hold its whole history. Those events
-                // are folded again over the files of the hour event_index gives (and the hours
-                // they moved through), before deciding where they belong.
+                // Where event_index places each event the fold puts in this hour (its stored row).
                 // Each event's hour (Int.min: tombstones only), read once.
                 var eventHours = events.map { $0.hour }
-                let candidates = byID.filter { index in
-                    eventHours[index] == hour.hoursSinceEpoch && (moved.isEmpty || moved[ids[index]] == nil)
-                }
+                let candidates = byID.filter { eventHours[$0] == hour.hoursSinceEpoch }
                 var located = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
                 for (index, location) in zip(candidates, try RebuildStore.indexLocations(of: candidates.map { ids[$0] }, db)) {
                     located[index] = location
                 }
+                // A stale or deleting delivery may name this hour for an event whose row is in
+                // another: its files of this hour do not hold its whole history. Those events
+                // are folded again over the files of the hour event_index gives (and the hours
+                // they moved through), before deciding where they belong. (An event that moved
+                // into this hour was folded over the files of the hours it came from already.)
                 var indexed: [ExactText: Int] = [:]
                 for index in candidates {
-                    if let at = located[index], at.hour != hour.hoursSinceEpoch { indexed[ids[index]] = at.hour }
+                    if let at = located[index], at.hour != hour.hoursSinceEpoch, moved.isEmpty || moved[ids[index]] == nil {
+                        indexed[ids[index]] = at.hour
+                    }
                 }
                 if !indexed.isEmpty {
                     var hours = Set(indexed.values)
@@ -188,7 +190,7 @@ public enum RebuildJob {
                 // stored row_id order (a stored row_id is random with respect to event_id); the
                 // events with no stored row to compare with are then written as new rows, in
                 // event_id order.
-                var planned: [(rowID: Int64, index: Int)] = []
+                var planned: [(rowID: Int64?, index: Int)] = [] // nil: no stored row to compare with
                 planned.reserveCapacity(ids.count)
                 for index in byID {
                     let eventHour = eventHours[index]
@@ -201,10 +203,10 @@ public enum RebuildJob {
                        usedRowIDs.insert(at.rowID).inserted {
                         planned.append((at.rowID, index))
                     } else {
-                        planned.append((.max, index))
+                        planned.append((nil, index))
                     }
                 }
-                planned.sort { $0.rowID < $1.rowID }
+                planned.sort { a, b in a.rowID.map { x in b.rowID.map { x < $0 } ?? true } ?? false }
                 // Formatted (and counted) on a second thread while this one compares and writes.
                 let folded = events, order = planned, hourNumber = hour.hoursSinceEpoch
                 events = []
@@ -215,7 +217,7 @@ public enum RebuildJob {
                 defer { encoded.cancel() }
                 var deltas: [Int: HourDelta] = [:]
                 for (n, planned) in order.enumerated() {
-                    try patch.apply(n, of: encoded, storedAt: planned.rowID == .max ? nil : planned.rowID, addingDeltasTo: &deltas)
+                    try patch.apply(n, of: encoded, storedAt: planned.rowID, addingDeltasTo: &deltas)
                 }
                 let counts = deltas[hourNumber] ?? HourDelta()
                 // The hour's totals are the passes' counts added up.

@@ -77,6 +77,11 @@ final class PartitionPatch {
                 break
             }
         }
+        guard nextRowID < Int64.max else {
+            throw TidemarkError("rebuild", hour.label, cause: "table \(hour.tableName) holds rows under row ids so high that none is left for the hour's new rows; nothing was changed (rolled back)",
+                                hint: "tidemark did not write those rows: see them with SELECT row_id, event_id FROM \(hour.tableName) ORDER BY row_id DESC LIMIT 5, delete them, then rerun the rebuild",
+                                exit: .dataError)
+        }
         nextRowID += 1
         added += 1
         try rows.write(index, rowID: nextRowID, with: insert, addingDeltasTo: &deltas)
@@ -122,7 +127,8 @@ final class PartitionPatch {
             return try statement.step() ? statement.int64(0) : nil
         }
         var paired = Set<Int64>()
-        var removed: [String] = []
+        var removed: [String] = [] // once per event, however many rows it had
+        var removedIDs = Set<ExactText>()
         for (rowID, eventID) in unmet {
             var keeper: Int64?
             if anyNew, let newRow = try first(written, { try written.bind(1, eventID) }) {
@@ -137,7 +143,7 @@ final class PartitionPatch {
                     try compare.bind(2, rowID)
                 }
                 if differs == 1 { changed += 1 } else { quietFixes += 1 }
-            } else {
+            } else if removedIDs.insert(ExactText(eventID)).inserted {
                 removed.append(eventID)
             }
             drop.reset()
