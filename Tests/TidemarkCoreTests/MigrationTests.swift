@@ -107,7 +107,8 @@ import Testing
             try Self.rewriteAsV2(db)
             try db.execute(sql: """
                 DROP TABLE summary_users;
-                DELETE FROM hourly_summary;
+                UPDATE hourly_summary SET valid_events = valid_events + 100;
+                INSERT INTO hourly_summary VALUES ('2025-07-30T10', 'stale-type', 5, 1, 0, 0, 1);
                 CREATE TABLE dirty_hours (hour TEXT PRIMARY KEY, batch_id INTEGER NOT NULL);
                 DELETE FROM grdb_migrations WHERE identifier = 'v2-incremental-summaries';
                 """)

@@ -33,8 +33,8 @@ import Logging
 /// not in the landing folder; one that was published and already taken away by ingest is
 /// then delivered a second time, identical, which the merge rule absorbs. Temporary files a
 /// killed producer left behind are removed. One producer at a time per folder: a producer
-/// holds a lock (`.producer.lock`, which ingest and validate ignore) in its landing and its
-/// sent-log folder, and a second one stops with exit 75 before touching anything.
+/// holds a lock (`.producer.lock`; readers skip dot-files) in its landing and its sent-log
+/// folder, and a second one stops with exit 75 before writing or removing any file.
 ///
 /// A restarted producer never reuses names: sent-log numbering continues after the highest
 /// existing file, landing numbering after the highest number in the last sent-log file and in
@@ -88,13 +88,13 @@ public final class Producer {
     private var content: [UInt8] = []
     private var entries: [Entry] = []
 
-    /// Creates the folders if missing, finishes an interrupted earlier run (see the type's
-    /// documentation), and picks up the file numbering where earlier runs left it.
     /// The lock file in each of the producer's folders.
     static let lockName = ".producer.lock"
     /// Held while this producer lives.
     private var locks: [JobLock] = []
 
+    /// Creates the folders if missing, takes their locks, finishes an interrupted earlier run
+    /// (see the type's documentation), and picks up the file numbering where earlier runs left it.
     public init(options: ProducerOptions, logger: Logger = Logger(label: "tidemark.produce")) throws {
         try options.validate()
         self.options = options
