@@ -286,6 +286,41 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(r.findings(of: "source_no_record_missing").joined().contains(id))
     }
 
+    /// With no usable scratch folder for the set-aside records, validate warns and reads the
+    /// sources again in each pass, and reports exactly what it reports with one.
+    @Test func noScratchFolderOnlyCostsTime() throws {
+        final class Warnings: LogHandler, @unchecked Sendable {
+            private let lock = NSLock()
+            private var messages: [String] = []
+            var metadata: Logger.Metadata = [:]
+            var logLevel: Logger.Level = .warning
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+                lock.lock()
+                messages.append("\(message)")
+                lock.unlock()
+            }
+            var all: [String] { lock.lock(); defer { lock.unlock() }; return messages }
+        }
+        let f = try Self.pipeline.get().copy()
+        let (id, table) = try someEvent(f, valid: true)
+        try write(f, "UPDATE \(table) SET user_id = 'edited' WHERE event_id = '\(id)'")
+        var options = ValidateOptions(dataFolder: f.data)
+        options.sentLogFolder = f.sent
+        options.replay = true
+        options.eventsPerPass = 700
+        let withScratch = try ValidateJob.run(options, logger: quietLogger)
+        options.scratchFolder = f.root + "/no-such-folder"
+        let warnings = Warnings()
+        let without = try ValidateJob.run(options, logger: Logger(label: "test", factory: { _ in warnings }))
+        #expect(warnings.all.contains { $0.contains("no scratch files for validate's passes") }, "\(warnings.all)")
+        #expect(failed(without) == failed(withScratch) && failed(without).contains("source_updates_reflected"))
+        #expect(without.findings(of: "source_updates_reflected") == withScratch.findings(of: "source_updates_reflected"))
+    }
+
     /// Validate in many passes (the first pass sets the later passes' records aside) reports
     /// exactly what one pass reports, for the sent log and the replay, clean or broken.
     @Test func manyPassesReportWhatOnePassReports() throws {
