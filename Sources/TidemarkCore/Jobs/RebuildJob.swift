@@ -10,7 +10,7 @@ public struct RebuildOptions: Sendable {
     public var dryRun = false
     /// Events folded in memory per pass; an hour with more is rebuilt in several passes over
     /// a hash split of event ids, so memory stays bounded.
-    public var eventsPerPass = 250_000
+    public var eventsPerPass = 125_000
     public var clock: @Sendable () -> Timestamp = { Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970) }
 
     public init(dataFolder: String) { self.dataFolder = dataFolder }
