@@ -127,13 +127,9 @@ extension Database {
 
 /// The event lookup is two B-trees keyed by event_id: `event_index_recent`, small, takes the
 /// new events of small batches (a few dirty pages per batch), and `event_index`, large, holds
-/// the rest. An event_id is in one of them, never both.
+/// the rest. An event_id is in one of them, never both. Both have the same shape (migrations v3
+/// and v4 create them), so that a fold moves entries as they are.
 enum EventLookup {
-    /// Both trees have this shape, so that a fold moves entries as they are.
-    static func createSQL(_ table: String) -> String {
-        "CREATE TABLE \(table) (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID"
-    }
-
     /// Moves every recent entry into `event_index`, in key order (inside the caller's
     /// transaction). `OR FAIL` spares SQLite a statement journal, which would copy every page
     /// the fold touches into memory: a conflict (an event in both trees) fails the whole
