@@ -109,7 +109,8 @@ public enum RebuildJob {
             var elsewhere: [ExactText: Int] = [:] // events the fold places in another hour
             // Each rebuilt event is compared with the stored row event_index names (when the
             // hour's table held it), so only the lookup entries of rows written anew change.
-            var usedRowIDs = Set<Int64>()
+            // Damaged entries may name one row for several events: only the one the row holds
+            // meets it, the others get new rows.
             // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays
             // bounded by the pass).
             try Summaries.clear(hour, db)
@@ -199,8 +200,7 @@ public enum RebuildJob {
                         elsewhere[ids[index]] = eventHour
                         continue
                     }
-                    if let at = located[index], at.hour == hour.hoursSinceEpoch, at.rowID <= patch.lastOldRowID,
-                       usedRowIDs.insert(at.rowID).inserted {
+                    if let at = located[index], at.hour == hour.hoursSinceEpoch, at.rowID <= patch.lastOldRowID {
                         planned.append((at.rowID, index))
                     } else {
                         planned.append((nil, index))
