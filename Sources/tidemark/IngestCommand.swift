@@ -64,7 +64,11 @@ struct IngestCommand: ParsableCommand {
         }
         do {
             if loop {
-                try IngestJob.runLoop(options, interval: interval, logger: logger, afterBatch: report)
+                try IngestJob.runLoop(options, interval: interval, logger: logger, afterBatch: { summary in
+                    try report(summary)
+                    // The file waits in landing, and every batch names it.
+                    if let unreadable = summary.unreadableError { logger.error("\(unreadable.description)") }
+                }, skipped: { logger.warning("skipped a batch: \($0.description)") })
             } else {
                 let summary = try IngestJob.run(options, logger: logger)
                 try report(summary)

@@ -54,18 +54,17 @@ public struct IngestProgress: Sendable {
 public enum IngestJob {
     /// `ingest --loop`: a batch every `interval` seconds until SIGINT or SIGTERM (install
     /// `StopSignal` first), handing each batch's summary to `afterBatch`. A loop outlives what
-    /// a single run reports as a failure: a file that cannot be read waits in landing and each
-    /// batch logs it, and a batch that meets another job's lock is skipped with a warning.
-    /// Anything else, and whatever `afterBatch` throws, ends the loop.
+    /// a single run reports as a failure: a file that cannot be read waits in landing, named
+    /// by each batch's summary (`unreadableError`), and a batch that meets another job's lock
+    /// is skipped and handed to `skipped`. Anything else, and whatever `afterBatch` throws,
+    /// ends the loop. The caller says what happened; this only decides whether to go on.
     public static func runLoop(_ options: IngestOptions, interval: Double, logger: Logger,
-                               afterBatch: (BatchSummary) throws -> Void) throws {
+                               afterBatch: (BatchSummary) throws -> Void, skipped: (TidemarkError) -> Void) throws {
         repeat {
             do {
-                let summary = try run(options, logger: logger)
-                try afterBatch(summary)
-                if let unreadable = summary.unreadableError { logger.error("\(unreadable.description)") }
+                try afterBatch(try run(options, logger: logger))
             } catch let error as TidemarkError where error.exitStatus == .busy {
-                logger.warning("skipped a batch: \(error.description)")
+                skipped(error)
             }
             StopSignal.sleep(seconds: interval)
         } while !StopSignal.requested
