@@ -15,6 +15,15 @@ import Testing
         return try RebuildJob.run(o, logger: quiet)
     }
 
+    /// The hour with the most rows: its label, its table and the hour.
+    func largestHour(_ f: TestFolder) throws -> (label: String, table: String, hour: PartitionHour) {
+        let (label, table) = try f.query { db -> (String, String) in
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            return (row[0], row[1])
+        }
+        return (label, table, PartitionHour.parse(label)!)
+    }
+
     func checksums(_ f: TestFolder) throws -> [String] {
         try f.query { try Row.fetchAll($0, sql: "SELECT hour, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" } }
     }
@@ -70,21 +79,19 @@ import Testing
         let f = try ProducedPipeline(events: 1500, seed: 4).copy()
         let before = try checksums(f)
         let rows = try f.eventRows()
-        let tables = try f.query { try String.fetchAll($0, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC") }
-        let hour = PartitionHour.parse("20" + String(tables[0].dropFirst("events_20".count)).enumerated().map { i, c in
-            i == 2 || i == 4 ? "-\(c)" : (i == 6 ? "T\(c)" : "\(c)") }.joined())!
-        #expect(hour.tableName == tables[0])
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE \(tables[0])") }
+        let (_, table, hour) = try largestHour(f)
+        #expect(hour.tableName == table)
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE \(table)") }
         let dry = try rebuild(f, hour...hour, dryRun: true)
         #expect(dry.hours.first?.outcome == "would be restored")
-        #expect(try f.query { try $0.tableExists(tables[0]) } == false)
+        #expect(try f.query { try $0.tableExists(table) } == false)
         let restored = try rebuild(f, hour...hour)
         #expect(restored.hours.first?.outcome == "restored")
         #expect(try checksums(f) == before)
         #expect(try f.eventRows() == rows)
 
         try DatabaseQueue(path: f.database).write { db in
-            try db.execute(sql: "UPDATE \(tables[0]) SET user_id = 'tampered', is_valid = 1 - is_valid WHERE event_id IN (SELECT event_id FROM \(tables[0]) ORDER BY event_id LIMIT 3)")
+            try db.execute(sql: "UPDATE \(table) SET user_id = 'tampered', is_valid = 1 - is_valid WHERE event_id IN (SELECT event_id FROM \(table) ORDER BY event_id LIMIT 3)")
         }
         let preview = try rebuild(f, hour...hour, dryRun: true)
         #expect(preview.hours.first?.changed == 3)
@@ -102,11 +109,7 @@ import Testing
     @Test func diffCountsRowsMetByRowIDAndByEventID() throws {
         let f = try ProducedPipeline(events: 1500, seed: 8).copy()
         let rows = try f.eventRows()
-        let (label, table) = try f.query { db -> (String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return (row[0], row[1])
-        }
-        let hour = PartitionHour.parse(label)!
+        let (label, table, hour) = try largestHour(f)
         try DatabaseQueue(path: f.database).write { db in
             let ids = try String.fetchAll(db, sql: "SELECT event_id FROM \(table) ORDER BY event_id LIMIT 4")
             let top = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")!
@@ -171,11 +174,7 @@ import Testing
         let f = try ProducedPipeline(events: 1500, seed: 12).copy()
         let rows = try f.eventRows()
         let before = try checksums(f)
-        let (label, table) = try f.query { db -> (String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return (row[0], row[1])
-        }
-        let hour = PartitionHour.parse(label)!
+        let (_, table, hour) = try largestHour(f)
         func rowsOfLastRebuild() throws -> [String] {
             try f.query { db in
                 let batch = try Int64.fetchOne(db, sql: "SELECT MAX(batch_id) FROM batches WHERE kind = 'rebuild'")
@@ -227,11 +226,7 @@ import Testing
         let reference = try pipeline.copy()
         let rows = try reference.eventRows()
         let sums = try checksums(reference)
-        let (label, table) = try reference.query { db -> (String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return (row[0], row[1])
-        }
-        let hour = PartitionHour.parse(label)!
+        let (label, table, hour) = try largestHour(reference)
         var random = SeededRandom(seed: 77)
         // Each kind of damage alone first (two of it), then mixes of ten.
         for round in 0..<14 {
@@ -294,10 +289,7 @@ import Testing
     @Test func aRowAtTheLargestRowIDStopsTheRebuildWithAHint() throws {
         let f = try ProducedPipeline(events: 600, seed: 14).copy()
         let rows = try f.eventRows()
-        let (label, table) = try f.query { db -> (String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return (row[0], row[1])
-        }
+        let (label, table, hour) = try largestHour(f)
         try DatabaseQueue(path: f.database).write { db in
             try db.execute(sql: "DELETE FROM \(table) WHERE row_id = (SELECT MIN(row_id) FROM \(table))") // so a row must be written anew
             try db.execute(sql: """
@@ -311,7 +303,7 @@ import Testing
         #expect(run.stderr.contains("hint: tidemark did not write those rows"), "\(run.stderr)")
         #expect(try f.eventRows() == damaged)
         try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM \(table) WHERE row_id = ?", arguments: [Int64.max]) }
-        #expect(try rebuild(f, PartitionHour.parse(label)!...PartitionHour.parse(label)!).hours.first?.outcome == "repaired")
+        #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
         #expect(try f.eventRows() == rows)
     }
 

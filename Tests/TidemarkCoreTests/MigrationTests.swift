@@ -27,14 +27,7 @@ import Testing
     }
 
     @Test func v2PartitionsKeyedByEventIDUpgradeToRowIDPartitions() throws {
-        let f = TestFolder()
-        f.land("1.ndjson.gz", [
-            recordLine("a", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
-            recordLine("b", user: "u2", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z"),
-            recordLine("c", user: "u3", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
-            tombstoneLine("b"),
-        ])
-        try f.ingest()
+        let f = try Self.ingested()
         let before = try f.eventRows()
         let queue = try DatabaseQueue(path: f.database)
         try queue.write(Self.rewriteAsV2)
@@ -60,6 +53,19 @@ import Testing
         let report = try ValidateJob.run(options, logger: quietLogger)
         #expect(report.checks.filter { $0.status == .failed }.isEmpty, "\(report.checks.filter { $0.status == .failed })")
         #expect(report.checks.count > 10)
+    }
+
+    /// A folder with one ingested file: events in two hours, one deleted by tombstone.
+    static func ingested(also more: [String] = []) throws -> TestFolder {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [
+            recordLine("a", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+            recordLine("b", user: "u2", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z"),
+            recordLine("c", user: "u3", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
+            tombstoneLine("b"),
+        ] + more)
+        try f.ingest()
+        return f
     }
 
     /// Rewrites the tables as v2 had them: partitions WITHOUT ROWID keyed by event_id, one
@@ -90,15 +96,7 @@ import Testing
     /// A v1 database (v2's layout, summaries recomputed at the end of each batch from
     /// `dirty_hours`, no `summary_users`) upgrades with every hour's summary recomputed once.
     @Test func v1SummariesAreRecomputedOnUpgrade() throws {
-        let f = TestFolder()
-        f.land("1.ndjson.gz", [
-            recordLine("a", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
-            recordLine("b", user: "u2", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z"),
-            recordLine("e", user: "u2", time: "2025-07-30T10:20:00Z", received: "2025-07-30T10:20:00Z"),
-            recordLine("c", user: "u3", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
-            tombstoneLine("b"),
-        ])
-        try f.ingest()
+        let f = try Self.ingested(also: [recordLine("e", user: "u2", time: "2025-07-30T10:20:00Z", received: "2025-07-30T10:20:00Z")])
         let before = try f.eventRows()
         let summaries = "SELECT hour, event_type, valid_events, distinct_users, deleted_events, late_events FROM hourly_summary ORDER BY 1, 2"
         let expected = try f.query { try Row.fetchAll($0, sql: summaries).map(\.description) }

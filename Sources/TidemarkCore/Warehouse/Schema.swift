@@ -2,7 +2,7 @@ import GRDB
 
 /// The warehouse schema: ordered, named migrations. Users query these tables; the README
 /// documents them. Partition tables (`events_YYYYMMDDHH`) are created on demand by
-/// `PartitionTable.create`.
+/// `PartitionTable.createSQL`.
 enum Schema {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -152,30 +152,14 @@ enum Schema {
         migrator.registerMigration("v3-rowid-partitions") { db in
             // Partition rows are appended under an integer key and `event_index` names each
             // event's row: one random-key B-tree per new event instead of two.
-            try db.execute(sql: "CREATE TABLE event_index_v3 (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID")
-            let columns = "event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch"
+            try db.execute(sql: Schema.v3LookupTree("event_index_v3"))
+            let columns = Schema.v3PartitionColumns
             var hours: [PartitionHour] = []
             for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
                 guard let hour = PartitionHour.parse(label), try db.tableExists(hour.tableName) else { continue }
                 let old = hour.tableName + "__v2"
                 try db.execute(sql: "ALTER TABLE \(hour.tableName) RENAME TO \(old)")
-                try db.execute(sql: """
-                    CREATE TABLE \(hour.tableName) (
-                        row_id INTEGER PRIMARY KEY,
-                        event_id TEXT NOT NULL,
-                        user_id TEXT NOT NULL,
-                        event_type TEXT NOT NULL,
-                        event_time TEXT NOT NULL,
-                        received_time TEXT,
-                        is_valid INTEGER NOT NULL CHECK (is_valid IN (0, 1)),
-                        deleted_by TEXT,
-                        deleted_at TEXT,
-                        is_late INTEGER NOT NULL DEFAULT 0,
-                        extra TEXT,
-                        first_batch INTEGER NOT NULL,
-                        last_batch INTEGER NOT NULL
-                    )
-                    """)
+                try db.execute(sql: Schema.v3PartitionTable(hour.tableName))
                 try db.execute(sql: "INSERT INTO \(hour.tableName) (\(columns)) SELECT \(columns) FROM \(old) ORDER BY event_id")
                 try db.execute(sql: "DROP TABLE \(old)")
                 // The row the old lookup named first; an event that (against the rules) had
@@ -201,7 +185,7 @@ enum Schema {
                 """)
         }
         migrator.registerMigration("v4-recent-index") { db in
-            try db.execute(sql: "CREATE TABLE event_index_recent (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID")
+            try db.execute(sql: Schema.v3LookupTree("event_index_recent"))
         }
         migrator.registerMigration("v5-ledger-content-index") { db in
             // Backfill looks every source file up by content whatever its status; the partial
@@ -216,9 +200,19 @@ enum Schema {
 /// appended under `row_id` (an explicit INTEGER PRIMARY KEY, so VACUUM keeps it); `event_index`
 /// maps each event_id to its hour and row, and is what keeps one row per event.
 enum PartitionTable {
-    static func createSQL(_ hour: PartitionHour) -> String {
+    /// Today's partitions have the layout migration v3 introduced.
+    static func createSQL(_ hour: PartitionHour) -> String { Schema.v3PartitionTable(hour.tableName, ifNotExists: true) }
+
+    static let columns = Schema.v3PartitionColumns
+}
+
+/// Table layouts as the migration that introduced them wrote them. A migration uses its own
+/// version's layout, so later code cannot change what upgrading an old database does; a new
+/// layout is a new function beside these (and a new migration), never an edit of one.
+extension Schema {
+    static func v3PartitionTable(_ name: String, ifNotExists: Bool = false) -> String {
         """
-        CREATE TABLE IF NOT EXISTS \(hour.tableName) (
+        CREATE TABLE \(ifNotExists ? "IF NOT EXISTS " : "")\(name) (
             row_id INTEGER PRIMARY KEY,
             event_id TEXT NOT NULL,
             user_id TEXT NOT NULL,
@@ -236,5 +230,12 @@ enum PartitionTable {
         """
     }
 
-    static let columns = "event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch"
+    static let v3PartitionColumns =
+        "event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch"
+
+    /// Both lookup trees (`event_index` since v3, `event_index_recent` since v4) have this shape,
+    /// so that a fold moves entries as they are.
+    static func v3LookupTree(_ name: String) -> String {
+        "CREATE TABLE \(name) (event_id TEXT PRIMARY KEY, hour INTEGER NOT NULL, row_id INTEGER NOT NULL) WITHOUT ROWID"
+    }
 }
