@@ -64,9 +64,7 @@ struct BackfillCommand: ParsableCommand {
             } else if shared.verbose || isatty(1) == 1 {
                 print(summary.oneLine + (summary.filesSkipped > 0 ? ", \(summary.filesSkipped) files already ingested" : ""))
             }
-            if let unreadable = summary.unreadableError { throw fail(unreadable) }
-        } catch let exit as ExitCode {
-            throw exit
+            if let unreadable = summary.unreadableError { throw unreadable }
         } catch {
             throw fail(error)
         }

@@ -27,7 +27,7 @@ import Testing
             var rows: [SummaryRow] = []
             for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour") {
                 let hour = PartitionHour.parse(label)!
-                rows += try Row.fetchAll(db, sql: Summaries.freshSummarySQL(hour, batchID: nil, insert: false) + " ORDER BY event_type",
+                rows += try Row.fetchAll(db, sql: Summaries.freshSummarySQL(hour) + " ORDER BY event_type",
                                          arguments: [label]).map { row in (0..<6).map { text(row[$0]) } }
             }
             return rows

@@ -152,7 +152,7 @@ final class FileDecoder: @unchecked Sendable {
                 return
             } catch {
                 // Never a silent end of the stream: the caller would take it for the last file.
-                result = .failure(.io(FileSystemError("decode", path, cause: "\(error)")))
+                result = .failure(.io(FileSystemError("decode", path, cause: "unexpected error, a tidemark bug (please report it): \(error)")))
             }
             guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
         }
@@ -178,7 +178,7 @@ final class FileDecoder: @unchecked Sendable {
         } catch is CancellationError {
             return
         } catch {
-            _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(.io(FileSystemError("decode", spill.path, cause: "\(error)")))))
+            _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(.io(FileSystemError("decode", spill.path, cause: "unexpected error, a tidemark bug (please report it): \(error)")))))
         }
     }
 }

@@ -77,7 +77,8 @@ public enum IngestJob {
         // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
         let warehouse = try Warehouse(dataFolder: options.dataFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)
         let scan = options.kind == .backfill
-            ? try LandingFolder.scan(options.landingFolder, missingHint: "check --from-dir: a folder of *.ndjson.gz files, such as DATA/archive/2025-07-30")
+            ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
+                                     missingHint: "check --from-dir: a folder of *.ndjson.gz files, such as DATA/archive/2025-07-30")
             : try LandingFolder.scan(options.landingFolder)
         for skipped in scan.skipped {
             logger.info("skipping landing entry", metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])

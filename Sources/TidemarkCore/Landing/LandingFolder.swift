@@ -36,10 +36,12 @@ public enum LandingFolder {
         suffixes.contains { name.hasSuffix($0) }
     }
 
-    /// Lists a folder. Throws exit 66, with `missingHint`, when the folder does not exist.
-    public static func scan(_ folder: String, missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
+    /// Lists a folder. Throws exit 66, naming the folder as `role` with `missingHint`, when it
+    /// does not exist.
+    public static func scan(_ folder: String, role: String = "landing folder",
+                            missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
         guard FileSystem.isFolder(folder) else {
-            throw TidemarkError("scan landing folder", folder, cause: "no such folder", hint: missingHint, exit: .noInput)
+            throw TidemarkError("scan \(role)", folder, cause: "no such folder", hint: missingHint, exit: .noInput)
         }
         guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }
         defer { closedir(dir) }
@@ -84,12 +86,12 @@ public final class JobLock {
     /// The lock of a data folder: one ingest, backfill or rebuild at a time.
     public convenience init(dataFolder: String, job: String) throws {
         // One line, no hint: overlapping cron runs are normal and must not flood the mailbox.
-        try self.init(folder: dataFolder, file: "tidemark.lock", job: job, busy: "another tidemark job is running", hint: nil)
+        try self.init(folder: dataFolder, file: "tidemark.lock", job: job, busy: "another tidemark job is running", then: "nothing done, retry later", hint: nil)
     }
 
-    /// Takes `folder/file` (creating the folder), or throws exit 75 with `busy`, the holder
-    /// the file names, and `hint`.
-    init(folder: String, file: String, job: String, busy: String, hint: String?) throws {
+    /// Takes `folder/file` (creating the folder), or throws exit 75: `busy`, the holder the
+    /// file names, `then`, and `hint`.
+    init(folder: String, file: String, job: String, busy: String, then: String, hint: String?) throws {
         try FileSystem.makeFolder(folder)
         path = (folder as NSString).appendingPathComponent(file)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -97,7 +99,7 @@ public final class JobLock {
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             close(fd)
-            throw TidemarkError("lock", path, cause: "\(busy)\(holder.isEmpty ? "" : " (\(holder))"); nothing done, retry later",
+            throw TidemarkError("lock", path, cause: "\(busy)\(holder.isEmpty ? "" : " (\(holder))"); \(then)",
                                 hint: hint, exit: .busy)
         }
         ftruncate(fd, 0)

@@ -117,7 +117,7 @@ public final class Producer {
         for folder in [options.landingFolder, options.sentLogFolder]
         where lockedFolders.insert(URL(fileURLWithPath: folder).resolvingSymlinksInPath().standardizedFileURL.path).inserted {
             locks.append(try JobLock(folder: folder, file: Producer.lockName, job: "produce", busy: "another producer is writing to this folder",
-                                     hint: "run one producer per landing folder and sent-log folder"))
+                                     then: "this one wrote nothing", hint: "run one producer per landing folder and sent-log folder"))
         }
         nextSentSequence = 1
         nextLandingSequence = 1

@@ -111,10 +111,10 @@ final class LineSpill: @unchecked Sendable {
                 memmove(input, input + offset, filled - offset)
                 filled -= offset
             } else if filled == room {
-                throw FileSystemError("read scratch file", path, cause: "internal error: a record longer than any line")
+                throw FileSystemError("read scratch file", path, cause: "a tidemark bug (please report it): a set-aside record longer than any line; rerun the command")
             }
             if endOfFile {
-                guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "internal error: it ends inside a record") }
+                guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "a tidemark bug, or the disk lost data (please report it): the scratch file ends inside a record; rerun the command") }
                 return
             }
         }

@@ -46,7 +46,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         let more = unreadable.count > 1 ? " (and \(unreadable.count - 1) more files)" : ""
         let stays = kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
         return TidemarkError("read", first.path, cause: first.cause + more,
-                             hint: "make the file readable; \(stays) (the other files were applied)", exit: .ioError)
+                             hint: "nothing of it was applied (the other files were): fix what the error says; \(stays)", exit: .ioError)
     }
 
     public struct FilePlan: Codable, Sendable, Equatable {

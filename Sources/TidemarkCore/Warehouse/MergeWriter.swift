@@ -35,7 +35,7 @@ struct SummaryUser: Hashable {
 }
 
 /// Applies deliveries to the partition tables inside an open transaction, through
-/// `MergeRule.merge`. It keeps the lookup trees (`event_index` and the small
+/// `MergeRule.apply`. It keeps the lookup trees (`event_index` and the small
 /// `event_index_recent`: event_id → hour and row_id) in step, holds
 /// tombstones whose event has not arrived in `pending_tombstones`, and records which hours
 /// each file touched (`file_hours`) so that rebuild knows which files to read.
@@ -263,14 +263,15 @@ final class MergeWriter {
     /// stay in the page cache (about 3.6 MB), large enough that a fold is rare. Tests shrink it
     /// (`TIDEMARK_RECENT_INDEX_CAPACITY`) to fold often.
     static let recentIndexCapacity: Int = getenv("TIDEMARK_RECENT_INDEX_CAPACITY")
-        .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 65_536
+        .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? defaultRecentIndexCapacity
+    static let defaultRecentIndexCapacity = 65_536
 
     /// Groups with records of more events than this claim lookup entries before looking
     /// events up (`applyGroup`): a quarter of the recent tree's default capacity, the size
     /// from which a group's new events go to `event_index` anyway. Tests set it
     /// (`TIDEMARK_CLAIM_THRESHOLD`) apart from the capacity, to take either path.
     static let claimThreshold: Int = getenv("TIDEMARK_CLAIM_THRESHOLD")
-        .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 16_384
+        .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? defaultRecentIndexCapacity / 4
 
     /// Per slot, the hour of the record that wins among the group's own deliveries (nil when
     /// it has tombstones only): where the event lives if it is not stored yet. The winner is

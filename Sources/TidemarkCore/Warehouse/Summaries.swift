@@ -51,15 +51,12 @@ enum Summaries {
     }
 
     /// The summary of one hour computed from its partition; validate compares with it.
-    static func freshSummarySQL(_ hour: PartitionHour, batchID: Int64?, insert: Bool) -> String {
-        let select = """
-            SELECT ? AS hour, event_type, SUM(is_valid) AS valid_events,
-                   COUNT(DISTINCT CASE WHEN is_valid = 1 THEN user_id END) AS distinct_users,
-                   SUM(1 - is_valid) AS deleted_events, SUM(is_late * is_valid) AS late_events\(batchID.map { ", \($0)" } ?? "")
-            FROM \(hour.tableName) GROUP BY event_type
-            """
-        return insert
-            ? "INSERT INTO hourly_summary (hour, event_type, valid_events, distinct_users, deleted_events, late_events, computed_batch) \(select)"
-            : select
+    static func freshSummarySQL(_ hour: PartitionHour) -> String {
+        """
+        SELECT ? AS hour, event_type, SUM(is_valid) AS valid_events,
+               COUNT(DISTINCT CASE WHEN is_valid = 1 THEN user_id END) AS distinct_users,
+               SUM(1 - is_valid) AS deleted_events, SUM(is_late * is_valid) AS late_events
+        FROM \(hour.tableName) GROUP BY event_type
+        """
     }
 }

@@ -96,7 +96,7 @@ enum ValidationQueries {
         let samples = try Row.fetchAll(db, sql: "SELECT j.event_id, i.hour, j.hour \(sql) LIMIT \(limit)").map { row in
             let (main, recent) = (PartitionHour(hoursSinceEpoch: row[1]), PartitionHour(hoursSinceEpoch: row[2]))
             return "event \(row[0] as String) has entries in both event_index (hour \(main)) and event_index_recent (hour \(recent)): rebuild "
-                + (main == recent ? "--hour \(main)" : "--hour \(main) and --hour \(recent)")
+                + (main == recent ? "--hour \(main)" : "--hour \(main), then rebuild --hour \(recent)")
         }
         return (count, samples)
     }
@@ -137,7 +137,7 @@ enum ValidationQueries {
     }
 
     static func freshSummary(_ hour: PartitionHour, _ db: Database) throws -> [String] {
-        try Row.fetchAll(db, sql: "SELECT * FROM (\(Summaries.freshSummarySQL(hour, batchID: nil, insert: false))) ORDER BY event_type",
+        try Row.fetchAll(db, sql: "SELECT * FROM (\(Summaries.freshSummarySQL(hour))) ORDER BY event_type",
                          arguments: [hour.label]).map { "\($0[1] as String): valid \($0[2] as Int64), users \($0[3] as Int64), deleted \($0[4] as Int64), late \($0[5] as Int64)" }
     }
 
