@@ -39,7 +39,7 @@ public struct DemoResult: Sendable {
     public var folder: String
 
     /// Hours whose rebuild from raw files found rows to write: none, when ingest is right.
-    public var hoursRebuiltDifferently: [String] { rebuild.hours.filter { $0.outcome != "would be unchanged" }.map(\.hour) }
+    public var hoursRebuiltDifferently: [String] { rebuild.hours.filter { !$0.isUnchanged }.map(\.hour) }
 
     /// Validation passed and rebuilding from raw files changed nothing.
     public var ok: Bool { validation.ok && hoursRebuiltDifferently.isEmpty }

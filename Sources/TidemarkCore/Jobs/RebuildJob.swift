@@ -26,8 +26,16 @@ public struct RebuildHourResult: Codable, Sendable, Equatable {
     public var changed: Int
     public var removed: Int
     public var filesRead: Int
-    /// unchanged, repaired, restored (table was missing), or would-* in a dry run.
+    /// unchanged, repaired, restored (table was missing), or "would be …" of these in a dry run.
     public var outcome: String
+
+    static func outcome(tableExisted: Bool, repaired: Bool, dryRun: Bool) -> String {
+        let outcome = !tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
+        return dryRun ? "would be " + outcome : outcome
+    }
+
+    /// The rebuild found nothing to write (or, in a dry run, would have).
+    public var isUnchanged: Bool { outcome == Self.outcome(tableExisted: true, repaired: false, dryRun: outcome.hasPrefix("would be ")) }
 }
 
 public struct RebuildReport: Codable, Sendable, JSONDocument {
@@ -107,10 +115,6 @@ public enum RebuildJob {
             var rows = 0, valid = 0
             var checksum: UInt64 = 0
             var elsewhere: [ExactText: Int] = [:] // events the fold places in another hour
-            // Each rebuilt event is compared with the stored row event_index names (when the
-            // hour's table held it), so only the lookup entries of rows written anew change.
-            // Damaged entries may name one row for several events: only the one the row holds
-            // meets it, the others get new rows.
             // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays
             // bounded by the pass).
             try Summaries.clear(hour, db)
@@ -120,26 +124,21 @@ public enum RebuildJob {
             let spills = try PassSpills(passes: passes, pathPrefix: "\(scratchFolder)/.rebuild-pass-")
             let extraFileIDs = Set(extra.map(\.fileID))
             var rejected = try RebuildStore.rejectedLines(in: files.map(\.fileID), db)
-            // Later passes are folded from their scratch files on a thread of their own, each
-            // while this one compares and writes the pass before (two passes in memory).
-            var later: PassesAhead<Folding>?
-            defer { later?.cancel() }
-            for pass in 0..<passes {
-                var folding: Folding
+            // Passes are folded on a thread of their own, each while this one compares and
+            // writes the pass before (two passes in memory): the first from the archived files,
+            // the others from their scratch files.
+            let folds = PassesAhead(count: passes) { [rejected] pass, isCancelled in
+                var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
                 if pass == 0 {
-                    folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
-                    try read(files, into: &folding, settingAside: spills, rejected: rejected)
-                    if passes > 1 {
-                        let rejectedSoFar = rejected
-                        later = PassesAhead(count: passes - 1) { n, isCancelled in
-                            var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
-                            try read(spills.lines(ofPass: n + 1), of: files, into: &folding, rejected: rejectedSoFar, isCancelled: isCancelled)
-                            return folding
-                        }
-                    }
+                    try read(files, into: &folding, settingAside: spills, rejected: rejected, isCancelled: isCancelled)
                 } else {
-                    folding = try later!.next()
+                    try read(spills.lines(ofPass: pass), of: files, into: &folding, rejected: rejected, isCancelled: isCancelled)
                 }
+                return folding
+            }
+            defer { folds.cancel() }
+            for _ in 0..<passes {
+                var folding = try folds.next()
                 // The pass's events in byte order: index lookups then walk event_index once.
                 let ids = folding.ids
                 var events = folding.events
@@ -190,9 +189,11 @@ public enum RebuildJob {
                 // Each rebuilt event is compared with the stored row its lookup entry names, in
                 // stored row_id order (a stored row_id is random with respect to event_id); the
                 // events with no stored row to compare with are then written as new rows, in
-                // event_id order.
-                var planned: [(rowID: Int64?, index: Int)] = [] // nil: no stored row to compare with
-                planned.reserveCapacity(ids.count)
+                // event_id order. Damaged entries may name one row for several events: only the
+                // event the row holds meets it, the others get new rows.
+                var stored: [(rowID: Int64, index: Int)] = []
+                var fresh: [(rowID: Int64?, index: Int)] = []
+                stored.reserveCapacity(ids.count)
                 for index in byID {
                     let eventHour = eventHours[index]
                     guard eventHour != Int.min else { continue }
@@ -200,13 +201,14 @@ public enum RebuildJob {
                         elsewhere[ids[index]] = eventHour
                         continue
                     }
-                    if let at = located[index], at.hour == hour.hoursSinceEpoch, at.rowID <= patch.lastOldRowID {
-                        planned.append((at.rowID, index))
+                    if let at = located[index], at.hour == hour.hoursSinceEpoch {
+                        stored.append((at.rowID, index))
                     } else {
-                        planned.append((nil, index))
+                        fresh.append((nil, index))
                     }
                 }
-                planned.sort { a, b in a.rowID.map { x in b.rowID.map { x < $0 } ?? true } ?? false }
+                stored.sort { $0.rowID < $1.rowID }
+                let planned = stored.map { (rowID: Optional($0.rowID), index: $0.index) } + fresh
                 // Formatted (and counted) on a second thread while this one compares and writes.
                 let folded = events, order = planned, hourNumber = hour.hoursSinceEpoch
                 events = []
@@ -229,7 +231,7 @@ public enum RebuildJob {
             let removed = try patch.finish()
             let repaired = patch.added + patch.changed + removed.count + patch.quietFixes > 0
                 || (before.map { $0.checksum != checksumText(checksum) } ?? false)
-            let outcome = !patch.tableExisted ? "restored" : (repaired ? "repaired" : "unchanged")
+            let outcome = RebuildHourResult.outcome(tableExisted: patch.tableExisted, repaired: repaired, dryRun: dryRun)
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {
@@ -241,7 +243,7 @@ public enum RebuildJob {
             }
             return RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
                                      rows: rows, added: patch.added, changed: patch.changed, removed: removed.count,
-                                     filesRead: files.count, outcome: dryRun ? "would be " + outcome : outcome)
+                                     filesRead: files.count, outcome: outcome)
         } catch {
             try? db.execute(sql: "ROLLBACK")
             throw error
@@ -308,7 +310,7 @@ public enum RebuildJob {
     /// passes are set aside there unparsed, in order, with where they came from.
     /// `rejected`: the lines ingest rejected, by ledger file id (rebuild skips them).
     static func read(_ files: [RebuildStore.SourceFile], into folding: inout Folding, settingAside spills: PassSpills?,
-                     rejected: [Int64: Set<Int>]) throws {
+                     rejected: [Int64: Set<Int>], isCancelled: () -> Bool = { false }) throws {
         var paths: [String] = []
         paths.reserveCapacity(files.count)
         for file in files {
@@ -324,7 +326,8 @@ public enum RebuildJob {
         if let spills, spills.passes > 1 {
             divert = { file, line, bytes in try spills.divert(file: file, line: line, bytes: bytes, parser: parser) }
         }
-        try fold(FileDecoder(paths: paths, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, rejected: rejected)
+        try fold(FileDecoder(paths: paths, parser: parser, maxOutputBytes: .max, divert: divert), files, into: &folding, rejected: rejected,
+                 isCancelled: isCancelled)
     }
 
     /// Folds the lines a first pass set aside for a later one (their files were verified then).

@@ -32,7 +32,7 @@ final class EncodedRows: @unchecked Sendable {
     }
 
     /// Parameters of a partition insert (`PartitionTable.columns`).
-    static let columns = 12
+    static let columns = PartitionTable.columnNames.count
     static let rowsPerChunk = 2048
     /// Chunks the encoder may run ahead of the writer.
     static let chunksAhead = 4
@@ -170,8 +170,9 @@ final class EncodedRows: @unchecked Sendable {
     func compare(_ index: Int, withStored stored: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) -> StoredMatch {
         withCells(of: index, addingDeltasTo: &deltas) { cell in
             guard stored.holds(0, cell(0)) else { return .otherEvent }
-            for column in 1..<(Self.columns - 2) where !stored.holds(Int32(column), cell(column)) { return .dataDiffers }
-            return stored.holds(Int32(Self.columns - 2), cell(Self.columns - 2)) ? .same : .firstBatchDiffers
+            for column in PartitionTable.dataColumns where !stored.holds(Int32(column), cell(column)) { return .dataDiffers }
+            let firstBatch = PartitionTable.firstBatchColumn
+            return stored.holds(Int32(firstBatch), cell(firstBatch)) ? .same : .firstBatchDiffers
         }
     }
 

@@ -30,11 +30,10 @@ final class PartitionPatch {
     private let insert: FastStatement
     private let db: Database
 
-    /// The data columns whose difference counts as a change (`first_batch`, `last_batch` are
+    /// Whether a data column of rows `a` and `b` differs (`first_batch`, `last_batch` are
     /// bookkeeping).
     private static func differs(_ a: String, _ b: String) -> String {
-        ["user_id", "event_type", "event_time", "received_time", "is_valid", "deleted_by", "deleted_at", "extra", "is_late"]
-            .map { "\(a).\($0) IS NOT \(b).\($0)" }.joined(separator: " OR ")
+        PartitionTable.columnNames[PartitionTable.dataColumns].map { "\(a).\($0) IS NOT \(b).\($0)" }.joined(separator: " OR ")
     }
 
     /// Opens the hour's table, creating it (empty) when it is missing.
@@ -49,7 +48,7 @@ final class PartitionPatch {
         nextRowID = lastOldRowID
         // Row ids are dense from 1 unless someone wrote rows by hand: those go to a set.
         met = MetRows(denseUpTo: min(lastOldRowID, Int64(max(storedRows * 4, 1 << 20))))
-        let compared = PartitionTable.columns.components(separatedBy: ", ").dropLast().joined(separator: ", ") // up to first_batch
+        let compared = PartitionTable.columnNames[...PartitionTable.firstBatchColumn].joined(separator: ", ")
         select = try FastStatement(db, sql: "SELECT \(compared) FROM \(table) WHERE row_id = ?")
         update = try FastStatement(db, sql: "UPDATE \(table) SET (\(PartitionTable.columns)) = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) WHERE row_id = ?13")
         insert = try FastStatement(db, sql: "INSERT INTO \(table) (\(PartitionTable.columns), row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")

@@ -204,6 +204,13 @@ enum PartitionTable {
     static func createSQL(_ hour: PartitionHour) -> String { Schema.v3PartitionTable(hour.tableName, ifNotExists: true) }
 
     static let columns = Schema.v3PartitionColumns
+    /// `columns` one by one: event_id, then the data columns (what a rebuild reports as changed:
+    /// everything the merge rule decides, and is_late), then first_batch and last_batch.
+    static let columnNames = columns.components(separatedBy: ", ")
+    /// Where the data columns are in `columnNames`.
+    static let dataColumns = 1..<(columnNames.count - 2)
+    /// Where first_batch is in `columnNames`.
+    static let firstBatchColumn = columnNames.count - 2
 }
 
 /// Table layouts as the migration that introduced them wrote them. A migration uses its own
