@@ -343,6 +343,18 @@ import Testing
         let rebuild = try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T10"])
         #expect(rebuild.status == 0 && rebuild.stdout.contains("unchanged"), "\(rebuild.stdout)\(rebuild.stderr)")
         #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
+        // A stored attribute that equals the source's only as a Swift String is a difference:
+        // validate reports it, and rebuild counts and repairs it.
+        try DatabaseQueue(path: f.database).write { db in
+            try db.execute(sql: "UPDATE events_2025073010 SET user_id = ? WHERE event_id = ?", arguments: ["ue\u{301}", composed])
+        }
+        let tampered = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(tampered.status == 1, "\(tampered.stdout)")
+        #expect(tampered.stdout.split(separator: "\n").contains { $0.hasPrefix("replay_updates_reflected ") && $0.contains("FAILED") }, "\(tampered.stdout)")
+        let repair = try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T10", "--json"])
+        let hours = (try JSONSerialization.jsonObject(with: Data(repair.stdout.utf8)) as? [String: Any])?["hours"] as? [[String: Any]]
+        #expect(hours?.first?["changed"] as? Int == 1 && hours?.first?["outcome"] as? String == "repaired", "\(repair.stdout)")
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
     }
 
     @Test func dryRunOfManyFilesCommitsNothing() throws {

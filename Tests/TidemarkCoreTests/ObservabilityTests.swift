@@ -45,6 +45,20 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         }
     }
 
+    /// The demo fails when its dry-run rebuild would change an hour, even with validation passed.
+    @Test func demoFailsWhenItsRebuildWouldChangeAnHour() {
+        func hour(_ label: String, _ outcome: String) -> RebuildHourResult {
+            RebuildHourResult(hour: label, checksumBefore: nil, checksumAfter: "0", rows: 1, added: 0, changed: 0, removed: 0,
+                              filesRead: 1, outcome: outcome)
+        }
+        var result = DemoResult(produced: ProducerSummary(), validation: ValidationReport(), folder: "/demo")
+        result.rebuild = RebuildReport(dryRun: true, hours: [hour("2025-07-30T10", "would be unchanged")])
+        #expect(result.ok)
+        result.rebuild.hours.append(hour("2025-07-30T11", "would be repaired"))
+        #expect(!result.ok)
+        #expect(result.summary.contains("FAILED: 2025-07-30T11 differed from their raw files"), "\(result.summary)")
+    }
+
     @Test func metricsFileParsesAndHoldsTheCounters() throws {
         let (f, _) = try Self.demo.get()
         let text = try String(contentsOfFile: f.root + "/metrics.prom", encoding: .utf8)

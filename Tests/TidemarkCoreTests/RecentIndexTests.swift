@@ -168,4 +168,23 @@ import Testing
         #expect(try failedChecks(f) == [])
         #expect(try lookup(f).main == ["a@\(h10)"] && lookup(f).recent == [])
     }
+
+    /// Entries of one event in both trees naming different hours: the finding names both
+    /// rebuilds, one after the other (`--hour` takes one hour), and running them repairs it.
+    @Test func validateNamesBothHoursOfAnEventInBothTrees() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("b", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+        try f.ingest()
+        let queue = try DatabaseQueue(path: f.database)
+        try queue.write { try $0.execute(sql: "INSERT INTO event_index SELECT event_id, ?, row_id FROM event_index_recent", arguments: [h10]) }
+        try queue.close()
+        let report = try Binary.run(["validate", "--data", f.data])
+        #expect(report.status == 1)
+        #expect(report.stdout.contains("event b has entries in both event_index (hour 2025-07-30T10) and event_index_recent (hour 2025-07-30T11): rebuild --hour 2025-07-30T10, then rebuild --hour 2025-07-30T11"), "\(report.stdout)")
+        for hour in ["2025-07-30T10", "2025-07-30T11"] {
+            let rebuild = try Binary.run(["rebuild", "--data", f.data, "--hour", hour])
+            #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        }
+        #expect(try failedChecks(f) == [])
+    }
 }
