@@ -178,6 +178,65 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: ledger[0]["location"]))
     }
 
+    /// A lookup entry that names a row which is not there stops the merge with exit 74, naming
+    /// the event and the hour and saying to rebuild it; after that rebuild the same file applies.
+    @Test func aLookupEntryNamingAMissingRowStopsTheMergeUntilRebuilt() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        try DatabaseQueue(path: f.database).write { db in
+            for tree in ["event_index", "event_index_recent"] { try db.execute(sql: "UPDATE \(tree) SET row_id = 999999 WHERE event_id = 'e'") }
+        }
+        f.land("2.ndjson.gz", [recordLine("e", user: "u2", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:05:00Z")])
+        let stopped = try Binary.run(args(f))
+        #expect(stopped.status == 74)
+        #expect(stopped.stderr.contains("error: merge event e: the lookup names row 999999 of hour 2025-07-30T10, which is missing"), "\(stopped.stderr)")
+        #expect(stopped.stderr.contains("hint: run 'tidemark validate', then 'tidemark rebuild --hour 2025-07-30T10'"), "\(stopped.stderr)")
+        #expect(try f.row("e")?.userID == "u1")
+        #expect(try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T10"]).status == 0)
+        #expect(try Binary.run(args(f)).status == 0)
+        #expect(try f.row("e")?.userID == "u2")
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
+    }
+
+    /// A loop goes on past a file it cannot read: it logs the error, applies the rest, and
+    /// picks up files landed later.
+    @Test func loopGoesOnPastAnUnreadableFile() throws {
+        let f = TestFolder()
+        f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")])
+        let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")])
+        let log = f.root + "/loop.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"]
+        var env = ProcessInfo.processInfo.environment
+        env["TIDEMARK_PAUSE_AT"] = "before-decode"
+        env["TIDEMARK_PAUSE_SECONDS"] = "0.5"
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        func waitFor(_ condition: () -> Bool) {
+            var waited = 0
+            while !condition() && waited < 1000 { usleep(10_000); waited += 1 }
+        }
+        // The first batch has scanned landing once its row is there; the file goes before decoding.
+        waitFor { (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }) == 1 }
+        try FileManager.default.removeItem(atPath: gone)
+        waitFor { (try? f.row("fine")) != nil }
+        #expect(try f.row("fine") != nil)
+        f.land("3-later.ndjson.gz", [recordLine("later", time: "2025-07-30T10:00:00Z")])
+        waitFor { (try? f.row("later")) != nil }
+        #expect(try f.row("later") != nil && process.isRunning)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let stderr = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(stderr.contains("read \(gone): No such file or directory"), "\(stderr)")
+    }
+
     /// The loop runs a batch per tick; a tick that meets another job's lock is skipped with a
     /// warning (a single run would exit 75), and SIGTERM ends it with 0.
     @Test func loopRunsBatchesUntilSIGTERM() throws {
