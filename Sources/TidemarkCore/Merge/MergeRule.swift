@@ -173,14 +173,6 @@ public enum MergeRule {
     }
 }
 
-/// Byte order of UTF-8 text. Swift's `String` comparison uses Unicode canonical equivalence,
-/// which would call two differently-encoded texts equal although SQLite stores different bytes.
-@inline(__always)
-func compareBytes(_ a: String, _ b: String) -> Int {
-    if a.utf8.elementsEqual(b.utf8) { return 0 }
-    return a.utf8.lexicographicallyPrecedes(b.utf8) ? -1 : 1
-}
-
 @inline(__always)
 func minOptional(_ a: Timestamp?, _ b: Timestamp?) -> Timestamp? {
     switch (a, b) {

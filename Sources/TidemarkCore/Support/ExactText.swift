@@ -17,28 +17,48 @@ struct ExactText: Hashable, Sendable, CustomStringConvertible {
 
     func hash(into hasher: inout Hasher) {
         hasher.combine(text.utf8.count) // so that ("ab", "c") and ("a", "bc") hash apart in pairs
-        let hashed: Void? = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        if hashed == nil {
-            for byte in text.utf8 { hasher.combine(byte) }
-        }
+        withUTF8(of: text) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 
     var description: String { text }
 }
 
-/// Whether two texts are the same UTF-8 bytes (SQLite's BINARY equality). Reads native
-/// strings in place: dictionary probes call this, and a copy would touch each string's
-/// reference count, a cache miss per probe on a million random strings.
+/// Calls `body` with the text's UTF-8 bytes, read in place when the string is stored
+/// contiguously (native strings are): the byte comparisons, hashes and bindings below run on
+/// hot paths, where copying a string would touch its reference count, a cache miss on each of
+/// a million random strings.
+@inline(__always)
+func withUTF8<R>(of text: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+    if let result = try text.utf8.withContiguousStorageIfAvailable(body) { return result }
+    var copy = text
+    return try copy.withUTF8(body)
+}
+
+/// Whether two texts are the same UTF-8 bytes (SQLite's BINARY equality).
 @inline(__always)
 func sameBytes(_ a: String, _ b: String) -> Bool {
-    let compared = a.utf8.withContiguousStorageIfAvailable { x in
-        b.utf8.withContiguousStorageIfAvailable { y in
-            x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)
+    withUTF8(of: a) { x in
+        withUTF8(of: b) { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
+    }
+}
+
+/// Byte order of UTF-8 text (SQLite's BINARY collation): negative, zero or positive. Swift's
+/// `String` order follows Unicode canonical equivalence instead, which would call two
+/// differently-encoded texts equal although SQLite stores different bytes.
+@inline(__always)
+func compareBytes(_ a: String, _ b: String) -> Int {
+    withUTF8(of: a) { x in
+        withUTF8(of: b) { y in
+            let common = min(x.count, y.count)
+            let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
+            return order != 0 ? Int(order.signum()) : (x.count == y.count ? 0 : (x.count < y.count ? -1 : 1))
         }
     }
-    if let compared = compared ?? nil { return compared }
-    return a.utf8.elementsEqual(b.utf8)
 }
+
+/// Whether `a` comes before `b` in byte order.
+@inline(__always)
+func utf8Less(_ a: String, _ b: String) -> Bool { compareBytes(a, b) < 0 }
 
 /// Byte equality of optional texts: both missing, or the same bytes.
 @inline(__always)

@@ -36,21 +36,17 @@ final class FastStatement {
 
     @inline(__always)
     func bind(_ index: Int32, _ text: String) throws {
-        try withUTF8(of: text) { start, count in try check(sqlite3_bind_text(handle, index, start, count, transient)) }
+        try withCText(of: text) { start, count in try check(sqlite3_bind_text(handle, index, start, count, transient)) }
     }
 
-    /// Calls `body` with the text's UTF-8 bytes, read in place when the string is stored
-    /// contiguously (copying a string would touch its reference count: a cache miss on each
-    /// of a million random strings).
+    /// Calls `body` with the text's UTF-8 bytes as a C pointer and length, read in place
+    /// (`withUTF8(of:)`); an empty text is a valid zero-length pointer, not NULL.
     @inline(__always)
-    private func withUTF8<R>(of text: String, _ body: (UnsafePointer<CChar>, Int32) throws -> R) rethrows -> R {
-        func call(_ buffer: UnsafeBufferPointer<UInt8>) throws -> R {
+    private func withCText<R>(of text: String, _ body: (UnsafePointer<CChar>, Int32) throws -> R) rethrows -> R {
+        try TidemarkCore.withUTF8(of: text) { buffer in
             let start = buffer.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
             return try body(start, Int32(buffer.count))
         }
-        if let result = try text.utf8.withContiguousStorageIfAvailable(call) { return result }
-        var copy = text
-        return try copy.withUTF8(call)
     }
 
     /// Binds UTF-8 text that SQLite reads in place: the caller keeps the bytes unchanged until
@@ -65,7 +61,7 @@ final class FastStatement {
     /// the text can be unbound: a statement holding a row cannot be rebound.
     @inline(__always)
     func withText<R>(_ text: String, at index: Int32, _ body: () throws -> R) throws -> R {
-        try withUTF8(of: text) { start, count in
+        try withCText(of: text) { start, count in
             try check(sqlite3_bind_text(handle, index, start, count, inPlace))
             defer { sqlite3_bind_null(handle, index) } // never left pointing at the text
             return try body()
@@ -139,7 +135,7 @@ final class FastStatement {
         case .bytes(let pointer, let count):
             return type == SQLITE_TEXT && sameText(column, pointer, count)
         case .text(let text):
-            return type == SQLITE_TEXT && withUTF8(of: text) { start, count in
+            return type == SQLITE_TEXT && withCText(of: text) { start, count in
                 sameText(column, UnsafeRawPointer(start).assumingMemoryBound(to: UInt8.self), Int(count))
             }
         }

@@ -517,7 +517,8 @@ extension MergeWriter {
         // 3. Write what changed, once per event, hour by hour: rows updated in place in row
         // order, then rows appended (new events and events that moved in).
         var updatesByHour: [Int: [Int]] = [:]
-        var appendsByHour: [Int: [Int]] = [:]
+        var newByHour: [Int: [Int]] = [:]     // events not stored before
+        var movedInByHour: [Int: [Int]] = [:] // stored events whose row moves to another hour
         for slot in ids.indices {
             guard let state = current[slot] else { continue } // tombstones only: pending
             let hour = state.record!.eventTime.hour.hoursSinceEpoch
@@ -525,19 +526,21 @@ extension MergeWriter {
                 if old.state == state { continue }
                 if storedHour[slot] == hour {
                     updatesByHour[hour, default: []].append(slot)
-                    continue
+                } else {
+                    movedInByHour[hour, default: []].append(slot)
                 }
+            } else {
+                newByHour[hour, default: []].append(slot)
             }
-            appendsByHour[hour, default: []].append(slot)
         }
         // Per slot, where a new event's row went (its lookup entry, if not claimed, comes last).
         var appended = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
-        let hoursToWrite = Set(updatesByHour.keys).union(appendsByHour.keys).sorted()
+        let hoursToWrite = Set(updatesByHour.keys).union(newByHour.keys).union(movedInByHour.keys).sorted()
         // The new rows, in the order they are written below, are formatted ahead (on a second
         // thread for a large group).
         var newRows: [(hour: Int, slot: Int)] = []
         for hour in hoursToWrite {
-            for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil { newRows.append((hour, slot)) }
+            for slot in newByHour[hour] ?? [] { newRows.append((hour, slot)) }
         }
         let states = current, batch = batchID, rows = newRows
         let encoded = EncodedRows(count: rows.count) { i in
@@ -560,7 +563,7 @@ extension MergeWriter {
             // that moved in: SQLite appends each row under max(row_id) + 1, which is what the
             // claims reserved.
             let statement = try insertStatement(hour)
-            for slot in appendsByHour[hour] ?? [] where storedRow[slot] == nil {
+            for slot in newByHour[hour] ?? [] {
                 // Counted into `deltas` by chunk, as the encoder formatted it.
                 try encoded.write(nextNew, with: statement, addingDeltasTo: &deltas)
                 nextNew += 1
@@ -574,8 +577,8 @@ extension MergeWriter {
                 }
                 appended[slot] = (hour, rowID)
             }
-            for slot in appendsByHour[hour] ?? [] {
-                guard let old = storedRow[slot] else { continue }
+            for slot in movedInByHour[hour] ?? [] {
+                let old = storedRow[slot]!
                 // The event moved here from another hour; its old row is deleted below.
                 let oldHour = storedHour[slot]
                 let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
@@ -648,20 +651,6 @@ extension MergeWriter {
 
 }
 
-/// Byte order of UTF-8 text (SQLite's BINARY collation), fast: memcmp on the contiguous bytes.
-@inline(__always)
-func utf8Less(_ a: String, _ b: String) -> Bool {
-    let compared = a.utf8.withContiguousStorageIfAvailable { x in
-        b.utf8.withContiguousStorageIfAvailable { y in
-            let common = min(x.count, y.count)
-            let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
-            return order != 0 ? order < 0 : x.count < y.count
-        }
-    }
-    if let compared = compared ?? nil { return compared }
-    return a.utf8.lexicographicallyPrecedes(b.utf8)
-}
-
 /// The first eight UTF-8 bytes of `string` as a big-endian integer (zero-padded): integer order
 /// is byte order as far as it goes.
 @inline(__always)
@@ -676,7 +665,7 @@ func bigEndianPrefix(_ string: String) -> UInt64 {
         }
         return prefix << UInt64(8 * (8 - taken))
     }
-    return string.utf8.withContiguousStorageIfAvailable { prefix($0) } ?? prefix(string.utf8)
+    return withUTF8(of: string) { prefix($0) }
 }
 
 /// The permutation that puts `strings` in byte order. Sorting plain integer keys (the first

@@ -33,13 +33,13 @@ struct PartitionRow: Equatable, Sendable {
         var hasher = RowHasher()
         var used = 3 * Timestamp.canonicalLength // the timestamps' fixed places
         func text(_ index: Int32, _ value: String?) throws {
-            guard var value else {
+            guard let value else {
                 hasher.field(nil as String?)
                 try bind(index, .null)
                 return
             }
             let at = base + used
-            let copied = value.withUTF8 { bytes -> Int? in
+            let copied = withUTF8(of: value) { bytes -> Int? in
                 guard bytes.count <= PartitionRow.scratchCapacity - used else { return nil }
                 if let source = bytes.baseAddress { at.update(from: source, count: bytes.count) }
                 return bytes.count
