@@ -15,6 +15,14 @@ import Testing
         return nil
     }
 
+    /// A value quoted in a reason is a JSON string of its first 64 characters, control
+    /// characters escaped and the cut marked inside the quotes.
+    @Test func longValuesAreQuotedCutAndEscaped() {
+        let time = "\\t" + String(repeating: "x", count: 99) // the JSON escape \t, then 99 x: 100 characters
+        let r = reason(#"{"event_id":"e","user_id":"u","event_type":"click","event_time":"\#(time)"}"#)
+        #expect(r?.hasPrefix("event_time \"\\t" + String(repeating: "x", count: 63) + "…\": ") == true, "\(r ?? "accepted")")
+    }
+
     @Test func fullRecord() {
         let r = record(#"{"event_id":"e1","user_id":"u1","event_type":"click","event_time":"2025-07-30T12:00:00+02:00","received_time":"2025-07-30T10:00:01.5Z","is_valid":true}"#)
         #expect(r?.eventID == "e1")

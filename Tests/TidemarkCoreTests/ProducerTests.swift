@@ -49,6 +49,10 @@ import Glibc
         #expect(sharedLanding.status == 75)
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).sorted() == landed)
         #expect(try FileManager.default.contentsOfDirectory(atPath: otherSent).filter { !$0.hasPrefix(".") } == [])
+        let otherLanding = f.root + "/other-landing"
+        let sharedSent = try Binary.run(["produce", "--landing", otherLanding, "--sent-log", f.sent, "--fast", "--count", "5"])
+        #expect(sharedSent.status == 75)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: otherLanding).filter { !$0.hasPrefix(".") } == [])
         while try first!.advance(seconds: 100) {}
         first = nil
         let after = try Binary.run(["produce", "--landing", f.landing, "--sent-log", f.sent, "--fast", "--count", "5"])

@@ -28,9 +28,8 @@ public struct EventRecord: Hashable, Sendable {
 
     public static func == (a: EventRecord, b: EventRecord) -> Bool {
         a.eventTime == b.eventTime && a.receivedTime == b.receivedTime && a.isValid == b.isValid
-            && a.eventID.utf8.elementsEqual(b.eventID.utf8) && a.userID.utf8.elementsEqual(b.userID.utf8)
-            && a.eventType.utf8.elementsEqual(b.eventType.utf8)
-            && (a.extra?.utf8).map { x in (b.extra?.utf8).map { x.elementsEqual($0) } ?? false } ?? (b.extra == nil)
+            && sameBytes(a.eventID, b.eventID) && sameBytes(a.userID, b.userID) && sameBytes(a.eventType, b.eventType)
+            && sameBytes(a.extra, b.extra)
     }
 
     public func hash(into hasher: inout Hasher) {
