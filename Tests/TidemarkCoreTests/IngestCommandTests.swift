@@ -61,6 +61,39 @@ import Testing
         #expect(try f.row("fine") != nil)
     }
 
+    /// Backfill meets an unreadable source file the same way: exit 74 naming it, the rest
+    /// applied, and a hint that the file stays where it is for a rerun.
+    @Test func backfillOfAnUnreadableFileExits74AndKeepsTheRest() throws {
+        let f = TestFolder()
+        let source = f.root + "/backup"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")], folder: source)
+        let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")], folder: source)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = ["backfill", "--from-dir", source, "--data", f.data]
+        var env = ProcessInfo.processInfo.environment
+        env["TIDEMARK_PAUSE_AT"] = "before-decode"
+        env["TIDEMARK_PAUSE_SECONDS"] = "2"
+        process.environment = env
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        var waited = 0
+        while waited < 1500 && (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }) != 1 {
+            usleep(2_000)
+            waited += 1
+        }
+        try FileManager.default.removeItem(atPath: gone)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 74, "\(stderr)")
+        #expect(stderr.contains("error: read \(gone): No such file or directory"), "\(stderr)")
+        #expect(stderr.contains("it stays where it is and a rerun takes it"), "\(stderr)")
+        #expect(try f.row("fine") != nil)
+    }
+
     /// A reader holding a snapshot (status, validate, a dashboard) does not hold the batch up
     /// for the busy timeout at its closing checkpoint; the WAL is emptied by a later batch.
     @Test func aReaderDoesNotHoldTheBatchUpAtItsCheckpoint() throws {
