@@ -307,6 +307,31 @@ import Testing
         #expect(try f.eventRows() == rows)
     }
 
+    /// Rebuild keeps its scratch files in the data folder, beside the database: one that cannot
+    /// be written (run under `ulimit -f`, so writes past 256 KiB fail with EFBIG as on a full
+    /// disk) stops the rebuild with exit 74 naming that folder, and nothing changes, whether
+    /// the write fails while the first pass reads the archive (two passes) or when a later pass
+    /// writes out its buffer (eleven). With room, the same rebuild repairs the hour.
+    @Test func aScratchFileThatCannotBeWrittenStopsTheRebuildAndChangesNothing() throws {
+        let f = try TestFolder.producedByTheBinary(count: 20_000, seed: 22)
+        let rows = try f.eventRows()
+        let (label, table, _) = try largestHour(f)
+        try DatabaseQueue(path: f.database).write { db in
+            try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE row_id IN (SELECT row_id FROM \(table) ORDER BY row_id LIMIT 5)")
+        }
+        let damaged = try f.eventRows()
+        #expect(damaged != rows)
+        for perPass in ["12000", "2000"] {
+            let run = try Binary.run(["rebuild", "--data", f.data, "--hour", label, "--events-per-pass", perPass], fileSizeLimitKiB: 256)
+            #expect(run.status == 74, "\(perPass) per pass: \(run.stderr)")
+            #expect(run.stderr.contains("scratch file") && run.stderr.contains(f.data) && run.stderr.contains("File too large"), "\(run.stderr)")
+            #expect(try f.eventRows() == damaged)
+        }
+        let repaired = try Binary.run(["rebuild", "--data", f.data, "--hour", label, "--events-per-pass", "2000"])
+        #expect(repaired.status == 0, "\(repaired.stderr)")
+        #expect(try f.eventRows() == rows)
+    }
+
     @Test func rebuildOfAnHourRangeTouchesOnlyThoseHours() throws {
         let f = try ProducedPipeline(events: 3000, seed: 6).copy()
         let hours = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }

@@ -133,6 +133,20 @@ func tombstoneLine(_ id: String, received: String? = nil) -> String {
     received.map { "{\"event_id\":\"\(id)\",\"received_time\":\"\($0)\"}" } ?? "{\"event_id\":\"\(id)\"}"
 }
 
+extension TestFolder {
+    /// A folder holding `count` events from `tidemark produce --fast` (1,000 a second from
+    /// 2025-07-30T10:00:00Z, so nearly all in one hour), ingested by the binary in one run.
+    static func producedByTheBinary(count: Int, seed: Int) throws -> TestFolder {
+        let f = TestFolder()
+        let produce = try Binary.run(["produce", "--fast", "--count", "\(count)", "--rate", "1000", "--seed", "\(seed)",
+                                      "--landing", f.landing, "--sent-log", f.sent])
+        guard produce.status == 0 else { throw TidemarkError("produce", f.landing, cause: produce.stderr, exit: .ioError) }
+        let ingest = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        guard ingest.status == 0 else { throw TidemarkError("ingest", f.landing, cause: ingest.stderr, exit: .ioError) }
+        return f
+    }
+}
+
 /// Runs the built `tidemark` binary.
 struct BinaryRun: Sendable {
     var status: Int32
@@ -154,11 +168,19 @@ enum Binary {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
     }
 
+    /// With `fileSizeLimitKiB`, the binary runs under that `ulimit -f` with SIGXFSZ ignored:
+    /// a write past the limit fails with EFBIG, as on a full disk.
     @discardableResult
-    static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> BinaryRun {
+    static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil,
+                    fileSizeLimitKiB: Int? = nil) throws -> BinaryRun {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
+        if let fileSizeLimitKiB {
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimitKiB) && exec \"$0\" \"$@\"", path] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "TIDEMARK_LANDING")
         env.removeValue(forKey: "TIDEMARK_DATA")

@@ -259,7 +259,7 @@ final class ProducedPipeline: @unchecked Sendable {
                 try body(.tombstone(eventID: "e\(n % 1000)", receivedTime: nil))
             }
         }, unparsable: { _, _, _ in nil })
-        let fold = SourceFold.start(source: source, passes: 1, expectedPerPass: 1000, spills: nil)
+        let fold = SourceFold.start(source: source, passes: 1, expectedPerPass: 1000, spills: nil, spillFailed: { _ in })
         while read.value < 1000 { usleep(1000) }
         fold.cancel()
         var last = -1
@@ -319,6 +319,34 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(warnings.all.contains { $0.contains("no scratch files for validate's passes") }, "\(warnings.all)")
         #expect(failed(without) == failed(withScratch) && failed(without).contains("source_updates_reflected"))
         #expect(without.findings(of: "source_updates_reflected") == withScratch.findings(of: "source_updates_reflected"))
+    }
+
+    /// A scratch file that cannot be written (its disk fills up) only costs time: the passes
+    /// not read yet read the source again, and the report is the one validate gives with room.
+    /// Run under `ulimit -f`, so that writes past 256 KiB fail with EFBIG. With two passes the
+    /// second pass's scratch file outgrows its 1 MiB buffer, and fails while the first pass
+    /// reads the source; with eleven passes each file stays in its buffer, and fails when the
+    /// second pass writes it out.
+    @Test func scratchFilesThatCannotBeWrittenOnlyCostTime() throws {
+        let f = try TestFolder.producedByTheBinary(count: 20_000, seed: 21)
+        let victims = try f.query { db -> [(String, String)] in
+            let table = try String.fetchOne(db, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            return try String.fetchAll(db, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 24").map { ($0, table) }
+        }
+        for (id, table) in victims { try write(f, "UPDATE \(table) SET user_id = 'not-the-sender' WHERE event_id = '\(id)'") }
+        let scratch = f.root + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        for perPass in ["12000", "2000"] {
+            let arguments = ["validate", "--data", f.data, "--sent-log", f.sent, "--replay", "--json", "--events-per-pass", perPass]
+            let withRoom = try Binary.run(arguments, environment: ["TMPDIR": scratch])
+            let cramped = try Binary.run(arguments, environment: ["TMPDIR": scratch], fileSizeLimitKiB: 256)
+            #expect(withRoom.status == 1 && withRoom.stdout.contains("source_updates_reflected"), "\(withRoom.stdout)\n\(withRoom.stderr)")
+            #expect(!withRoom.stderr.contains("could not be written"), "\(withRoom.stderr)")
+            #expect(cramped.stderr.contains("a scratch file for validate's passes could not be written"), "\(perPass): \(cramped.stderr)")
+            #expect(cramped.stderr.contains(scratch), "the warning names the folder: \(cramped.stderr)")
+            #expect(cramped.status == withRoom.status)
+            #expect(cramped.stdout == withRoom.stdout, "\(perPass) per pass:\n\(cramped.stdout)\n---\n\(withRoom.stdout)")
+        }
     }
 
     /// Validate in many passes (the first pass sets the later passes' records aside) reports

@@ -132,7 +132,8 @@ public enum RebuildJob {
                 if pass == 0 {
                     try read(files, into: &folding, settingAside: spills, rejected: rejected, isCancelled: isCancelled)
                 } else {
-                    try read(spills.lines(ofPass: pass), of: files, into: &folding, rejected: rejected, isCancelled: isCancelled)
+                    // Never nil: rebuild's scratch files do not fall back (a failed write throws).
+                    try read(spills.lines(ofPass: pass)!, of: files, into: &folding, rejected: rejected, isCancelled: isCancelled)
                 }
                 return folding
             }

@@ -293,14 +293,19 @@ struct Validator {
         var spills: PassSpills?
         if passes > 1 {
             do {
-                spills = try PassSpills(passes: passes, pathPrefix: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-")
+                spills = try PassSpills(passes: passes, pathPrefix: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-",
+                                        readSourceAgainOnFailure: true)
             } catch {
                 // Still correct, only slower: every pass reads (and decompresses) the source again.
                 logger.warning("no scratch files for validate's passes; each pass reads the source again (set TMPDIR to a writable folder with room)",
                                metadata: ["error": "\(error)"])
             }
         }
-        return SourceFold.start(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills)
+        let logger = self.logger
+        return SourceFold.start(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills) { failure in
+            logger.warning("a scratch file for validate's passes could not be written; the passes left read the source again (set TMPDIR to a folder with room)",
+                           metadata: ["error": "\(failure)"])
+        }
     }
 
     /// Diffs the target with a source folded by the merge rule (`SourceFold`), in passes over a
@@ -451,9 +456,14 @@ enum SourceFold {
     typealias Expected = [ExactText: (state: EventState, met: Bool)]
     typealias Pass = (expected: Expected, deliveries: Int, redelivered: Int)
 
-    static func start(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?) -> PassesAhead<Pass> {
+    /// `spillFailed` is called once, on the fold's thread, should a scratch file fail to be
+    /// written (the passes not read yet then read the source again).
+    static func start(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?,
+                      spillFailed: @escaping @Sendable (FileSystemError) -> Void) -> PassesAhead<Pass> {
         PassesAhead(count: passes) { pass, isCancelled in
-            try fold(pass, of: passes, source: source, expectedPerPass: expectedPerPass, spills: spills, isCancelled: isCancelled)
+            let failedBefore = spills?.failure != nil
+            defer { if !failedBefore, let failure = spills?.failure { spillFailed(failure) } }
+            return try fold(pass, of: passes, source: source, expectedPerPass: expectedPerPass, spills: spills, isCancelled: isCancelled)
         }
     }
 
@@ -471,29 +481,34 @@ enum SourceFold {
             seen += 1
             if seen & 0xFFFF == 0 && isCancelled() { throw CancellationError() }
         }
-        let setAside = spills != nil
+        // This pass's records: set aside for it by the first pass, or read from the source
+        // again (no scratch files, or one could not be written).
+        let setAside = try pass > 0 ? spills?.lines(ofPass: pass) : nil
+        let divertsOthers = pass == 0 ? spills : nil
         let add = { (delivery: Delivery) in
             try checkCancelled()
-            // With scratch files every record read here is of this pass already.
-            guard setAside || split.contains(delivery.eventID) else { return }
+            // Records set aside for this pass, or kept by the first pass while it set the
+            // others aside, are all of this pass already.
+            guard setAside != nil || divertsOthers != nil || split.contains(delivery.eventID) else { return }
             deliveries += 1
             let id = ExactText(delivery.eventID)
             let (state, outcome) = MergeRule.merge(expected[id]?.state, delivery)
             if outcome == .duplicate { redelivered += 1 }
             expected[id] = (state, false)
         }
-        if let spills, pass > 0 {
-            try spills.lines(ofPass: pass).forEachLine { file, line, record in
+        if let setAside {
+            try setAside.forEachLine { file, line, record in
                 switch parser.parse(record) {
                 case .success(let delivery): try add(delivery)
                 case .failure(let rejection): if let error = source.unparsable(file, line, rejection.reason) { throw error }
                 }
             }
-        } else if let spills {
+        } else if let divertsOthers {
             // A record that does not parse stays here, where the source reports or skips it.
+            // (After a failed write, `divert` skips the other passes' records instead.)
             try source.read({ file, line, record in
                 try checkCancelled()
-                return try spills.divert(file: file, line: line, bytes: record, parser: parser)
+                return try divertsOthers.divert(file: file, line: line, bytes: record, parser: parser)
             }, add)
         } else {
             try source.read({ _, _, record in

@@ -63,7 +63,7 @@ final class LineSpill: @unchecked Sendable {
     }
 
     /// Writes out what the buffer holds.
-    private func flush() throws {
+    func flush() throws {
         guard used > 0 else { return }
         try write(buffer, used)
         used = 0
@@ -123,25 +123,53 @@ final class LineSpill: @unchecked Sendable {
 
 /// The scratch files of a split's later passes (rebuild and validate): the first pass reads
 /// the source once and sets each later pass's raw lines aside in that pass's file.
+///
+/// Should writing a scratch file fail (the folder's disk fills up), a caller that can read
+/// its source again (validate) may have the later passes do that instead: from then on lines
+/// are no longer set aside, and every pass not read yet reads the source again. Rebuild, whose
+/// scratch files sit beside the database, fails instead.
 final class PassSpills: @unchecked Sendable {
     /// Passes in the split, the first included.
     let passes: Int
     private let spills: [LineSpill]
+    private let readSourceAgainOnFailure: Bool
+    /// The write that failed, when a failure made the later passes read the source again.
+    /// Set and read on the thread that reads the source and the scratch files.
+    private(set) var failure: FileSystemError?
 
     /// Creates `"\(pathPrefix)N.spill"` for each later pass N (1 ..< passes).
-    init(passes: Int, pathPrefix: String) throws {
+    init(passes: Int, pathPrefix: String, readSourceAgainOnFailure: Bool = false) throws {
         self.passes = passes
+        self.readSourceAgainOnFailure = readSourceAgainOnFailure
         spills = try (1..<max(1, passes)).map { try LineSpill(path: "\(pathPrefix)\($0).spill") }
     }
 
     /// Sets a raw line aside when its event belongs to a later pass, and says so; a line of
-    /// the first pass, or one that does not parse, stays with the caller.
+    /// the first pass, or one that does not parse, stays with the caller. After a failed
+    /// write (with `readSourceAgainOnFailure`) a later pass's line is skipped, not set aside.
     func divert(file: Int, line: Int, bytes: UnsafeRawBufferPointer, parser: EventLineParser) throws -> Bool {
         guard let pass = PassSplit.pass(ofLine: bytes, count: passes, parser: parser), pass > 0 else { return false }
-        try spills[pass - 1].append(file: file, line: line, bytes: bytes)
+        guard failure == nil else { return true }
+        do {
+            try spills[pass - 1].append(file: file, line: line, bytes: bytes)
+        } catch let error as FileSystemError where readSourceAgainOnFailure {
+            failure = error
+        }
         return true
     }
 
-    /// The lines set aside for a later pass (1 ..< passes).
-    func lines(ofPass pass: Int) -> LineSpill { spills[pass - 1] }
+    /// The lines set aside for a later pass (1 ..< passes). With `readSourceAgainOnFailure`,
+    /// nil when a write failed (before, or now, writing out what is buffered): the pass then
+    /// reads the source again.
+    func lines(ofPass pass: Int) throws -> LineSpill? {
+        let spill = spills[pass - 1]
+        guard failure == nil else { return nil }
+        do {
+            try spill.flush()
+        } catch let error as FileSystemError where readSourceAgainOnFailure {
+            failure = error
+            return nil
+        }
+        return spill
+    }
 }
