@@ -97,7 +97,8 @@ floor_binary = os.path.join(work, "sqlite_floor")
 sqlite_floor = {}
 if shutil.which("cc") and subprocess.run(["cc", "-O2", "-o", floor_binary, os.path.join(here, "sqlite_floor.c"), "-lsqlite3"],
                                          capture_output=True).returncode == 0:
-    for layout, label in (("rowid", "Tidemark's layout (floor)"), ("event-id", "first layout (event_id keys)"),
+    for layout, label in (("rowid", "Tidemark's layout (floor)"), ("claim", "Tidemark's layout, entries claimed as ingest does"),
+                          ("event-id", "first layout (event_id keys)"),
                           ("int-key", "integer-hash lookup keys"), ("rows-only", "rows alone, no lookup index")):
         seconds, rss, out = timed([floor_binary, os.path.join(work, "floor.sqlite"), layout, str(args.events)])
         sqlite_floor[layout] = float(out.strip())
@@ -201,6 +202,9 @@ print(f"  full ingest ≤ 4 × zcat: {full / zcat:.1f} × — {verdict(full <= 4
 if "rowid" in sqlite_floor:
     print(f"    (SQLite's own B-tree work for this layout is {sqlite_floor['rowid'] / zcat:.1f} × zcat; "
           f"ingest is {full / sqlite_floor['rowid']:.2f} × that floor)")
+if "claim" in sqlite_floor:
+    print(f"    (claiming entries as ingest does, it is {sqlite_floor['claim'] / zcat:.1f} × zcat; "
+          f"ingest is {full / sqlite_floor['claim']:.2f} × that floor)")
 if duck:
     print(f"  full ingest faster than DuckDB: {full / duck:.2f} × DuckDB's time — {verdict(full < duck)}")
     if "rows-only" in sqlite_floor:

@@ -7,6 +7,9 @@
  *
  *   layout "rowid":    partitions keyed by row_id (appends) + event_index (event_id -> hour, row):
  *                      Tidemark's layout
+ *   layout "claim":    as "rowid", but each event_index entry is claimed (INSERT ... ON CONFLICT
+ *                      DO NOTHING) instead of looked up and then inserted: what ingest does for a
+ *                      large group
  *   layout "event-id": partitions WITHOUT ROWID keyed by event_id + event_index (event_id -> hour):
  *                      Tidemark's first layout, for comparison
  *   layout "int-key":  as "rowid", but event_index keyed by a 64-bit hash of the event_id (a
@@ -14,7 +17,8 @@
  *   layout "rows-only": the partition inserts alone, no lookup index at all: what any SQLite
  *                      store of these rows costs before it can deduplicate anything
  *
- * Usage: sqlite_floor DBPATH rowid|event-id|int-key|rows-only [N]      (prints seconds)
+ * Usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only [N [GROUP]]   (prints seconds)
+ * GROUP (default 50,000, ingest's merge group) is how many events are sorted and written together.
  */
 #include <sqlite3.h>
 #include <stdint.h>
@@ -48,12 +52,13 @@ static void must(int code, sqlite3 *db, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|event-id|int-key|rows-only [N]\n"); return 64; }
+    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only [N [GROUP]]\n"); return 64; }
     const char *path = argv[1];
-    int int_key = strcmp(argv[2], "int-key") == 0, rows_only = strcmp(argv[2], "rows-only") == 0;
-    int rowid = int_key || rows_only || strcmp(argv[2], "rowid") == 0;
+    int int_key = strcmp(argv[2], "int-key") == 0, rows_only = strcmp(argv[2], "rows-only") == 0, claim = strcmp(argv[2], "claim") == 0;
+    int rowid = int_key || rows_only || claim || strcmp(argv[2], "rowid") == 0;
     if (!rowid && strcmp(argv[2], "event-id") != 0) { fprintf(stderr, "unknown layout %s\n", argv[2]); return 64; }
-    long total = argc > 3 ? atol(argv[3]) : 1000000, group = 50000, per_commit = 256000;
+    long total = argc > 3 ? atol(argv[3]) : 1000000, group = argc > 4 ? atol(argv[4]) : 50000, per_commit = 256000;
+    if (total <= 0 || group <= 0) { fprintf(stderr, "N and GROUP must be positive\n"); return 64; }
     char wal[4096], shm[4096];
     snprintf(wal, sizeof wal, "%s-wal", path);
     snprintf(shm, sizeof shm, "%s-shm", path);
@@ -75,7 +80,8 @@ int main(int argc, char **argv) {
 
     sqlite3_stmt *insert_row, *insert_index, *lookup;
     must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO p (event_id, user_id, event_type, event_time, received_time, is_valid, deleted_by, deleted_at, is_late, extra, first_batch, last_batch) VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)" : "INSERT INTO p VALUES (?1, ?2, ?3, ?4, ?5, 1, NULL, NULL, 0, NULL, 1, 1)", -1, &insert_row, 0), db, "prepare");
-    must(sqlite3_prepare_v2(db, rowid ? "INSERT INTO event_index VALUES (?, ?, ?)" : "INSERT INTO event_index VALUES (?, ?)", -1, &insert_index, 0), db, "prepare");
+    must(sqlite3_prepare_v2(db, claim ? "INSERT INTO event_index VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+                                : rowid ? "INSERT INTO event_index VALUES (?, ?, ?)" : "INSERT INTO event_index VALUES (?, ?)", -1, &insert_index, 0), db, "prepare");
     must(sqlite3_prepare_v2(db, int_key ? "SELECT hour FROM event_index WHERE key = ?" : "SELECT hour FROM event_index WHERE event_id = ?",
                             -1, &lookup, 0), db, "prepare");
 
@@ -93,7 +99,7 @@ int main(int argc, char **argv) {
         }
         for (long i = 0; i < group; i++) events[i].key = id_hash(events[i].id);
         qsort(events, group, sizeof(Event), int_key ? by_key : by_id);
-        for (long i = 0; i < group && !rows_only; i++) {
+        for (long i = 0; i < group && !rows_only && !claim; i++) {
             if (int_key) sqlite3_bind_int64(lookup, 1, events[i].key);
             else sqlite3_bind_text(lookup, 1, events[i].id, 36, SQLITE_STATIC);
             must(sqlite3_step(lookup), db, "lookup");
