@@ -14,6 +14,7 @@ swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name TidemarkFuzz \
   Sources/TidemarkCore/Decode/EventLineParser.swift \
   Sources/TidemarkCore/Decode/ParserDifferential.swift \
   Sources/TidemarkCore/Support/StableHash.swift \
+  Sources/TidemarkCore/Support/ExactText.swift \
   Fuzz/ParserFuzzTarget.swift \
   -o "$out/parser-fuzz"
 cp -n Fuzz/corpus/* Fuzz/corpus-work/ 2>/dev/null || true

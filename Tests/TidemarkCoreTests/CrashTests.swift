@@ -83,9 +83,19 @@ import Testing
         let reference = try Self.reference.get()
         let rounds = ProcessInfo.processInfo.environment["TIDEMARK_CRASH_ROUNDS"].flatMap(Int.init) ?? 20
         var random = SeededRandom(seed: UInt64(ProcessInfo.processInfo.environment["TIDEMARK_CRASH_SEED"].flatMap(Int.init) ?? 1))
-        let f = try reference.freshCopy()
+        var f = try reference.freshCopy()
         var log: [String] = []
+        // Once a copy's landing folder is drained, its end state is compared with the
+        // reference and the next rounds start over on a fresh copy: every round kills a batch
+        // that has work to do (a drained folder would only see idle runs).
+        var cycles = 0
         for round in 0..<rounds {
+            if try !hasLandingFiles(f) {
+                #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
+                try assertMatchesReference(f, reference, "cycle \(cycles), before round \(round):\n" + log.suffix(5).joined(separator: "\n"))
+                cycles += 1
+                f = try reference.freshCopy()
+            }
             var args = ["ingest", "--landing", f.landing, "--data", f.data,
                         "--max-files", String(Int.random(in: 5...120, using: &random)),
                         "--files-per-commit", String(Int.random(in: 1...40, using: &random))]
@@ -105,6 +115,14 @@ import Testing
         // Finish whatever is left, as the next scheduled run would.
         #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
         try assertMatchesReference(f, reference, log.suffix(5).joined(separator: "\n"))
+        if rounds > 20 {
+            FileHandle.standardError.write(Data("crash rounds: \(rounds), copies drained and compared: \(cycles + 1)\n".utf8))
+        }
+    }
+
+    /// Whether files wait in the copy's landing folder (an interrupted move's leftovers count).
+    func hasLandingFiles(_ f: TestFolder) throws -> Bool {
+        try FileManager.default.contentsOfDirectory(atPath: f.landing).contains { LandingFolder.hasLandingSuffix($0) }
     }
 
     @Test func sigtermMidBatchCommitsCleanly() throws {

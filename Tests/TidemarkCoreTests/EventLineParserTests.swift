@@ -211,4 +211,26 @@ import Testing
             #expect(problem == nil, "\(name): \(problem ?? "")")
         }
     }
+
+    /// The fuzzer is built outside the package from the sources `scripts/fuzz-parser.sh`
+    /// lists: they must still compile on their own (a helper moved to a file it does not list
+    /// once broke the script). Type-checking them, without the sanitizers, shows it in seconds.
+    @Test func theFuzzScriptsSourcesCompileOnTheirOwn() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let script = try String(contentsOfFile: root + "/scripts/fuzz-parser.sh", encoding: .utf8)
+        let sources = script.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.hasSuffix(".swift \\") }.map { String($0.dropLast(2)) }
+        #expect(sources.contains("Fuzz/ParserFuzzTarget.swift") && sources.count >= 5, "\(sources)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["swiftc", "-typecheck", "-parse-as-library", "-module-name", "TidemarkFuzz"] + sources
+        process.currentDirectoryURL = URL(fileURLWithPath: root)
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let output = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(String(decoding: output, as: UTF8.self).prefix(2000))")
+    }
 }

@@ -448,8 +448,8 @@ struct ArchiveReplay: Sendable {
 /// pass's expected states in order (`next`) while the next pass is folded. The first pass reads
 /// the source once and sets the raw records of the later passes aside in scratch files
 /// (`LineSpill`, in the temporary folder: validate may not write the data folder); each later
-/// pass reads its own. Should no scratch file be possible, each pass reads the source again,
-/// skipping the other passes' records. A pass is folded only once the one before has been
+/// pass reads its own. Should no scratch file be possible, or one fail to be written, each
+/// pass not read yet reads the source again, skipping the other passes' records. A pass is folded only once the one before has been
 /// taken, so memory holds two passes. The source must not touch a database connection (the
 /// thread has none).
 enum SourceFold {

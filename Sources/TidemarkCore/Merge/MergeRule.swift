@@ -151,10 +151,21 @@ public enum MergeRule {
 
     /// Whether `a` wins over `b`: newer `received_time`, then the greater canonical record.
     public static func outranks(_ a: EventRecord, _ b: EventRecord) -> Bool {
-        let ra = a.receivedTime?.nanosecondsSinceEpoch ?? Int64.min
-        let rb = b.receivedTime?.nanosecondsSinceEpoch ?? Int64.min
-        if ra != rb { return ra > rb }
-        return canonicalOrder(a, b) > 0
+        outranks(receivedRank(a), receivedRank(b), onTie: { canonicalOrder(a, b) > 0 })
+    }
+
+    /// `outranks` for records known by their `receivedRank`s, asking `onTie` (whether the first
+    /// record is the greater canonical record) only when those are equal. Ingest's merge group
+    /// decides most winners from these ranks alone, without reading the records.
+    @inline(__always)
+    static func outranks(_ rankA: Int64, _ rankB: Int64, onTie: () -> Bool) -> Bool {
+        rankA != rankB ? rankA > rankB : onTie()
+    }
+
+    /// The first key of `outranks`: `received_time` in nanoseconds, lowest when there is none.
+    @inline(__always)
+    static func receivedRank(_ record: EventRecord) -> Int64 {
+        record.receivedTime?.nanosecondsSinceEpoch ?? Int64.min
     }
 
     /// Total order on records with equal `received_time`: event_time, user_id, event_type, extra. Returns a negative, zero or positive number.

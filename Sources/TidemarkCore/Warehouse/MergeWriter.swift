@@ -295,10 +295,9 @@ final class MergeWriter {
         for delivery in hourOf.indices where hourOf[delivery] != .min {
             let slot = slotOfDelivery[delivery]
             let best = winner[slot]
-            if best >= 0 {
-                if receivedOf[delivery] < receivedOf[best] { continue }
-                if receivedOf[delivery] == receivedOf[best] && !MergeRule.outranks(record(delivery), record(best)) { continue }
-            }
+            if best >= 0 && !MergeRule.outranks(receivedOf[delivery], receivedOf[best], onTie: {
+                MergeRule.canonicalOrder(record(delivery), record(best)) > 0
+            }) { continue }
             winner[slot] = delivery
         }
         return winner.map { $0 >= 0 ? Int(hourOf[$0]) : nil }
@@ -391,14 +390,15 @@ extension MergeWriter {
         var every: [String] = []
         let deliveryCount = files.reduce(0) { $0 + $1.deliveries.count }
         every.reserveCapacity(deliveryCount)
-        // Per delivery, for `winningHours`: a record's received_time (Int64.min when it has
-        // none) and hour; Int32.min for a tombstone.
-        var receivedOf = [Int64](repeating: .min, count: deliveryCount)
-        var hourOf = [Int32](repeating: .min, count: deliveryCount)
+        // Per delivery, for `winningHours` (only a group that may claim needs them): a record's
+        // `MergeRule.receivedRank` and hour; Int32.min for a tombstone.
+        let mayClaim = deliveryCount > MergeWriter.claimThreshold
+        var receivedOf = [Int64](repeating: .min, count: mayClaim ? deliveryCount : 0)
+        var hourOf = [Int32](repeating: .min, count: mayClaim ? deliveryCount : 0)
         for file in files {
             for item in file.deliveries {
-                if case .record(let record) = item.delivery {
-                    receivedOf[every.count] = record.receivedTime?.nanosecondsSinceEpoch ?? .min
+                if mayClaim, case .record(let record) = item.delivery {
+                    receivedOf[every.count] = MergeRule.receivedRank(record)
                     hourOf[every.count] = Int32(truncatingIfNeeded: record.eventTime.hour.hoursSinceEpoch)
                 }
                 every.append(item.delivery.eventID)
