@@ -86,8 +86,8 @@ import Testing
         var f = try reference.freshCopy()
         var log: [String] = []
         // Once a copy's landing folder is drained, its end state is compared with the
-        // reference and the next rounds start over on a fresh copy: every round kills a batch
-        // that has work to do (a drained folder would only see idle runs).
+        // reference and the next rounds start over on a fresh copy: every round starts with
+        // files to ingest (a drained folder would only see idle runs).
         var cycles = 0
         for round in 0..<rounds {
             if try !hasLandingFiles(f) {

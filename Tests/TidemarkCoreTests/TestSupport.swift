@@ -169,7 +169,8 @@ enum Binary {
     }
 
     /// With `fileSizeLimitKiB`, the binary runs under that `ulimit -f` with SIGXFSZ ignored:
-    /// a write past the limit fails with EFBIG, as on a full disk.
+    /// a write past the limit fails with EFBIG, as on a full disk. The limit is on the offset
+    /// of any write to any file the process writes (its database too), not only on growth.
     @discardableResult
     static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil,
                     fileSizeLimitKiB: Int? = nil) throws -> BinaryRun {

@@ -485,11 +485,12 @@ enum SourceFold {
         // again (no scratch files, or one could not be written).
         let setAside = try pass > 0 ? spills?.lines(ofPass: pass) : nil
         let divertsOthers = pass == 0 ? spills : nil
+        // Records set aside for this pass, or kept by the first pass while it sets the others
+        // aside, are all of this pass already; records read from the source again are not.
+        let allOfThisPass = setAside != nil || divertsOthers != nil
         let add = { (delivery: Delivery) in
             try checkCancelled()
-            // Records set aside for this pass, or kept by the first pass while it set the
-            // others aside, are all of this pass already.
-            guard setAside != nil || divertsOthers != nil || split.contains(delivery.eventID) else { return }
+            guard allOfThisPass || split.contains(delivery.eventID) else { return }
             deliveries += 1
             let id = ExactText(delivery.eventID)
             let (state, outcome) = MergeRule.merge(expected[id]?.state, delivery)

@@ -83,6 +83,8 @@ final class LineSpill: @unchecked Sendable {
     }
 
     /// Calls `body` with every line in the order appended (writing out what is buffered first).
+    /// The lines are read once: having handed out the last one, the file gives its disk space
+    /// back (`discard`).
     func forEachLine(_ body: (_ file: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void) throws {
         try flush()
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
@@ -115,9 +117,18 @@ final class LineSpill: @unchecked Sendable {
             }
             if endOfFile {
                 guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "a tidemark bug, or the disk lost data (please report it): the scratch file ends inside a record; rerun the command") }
+                discard()
                 return
             }
         }
+    }
+
+    /// Drops every line, buffered or written, giving the file's disk space back (the file
+    /// itself was unlinked on creation, so its space is otherwise held until it is closed).
+    func discard() {
+        used = 0
+        lines = 0
+        _ = ftruncate(fd, 0)
     }
 }
 
@@ -133,8 +144,10 @@ final class PassSpills: @unchecked Sendable {
     let passes: Int
     private let spills: [LineSpill]
     private let readSourceAgainOnFailure: Bool
-    /// The write that failed, when a failure made the later passes read the source again.
-    /// Set and read on the thread that reads the source and the scratch files.
+    /// The write that failed, when a failure made the later passes read the source again
+    /// (only with `readSourceAgainOnFailure`: validate, whose fold sets aside, reads and looks
+    /// at this on its one thread). Every scratch file is then emptied, so that the disk that
+    /// filled up gets its space back while the passes read the source again.
     private(set) var failure: FileSystemError?
 
     /// Creates `"\(pathPrefix)N.spill"` for each later pass N (1 ..< passes).
@@ -153,9 +166,14 @@ final class PassSpills: @unchecked Sendable {
         do {
             try spills[pass - 1].append(file: file, line: line, bytes: bytes)
         } catch let error as FileSystemError where readSourceAgainOnFailure {
-            failure = error
+            fail(error)
         }
         return true
+    }
+
+    private func fail(_ error: FileSystemError) {
+        failure = error
+        for spill in spills { spill.discard() }
     }
 
     /// The lines set aside for a later pass (1 ..< passes). With `readSourceAgainOnFailure`,
@@ -167,7 +185,7 @@ final class PassSpills: @unchecked Sendable {
         do {
             try spill.flush()
         } catch let error as FileSystemError where readSourceAgainOnFailure {
-            failure = error
+            fail(error)
             return nil
         }
         return spill

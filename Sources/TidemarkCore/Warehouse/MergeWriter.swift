@@ -431,7 +431,7 @@ extension MergeWriter {
         var storedRowID = [Int64](repeating: 0, count: ids.count)
         var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
         var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
-        let groupHour = ids.count > MergeWriter.claimThreshold
+        let groupHour = mayClaim && ids.count > MergeWriter.claimThreshold
             ? winningHours(files, firstDelivery: firstDelivery, slotOfDelivery: slotOfDelivery, slots: ids.count, receivedOf: receivedOf, hourOf: hourOf)
             : []
         let claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
