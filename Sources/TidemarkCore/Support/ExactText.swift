@@ -37,9 +37,12 @@ func withUTF8<R>(of text: String, _ body: (UnsafeBufferPointer<UInt8>) throws ->
 /// Whether two texts are the same UTF-8 bytes (SQLite's BINARY equality).
 @inline(__always)
 func sameBytes(_ a: String, _ b: String) -> Bool {
-    withUTF8(of: a) { x in
-        withUTF8(of: b) { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
-    }
+    withUTF8(of: a) { x in withUTF8(of: b) { y in sameBytes(x, y) } }
+}
+
+@inline(__always)
+func sameBytes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+    x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)
 }
 
 /// Byte order of UTF-8 text (SQLite's BINARY collation): negative, zero or positive. Swift's
@@ -47,13 +50,14 @@ func sameBytes(_ a: String, _ b: String) -> Bool {
 /// differently-encoded texts equal although SQLite stores different bytes.
 @inline(__always)
 func compareBytes(_ a: String, _ b: String) -> Int {
-    withUTF8(of: a) { x in
-        withUTF8(of: b) { y in
-            let common = min(x.count, y.count)
-            let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
-            return order != 0 ? Int(order.signum()) : (x.count == y.count ? 0 : (x.count < y.count ? -1 : 1))
-        }
-    }
+    withUTF8(of: a) { x in withUTF8(of: b) { y in compareBytes(x, y) } }
+}
+
+@inline(__always)
+func compareBytes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Int {
+    let common = min(x.count, y.count)
+    let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
+    return order != 0 ? Int(order.signum()) : (x.count == y.count ? 0 : (x.count < y.count ? -1 : 1))
 }
 
 /// Whether `a` comes before `b` in byte order.

@@ -68,6 +68,15 @@ final class FastStatement {
         }
     }
 
+    /// `withText` for UTF-8 bytes the caller holds.
+    @inline(__always)
+    func withBytes<R>(_ text: UnsafeBufferPointer<UInt8>, at index: Int32, _ body: () throws -> R) throws -> R {
+        let start = text.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
+        try check(sqlite3_bind_text(handle, index, start, Int32(text.count), inPlace))
+        defer { sqlite3_bind_null(handle, index) } // never left pointing at the bytes
+        return try body()
+    }
+
     @inline(__always)
     func bind(_ index: Int32, _ value: Int64) throws {
         try check(sqlite3_bind_int64(handle, index, value))

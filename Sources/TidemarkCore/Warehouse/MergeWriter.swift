@@ -138,12 +138,13 @@ final class MergeWriter {
     }
 
     /// Where the lookup (`event_index_recent`, then `event_index`) says the event's row is.
-    fileprivate func location(of id: String) throws -> (hour: Int, rowID: Int64)? {
-        try (recentEntries > 0 ? location(of: id, using: selectRecent) : nil) ?? location(of: id, using: selectLarge)
+    private func location(ofBytes id: UnsafeBufferPointer<UInt8>) throws -> (hour: Int, rowID: Int64)? {
+        try (recentEntries > 0 ? location(ofBytes: id, using: selectRecent) : nil) ?? location(ofBytes: id, using: selectLarge)
     }
 
-    private func location(of id: String, using select: FastStatement) throws -> (hour: Int, rowID: Int64)? {
-        try select.withText(id, at: 1) {
+    /// Where one lookup tree says the event's row is (nil: not there).
+    private func location(ofBytes id: UnsafeBufferPointer<UInt8>, using select: FastStatement) throws -> (hour: Int, rowID: Int64)? {
+        try select.withBytes(id, at: 1) {
             defer { select.reset() } // before the text is unbound: a statement holding a row cannot be rebound
             return try select.step() ? (Int(select.int64(0)), select.int64(1)) : nil
         }
@@ -169,14 +170,14 @@ final class MergeWriter {
     /// `event_index` already holds the event_id (nothing changed). `nextRowIDs` holds, per
     /// hour, the row_id the group's next new row there gets: SQLite's max(row_id) + 1, read
     /// at the hour's first claim (all claims come before the group writes a row).
-    private func claim(_ id: String, hour: Int, nextRowIDs: inout [Int: Int64]) throws -> Int64? {
+    private func claim(_ id: UnsafeBufferPointer<UInt8>, hour: Int, nextRowIDs: inout [Int: Int64]) throws -> Int64? {
         let rowID = try nextRowIDs[hour] ?? (knownHours.contains(hour)
             ? (Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName)") ?? 0) + 1
             : 1)
         claimIndex.reset()
         try claimIndex.bind(2, Int64(hour))
         try claimIndex.bind(3, rowID)
-        try claimIndex.withText(id, at: 1) { try claimIndex.run() }
+        try claimIndex.withBytes(id, at: 1) { try claimIndex.run() }
         guard claimIndex.changes == 1 else { return nil }
         nextRowIDs[hour] = rowID + 1
         return rowID
@@ -390,6 +391,8 @@ extension MergeWriter {
         var every: [String] = []
         let deliveryCount = files.reduce(0) { $0 + $1.deliveries.count }
         every.reserveCapacity(deliveryCount)
+        // The same ids' bytes, which the passes in byte order below read (`GroupIDBytes`).
+        var idBytes = GroupIDBytes(capacity: deliveryCount)
         // Per delivery, for `winningHours` (only a group that may claim needs them): a record's
         // `MergeRule.receivedRank` and hour; Int32.min for a tombstone.
         let mayClaim = deliveryCount > MergeWriter.claimThreshold
@@ -402,15 +405,16 @@ extension MergeWriter {
                     hourOf[every.count] = Int32(truncatingIfNeeded: record.eventTime.hour.hoursSinceEpoch)
                 }
                 every.append(item.delivery.eventID)
+                idBytes.append(every[every.count - 1])
             }
         }
         var slotOfDelivery = [Int](repeating: 0, count: every.count)
-        var ids: [String] = []
-        for index in byteOrder(every) {
-            if ids.isEmpty || !sameBytes(every[index], ids[ids.count - 1]) { ids.append(every[index]) }
-            slotOfDelivery[index] = ids.count - 1
+        var slotDelivery: [Int] = [] // per slot: one of its deliveries
+        for index in idBytes.byteOrder() {
+            if slotDelivery.isEmpty || !idBytes.same(index, slotDelivery[slotDelivery.count - 1]) { slotDelivery.append(index) }
+            slotOfDelivery[index] = slotDelivery.count - 1
         }
-        every = []
+        let ids = SlotIDs(every: every, slotDelivery: slotDelivery)
         var firstDelivery: [Int] = [] // per file: its first delivery's index in slotOfDelivery
         firstDelivery.reserveCapacity(files.count)
         var start = 0
@@ -440,16 +444,18 @@ extension MergeWriter {
         for slot in ids.indices {
             var at: (hour: Int, rowID: Int64)?
             if claimFirst, let hour = groupHour[slot] {
-                if recentEntries > 0 { at = try location(of: ids[slot], using: selectRecent) }
-                if at == nil {
-                    if let rowID = try claim(ids[slot], hour: hour, nextRowIDs: &nextRowIDs) {
-                        claimedRowID[slot] = rowID
-                        continue
+                try idBytes.withBytes(slotDelivery[slot]) { id in
+                    if recentEntries > 0 { at = try location(ofBytes: id, using: selectRecent) }
+                    if at == nil {
+                        if let rowID = try claim(id, hour: hour, nextRowIDs: &nextRowIDs) {
+                            claimedRowID[slot] = rowID
+                            return
+                        }
+                        at = try location(ofBytes: id, using: selectLarge)
                     }
-                    at = try location(of: ids[slot], using: selectLarge)
                 }
             } else {
-                at = try location(of: ids[slot])
+                at = try idBytes.withBytes(slotDelivery[slot]) { try location(ofBytes: $0) }
             }
             if let at { byHour[at.hour, default: []].append((at.rowID, slot)) }
         }
@@ -609,7 +615,7 @@ extension MergeWriter {
             insert.reset()
             try insert.bind(2, Int64(at.hour))
             try insert.bind(3, at.rowID)
-            try insert.withText(ids[slot], at: 1) { try insert.run() }
+            try idBytes.withBytes(slotDelivery[slot]) { id in try insert.withBytes(id, at: 1) { try insert.run() } }
         }
         if intoRecent { recentEntries += newCount }
         return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)
@@ -651,34 +657,11 @@ extension MergeWriter {
 
 }
 
-/// The first eight UTF-8 bytes of `string` as a big-endian integer (zero-padded): integer order
-/// is byte order as far as it goes.
-@inline(__always)
-func bigEndianPrefix(_ string: String) -> UInt64 {
-    func prefix<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
-        var prefix: UInt64 = 0
-        var taken = 0
-        for byte in bytes {
-            prefix = prefix << 8 | UInt64(byte)
-            taken += 1
-            if taken == 8 { break }
-        }
-        return prefix << UInt64(8 * (8 - taken))
-    }
-    return withUTF8(of: string) { prefix($0) }
-}
-
-/// The permutation that puts `strings` in byte order. Sorting plain integer keys (the first
-/// eight bytes) and comparing whole strings only on ties keeps reference counting out of the sort.
-func byteOrder(_ strings: [String]) -> [Int] {
-    var keys: [(prefix: UInt64, index: Int32)] = []
-    keys.reserveCapacity(strings.count)
-    for (index, string) in strings.enumerated() {
-        keys.append((bigEndianPrefix(string), Int32(index)))
-    }
-    keys.sort { a, b in
-        if a.prefix != b.prefix { return a.prefix < b.prefix }
-        return utf8Less(strings[Int(a.index)], strings[Int(b.index)])
-    }
-    return keys.map { Int($0.index) }
+/// A merge group's event_ids per slot, taken from the deliveries' own strings when needed.
+struct SlotIDs {
+    let every: [String]
+    let slotDelivery: [Int]
+    var count: Int { slotDelivery.count }
+    var indices: Range<Int> { 0..<slotDelivery.count }
+    subscript(slot: Int) -> String { every[slotDelivery[slot]] }
 }
