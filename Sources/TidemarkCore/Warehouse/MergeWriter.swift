@@ -409,7 +409,7 @@ extension MergeWriter {
             }
         }
         var slotOfDelivery = [Int](repeating: 0, count: every.count)
-        var slotDelivery: [Int] = [] // per slot: one of its deliveries
+        var slotDelivery: [Int] = [] // per slot: its first delivery in byte order
         for index in idBytes.byteOrder() {
             if slotDelivery.isEmpty || !idBytes.same(index, slotDelivery[slotDelivery.count - 1]) { slotDelivery.append(index) }
             slotOfDelivery[index] = slotDelivery.count - 1
@@ -444,15 +444,14 @@ extension MergeWriter {
         for slot in ids.indices {
             var at: (hour: Int, rowID: Int64)?
             if claimFirst, let hour = groupHour[slot] {
-                try idBytes.withBytes(slotDelivery[slot]) { id in
-                    if recentEntries > 0 { at = try location(ofBytes: id, using: selectRecent) }
-                    if at == nil {
-                        if let rowID = try claim(id, hour: hour, nextRowIDs: &nextRowIDs) {
-                            claimedRowID[slot] = rowID
-                            return
-                        }
-                        at = try location(ofBytes: id, using: selectLarge)
+                // Stored already (the recent tree, or a claim that met an entry), or claimed now (nil).
+                at = try idBytes.withBytes(slotDelivery[slot]) { id -> (hour: Int, rowID: Int64)? in
+                    if recentEntries > 0, let stored = try location(ofBytes: id, using: selectRecent) { return stored }
+                    if let rowID = try claim(id, hour: hour, nextRowIDs: &nextRowIDs) {
+                        claimedRowID[slot] = rowID
+                        return nil
                     }
+                    return try location(ofBytes: id, using: selectLarge)
                 }
             } else {
                 at = try idBytes.withBytes(slotDelivery[slot]) { try location(ofBytes: $0) }
@@ -657,7 +656,8 @@ extension MergeWriter {
 
 }
 
-/// A merge group's event_ids per slot, taken from the deliveries' own strings when needed.
+/// A merge group's event_ids per slot: the string of the slot's first delivery in byte order,
+/// taken when needed.
 struct SlotIDs {
     let every: [String]
     let slotDelivery: [Int]
