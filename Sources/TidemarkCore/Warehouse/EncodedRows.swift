@@ -42,12 +42,8 @@ final class EncodedRows: @unchecked Sendable {
     let count: Int
     /// Row `i` to format, with the hour whose delta it counts into.
     private let row: @Sendable (Int) -> (hour: Int, row: PartitionRow)
-    private let threaded: Bool
-    private let condition = NSCondition()
-    /// Published chunks not yet taken (threaded), by index.
-    private var ready: [Int: Chunk] = [:]
-    private var taken = 0
-    private var cancelled = false
+    /// The chunks, formatted on a second thread (for many rows), taken in order.
+    private let chunks: PassesAhead<Chunk>?
     /// The writer's current chunk.
     private var current: (index: Int, chunk: Chunk)?
 
@@ -56,43 +52,31 @@ final class EncodedRows: @unchecked Sendable {
     init(count: Int, row: @escaping @Sendable (Int) -> (hour: Int, row: PartitionRow)) {
         self.row = row
         self.count = count
-        threaded = count >= Self.threadThreshold
-        guard threaded else { return }
-        let chunkCount = (count + Self.rowsPerChunk - 1) / Self.rowsPerChunk
-        let thread = Thread { [self] in
-            for index in 0..<chunkCount {
-                condition.lock()
-                while index - taken >= Self.chunksAhead && !cancelled { condition.wait() }
-                let stop = cancelled
-                condition.unlock()
-                if stop { return }
-                let chunk = encode(chunk: index)
-                condition.lock()
-                ready[index] = chunk
-                condition.broadcast()
-                condition.unlock()
-            }
+        guard count >= Self.threadThreshold else {
+            chunks = nil
+            return
         }
-        thread.start()
+        let chunkCount = (count + Self.rowsPerChunk - 1) / Self.rowsPerChunk
+        // The thread needs only the rows (holding this object would keep it alive in a cycle).
+        chunks = PassesAhead(count: chunkCount, ahead: Self.chunksAhead) { index, _ in Self.encode(chunk: index, of: count, row) }
     }
 
-    /// Stops the encoder early. Callers cancel when done, whatever happened (the thread holds
-    /// this object until it ends, so there is no deinit to do it).
+    /// Stops the encoder early. Callers cancel when done, whatever happened (and going away
+    /// cancels too).
     func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        condition.unlock()
+        chunks?.cancel()
     }
 
-    private func encode(chunk index: Int) -> Chunk {
+    deinit { chunks?.cancel() }
+
+    private static func encode(chunk index: Int, of count: Int, _ row: (Int) -> (hour: Int, row: PartitionRow)) -> Chunk {
         let chunk = Chunk()
         let range = index * Self.rowsPerChunk ..< min(count, (index + 1) * Self.rowsPerChunk)
         chunk.cells.reserveCapacity(range.count * Self.columns)
         chunk.arena.reserveCapacity(range.count * 128)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: PartitionRow.scratchCapacity) { scratch in
             for i in range {
-                let (hour, row) = self.row(i)
+                let (hour, row) = row(i)
                 var column: Int32 = 0
                 // The callback never throws, so neither does encode here.
                 let hash = try! row.encode(into: scratch) { index, value in
@@ -121,17 +105,9 @@ final class EncodedRows: @unchecked Sendable {
     /// The chunk holding row `index`; the writer takes chunks in order.
     private func chunk(_ index: Int, addingDeltasTo deltas: inout [Int: HourDelta]) -> Chunk {
         if let current, current.index == index { return current.chunk }
-        let chunk: Chunk
-        if threaded {
-            condition.lock()
-            while ready[index] == nil { condition.wait() }
-            chunk = ready.removeValue(forKey: index)!
-            taken = index + 1
-            condition.broadcast()
-            condition.unlock()
-        } else {
-            chunk = encode(chunk: index)
-        }
+        // Chunks are taken in order, so the next one from the encoder is chunk `index`
+        // (formatting never throws).
+        let chunk = chunks.map { try! $0.next() } ?? Self.encode(chunk: index, of: count, row)
         for (hour, delta) in chunk.deltas { deltas[hour, default: HourDelta()].add(delta) }
         current = (index, chunk)
         return chunk
