@@ -429,6 +429,10 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(missing.stderr.hasPrefix("error: read sent log"))
         let noDB = try Binary.run(["validate", "--data", p.folder.root + "/nodata"])
         #expect(noDB.status == 66)
+        for command in ["validate", "rebuild"] {
+            let usage = try Binary.run([command, "--data", p.folder.data, "--all", "--events-per-pass", "0"].filter { $0 != "--all" || command == "rebuild" })
+            #expect(usage.status == 64 && usage.stderr.contains("--events-per-pass must be at least 1"), "\(command): \(usage.stderr)")
+        }
         let f = try p.copy()
         try write(f, "UPDATE hourly_summary SET late_events = late_events + 5")
         let bad = try Binary.run(["validate", "--data", f.data, "--json"])
