@@ -9,6 +9,37 @@ import Testing
         ["ingest", "--landing", f.landing, "--data", f.data] + extra
     }
 
+    /// Runs the binary held before it decodes (`TIDEMARK_PAUSE_AT=before-decode`), removes
+    /// `path` once it is held there (`TIDEMARK_PAUSE_NOTICE`: the scan, which listed the file,
+    /// and backfill's content check, which reads it, are done), and returns how the run ended:
+    /// the file is gone between the scan and the read.
+    func runRemoving(_ path: String, whilePaused arguments: [String], _ f: TestFolder) throws -> BinaryRun {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["TIDEMARK_PAUSE_AT"] = "before-decode"
+        env["TIDEMARK_PAUSE_SECONDS"] = "2"
+        let notice = f.root + "/paused"
+        env["TIDEMARK_PAUSE_NOTICE"] = notice
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var waited = 0
+        while waited < 1500 && !FileManager.default.fileExists(atPath: notice) {
+            usleep(2_000)
+            waited += 1
+        }
+        try #require(FileManager.default.fileExists(atPath: notice), "the run never reached its pause")
+        try FileManager.default.removeItem(atPath: path)
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return BinaryRun(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
     @Test func quietOnSuccessAndJSONOnRequest() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
@@ -30,31 +61,11 @@ import Testing
         let f = TestFolder()
         f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")])
         let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")])
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = args(f, ["--json"])
-        var env = ProcessInfo.processInfo.environment
-        env["TIDEMARK_PAUSE_AT"] = "before-decode"
-        env["TIDEMARK_PAUSE_SECONDS"] = "2"
-        process.environment = env
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // The batch row appears before the pause; the landing scan is done by then.
-        var waited = 0
-        while waited < 1500 && (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }) != 1 {
-            usleep(2_000)
-            waited += 1
-        }
-        try FileManager.default.removeItem(atPath: gone)
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 74, "\(stderr)")
-        #expect(stderr.contains("error: read \(gone): No such file or directory"), "\(stderr)")
-        #expect(stderr.contains("hint: nothing of it was applied (the other files were): fix what the error says; it stays in the landing folder"))
-        let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any]
+        let run = try runRemoving(gone, whilePaused: args(f, ["--json"]), f)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("error: read \(gone): No such file or directory"), "\(run.stderr)")
+        #expect(run.stderr.contains("hint: nothing of it was applied (the other files were): fix what the error says; it stays in the landing folder"))
+        let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
         #expect(object?["files_applied"] as? Int == 1)
         #expect((object?["unreadable_files"] as? [[String: Any]])?.first?["path"] as? String == gone)
         #expect(try f.query { try String.fetchAll($0, sql: "SELECT status FROM batches") } == ["succeeded"])
@@ -69,28 +80,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
         f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")], folder: source)
         let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")], folder: source)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["backfill", "--from-dir", source, "--data", f.data]
-        var env = ProcessInfo.processInfo.environment
-        env["TIDEMARK_PAUSE_AT"] = "before-decode"
-        env["TIDEMARK_PAUSE_SECONDS"] = "2"
-        process.environment = env
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        var waited = 0
-        while waited < 1500 && (try? f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }) != 1 {
-            usleep(2_000)
-            waited += 1
-        }
-        try FileManager.default.removeItem(atPath: gone)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 74, "\(stderr)")
-        #expect(stderr.contains("error: read \(gone): No such file or directory"), "\(stderr)")
-        #expect(stderr.contains("it stays where it is and a rerun takes it"), "\(stderr)")
+        let run = try runRemoving(gone, whilePaused: ["backfill", "--from-dir", source, "--data", f.data], f)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("error: read \(gone): No such file or directory"), "\(run.stderr)")
+        #expect(run.stderr.contains("it stays where it is and a rerun takes it"), "\(run.stderr)")
         #expect(try f.row("fine") != nil)
     }
 

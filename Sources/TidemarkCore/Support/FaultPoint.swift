@@ -20,10 +20,15 @@ public enum FaultPoint {
 
     /// Test hook for concurrency tests: the first time the point named by `TIDEMARK_PAUSE_AT`
     /// is reached, sleep there for `TIDEMARK_PAUSE_SECONDS` (default 2), holding whatever the
-    /// job holds.
+    /// job holds. With `TIDEMARK_PAUSE_NOTICE`, the file it names is created as the pause
+    /// begins, so that a test acts while the job is certainly there.
     public static func pause(_ name: String) {
         guard let raw = getenv("TIDEMARK_PAUSE_AT"), String(cString: raw) == name,
               paused.add(1, ordering: .relaxed).newValue == 1 else { return }
+        if let notice = getenv("TIDEMARK_PAUSE_NOTICE") {
+            let fd = open(notice, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+        }
         let seconds = getenv("TIDEMARK_PAUSE_SECONDS").flatMap { Double(String(cString: $0)) } ?? 2
         usleep(UInt32(seconds * 1_000_000))
     }
