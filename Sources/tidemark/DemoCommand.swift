@@ -6,7 +6,7 @@ struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Run the whole pipeline end to end: produce, ingest in micro-batches, validate, rebuild from raw files as a dry run, summarize.",
-        discussion: "Exit codes: 0 validation passed and the rebuild from raw files changed nothing; 1 validation failed or the rebuild found an hour that differed; 74 I/O error.")
+        discussion: "Exit codes: 0 validation passed and the rebuild from raw files changed nothing; 1 validation failed or the rebuild found an hour that differed; 64 usage; 65 or 66 an archived file changed or went missing under the rebuild; 74 I/O error; 75 another job or producer holds the folder.")
 
     @Option(help: ArgumentHelp("Folder for landing/, data/ and sent/ (default: a new temporary folder).", valueName: "DIR"))
     var dir: String?

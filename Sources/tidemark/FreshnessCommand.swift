@@ -6,7 +6,7 @@ struct FreshnessCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "freshness",
         abstract: "Alert on a stalled pipeline from the newest ingested received_time and the last successful run.",
-        discussion: "Exit codes: 0 fresh; 1 warning (older than --warn-after); 2 error (older than --error-after, or never ran); 66 no database.")
+        discussion: "Exit codes: 0 fresh; 1 warning (older than --warn-after); 2 error (older than --error-after, or never ran); 64 usage; 66 no database.")
 
     @OptionGroup var shared: SharedOptions
 

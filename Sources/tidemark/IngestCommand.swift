@@ -8,7 +8,7 @@ struct IngestCommand: ParsableCommand {
         abstract: "Apply new landing files to the hourly partitions (one micro-batch, or --loop).",
         discussion: """
             Quiet on success unless -v (cron mails any output). Exit codes: 0 done or nothing to do; \
-            66 landing folder missing; 74 I/O error (disk full, unreadable file, corrupt database); \
+            64 usage; 66 landing folder missing; 74 I/O error (disk full, unreadable file, corrupt database); \
             75 another job holds the lock or the database stayed locked (retry later). \
             SIGINT/SIGTERM: the batch stops after the current file, commits and exits 0.
             """)

@@ -40,6 +40,23 @@ import Testing
         return BinaryRun(status: process.terminationStatus, stdout: stdout, stderr: stderr)
     }
 
+    /// Every command's help lists the exit codes it can give (the README's table explains them).
+    @Test func everyCommandsHelpListsItsExitCodes() throws {
+        let codes: [String: [Int]] = [
+            "ingest": [0, 64, 66, 74, 75], "backfill": [0, 64, 66, 74, 75], "produce": [0, 64, 74, 75],
+            "validate": [0, 1, 64, 66, 74, 75], "rebuild": [0, 64, 65, 66, 74, 75], "status": [0, 64, 66, 74],
+            "freshness": [0, 1, 2, 64, 66], "report": [0, 64, 66, 74], "demo": [0, 1, 64, 65, 66, 74, 75],
+        ]
+        for (command, expected) in codes {
+            let help = try Binary.run([command, "--help"])
+            let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            let listed = text.components(separatedBy: "Exit codes:").dropFirst().first ?? ""
+            for code in expected {
+                #expect(listed.range(of: "(^|[ ;])\(code) ", options: .regularExpression) != nil, "\(command) --help does not list \(code): \(listed.prefix(300))")
+            }
+        }
+    }
+
     @Test func quietOnSuccessAndJSONOnRequest() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
