@@ -15,7 +15,7 @@ import Testing
         let alphabet: [String] = ["a", "b", "-", "0", "f", "é", "\u{0}", "😀", "Z"]
         while texts.count < count {
             switch Int.random(in: 0..<4, using: &random) {
-            case 0: texts.append(UUIDText.random(using: &random))
+            case 0: texts.append(EventMix.uuid(&random))
             case 1: texts.append("abcdefgh" + (0..<Int.random(in: 0...4, using: &random)).map { _ in alphabet.randomElement(using: &random)! }.joined())
             case 2: texts.append(texts.randomElement(using: &random)!) // a duplicate
             default: texts.append((0..<Int.random(in: 0...12, using: &random)).map { _ in alphabet.randomElement(using: &random)! }.joined())
@@ -38,13 +38,5 @@ import Testing
                 group.withBytes(a) { #expect(Array($0) == Array(texts[a].utf8)) }
             }
         }
-    }
-}
-
-/// Lowercase UUID text from the seeded generator.
-enum UUIDText {
-    static func random(using random: inout SeededRandom) -> String {
-        let hex = Array("0123456789abcdef")
-        return [8, 4, 4, 4, 12].map { n in String((0..<n).map { _ in hex[Int.random(in: 0..<16, using: &random)] }) }.joined(separator: "-")
     }
 }

@@ -50,17 +50,31 @@ import Testing
         #expect(throws: Broken.self) { try passes.next() }
     }
 
+    /// The producer may run far ahead here (so it is cancel, not `ahead`, that stops it), and
+    /// a long pass that looks at `isCancelled` ends early.
     @Test func cancelStopsTheProducer() throws {
         let counter = Counter()
-        let passes = PassesAhead(count: 1_000, ahead: 2) { pass, _ in
+        let passes = PassesAhead(count: 1_000, ahead: 1_000) { pass, _ in
             counter.produce()
+            usleep(1_000)
             return pass
         }
         #expect(try passes.next() == 0)
+        usleep(20_000)
         passes.cancel()
-        usleep(50_000)
+        usleep(20_000)
         let after = counter.producedCount
         usleep(50_000)
-        #expect(counter.producedCount == after && after <= 1 + 2 + 1, "produced \(after) after cancel")
+        #expect(counter.producedCount == after && after < 200, "produced \(after) after cancel")
+
+        let stoppedEarly = Counter()
+        let long = PassesAhead(count: 1, ahead: 1) { _, isCancelled in
+            for _ in 0..<10_000 where !isCancelled() { usleep(1_000) }
+            stoppedEarly.produce()
+            return isCancelled()
+        }
+        usleep(20_000)
+        long.cancel()
+        #expect(try long.next() == true) // it returned on seeing the cancel, long before 10 s
     }
 }
