@@ -55,13 +55,14 @@ struct GroupIDBytes {
         ends.append(bytes.count)
     }
 
+    /// Where id `index` lies in `bytes`.
+    @inline(__always)
+    private func range(_ index: Int) -> Range<Int> { (index == 0 ? 0 : ends[index - 1])..<ends[index] }
+
     /// Calls `body` with id `index`'s bytes (valid during the call).
     @inline(__always)
     func withBytes<R>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
-        let start = index == 0 ? 0 : ends[index - 1]
-        return try bytes.withUnsafeBufferPointer { all in
-            try body(UnsafeBufferPointer(rebasing: all[start..<ends[index]]))
-        }
+        try bytes.withUnsafeBufferPointer { all in try body(UnsafeBufferPointer(rebasing: all[range(index)])) }
     }
 
     func same(_ a: Int, _ b: Int) -> Bool {
@@ -71,9 +72,7 @@ struct GroupIDBytes {
     /// The permutation that puts the ids in byte order (as `byteOrder` does for strings).
     func byteOrder() -> [Int] {
         bytes.withUnsafeBufferPointer { all -> [Int] in
-            func id(_ index: Int) -> UnsafeBufferPointer<UInt8> {
-                UnsafeBufferPointer(rebasing: all[(index == 0 ? 0 : ends[index - 1])..<ends[index]])
-            }
+            func id(_ index: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: all[range(index)]) }
             return TidemarkCore.byteOrder(count: ends.count, prefix: { bigEndianPrefix(id($0)) },
                                           less: { compareBytes(id($0), id($1)) < 0 })
         }

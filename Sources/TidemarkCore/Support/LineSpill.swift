@@ -69,17 +69,26 @@ final class LineSpill: @unchecked Sendable {
         used = 0
     }
 
-    /// A write that names what the scratch file is for when it fails (disk full, most likely):
-    /// the file itself is unlinked and never shows in a listing.
+    /// A write that names what the scratch file is for when it fails (disk full, most likely).
     private func write(_ bytes: UnsafeRawPointer, _ count: Int) throws {
+        try naming("set lines aside for a later pass in") { try FileSystem.writeAll(fd, bytes, count, path: path) }
+    }
+
+    /// Runs `body`, and has a failure name the scratch file's folder, with what was being done:
+    /// the file itself was removed as soon as it was made and never shows in a listing.
+    private func naming<R>(_ operation: String, _ body: () throws -> R) throws -> R {
         do {
-            try FileSystem.writeAll(fd, bytes, count, path: path)
+            return try body()
         } catch var error as FileSystemError {
-            // Name the folder: the scratch file itself was removed as soon as it was made.
-            error.operation = "set lines aside for a later pass in a scratch file (deleted on creation) in"
-            error.path = FileSystem.parentFolder(of: path) ?? "."
+            // The cause (and whether the disk is full) stays; the place is the folder.
+            let named = failure(operation, cause: error.cause)
+            (error.operation, error.path) = (named.operation, named.path)
             throw error
         }
+    }
+
+    private func failure(_ operation: String, cause: String) -> FileSystemError {
+        FileSystemError(operation + " a scratch file (deleted on creation) in", FileSystem.parentFolder(of: path) ?? ".", cause: cause)
     }
 
     /// Calls `body` with every line in the order appended (writing out what is buffered first).
@@ -87,7 +96,7 @@ final class LineSpill: @unchecked Sendable {
     /// back (`discard`).
     func forEachLine(_ body: (_ file: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void) throws {
         try flush()
-        guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
+        try naming("go back to the start of") { guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) } }
         // Room for the largest record (a 1 MiB line) plus a buffer's worth of reading.
         let room = capacity + EventLineParser.maxLineBytes + LineSpill.headerSize
         let input = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 16)
@@ -96,7 +105,7 @@ final class LineSpill: @unchecked Sendable {
         var endOfFile = false
         while true {
             if !endOfFile && filled < room {
-                let n = try FileSystem.readSome(fd, input + filled, room - filled, path: path)
+                let n = try naming("read back") { try FileSystem.readSome(fd, input + filled, room - filled, path: path) }
                 if n == 0 { endOfFile = true }
                 filled += n
             }
@@ -113,10 +122,12 @@ final class LineSpill: @unchecked Sendable {
                 memmove(input, input + offset, filled - offset)
                 filled -= offset
             } else if filled == room {
-                throw FileSystemError("read scratch file", path, cause: "a tidemark bug (please report it): a set-aside record longer than any line; rerun the command")
+                throw failure("read back", cause: "a set-aside record is longer than any line: rerun the command, and if it fails again, please report it as a tidemark bug")
             }
             if endOfFile {
-                guard filled == 0 else { throw FileSystemError("read scratch file", path, cause: "a tidemark bug, or the disk lost data (please report it): the scratch file ends inside a record; rerun the command") }
+                guard filled == 0 else {
+                    throw failure("read back", cause: "it ends inside a record (the disk lost data, or a tidemark bug): rerun the command, and if it fails again, please report it")
+                }
                 discard()
                 return
             }

@@ -56,19 +56,9 @@ final class FastStatement {
         try check(sqlite3_bind_text(handle, index, UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self), Int32(count), inPlace))
     }
 
-    /// Binds `text` in place for the duration of `body`, saving SQLite the copy that a plain
-    /// bind makes. `body` steps the statement and leaves it reset or done (`run` does), so that
-    /// the text can be unbound: a statement holding a row cannot be rebound.
-    @inline(__always)
-    func withText<R>(_ text: String, at index: Int32, _ body: () throws -> R) throws -> R {
-        try withCText(of: text) { start, count in
-            try check(sqlite3_bind_text(handle, index, start, count, inPlace))
-            defer { sqlite3_bind_null(handle, index) } // never left pointing at the text
-            return try body()
-        }
-    }
-
-    /// `withText` for UTF-8 bytes the caller holds.
+    /// Binds UTF-8 `text` in place for the duration of `body`, saving SQLite the copy that a
+    /// plain bind makes. `body` steps the statement and leaves it reset or done (`run` does),
+    /// so that the text can be unbound: a statement holding a row cannot be rebound.
     @inline(__always)
     func withBytes<R>(_ text: UnsafeBufferPointer<UInt8>, at index: Int32, _ body: () throws -> R) throws -> R {
         let start = text.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
@@ -142,18 +132,16 @@ final class FastStatement {
         case .int(let number):
             return type == SQLITE_INTEGER && sqlite3_column_int64(handle, column) == number
         case .bytes(let pointer, let count):
-            return type == SQLITE_TEXT && sameText(column, pointer, count)
+            return type == SQLITE_TEXT && sameBytes(textBytes(column), UnsafeBufferPointer(start: pointer, count: count))
         case .text(let text):
-            return type == SQLITE_TEXT && withCText(of: text) { start, count in
-                sameText(column, UnsafeRawPointer(start).assumingMemoryBound(to: UInt8.self), Int(count))
-            }
+            return type == SQLITE_TEXT && TidemarkCore.withUTF8(of: text) { sameBytes(textBytes(column), $0) }
         }
     }
 
+    /// The current row's column as UTF-8 bytes, valid until the statement steps or resets.
     @inline(__always)
-    private func sameText(_ column: Int32, _ pointer: UnsafePointer<UInt8>, _ count: Int) -> Bool {
-        guard let stored = sqlite3_column_text(handle, column) else { return false }
-        return Int(sqlite3_column_bytes(handle, column)) == count && memcmp(stored, pointer, count) == 0
+    private func textBytes(_ column: Int32) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: sqlite3_column_text(handle, column), count: Int(sqlite3_column_bytes(handle, column)))
     }
 
     @inline(__always)

@@ -172,7 +172,7 @@ final class MergeWriter {
     /// at the hour's first claim (all claims come before the group writes a row).
     private func claim(_ id: UnsafeBufferPointer<UInt8>, hour: Int, nextRowIDs: inout [Int: Int64]) throws -> Int64? {
         let rowID = try nextRowIDs[hour] ?? (knownHours.contains(hour)
-            ? (Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(PartitionHour(hoursSinceEpoch: hour).tableName)") ?? 0) + 1
+            ? PartitionTable.maxRowID(PartitionHour(hoursSinceEpoch: hour), db) + 1
             : 1)
         claimIndex.reset()
         try claimIndex.bind(2, Int64(hour))

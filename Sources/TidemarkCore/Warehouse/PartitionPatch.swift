@@ -43,7 +43,7 @@ final class PartitionPatch {
         let table = hour.tableName
         tableExisted = try db.tableExistsFast(table)
         if !tableExisted { try db.execute(sql: PartitionTable.createSQL(hour)) }
-        lastOldRowID = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(table)") ?? 0
+        lastOldRowID = try PartitionTable.maxRowID(hour, db)
         storedRows = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0
         nextRowID = lastOldRowID
         // Row ids are dense from 1 unless someone wrote rows by hand: those go to a set.

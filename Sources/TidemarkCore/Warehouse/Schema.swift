@@ -211,6 +211,12 @@ enum PartitionTable {
     static let dataColumns = 1..<(columnNames.count - 2)
     /// Where first_batch is in `columnNames`.
     static let firstBatchColumn = columnNames.count - 2
+
+    /// The largest row_id in the hour's table, 0 when it is empty: SQLite gives the next row
+    /// appended this plus one.
+    static func maxRowID(_ hour: PartitionHour, _ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(row_id), 0) FROM \(hour.tableName)") ?? 0
+    }
 }
 
 /// Table layouts as the migration that introduced them wrote them. A migration uses its own
