@@ -259,7 +259,7 @@ final class ProducedPipeline: @unchecked Sendable {
                 try body(.tombstone(eventID: "e\(n % 1000)", receivedTime: nil))
             }
         }, unparsable: { _, _, _ in nil })
-        let fold = SourceFold.start(source: source, passes: 1, expectedPerPass: 1000, spills: nil, spillFailed: { _ in })
+        let fold = SourceFold.start(source: source, passes: 1, expectedPerPass: 1000, spills: nil)
         while read.value < 1000 { usleep(1000) }
         fold.cancel()
         var last = -1

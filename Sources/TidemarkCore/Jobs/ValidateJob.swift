@@ -290,22 +290,22 @@ struct Validator {
         let total = try ValidationQueries.totalLinesRead(db)
         let passes = PassSplit.passes(for: total, perPass: options.eventsPerPass)
         let scratch = options.scratchFolder ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        // Without scratch files validate is still right, only slower: each pass not read yet
+        // reads (and decompresses) the source again.
+        let logger = self.logger
         var spills: PassSpills?
         if passes > 1 {
             do {
-                spills = try PassSpills(passes: passes, pathPrefix: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-",
-                                        readSourceAgainOnFailure: true)
+                spills = try PassSpills(passes: passes, pathPrefix: "\(scratch)/.tidemark-validate-\(getpid())-\(name)-") { error in
+                    logger.warning("a scratch file for validate's passes could not be written; the passes left read the source again (set TMPDIR to a folder with room)",
+                                   metadata: ["error": "\(error)"])
+                }
             } catch {
-                // Still correct, only slower: every pass reads (and decompresses) the source again.
                 logger.warning("no scratch files for validate's passes; each pass reads the source again (set TMPDIR to a writable folder with room)",
                                metadata: ["error": "\(error)"])
             }
         }
-        let logger = self.logger
-        return SourceFold.start(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills) { failure in
-            logger.warning("a scratch file for validate's passes could not be written; the passes left read the source again (set TMPDIR to a folder with room)",
-                           metadata: ["error": "\(failure)"])
-        }
+        return SourceFold.start(source: source, passes: passes, expectedPerPass: total / passes + 1, spills: spills)
     }
 
     /// Diffs the target with a source folded by the merge rule (`SourceFold`), in passes over a
@@ -456,14 +456,9 @@ enum SourceFold {
     typealias Expected = [ExactText: (state: EventState, met: Bool)]
     typealias Pass = (expected: Expected, deliveries: Int, redelivered: Int)
 
-    /// `spillFailed` is called once, on the fold's thread, should a scratch file fail to be
-    /// written (the passes not read yet then read the source again).
-    static func start(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?,
-                      spillFailed: @escaping @Sendable (FileSystemError) -> Void) -> PassesAhead<Pass> {
+    static func start(source: ValidationSource, passes: Int, expectedPerPass: Int, spills: PassSpills?) -> PassesAhead<Pass> {
         PassesAhead(count: passes) { pass, isCancelled in
-            let failedBefore = spills?.failure != nil
-            defer { if !failedBefore, let failure = spills?.failure { spillFailed(failure) } }
-            return try fold(pass, of: passes, source: source, expectedPerPass: expectedPerPass, spills: spills, isCancelled: isCancelled)
+            try fold(pass, of: passes, source: source, expectedPerPass: expectedPerPass, spills: spills, isCancelled: isCancelled)
         }
     }
 

@@ -147,58 +147,57 @@ final class LineSpill: @unchecked Sendable {
 /// the source once and sets each later pass's raw lines aside in that pass's file.
 ///
 /// Should writing a scratch file fail (the folder's disk fills up), a caller that can read
-/// its source again (validate) may have the later passes do that instead: from then on lines
-/// are no longer set aside, and every pass not read yet reads the source again. Rebuild, whose
-/// scratch files sit beside the database, fails instead.
+/// its source again (validate) may have the later passes do that instead (`onWriteFailure`):
+/// from then on lines are no longer set aside, every scratch file is emptied (the disk that
+/// filled up gets its space back), and every pass not read yet reads the source again.
+/// Rebuild, whose scratch files sit beside the database, fails instead.
 final class PassSpills: @unchecked Sendable {
     /// Passes in the split, the first included.
     let passes: Int
     private let spills: [LineSpill]
-    private let readSourceAgainOnFailure: Bool
-    /// The write that failed, when a failure made the later passes read the source again
-    /// (only with `readSourceAgainOnFailure`: validate, whose fold sets aside, reads and looks
-    /// at this on its one thread). Every scratch file is then emptied, so that the disk that
-    /// filled up gets its space back while the passes read the source again.
-    private(set) var failure: FileSystemError?
+    /// Told of the first failed write, which makes the later passes read the source again;
+    /// nil: a failed write throws.
+    private let onWriteFailure: (@Sendable (FileSystemError) -> Void)?
+    /// Whether a write failed (with `onWriteFailure`). Set and read on the one thread that
+    /// sets lines aside and reads them back.
+    private var failed = false
 
     /// Creates `"\(pathPrefix)N.spill"` for each later pass N (1 ..< passes).
-    init(passes: Int, pathPrefix: String, readSourceAgainOnFailure: Bool = false) throws {
+    init(passes: Int, pathPrefix: String, onWriteFailure: (@Sendable (FileSystemError) -> Void)? = nil) throws {
         self.passes = passes
-        self.readSourceAgainOnFailure = readSourceAgainOnFailure
+        self.onWriteFailure = onWriteFailure
         spills = try (1..<max(1, passes)).map { try LineSpill(path: "\(pathPrefix)\($0).spill") }
     }
 
     /// Sets a raw line aside when its event belongs to a later pass, and says so; a line of
     /// the first pass, or one that does not parse, stays with the caller. After a failed
-    /// write (with `readSourceAgainOnFailure`) a later pass's line is skipped, not set aside.
+    /// write (with `onWriteFailure`) a later pass's line is skipped, not set aside.
     func divert(file: Int, line: Int, bytes: UnsafeRawBufferPointer, parser: EventLineParser) throws -> Bool {
         guard let pass = PassSplit.pass(ofLine: bytes, count: passes, parser: parser), pass > 0 else { return false }
-        guard failure == nil else { return true }
-        do {
-            try spills[pass - 1].append(file: file, line: line, bytes: bytes)
-        } catch let error as FileSystemError where readSourceAgainOnFailure {
-            fail(error)
-        }
+        guard !failed else { return true }
+        try settingAside { try spills[pass - 1].append(file: file, line: line, bytes: bytes) }
         return true
     }
 
-    private func fail(_ error: FileSystemError) {
-        failure = error
-        for spill in spills { spill.discard() }
-    }
-
-    /// The lines set aside for a later pass (1 ..< passes). With `readSourceAgainOnFailure`,
-    /// nil when a write failed (before, or now, writing out what is buffered): the pass then
-    /// reads the source again.
+    /// The lines set aside for a later pass (1 ..< passes). With `onWriteFailure`, nil when a
+    /// write failed (before, or now, writing out what is buffered): the pass then reads the
+    /// source again.
     func lines(ofPass pass: Int) throws -> LineSpill? {
         let spill = spills[pass - 1]
-        guard failure == nil else { return nil }
+        guard !failed else { return nil }
+        try settingAside { try spill.flush() }
+        return failed ? nil : spill
+    }
+
+    /// Runs a write; with `onWriteFailure`, a failure empties every scratch file and is told
+    /// instead of thrown.
+    private func settingAside(_ write: () throws -> Void) throws {
         do {
-            try spill.flush()
-        } catch let error as FileSystemError where readSourceAgainOnFailure {
-            fail(error)
-            return nil
+            try write()
+        } catch let error as FileSystemError where onWriteFailure != nil {
+            failed = true
+            for spill in spills { spill.discard() }
+            onWriteFailure?(error)
         }
-        return spill
     }
 }
