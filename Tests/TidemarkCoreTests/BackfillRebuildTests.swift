@@ -327,6 +327,22 @@ import Testing
             #expect(run.stderr.contains("scratch file") && run.stderr.contains(f.data) && run.stderr.contains("File too large"), "\(run.stderr)")
             #expect(try f.eventRows() == damaged)
         }
+        // With --all, an hour committed before the failure stays rebuilt: at 9,000 events per
+        // pass the small hour (its files hold about 8,000 lines) fits one pass, with no scratch
+        // file, and is repaired; the large one (about 22,000) stops the run, unchanged, and the
+        // rebuild's batch is recorded as failed.
+        let (smallLabel, smallTable, smallID, user) = try f.query { db -> (String, String, String, String) in
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count LIMIT 1")!
+            let event = try Row.fetchOne(db, sql: "SELECT event_id, user_id FROM \(row[1] as String) ORDER BY row_id LIMIT 1")!
+            return (row[0], row[1], event[0], event[1])
+        }
+        try #require(smallLabel < label)
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE \(smallTable) SET user_id = 'edited' WHERE event_id = ?", arguments: [smallID]) }
+        let all = try Binary.run(["rebuild", "--data", f.data, "--all", "--events-per-pass", "9000"], fileSizeLimitKiB: 256)
+        #expect(all.status == 74, "\(all.stderr)")
+        #expect(try f.query { try String.fetchOne($0, sql: "SELECT user_id FROM \(smallTable) WHERE event_id = ?", arguments: [smallID]) } == user)
+        #expect(try f.eventRows() == damaged)
+        #expect(try f.query { try String.fetchOne($0, sql: "SELECT status FROM batches ORDER BY batch_id DESC LIMIT 1") } == "failed")
         let repaired = try Binary.run(["rebuild", "--data", f.data, "--hour", label, "--events-per-pass", "2000"])
         #expect(repaired.status == 0, "\(repaired.stderr)")
         #expect(try f.eventRows() == rows)
