@@ -244,6 +244,21 @@ import Testing
 
     /// A loop goes on past a file it cannot read: it logs the error, applies the rest, and
     /// picks up files landed later.
+    /// The loop goes on only past an unreadable file and a busy lock: anything else ends it
+    /// with its exit code (here: the metrics file cannot be written, 74; the landing folder is
+    /// missing, 66), rather than spinning on it.
+    @Test func loopEndsOnAnyOtherError() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        FileManager.default.createFile(atPath: f.root + "/not-a-folder", contents: Data())
+        let metrics = try Binary.run(args(f, ["--loop", "--interval", "0.2", "--metrics-file", f.root + "/not-a-folder/m.prom"]), killAfterSeconds: 20)
+        #expect(metrics.status == 74, "\(metrics.stderr)")
+        #expect(metrics.stderr.contains("not-a-folder"), "\(metrics.stderr)")
+        try FileManager.default.removeItem(atPath: f.landing)
+        let landing = try Binary.run(args(f, ["--loop", "--interval", "0.2"]), killAfterSeconds: 20)
+        #expect(landing.status == 66, "\(landing.stderr)")
+    }
+
     @Test func loopGoesOnPastAnUnreadableFile() throws {
         let f = TestFolder()
         f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")])

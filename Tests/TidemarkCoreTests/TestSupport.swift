@@ -171,9 +171,10 @@ enum Binary {
     /// With `fileSizeLimitKiB`, the binary runs under that `ulimit -f` with SIGXFSZ ignored:
     /// a write past the limit fails with EFBIG, as on a full disk. The limit is on the offset
     /// of any write to any file the process writes (its database too), not only on growth.
+    /// With `killAfterSeconds`, a run still going then is killed (SIGKILL, status 9).
     @discardableResult
     static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil,
-                    fileSizeLimitKiB: Int? = nil) throws -> BinaryRun {
+                    fileSizeLimitKiB: Int? = nil, killAfterSeconds: Double? = nil) throws -> BinaryRun {
         let process = Process()
         if let fileSizeLimitKiB {
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -201,6 +202,11 @@ enum Binary {
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        if let killAfterSeconds {
+            let deadline = Date().addingTimeInterval(killAfterSeconds)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         process.waitUntilExit()
         try? out.close()
         try? err.close()
