@@ -170,21 +170,33 @@ import Testing
     }
 
     /// Entries of one event in both trees naming different hours: the finding names both
-    /// rebuilds, one after the other (`--hour` takes one hour), and running them repairs it.
+    /// rebuilds, one after the other (`--hour` takes one hour), and running them repairs it,
+    /// whichever of the two entries was the wrong one.
     @Test func validateNamesBothHoursOfAnEventInBothTrees() throws {
-        let f = TestFolder()
-        f.land("1.ndjson.gz", [recordLine("b", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
-        try f.ingest()
-        let queue = try DatabaseQueue(path: f.database)
-        try queue.write { try $0.execute(sql: "INSERT INTO event_index SELECT event_id, ?, row_id FROM event_index_recent", arguments: [h10]) }
-        try queue.close()
-        let report = try Binary.run(["validate", "--data", f.data])
-        #expect(report.status == 1)
-        #expect(report.stdout.contains("event b has entries in both event_index (hour 2025-07-30T10) and event_index_recent (hour 2025-07-30T11): rebuild --hour 2025-07-30T10, then rebuild --hour 2025-07-30T11"), "\(report.stdout)")
-        for hour in ["2025-07-30T10", "2025-07-30T11"] {
-            let rebuild = try Binary.run(["rebuild", "--data", f.data, "--hour", hour])
-            #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        for wrongTree in ["event_index", "event_index_recent"] {
+            let f = TestFolder()
+            f.land("1.ndjson.gz", [recordLine("b", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+            try f.ingest()
+            let queue = try DatabaseQueue(path: f.database)
+            try queue.write { db in
+                if wrongTree == "event_index" {
+                    try db.execute(sql: "INSERT INTO event_index SELECT event_id, ?, row_id FROM event_index_recent", arguments: [h10])
+                } else { // the large tree is right, the recent entry names another hour
+                    try db.execute(sql: "INSERT INTO event_index SELECT * FROM event_index_recent")
+                    try db.execute(sql: "UPDATE event_index_recent SET hour = ?", arguments: [h10])
+                }
+            }
+            try queue.close()
+            let (large, recent) = wrongTree == "event_index" ? ("10", "11") : ("11", "10")
+            let report = try Binary.run(["validate", "--data", f.data])
+            #expect(report.status == 1)
+            #expect(report.stdout.contains("event b has entries in both event_index (hour 2025-07-30T\(large)) and event_index_recent (hour 2025-07-30T\(recent)): rebuild --hour 2025-07-30T\(large), then rebuild --hour 2025-07-30T\(recent)"), "\(wrongTree) wrong: \(report.stdout)")
+            for hour in ["2025-07-30T\(large)", "2025-07-30T\(recent)"] {
+                let rebuild = try Binary.run(["rebuild", "--data", f.data, "--hour", hour])
+                #expect(rebuild.status == 0, "\(rebuild.stderr)")
+            }
+            #expect(try failedChecks(f) == [], "\(wrongTree) wrong")
+            #expect(try lookup(f).main == ["b@\(h11)"] && lookup(f).recent == [], "\(wrongTree) wrong")
         }
-        #expect(try failedChecks(f) == [])
     }
 }
