@@ -15,14 +15,6 @@ import Testing
         return try RebuildJob.run(o, logger: quiet)
     }
 
-    /// The hour with the most rows: its label, its table and the hour.
-    func largestHour(_ f: TestFolder) throws -> (label: String, table: String, hour: PartitionHour) {
-        let (label, table) = try f.query { db -> (String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return (row[0], row[1])
-        }
-        return (label, table, PartitionHour.parse(label)!)
-    }
 
     func checksums(_ f: TestFolder) throws -> [String] {
         try f.query { try Row.fetchAll($0, sql: "SELECT hour, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" } }
@@ -79,7 +71,7 @@ import Testing
         let f = try ProducedPipeline(events: 1500, seed: 4).copy()
         let before = try checksums(f)
         let rows = try f.eventRows()
-        let (_, table, hour) = try largestHour(f)
+        let (_, table, hour) = try f.largestHour()
         #expect(hour.tableName == table)
         try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE \(table)") }
         let dry = try rebuild(f, hour...hour, dryRun: true)
@@ -109,7 +101,7 @@ import Testing
     @Test func diffCountsRowsMetByRowIDAndByEventID() throws {
         let f = try ProducedPipeline(events: 1500, seed: 8).copy()
         let rows = try f.eventRows()
-        let (label, table, hour) = try largestHour(f)
+        let (label, table, hour) = try f.largestHour()
         try DatabaseQueue(path: f.database).write { db in
             let ids = try String.fetchAll(db, sql: "SELECT event_id FROM \(table) ORDER BY event_id LIMIT 4")
             let top = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")!
@@ -174,7 +166,7 @@ import Testing
         let f = try ProducedPipeline(events: 1500, seed: 12).copy()
         let rows = try f.eventRows()
         let before = try checksums(f)
-        let (_, table, hour) = try largestHour(f)
+        let (_, table, hour) = try f.largestHour()
         func rowsOfLastRebuild() throws -> [String] {
             try f.query { db in
                 let batch = try Int64.fetchOne(db, sql: "SELECT MAX(batch_id) FROM batches WHERE kind = 'rebuild'")
@@ -226,7 +218,7 @@ import Testing
         let reference = try pipeline.copy()
         let rows = try reference.eventRows()
         let sums = try checksums(reference)
-        let (label, table, hour) = try largestHour(reference)
+        let (label, table, hour) = try reference.largestHour()
         var random = SeededRandom(seed: 77)
         // Each kind of damage alone first (two of it), then mixes of ten.
         for round in 0..<14 {
@@ -289,7 +281,7 @@ import Testing
     @Test func aRowAtTheLargestRowIDStopsTheRebuildWithAHint() throws {
         let f = try ProducedPipeline(events: 600, seed: 14).copy()
         let rows = try f.eventRows()
-        let (label, table, hour) = try largestHour(f)
+        let (label, table, hour) = try f.largestHour()
         try DatabaseQueue(path: f.database).write { db in
             try db.execute(sql: "DELETE FROM \(table) WHERE row_id = (SELECT MIN(row_id) FROM \(table))") // so a row must be written anew
             try db.execute(sql: """
@@ -315,7 +307,7 @@ import Testing
     @Test func aScratchFileThatCannotBeWrittenStopsTheRebuildAndChangesNothing() throws {
         let f = try TestFolder.producedByTheBinary(count: 20_000, seed: 22)
         let rows = try f.eventRows()
-        let (label, table, _) = try largestHour(f)
+        let (label, table, _) = try f.largestHour()
         try DatabaseQueue(path: f.database).write { db in
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE row_id IN (SELECT row_id FROM \(table) ORDER BY row_id LIMIT 5)")
         }

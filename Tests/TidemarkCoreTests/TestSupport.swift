@@ -134,6 +134,22 @@ func tombstoneLine(_ id: String, received: String? = nil) -> String {
 }
 
 extension TestFolder {
+    /// The hour with the most rows: its label, its table and the hour.
+    func largestHour() throws -> (label: String, table: String, hour: PartitionHour) {
+        let (label, table) = try query { db -> (String, String) in
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            return (row[0], row[1])
+        }
+        return (label, table, PartitionHour.parse(label)!)
+    }
+
+    /// The first `limit` valid events of the largest hour, in event_id order, with its table.
+    func validEventsOfTheLargestHour(_ limit: Int) throws -> [(id: String, table: String)] {
+        let table = try largestHour().table
+        return try query { try String.fetchAll($0, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT \(limit)") }
+            .map { ($0, table) }
+    }
+
     /// A folder holding `count` events from `tidemark produce --fast` (1,000 a second from
     /// 2025-07-30T10:00:00Z, so nearly all in one hour), ingested by the binary in one run.
     static func producedByTheBinary(count: Int, seed: Int) throws -> TestFolder {

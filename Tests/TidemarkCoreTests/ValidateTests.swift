@@ -329,10 +329,7 @@ final class ProducedPipeline: @unchecked Sendable {
     /// second pass writes it out.
     @Test func scratchFilesThatCannotBeWrittenOnlyCostTime() throws {
         let f = try TestFolder.producedByTheBinary(count: 20_000, seed: 21)
-        let victims = try f.query { db -> [(String, String)] in
-            let table = try String.fetchOne(db, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return try String.fetchAll(db, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 24").map { ($0, table) }
-        }
+        let victims = try f.validEventsOfTheLargestHour(24)
         for (id, table) in victims { try write(f, "UPDATE \(table) SET user_id = 'not-the-sender' WHERE event_id = '\(id)'") }
         let scratch = f.root + "/scratch"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -353,10 +350,7 @@ final class ProducedPipeline: @unchecked Sendable {
     /// exactly what one pass reports, for the sent log and the replay, clean or broken.
     @Test func manyPassesReportWhatOnePassReports() throws {
         let f = try Self.pipeline.get().copy()
-        let victims = try f.query { db -> [(String, String)] in
-            let table = try String.fetchOne(db, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
-            return try String.fetchAll(db, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 16").map { ($0, table) }
-        }
+        let victims = try f.validEventsOfTheLargestHour(16)
         for (n, (id, table)) in victims.enumerated() {
             if n % 2 == 0 {
                 try write(f, "DELETE FROM \(table) WHERE event_id = '\(id)'; DELETE FROM event_index WHERE event_id = '\(id)'; DELETE FROM event_index_recent WHERE event_id = '\(id)'")
