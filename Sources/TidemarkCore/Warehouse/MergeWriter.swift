@@ -219,7 +219,7 @@ final class MergeWriter {
     /// Appends a row (SQLite gives it max(row_id) + 1): the columns in `PartitionRow.encode`'s order.
     private func insertStatement(_ hour: Int) throws -> FastStatement {
         try statementFor(hour, &insertByHour,
-            "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            "INSERT INTO \(PartitionHour(hoursSinceEpoch: hour).tableName) (\(PartitionTable.columns)) VALUES (\(PartitionTable.parameters))")
     }
 
     /// Appends a row; returns its content hash and row_id.

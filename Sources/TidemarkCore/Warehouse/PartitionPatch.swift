@@ -50,8 +50,8 @@ final class PartitionPatch {
         met = MetRows(denseUpTo: min(lastOldRowID, Int64(max(storedRows * 4, 1 << 20))))
         let compared = PartitionTable.columnNames[...PartitionTable.firstBatchColumn].joined(separator: ", ")
         select = try FastStatement(db, sql: "SELECT \(compared) FROM \(table) WHERE row_id = ?")
-        update = try FastStatement(db, sql: "UPDATE \(table) SET (\(PartitionTable.columns)) = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) WHERE row_id = ?13")
-        insert = try FastStatement(db, sql: "INSERT INTO \(table) (\(PartitionTable.columns), row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        update = try FastStatement(db, sql: "UPDATE \(table) SET (\(PartitionTable.columns)) = (\(PartitionTable.parameters)) WHERE row_id = \(PartitionTable.nextParameter)")
+        insert = try FastStatement(db, sql: "INSERT INTO \(table) (\(PartitionTable.columns), row_id) VALUES (\(PartitionTable.parameters), \(PartitionTable.nextParameter))")
     }
 
     /// Brings row `index` of `rows` (taken in order) into the table: compared with the stored

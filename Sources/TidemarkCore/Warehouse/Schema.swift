@@ -211,6 +211,11 @@ enum PartitionTable {
     static let dataColumns = 1..<(columnNames.count - 2)
     /// Where first_batch is in `columnNames`.
     static let firstBatchColumn = columnNames.count - 2
+    /// `?1, ?2, …`, one parameter per column of `columns`, in order: statements bind a row by
+    /// `PartitionRow.encode`'s column numbers.
+    static let parameters = columnNames.indices.map { "?\($0 + 1)" }.joined(separator: ", ")
+    /// The parameter that follows them (a row_id).
+    static let nextParameter = "?\(columnNames.count + 1)"
 
     /// The largest row_id in the hour's table, 0 when it is empty: SQLite gives the next row
     /// appended this plus one.
