@@ -152,7 +152,7 @@ final class FileDecoder: @unchecked Sendable {
                 return
             } catch {
                 // Never a silent end of the stream: the caller would take it for the last file.
-                result = .failure(.io(FileSystemError("decode", path, cause: "unexpected error, a tidemark bug (please report it): \(error)")))
+                result = .failure(Self.unexpected(error, reading: path))
             }
             guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
         }
@@ -178,7 +178,13 @@ final class FileDecoder: @unchecked Sendable {
         } catch is CancellationError {
             return
         } catch {
-            _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(.io(FileSystemError("decode", spill.path, cause: "unexpected error, a tidemark bug (please report it): \(error)")))))
+            _ = push(DecodedPiece(fileIndex: fileIndex, lines: [], end: .failure(Self.unexpected(error, reading: spill.path))))
         }
+    }
+
+    /// An error no step of decoding throws, reported as a failure of the file (never taken for
+    /// the end of the stream).
+    private static func unexpected(_ error: Error, reading path: String) -> DecodeFailure {
+        .io(FileSystemError("decode", path, cause: "unexpected error, a tidemark bug (please report it): \(error)"))
     }
 }
