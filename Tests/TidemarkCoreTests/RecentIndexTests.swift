@@ -84,12 +84,15 @@ import Testing
     }
 
     /// A large group claims the `event_index` entry of each event it has a record of before
-    /// looking events up (`TIDEMARK_CLAIM_THRESHOLD` lowers what counts as large). New events,
-    /// events in either tree, moves, deletions, a tombstone waiting for its event and an event
-    /// delivered twice in one group must come out exactly as when every event is looked up.
+    /// looking events up (`TIDEMARK_CLAIM_THRESHOLD` lowers what counts as large), and takes
+    /// the merge of events new to it from its own fold (`GroupFold`, on a second thread). New
+    /// events, events in either tree, moves, deletions, a tombstone waiting for its event and
+    /// events delivered twice in one group must come out exactly as when every event is looked
+    /// up and merged one delivery at a time: the same rows and lookup entries, and the same
+    /// counts per file, hours per file and moves.
     @Test func claimingEntriesGivesTheSameTablesAsLookingEventsUp() throws {
         func t(_ minute: Int) -> String { String(format: "2025-07-30T%02d:%02d:00Z", 10 + minute / 60, minute % 60) }
-        var reference: (rows: [String], lookup: [String])?
+        var reference: (rows: [String], lookup: [String], bookkeeping: [String])?
         for claim in [false, true] {
             let f = TestFolder()
             f.environment["TIDEMARK_RECENT_INDEX_CAPACITY"] = "64"
@@ -122,9 +125,15 @@ import Testing
                 recordLine("m", time: t(52)),                              // no received times:
                 recordLine("m", time: t(85)),                              //   likewise, 11:00
                 recordLine("z", time: "2025-07-30T09:59:00Z", received: t(53)), // the last row of 10:00
-            ])                                                             //   moves to an earlier hour
+                                                                           //   moves to an earlier hour
+                recordLine("n", time: t(54), received: t(54)),             // delivered twice:
+                recordLine("n", time: t(54), received: t(54)),             //   a duplicate
+                recordLine("p", time: "2025-07-30T08:00:00Z", received: t(56)), // new and late
+            ])
             let summary = try f.ingest()
-            #expect(summary.lines.read == 15)
+            #expect(summary.lines.read == 18)
+            // n's second delivery is a duplicate; g's and k's second ones are stale.
+            #expect(summary.lines.duplicate == 1 && summary.lines.stale == 2, "claim \(claim)")
             #expect(try failedChecks(f) == [], "claim \(claim)")
             if claim {
                 // Claimed entries go to event_index; e and z stayed in the recent tree.
@@ -134,12 +143,23 @@ import Testing
             }
             let all = try (lookup(f).main + lookup(f).recent).sorted()
             let rows = try f.eventRows()
+            let bookkeeping = try f.query { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT name, lines_read, lines_new, lines_updated, lines_duplicate, lines_stale, lines_deleted, late_events
+                    FROM ingested_files ORDER BY name
+                    """).map { "\($0)" }
+                    + Row.fetchAll(db, sql: "SELECT * FROM file_hours ORDER BY file_id, hour").map { "\($0)" }
+                    + Row.fetchAll(db, sql: "SELECT * FROM event_moves ORDER BY rowid").map { "\($0)" }
+            }
             if let reference {
                 #expect(rows == reference.rows)
                 #expect(all == reference.lookup)
+                #expect(bookkeeping == reference.bookkeeping)
             } else {
-                reference = (rows, all)
-                #expect(rows.count == 27)
+                reference = (rows, all, bookkeeping)
+                #expect(rows.count == 29)
+                // a0, z, and h and m within the group, moved.
+                #expect(bookkeeping.filter { $0.contains("from_hour") }.count == 4, "\(bookkeeping)")
             }
             // Another batch after the claimed one finds every event where the claims left it.
             f.land("4.ndjson.gz", [recordLine("g", user: "u5", time: t(45), received: t(90)), recordLine("h", time: t(20), received: t(91))])

@@ -374,7 +374,7 @@ struct GroupResult {
 }
 
 /// One delivery ready to merge, with its arrival facts.
-struct PreparedDelivery {
+struct PreparedDelivery: Sendable {
     var delivery: Delivery
     var late: Bool
 }
@@ -423,6 +423,14 @@ extension MergeWriter {
             start += file.deliveries.count
         }
 
+        // The group's own fold (`GroupFold`), on a second thread while this one claims and looks up.
+        let fold: PassesAhead<GroupFold>? = mayClaim
+            ? PassesAhead(count: 1) { [slotOfDelivery, slots = slotDelivery.count] _, _ in
+                GroupFold(files, slotOfDelivery: slotOfDelivery, slots: slots)
+            }
+            : nil
+        defer { fold?.cancel() }
+
         // 1. The stored state of every event the group mentions: the lookup read in key
         // order, then the rows in row order.
         //
@@ -470,8 +478,24 @@ extension MergeWriter {
             }
         }
 
-        // 2. Merge in arrival order, in memory.
-        var current: [EventState?] = storedRow.map { $0?.state }
+        // 2. Merge in arrival order, in memory. An event the group's fold covers (not stored,
+        // no tombstone waiting, a record first) takes the fold's results; the rest are merged here.
+        var current: [EventState?]
+        var folded: GroupFold?
+        var takesFold: [Bool] = []
+        if let fold {
+            var result = try fold.next()
+            takesFold = ids.indices.map { slot in
+                storedRow[slot] == nil && result.startsWithRecord[slot]
+                    && (pending.isEmpty || pending[ExactText(ids[slot])] == nil)
+            }
+            current = result.states
+            result.states = [] // `current` is then the only owner: changed in place, not copied
+            for slot in ids.indices where !takesFold[slot] { current[slot] = storedRow[slot]?.state }
+            folded = result
+        } else {
+            current = storedRow.map { $0?.state }
+        }
         var moves: [(id: String, from: Int, to: Int)] = []
         var outcomes: [[MergeOutcome]] = []
         var lateFirstArrivals: [Int] = []
@@ -484,6 +508,24 @@ extension MergeWriter {
             for (n, item) in file.deliveries.enumerated() {
                 let slot = slotOfDelivery[first + n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
+                if let folded, takesFold[slot] {
+                    let delivery = first + n
+                    let outcome = folded.outcomes[delivery]
+                    let after = Int(folded.hourAfter[delivery])
+                    if folded.hourBefore[delivery] == GroupFold.noHour { // the event's first record
+                        if item.late { lateFirst += 1 }
+                        touch(file.fileID, after)
+                    } else {
+                        let before = Int(folded.hourBefore[delivery])
+                        touch(file.fileID, before)
+                        if outcome != .duplicate && outcome != .stale {
+                            touch(file.fileID, after)
+                            if after != before { moves.append((ids[slot], before, after)) }
+                        }
+                    }
+                    fileOutcomes.append(outcome)
+                    continue
+                }
                 guard current[slot] != nil else {
                     switch item.delivery {
                     case .tombstone:
