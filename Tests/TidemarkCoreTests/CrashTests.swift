@@ -108,6 +108,10 @@ import Testing
             case 3: killAfter = Double.random(in: 0.0...0.4, using: &random)
             default: args += ["--allowed-lateness", "30"]
             }
+            // Half the rounds treat groups of any size as large: they claim lookup entries and
+            // take their new events from the group's own fold (`GroupFold`), the path a big
+            // backlog takes, which this small source would otherwise never reach.
+            if Bool.random(using: &random) { env["TIDEMARK_CLAIM_THRESHOLD"] = String(Int.random(in: 0...40, using: &random)) }
             let status = try Self.run(args, environment: env, killAfter: killAfter)
             log.append("round \(round): \(env) kill \(killAfter ?? -1) -> \(status)")
             #expect(status == 0 || status == SIGKILL, "\(log.last!)")

@@ -167,6 +167,59 @@ import Testing
     }
 }
 
+/// `GroupFold` (a merge group's deliveries folded per event on a second thread, which ingest
+/// takes for events new to the group) against applying the rule one delivery at a time in
+/// arrival order, over random groups of files: the same final state per event, the same
+/// outcome and the same hours before and after each delivery.
+@Suite struct GroupFoldTests {
+    @Test func groupFoldMatchesApplyingEachDeliveryInArrivalOrder() {
+        var random = SeededRandom(seed: 31)
+        let ids = ["e0", "e1", "e2", "e3", "e4"]
+        let times = ["2025-07-30T10:00:00Z", "2025-07-30T11:10:00Z", "2025-07-30T09:59:59Z"]
+        let received = [nil, "2025-07-30T10:00:00Z", "2025-07-30T10:00:00Z", "2025-07-30T12:00:00Z"]
+        var seen = Set<MergeOutcome>()
+        for _ in 0..<500 {
+            var files: [(fileID: Int64, deliveries: [PreparedDelivery])] = []
+            var slotOfDelivery: [Int] = []
+            for file in 0..<Int.random(in: 1...4, using: &random) {
+                var deliveries: [PreparedDelivery] = []
+                for _ in 0..<Int.random(in: 0...6, using: &random) {
+                    let slot = Int.random(in: 0..<ids.count, using: &random)
+                    let delivery: Delivery = Int.random(in: 0..<5, using: &random) == 0
+                        ? .tombstone(eventID: ids[slot], receivedTime: received.randomElement(using: &random)!.map(MergeRuleTests.t))
+                        : MergeRuleTests.rec(ids[slot], user: ["a", "b"].randomElement(using: &random)!, time: times.randomElement(using: &random)!,
+                                             received: received.randomElement(using: &random)!, valid: Int.random(in: 0..<5, using: &random) != 0)
+                    deliveries.append(PreparedDelivery(delivery: delivery, late: Bool.random(using: &random)))
+                    slotOfDelivery.append(slot)
+                }
+                files.append((Int64(file + 1), deliveries))
+            }
+            let fold = GroupFold(files, slotOfDelivery: slotOfDelivery, slots: ids.count)
+            var states = [EventState?](repeating: nil, count: ids.count)
+            var startsWithRecord = [Bool](repeating: false, count: ids.count)
+            var delivery = 0
+            func hour(_ state: EventState?) -> Int32 {
+                state?.record.map { Int32($0.eventTime.hour.hoursSinceEpoch) } ?? GroupFold.noHour
+            }
+            for file in files {
+                for item in file.deliveries {
+                    let slot = slotOfDelivery[delivery]
+                    if states[slot] == nil, case .record = item.delivery { startsWithRecord[slot] = true }
+                    let before = hour(states[slot])
+                    let outcome = MergeRule.apply(item.delivery, to: &states[slot], late: item.late)
+                    #expect(fold.outcomes[delivery] == outcome && fold.hourBefore[delivery] == before
+                            && fold.hourAfter[delivery] == hour(states[slot]), "delivery \(delivery) of \(files)")
+                    seen.insert(outcome)
+                    delivery += 1
+                }
+            }
+            #expect(fold.states == states && fold.startsWithRecord == startsWithRecord)
+            #expect(fold.outcomes.count == slotOfDelivery.count)
+        }
+        #expect(seen == Set(MergeOutcome.allCases), "every outcome was compared")
+    }
+}
+
 @Suite struct DurationHistogramTests {
     @Test func quantilesAreWithinTwoPercentAndMaxIsExact() {
         var random = SeededRandom(seed: 12)

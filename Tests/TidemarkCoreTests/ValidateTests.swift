@@ -201,7 +201,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let location = try f.query { try String.fetchOne($0, sql: "SELECT location FROM ingested_files WHERE status = 'applied' LIMIT 1") }!
         var bytes = try FileSystem.readAll(location)
         bytes[bytes.count / 2] ^= 0x55
-        FileManager.default.createFile(atPath: location, contents: Data(bytes))
+        try #require(FileManager.default.createFile(atPath: location, contents: Data(bytes)))
         let r = try validate(f)
         #expect(failed(r).contains("archived_files"))
         // The replay, which cannot read that file, still finishes its report.
@@ -298,9 +298,9 @@ final class ProducedPipeline: @unchecked Sendable {
                 get { metadata[key] }
                 set { metadata[key] = newValue }
             }
-            func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            func log(event: LogEvent) {
                 lock.lock()
-                messages.append("\(message)")
+                messages.append("\(event.message)")
                 lock.unlock()
             }
             var all: [String] { lock.lock(); defer { lock.unlock() }; return messages }
