@@ -362,7 +362,7 @@ import Testing
         }
         var bytes = try FileSystem.readAll(location)
         bytes[bytes.count / 2] ^= 0x01
-        FileManager.default.createFile(atPath: location, contents: Data(bytes))
+        createTestFile(atPath: location, contents: Data(bytes))
         let changed = try Binary.run(["rebuild", "--data", f.data, "--all"])
         #expect(changed.status == 65)
         #expect(changed.stderr.contains(name) && changed.stderr.contains("SHA-256"))

@@ -30,7 +30,7 @@ import Testing
         try FileSystem.makeFolder(f.root + "/a/b//c/")
         #expect(FileSystem.isFolder(f.root + "/a/b/c"))
         try FileSystem.makeFolder(f.root + "/a/b/c") // already there: fine
-        FileManager.default.createFile(atPath: f.root + "/file", contents: Data("x".utf8))
+        createTestFile(atPath: f.root + "/file", contents: Data("x".utf8))
         #expect {
             try FileSystem.makeFolder(f.root + "/file/sub")
         } throws: { error in
@@ -51,7 +51,7 @@ import Testing
         let f = TestFolder()
         var random = SeededRandom(seed: 3)
         let bytes = (0..<3_000_000).map { _ in UInt8.random(in: 0...255, using: &random) }
-        FileManager.default.createFile(atPath: f.root + "/source", contents: Data(bytes))
+        createTestFile(atPath: f.root + "/source", contents: Data(bytes))
         try FileSystem.copy(f.root + "/source", to: f.root + "/copy")
         #expect(FileManager.default.contents(atPath: f.root + "/copy") == Data(bytes))
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.root).sorted() == ["copy", "landing", "source"])

@@ -30,11 +30,11 @@ import Testing
         let full = GzipWriter.gzip(text)
         for cut in stride(from: 0, to: full.count, by: max(1, full.count / 97)) + [full.count - 1, full.count - 4, full.count - 8] {
             let path = folder.root + "/cut.gz"
-            FileManager.default.createFile(atPath: path, contents: Data(full[0..<cut]))
+            createTestFile(atPath: path, contents: Data(full[0..<cut]))
             #expect(throws: GzipError.self, "cut at \(cut) of \(full.count)") { try lines(path) }
         }
         let path = folder.root + "/whole.gz"
-        FileManager.default.createFile(atPath: path, contents: Data(full))
+        createTestFile(atPath: path, contents: Data(full))
         #expect(try lines(path).count == 200)
     }
 
@@ -49,7 +49,7 @@ import Testing
             let at = Int.random(in: 0..<bytes.count, using: &random)
             bytes[at] ^= UInt8.random(in: 1...255, using: &random)
             let path = folder.root + "/flip.gz"
-            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            createTestFile(atPath: path, contents: Data(bytes))
             do {
                 let got = try lines(path)
                 // zlib's CRC-32 and length check make silent corruption of the content impossible;

@@ -250,7 +250,7 @@ import Testing
     @Test func loopEndsOnAnyOtherError() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
-        FileManager.default.createFile(atPath: f.root + "/not-a-folder", contents: Data())
+        createTestFile(atPath: f.root + "/not-a-folder", contents: Data())
         let metrics = try Binary.run(args(f, ["--loop", "--interval", "0.2", "--metrics-file", f.root + "/not-a-folder/m.prom"]), killAfterSeconds: 20)
         #expect(metrics.status == 74, "\(metrics.stderr)")
         #expect(metrics.stderr.contains("not-a-folder"), "\(metrics.stderr)")
@@ -264,7 +264,7 @@ import Testing
         f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")])
         let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")])
         let log = f.root + "/loop.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        createTestFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"]
@@ -303,7 +303,7 @@ import Testing
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"]
         let log = f.root + "/loop.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        createTestFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()

@@ -221,7 +221,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
             p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
             p.arguments = ["verify", "--man=no"] + paths
             let errPath = f.root + "/verify.err"
-            FileManager.default.createFile(atPath: errPath, contents: nil)
+            createTestFile(atPath: errPath, contents: nil)
             p.standardError = FileHandle(forWritingAtPath: errPath)
             p.standardOutput = FileHandle.nullDevice
             try p.run()

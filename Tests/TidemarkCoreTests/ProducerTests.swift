@@ -321,7 +321,7 @@ import Glibc
         // Leftovers of a killed producer's writes go; other hidden files stay.
         for path in [folder.landing + "/.events-000000999-20250730T100000Z.ndjson.gz.tmp",
                      folder.sent + "/.sent-000000099.ndjson.gz.tmp", folder.landing + "/.someone-else.tmp"] {
-            FileManager.default.createFile(atPath: path, contents: Data("partial".utf8))
+            createTestFile(atPath: path, contents: Data("partial".utf8))
         }
         let again = try Self.produce(options)
         #expect(try Self.names(folder.landing).filter { $0.hasPrefix(".") } == [".someone-else.tmp"])
@@ -495,7 +495,7 @@ import Glibc
         process.executableURL = URL(fileURLWithPath: try Self.binary())
         process.arguments = ["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "50"]
         let errPath = folder.root + "/stderr.txt"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        createTestFile(atPath: errPath, contents: nil)
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice

@@ -32,12 +32,12 @@ final class TestFolder: @unchecked Sendable {
             bytes += GzipWriter.gzip(part.map { $0 + "\n" }.joined())
             index += chunk
         } while index < lines.count
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        createTestFile(atPath: path, contents: Data(bytes))
         return path
     }
 
     func landBytes(_ name: String, _ bytes: [UInt8], folder: String? = nil) {
-        FileManager.default.createFile(atPath: (folder ?? landing) + "/" + name, contents: Data(bytes))
+        createTestFile(atPath: (folder ?? landing) + "/" + name, contents: Data(bytes))
     }
 
     func options() -> IngestOptions {
@@ -207,8 +207,8 @@ enum Binary {
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let outPath = NSTemporaryDirectory() + "tidemark-out-" + UUID().uuidString
         let errPath = outPath + ".err"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        createTestFile(atPath: outPath, contents: nil)
+        createTestFile(atPath: errPath, contents: nil)
         defer {
             try? FileManager.default.removeItem(atPath: outPath)
             try? FileManager.default.removeItem(atPath: errPath)
@@ -248,4 +248,10 @@ func jobLockIsHeld(dataFolder: String) -> Bool {
     if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
     flock(fd, LOCK_UN)
     return false
+}
+
+/// Creates (or replaces) a file for a test, stopping the test run if it cannot: a file a test
+/// meant to write and did not would fail later, far from the cause.
+func createTestFile(atPath path: String, contents: Data?) {
+    precondition(FileManager.default.createFile(atPath: path, contents: contents), "could not write \(path)")
 }

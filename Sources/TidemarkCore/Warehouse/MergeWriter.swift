@@ -274,36 +274,6 @@ final class MergeWriter {
     static let claimThreshold: Int = getenv("TIDEMARK_CLAIM_THRESHOLD")
         .flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? defaultRecentIndexCapacity / 4
 
-    /// Per slot, the hour of the record that wins among the group's own deliveries (nil when
-    /// it has tombstones only): where the event lives if it is not stored yet. The winner is
-    /// `MergeRule.outranks`'s greatest record, which is what `MergeRule.merge` keeps; received
-    /// times decide from the arrays, and only equal ones look at the records.
-    private func winningHours(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])], firstDelivery: [Int],
-                              slotOfDelivery: [Int], slots: Int, receivedOf: [Int64], hourOf: [Int32]) -> [Int?] {
-        func record(_ delivery: Int) -> EventRecord {
-            // The file holding a delivery: the last whose first delivery is not after it.
-            var low = 0, high = firstDelivery.count - 1
-            while low < high {
-                let middle = (low + high + 1) / 2
-                if firstDelivery[middle] <= delivery { low = middle } else { high = middle - 1 }
-            }
-            guard case .record(let record) = files[low].deliveries[delivery - firstDelivery[low]].delivery else {
-                preconditionFailure("delivery \(delivery) has an hour, so it is a record")
-            }
-            return record
-        }
-        var winner = [Int](repeating: -1, count: slots)
-        for delivery in hourOf.indices where hourOf[delivery] != .min {
-            let slot = slotOfDelivery[delivery]
-            let best = winner[slot]
-            if best >= 0 && !MergeRule.outranks(receivedOf[delivery], receivedOf[best], onTie: {
-                MergeRule.canonicalOrder(record(delivery), record(best)) > 0
-            }) { continue }
-            winner[slot] = delivery
-        }
-        return winner.map { $0 >= 0 ? Int(hourOf[$0]) : nil }
-    }
-
     /// Moves every entry of `event_index_recent` into `event_index`, in key order.
     func foldRecentIndex() throws {
         guard recentEntries > 0 else { return }
@@ -379,81 +349,80 @@ struct PreparedDelivery: Sendable {
     var late: Bool
 }
 
+/// What the store holds for a merge group's events, per slot (`MergeWriter.readStoredStates`).
+private struct StoredStates {
+    /// The hour, row_id and row of the event's stored row; -1, 0 and nil when not stored.
+    var hour: [Int]
+    var rowID: [Int64]
+    var row: [PartitionRow?]
+    /// Whether the group claimed lookup entries before looking events up; then, per slot, the
+    /// row_id reserved for an event found new (nil for the others).
+    var claimFirst = false
+    var claimedRowID: [Int64?] = []
+
+    init(slots: Int) {
+        hour = [Int](repeating: -1, count: slots)
+        rowID = [Int64](repeating: 0, count: slots)
+        row = [PartitionRow?](repeating: nil, count: slots)
+    }
+}
+
+/// A merge group after the merge (`MergeWriter.merge`): each event's state, and what the
+/// deliveries did.
+private struct MergedGroup {
+    /// Per slot: the merged state (nil: tombstones only, waiting for their event).
+    var states: [EventState?]
+    /// Every hour change of an event, in arrival order (`event_moves`).
+    var moves: [(id: String, from: Int, to: Int)] = []
+    var result: GroupResult
+}
+
 extension MergeWriter {
     /// Merges the deliveries of whole files (in file order, then line order) in memory with
     /// `MergeRule.apply`, then writes each changed event once, sorted by hour and event_id.
     /// Reading and writing in key order turns SQLite's random B-tree accesses into nearly
     /// sequential ones; an event delivered several times in the group is written once.
     func applyGroup(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) throws -> GroupResult {
-        // Each distinct event gets a slot, numbered in byte order of event_id: one sort of every
-        // delivery's id, then equal neighbours share a slot. Each later pass over the events
-        // walks its arrays front to back while SQLite reads and writes in key order.
-        var every: [String] = []
-        let deliveryCount = files.reduce(0) { $0 + $1.deliveries.count }
-        every.reserveCapacity(deliveryCount)
-        // The same ids' bytes, which the passes in byte order below read (`GroupIDBytes`).
-        var idBytes = GroupIDBytes(capacity: deliveryCount)
-        // Per delivery, for `winningHours` (only a group that may claim needs them): a record's
-        // `MergeRule.receivedRank` and hour; Int32.min for a tombstone.
-        let mayClaim = deliveryCount > MergeWriter.claimThreshold
-        var receivedOf = [Int64](repeating: .min, count: mayClaim ? deliveryCount : 0)
-        var hourOf = [Int32](repeating: .min, count: mayClaim ? deliveryCount : 0)
-        for file in files {
-            for item in file.deliveries {
-                if mayClaim, case .record(let record) = item.delivery {
-                    receivedOf[every.count] = MergeRule.receivedRank(record)
-                    hourOf[every.count] = Int32(truncatingIfNeeded: record.eventTime.hour.hoursSinceEpoch)
-                }
-                every.append(item.delivery.eventID)
-                idBytes.append(every[every.count - 1])
-            }
-        }
-        var slotOfDelivery = [Int](repeating: 0, count: every.count)
-        var slotDelivery: [Int] = [] // per slot: its first delivery in byte order
-        for index in idBytes.byteOrder() {
-            if slotDelivery.isEmpty || !idBytes.same(index, slotDelivery[slotDelivery.count - 1]) { slotDelivery.append(index) }
-            slotOfDelivery[index] = slotDelivery.count - 1
-        }
-        let ids = SlotIDs(every: every, slotDelivery: slotDelivery)
-        var firstDelivery: [Int] = [] // per file: its first delivery's index in slotOfDelivery
-        firstDelivery.reserveCapacity(files.count)
-        var start = 0
-        for file in files {
-            firstDelivery.append(start)
-            start += file.deliveries.count
-        }
-
-        // The group's own fold (`GroupFold`), on a second thread while this one claims and looks up.
-        let fold: PassesAhead<GroupFold>? = mayClaim
-            ? PassesAhead(count: 1) { [slotOfDelivery, slots = slotDelivery.count] _, _ in
+        let group = GroupSlots(files)
+        // A large group's own fold (`GroupFold`), on a second thread while this one claims and looks up.
+        let fold: PassesAhead<GroupFold>? = group.isLarge
+            ? PassesAhead(count: 1) { [slotOfDelivery = group.slotOfDelivery, slots = group.ids.count] _, _ in
                 GroupFold(files, slotOfDelivery: slotOfDelivery, slots: slots)
             }
             : nil
         defer { fold?.cancel() }
+        let stored = try readStoredStates(group)
+        let merged = try merge(group, stored, fold: fold)
+        let (appended, newCount) = try writeChanges(group, stored, merged.states)
+        for move in merged.moves {
+            try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [move.id, move.from, move.to, batchID])
+        }
+        try addLookupEntries(group, stored, appended: appended, newCount: newCount)
+        return merged.result
+    }
 
-        // 1. The stored state of every event the group mentions: the lookup read in key
-        // order, then the rows in row order.
-        //
-        // A large group first claims the `event_index` entry of each event it has a record of,
-        // naming the hour and row the event gets if it is new: one B-tree step that inserts a
-        // new event's entry, or finds that the event is stored (and changes nothing). Only
-        // those events, and events with tombstones only here, are then looked up. Small groups
-        // look every event up and add new ones to the recent tree instead.
-        var storedHour = [Int](repeating: -1, count: ids.count)
-        var storedRowID = [Int64](repeating: 0, count: ids.count)
-        var storedRow = [PartitionRow?](repeating: nil, count: ids.count)
-        var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
-        let groupHour = mayClaim && ids.count > MergeWriter.claimThreshold
-            ? winningHours(files, firstDelivery: firstDelivery, slotOfDelivery: slotOfDelivery, slots: ids.count, receivedOf: receivedOf, hourOf: hourOf)
-            : []
-        let claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
+    /// 1. The stored state of every event the group mentions: the lookup read in key order,
+    /// then the rows in row order.
+    ///
+    /// A large group first claims the `event_index` entry of each event it has a record of,
+    /// naming the hour and row the event gets if it is new: one B-tree step that inserts a
+    /// new event's entry, or finds that the event is stored (and changes nothing). Only
+    /// those events, and events with tombstones only here, are then looked up. Small groups
+    /// look every event up and add new ones to the recent tree instead.
+    private func readStoredStates(_ group: GroupSlots) throws -> StoredStates {
+        let ids = group.ids, groupHour = group.groupHour
+        var stored = StoredStates(slots: ids.count)
+        stored.claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
+        let claimFirst = stored.claimFirst
         var claimedRowID = [Int64?](repeating: nil, count: claimFirst ? ids.count : 0)
+        var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
         var nextRowIDs: [Int: Int64] = [:]
         for slot in ids.indices {
             var at: (hour: Int, rowID: Int64)?
             if claimFirst, let hour = groupHour[slot] {
                 // Stored already (the recent tree, or a claim that met an entry), or claimed now (nil).
-                at = try idBytes.withBytes(slotDelivery[slot]) { id -> (hour: Int, rowID: Int64)? in
+                at = try group.withIDBytes(of: slot) { id -> (hour: Int, rowID: Int64)? in
                     if recentEntries > 0, let stored = try location(ofBytes: id, using: selectRecent) { return stored }
                     if let rowID = try claim(id, hour: hour, nextRowIDs: &nextRowIDs) {
                         claimedRowID[slot] = rowID
@@ -462,39 +431,45 @@ extension MergeWriter {
                     return try location(ofBytes: id, using: selectLarge)
                 }
             } else {
-                at = try idBytes.withBytes(slotDelivery[slot]) { try location(ofBytes: $0) }
+                at = try group.withIDBytes(of: slot) { try location(ofBytes: $0) }
             }
             if let at { byHour[at.hour, default: []].append((at.rowID, slot)) }
         }
+        stored.claimedRowID = claimedRowID
         for hour in byHour.keys.sorted() {
             for (rowID, slot) in byHour[hour]!.sorted(by: { $0.rowID < $1.rowID }) {
                 guard let row = try load(id: ids[slot], hour: hour, rowID: rowID) else {
                     throw TidemarkError("merge", "event \(ids[slot])", cause: "the lookup names row \(rowID) of hour \(PartitionHour(hoursSinceEpoch: hour)), which is missing, holds another event or has an unreadable event_time",
                                         hint: "run 'tidemark validate', then 'tidemark rebuild --hour \(PartitionHour(hoursSinceEpoch: hour))'", exit: .ioError)
                 }
-                storedHour[slot] = hour
-                storedRowID[slot] = rowID
-                storedRow[slot] = row
+                stored.hour[slot] = hour
+                stored.rowID[slot] = rowID
+                stored.row[slot] = row
             }
         }
+        return stored
+    }
 
-        // 2. Merge in arrival order, in memory. An event the group's fold covers (not stored,
-        // no tombstone waiting, a record first) takes the fold's results; the rest are merged here.
+    /// 2. Merges the deliveries in arrival order, in memory, from the stored states. An event
+    /// the group's fold covers (not stored, no tombstone waiting, a record first) takes the
+    /// fold's results; the rest are merged here. Records which hours each file touched.
+    private func merge(_ group: GroupSlots, _ stored: StoredStates, fold: PassesAhead<GroupFold>?) throws -> MergedGroup {
+        let ids = group.ids, files = group.files
         var current: [EventState?]
         var folded: GroupFold?
         var takesFold: [Bool] = []
         if let fold {
             var result = try fold.next()
             takesFold = ids.indices.map { slot in
-                storedRow[slot] == nil && result.startsWithRecord[slot]
+                stored.row[slot] == nil && result.startsWithRecord[slot]
                     && (pending.isEmpty || pending[ExactText(ids[slot])] == nil)
             }
             current = result.states
             result.states = [] // `current` is then the only owner: changed in place, not copied
-            for slot in ids.indices where !takesFold[slot] { current[slot] = storedRow[slot]?.state }
+            for slot in ids.indices where !takesFold[slot] { current[slot] = stored.row[slot]?.state }
             folded = result
         } else {
-            current = storedRow.map { $0?.state }
+            current = stored.row.map { $0?.state }
         }
         var moves: [(id: String, from: Int, to: Int)] = []
         var outcomes: [[MergeOutcome]] = []
@@ -504,9 +479,9 @@ extension MergeWriter {
             var lateFirst = 0
             var fileOutcomes: [MergeOutcome] = []
             fileOutcomes.reserveCapacity(file.deliveries.count)
-            let first = firstDelivery[fileIndex]
+            let first = group.firstDelivery[fileIndex]
             for (n, item) in file.deliveries.enumerated() {
-                let slot = slotOfDelivery[first + n]
+                let slot = group.slotOfDelivery[first + n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
                 if let folded, takesFold[slot] {
                     let delivery = first + n
@@ -560,18 +535,25 @@ extension MergeWriter {
             outcomes.append(fileOutcomes)
             lateFirstArrivals.append(lateFirst)
         }
+        return MergedGroup(states: current, moves: moves, result: GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals))
+    }
 
-        // 3. Write what changed, once per event, hour by hour: rows updated in place in row
-        // order, then rows appended (new events and events that moved in).
+    /// 3. Writes what changed, once per event, hour by hour: rows updated in place in row
+    /// order, then rows appended (new events and events that moved in); then deletes the old
+    /// rows of events that moved. Returns, per slot, where a new event's row went, and how
+    /// many new rows there are.
+    private func writeChanges(_ group: GroupSlots, _ stored: StoredStates, _ current: [EventState?])
+        throws -> (appended: [(hour: Int, rowID: Int64)?], newCount: Int) {
+        let ids = group.ids
         var updatesByHour: [Int: [Int]] = [:]
         var newByHour: [Int: [Int]] = [:]     // events not stored before
         var movedInByHour: [Int: [Int]] = [:] // stored events whose row moves to another hour
         for slot in ids.indices {
             guard let state = current[slot] else { continue } // tombstones only: pending
             let hour = state.record!.eventTime.hour.hoursSinceEpoch
-            if let old = storedRow[slot] {
+            if let old = stored.row[slot] {
                 if old.state == state { continue }
-                if storedHour[slot] == hour {
+                if stored.hour[slot] == hour {
                     updatesByHour[hour, default: []].append(slot)
                 } else {
                     movedInByHour[hour, default: []].append(slot)
@@ -589,9 +571,9 @@ extension MergeWriter {
         for hour in hoursToWrite {
             for slot in newByHour[hour] ?? [] { newRows.append((hour, slot)) }
         }
-        let states = current, batch = batchID, rows = newRows
+        let batch = batchID, rows = newRows
         let encoded = EncodedRows(count: rows.count) { i in
-            (rows[i].hour, PartitionRow(state: states[rows[i].slot]!, firstBatch: batch, lastBatch: batch))
+            (rows[i].hour, PartitionRow(state: current[rows[i].slot]!, firstBatch: batch, lastBatch: batch))
         }
         defer { encoded.cancel() }
         var nextNew = 0
@@ -599,11 +581,11 @@ extension MergeWriter {
         // an hour's last row gone first, SQLite would give its row_id again, not the one claimed.
         var movedOut: [(hour: Int, rowID: Int64)] = []
         for hour in hoursToWrite {
-            for slot in (updatesByHour[hour] ?? []).sorted(by: { storedRowID[$0] < storedRowID[$1] }) {
-                let old = storedRow[slot]!
+            for slot in (updatesByHour[hour] ?? []).sorted(by: { stored.rowID[$0] < stored.rowID[$1] }) {
+                let old = stored.row[slot]!
                 let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
                 add(old, hash: old.contentHash, hour: hour, sign: -1)
-                add(row, hash: try update(row, hour: hour, rowID: storedRowID[slot]), hour: hour, sign: 1)
+                add(row, hash: try update(row, hour: hour, rowID: stored.rowID[slot]), hour: hour, sign: 1)
             }
             try ensureTable(hour)
             // New events first, in the order they were formatted (and claimed), then events
@@ -615,22 +597,22 @@ extension MergeWriter {
                 try encoded.write(nextNew, with: statement, addingDeltasTo: &deltas)
                 nextNew += 1
                 let rowID = statement.lastInsertRowID
-                if claimFirst, let claimed = claimedRowID[slot], claimed != rowID || groupHour[slot] != hour {
+                if stored.claimFirst, let claimed = stored.claimedRowID[slot], claimed != rowID || group.groupHour[slot] != hour {
                     // Not expected: the claim named the merge's own winner's hour, and its next
                     // row. Should they ever differ, the entry follows the row in a release
                     // build; a debug build (the tests') stops here.
-                    assertionFailure("claimed row \(claimed) of hour \(groupHour[slot]!) for \(ids[slot]), written as row \(rowID) of hour \(hour)")
+                    assertionFailure("claimed row \(claimed) of hour \(group.groupHour[slot]!) for \(ids[slot]), written as row \(rowID) of hour \(hour)")
                     try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                 }
                 appended[slot] = (hour, rowID)
             }
             for slot in movedInByHour[hour] ?? [] {
-                let old = storedRow[slot]!
+                let old = stored.row[slot]!
                 // The event moved here from another hour; its old row is deleted below.
-                let oldHour = storedHour[slot]
+                let oldHour = stored.hour[slot]
                 let row = PartitionRow(state: current[slot]!, firstBatch: old.firstBatch, lastBatch: batchID)
                 add(old, hash: old.contentHash, hour: oldHour, sign: -1)
-                movedOut.append((oldHour, storedRowID[slot]))
+                movedOut.append((oldHour, stored.rowID[slot]))
                 let (hash, rowID) = try insert(row, hour: hour)
                 try db.cachedStatement(sql: "UPDATE event_index SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
                 try db.cachedStatement(sql: "UPDATE event_index_recent SET hour = ?, row_id = ? WHERE event_id = ?").execute(arguments: [hour, rowID, ids[slot]])
@@ -640,26 +622,25 @@ extension MergeWriter {
         for (hour, rowID) in movedOut {
             try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?").execute(arguments: [rowID])
         }
-        for move in moves {
-            try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
-                .execute(arguments: [move.id, move.from, move.to, batchID])
-        }
-        // The new events of a small group go to the small recent index (dirtying a few pages
-        // there rather than one leaf of the large index per event), which is folded into the
-        // large one when full. A large group sweeps the large index anyway: it goes there directly.
-        let newCount = newRows.count
-        let intoRecent = !claimFirst && newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
+        return (appended, newRows.count)
+    }
+
+    /// 4. Adds the lookup entries of the new events a claim did not add already. The new
+    /// events of a small group go to the small recent index (dirtying a few pages there rather
+    /// than one leaf of the large index per event), which is folded into the large one when
+    /// full. A large group sweeps the large index anyway: it goes there directly.
+    private func addLookupEntries(_ group: GroupSlots, _ stored: StoredStates, appended: [(hour: Int, rowID: Int64)?], newCount: Int) throws {
+        let intoRecent = !stored.claimFirst && newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
         if intoRecent && recentEntries + newCount > MergeWriter.recentIndexCapacity { try foldRecentIndex() }
         let insert = intoRecent ? insertRecent : insertIndex
-        for slot in ids.indices where !(claimFirst && claimedRowID[slot] != nil) {
+        for slot in group.ids.indices where !(stored.claimFirst && stored.claimedRowID[slot] != nil) {
             guard let at = appended[slot] else { continue }
             insert.reset()
             try insert.bind(2, Int64(at.hour))
             try insert.bind(3, at.rowID)
-            try idBytes.withBytes(slotDelivery[slot]) { id in try insert.withBytes(id, at: 1) { try insert.run() } }
+            try group.withIDBytes(of: slot) { id in try insert.withBytes(id, at: 1) { try insert.run() } }
         }
         if intoRecent { recentEntries += newCount }
-        return GroupResult(outcomes: outcomes, lateFirstArrivals: lateFirstArrivals)
     }
 
     /// A tombstone for an event not seen yet: remembered until the event arrives.
@@ -696,14 +677,4 @@ extension MergeWriter {
         return hours
     }
 
-}
-
-/// A merge group's event_ids per slot: the string of the slot's first delivery in byte order,
-/// taken when needed.
-struct SlotIDs {
-    let every: [String]
-    let slotDelivery: [Int]
-    var count: Int { slotDelivery.count }
-    var indices: Range<Int> { 0..<slotDelivery.count }
-    subscript(slot: Int) -> String { every[slotDelivery[slot]] }
 }
