@@ -111,23 +111,20 @@ public enum RebuildJob {
         do {
             // Rebuild reads and rewrites the lookup through `event_index` alone.
             try EventLookup.foldRecent(db, overwriting: true)
-            let patch = try PartitionPatch(hour, db)
-            var rows = 0, valid = 0
-            var checksum: UInt64 = 0
-            var elsewhere: [ExactText: Int] = [:] // events the fold places in another hour
             // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays
             // bounded by the pass).
             try Summaries.clear(hour, db)
+            var rebuild = HourRebuild(hour: hour, files: files, moved: moved, patch: try PartitionPatch(hour, db), batchID: batchID,
+                                      dryRun: dryRun, db: db, rejected: try RebuildStore.rejectedLines(in: files.map(\.fileID), db))
             // The archived files are read once: the first pass folds its share of events and
             // sets the lines of the other passes aside, uncompressed, one scratch file each (a
             // pass that finds events indexed in another hour reads those hours' files again).
             let spills = try PassSpills(passes: passes, pathPrefix: "\(scratchFolder)/.rebuild-pass-")
             let extraFileIDs = Set(extra.map(\.fileID))
-            var rejected = try RebuildStore.rejectedLines(in: files.map(\.fileID), db)
             // Passes are folded on a thread of their own, each while this one compares and
             // writes the pass before (two passes in memory): the first from the archived files,
             // the others from their scratch files.
-            let folds = PassesAhead(count: passes) { [rejected] pass, isCancelled in
+            let folds = PassesAhead(count: passes) { [rejected = rebuild.rejected] pass, isCancelled in
                 var folding = Folding(extraFiles: extraFileIDs, movedEvents: moved, only: nil, expected: primaryLines / passes)
                 if pass == 0 {
                     try read(files, into: &folding, settingAside: spills, rejected: rejected, isCancelled: isCancelled)
@@ -138,116 +135,141 @@ public enum RebuildJob {
                 return folding
             }
             defer { folds.cancel() }
-            for _ in 0..<passes {
-                var folding = try folds.next()
-                // The pass's events in byte order: index lookups then walk event_index once.
-                let ids = folding.ids
-                var events = folding.events
-                folding.ids = []
-                folding.events = [] // so that `events` is changed in place
-                let byID = byteOrder(ids.map(\.text))
-                // Where event_index places each event the fold puts in this hour (its stored row).
-                // Each event's hour (Int.min: tombstones only), read once.
-                var eventHours = events.map { $0.hour }
-                let candidates = byID.filter { eventHours[$0] == hour.hoursSinceEpoch }
-                var located = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
-                for (index, location) in zip(candidates, try RebuildStore.indexLocations(of: candidates.map { ids[$0] }, db)) {
-                    located[index] = location
-                }
-                // A stale or deleting delivery may name this hour for an event whose row is in
-                // another: its files of this hour do not hold its whole history. Those events
-                // are folded again over the files of the hour event_index gives (and the hours
-                // they moved through), before deciding where they belong. (An event that moved
-                // into this hour was folded over the files of the hours it came from already.)
-                var indexed: [ExactText: Int] = [:]
-                for index in candidates {
-                    if let at = located[index], at.hour != hour.hoursSinceEpoch, moved.isEmpty || moved[ids[index]] == nil {
-                        indexed[ids[index]] = at.hour
-                    }
-                }
-                if !indexed.isEmpty {
-                    var hours = Set(indexed.values)
-                    for other in Set(indexed.values) {
-                        for (id, from) in try RebuildStore.eventsMovedInto(PartitionHour(hoursSinceEpoch: other), db) where indexed[id] != nil {
-                            hours.formUnion(from)
-                        }
-                    }
-                    let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
-                    var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
-                    for file in more { all[file.fileID] = file }
-                    var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(indexed.keys),
-                                           expected: indexed.count)
-                    let refoldFiles = all.values.sorted { $0.fileID < $1.fileID }
-                    for (fileID, lines) in try RebuildStore.rejectedLines(in: more.map(\.fileID), db) { rejected[fileID] = lines }
-                    try read(refoldFiles, into: &refolded, settingAside: nil, rejected: rejected)
-                    for (id, folded) in zip(refolded.ids, refolded.events) {
-                        let index = folding.slots[id]!
-                        events[index] = folded
-                        eventHours[index] = folded.hour
-                    }
-                }
-                folding.slots = [:]
-                // Each rebuilt event is compared with the stored row its lookup entry names, in
-                // stored row_id order (a stored row_id is random with respect to event_id); the
-                // events with no stored row to compare with are then written as new rows, in
-                // event_id order. Damaged entries may name one row for several events: only the
-                // event the row holds meets it, the others get new rows.
-                var stored: [(rowID: Int64, index: Int)] = []
-                var fresh: [(rowID: Int64?, index: Int)] = []
-                stored.reserveCapacity(ids.count)
-                for index in byID {
-                    let eventHour = eventHours[index]
-                    guard eventHour != Int.min else { continue }
-                    guard eventHour == hour.hoursSinceEpoch else {
-                        elsewhere[ids[index]] = eventHour
-                        continue
-                    }
-                    if let at = located[index], at.hour == hour.hoursSinceEpoch {
-                        stored.append((at.rowID, index))
-                    } else {
-                        fresh.append((nil, index))
-                    }
-                }
-                stored.sort { $0.rowID < $1.rowID }
-                let planned = stored.map { (rowID: Optional($0.rowID), index: $0.index) } + fresh
-                // Formatted (and counted) on a second thread while this one compares and writes.
-                let folded = events, order = planned, hourNumber = hour.hoursSinceEpoch
-                events = []
-                let encoded = EncodedRows(count: order.count) { i in
-                    let event = folded[order[i].index]
-                    return (hourNumber, PartitionRow(state: event.state!, firstBatch: event.firstBatch, lastBatch: dryRun ? event.firstBatch : batchID))
-                }
-                defer { encoded.cancel() }
-                var deltas: [Int: HourDelta] = [:]
-                for (n, planned) in order.enumerated() {
-                    try patch.apply(n, of: encoded, storedAt: planned.rowID, addingDeltasTo: &deltas)
-                }
-                let counts = deltas[hourNumber] ?? HourDelta()
-                // The hour's totals are the passes' counts added up.
-                rows += Int(counts.rows)
-                valid += Int(counts.valid)
-                checksum = checksum &+ counts.checksum
-                try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
-            }
+            for _ in 0..<passes { try rebuild.apply(try folds.next()) }
+            let patch = rebuild.patch
             let removed = try patch.finish()
+            let checksum = checksumText(rebuild.checksum)
             let repaired = patch.added + patch.changed + removed.count + patch.quietFixes > 0
-                || (before.map { $0.checksum != checksumText(checksum) } ?? false)
+                || (before.map { $0.checksum != checksum } ?? false)
             let outcome = RebuildHourResult.outcome(tableExisted: patch.tableExisted, repaired: repaired, dryRun: dryRun)
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
             } else {
-                try RebuildStore.finishPatch(hour, rows: rows, valid: valid, checksum: checksum,
+                try RebuildStore.finishPatch(hour, rows: rebuild.rows, valid: rebuild.valid, checksum: rebuild.checksum,
                                              newRowIDsAbove: patch.lastOldRowID, batchID: batchID, db)
-                try RebuildStore.relocate(removed, from: hour, to: elsewhere, db)
+                try RebuildStore.relocate(removed, from: hour, to: rebuild.elsewhere, db)
                 try db.execute(sql: "COMMIT")
-                logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rows)", "outcome": "\(outcome)"])
+                logger.info("rebuilt partition", metadata: ["hour": "\(hour)", "rows": "\(rebuild.rows)", "outcome": "\(outcome)"])
             }
-            return RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksumText(checksum),
-                                     rows: rows, added: patch.added, changed: patch.changed, removed: removed.count,
+            return RebuildHourResult(hour: hour.label, checksumBefore: before?.checksum, checksumAfter: checksum,
+                                     rows: rebuild.rows, added: patch.added, changed: patch.changed, removed: removed.count,
                                      filesRead: files.count, outcome: outcome)
         } catch {
             try? db.execute(sql: "ROLLBACK")
             throw error
+        }
+    }
+
+    /// One hour's rebuild inside its transaction, one pass of folded events at a time: each
+    /// rebuilt event is compared with its stored row and written where it differs
+    /// (`PartitionPatch`), and the hour's totals and summary are counted from the rows.
+    struct HourRebuild {
+        let hour: PartitionHour
+        let files: [RebuildStore.SourceFile]
+        /// Events that moved into this hour, with the hours they came from.
+        let moved: [ExactText: Set<Int>]
+        let patch: PartitionPatch
+        let batchID: Int64
+        let dryRun: Bool
+        let db: Database
+        /// The lines ingest rejected, by ledger file id (more are read when events are refolded).
+        var rejected: [Int64: Set<Int>]
+        /// Events the fold places in another hour.
+        var elsewhere: [ExactText: Int] = [:]
+        /// The hour's totals: the passes' counts added up.
+        var rows = 0, valid = 0
+        var checksum: UInt64 = 0
+
+        /// Compares one pass's events with the stored rows, writes what differs and counts the
+        /// rows into the totals and the hour's summary.
+        mutating func apply(_ pass: consuming Folding) throws {
+            // The pass's events in byte order: index lookups then walk event_index once.
+            let ids = pass.ids
+            var events = pass.events
+            pass.ids = []
+            pass.events = [] // so that `events` is changed in place
+            let byID = byteOrder(ids.map(\.text))
+            // Where event_index places each event the fold puts in this hour (its stored row).
+            // Each event's hour (Int.min: tombstones only), read once.
+            var eventHours = events.map { $0.hour }
+            let candidates = byID.filter { eventHours[$0] == hour.hoursSinceEpoch }
+            var located = [(hour: Int, rowID: Int64)?](repeating: nil, count: ids.count)
+            for (index, location) in zip(candidates, try RebuildStore.indexLocations(of: candidates.map { ids[$0] }, db)) {
+                located[index] = location
+            }
+            for (id, folded) in try refoldEventsIndexedElsewhere(candidates.filter { index in
+                guard let at = located[index] else { return false }
+                return at.hour != hour.hoursSinceEpoch && (moved.isEmpty || moved[ids[index]] == nil)
+            }.map { (ids[$0], located[$0]!.hour) }) {
+                let index = pass.slots[id]!
+                events[index] = folded
+                eventHours[index] = folded.hour
+            }
+            pass.slots = [:]
+            // Each rebuilt event is compared with the stored row its lookup entry names, in
+            // stored row_id order (a stored row_id is random with respect to event_id); the
+            // events with no stored row to compare with are then written as new rows, in
+            // event_id order. Damaged entries may name one row for several events: only the
+            // event the row holds meets it, the others get new rows.
+            var stored: [(rowID: Int64, index: Int)] = []
+            var fresh: [(rowID: Int64?, index: Int)] = []
+            stored.reserveCapacity(ids.count)
+            for index in byID {
+                let eventHour = eventHours[index]
+                guard eventHour != Int.min else { continue }
+                guard eventHour == hour.hoursSinceEpoch else {
+                    elsewhere[ids[index]] = eventHour
+                    continue
+                }
+                if let at = located[index], at.hour == hour.hoursSinceEpoch {
+                    stored.append((at.rowID, index))
+                } else {
+                    fresh.append((nil, index))
+                }
+            }
+            stored.sort { $0.rowID < $1.rowID }
+            let planned = stored.map { (rowID: Optional($0.rowID), index: $0.index) } + fresh
+            // Formatted (and counted) on a second thread while this one compares and writes.
+            let folded = events, hourNumber = hour.hoursSinceEpoch, batchID = batchID, dryRun = dryRun
+            events = []
+            let encoded = EncodedRows(count: planned.count) { i in
+                let event = folded[planned[i].index]
+                return (hourNumber, PartitionRow(state: event.state!, firstBatch: event.firstBatch, lastBatch: dryRun ? event.firstBatch : batchID))
+            }
+            defer { encoded.cancel() }
+            var deltas: [Int: HourDelta] = [:]
+            for (n, planned) in planned.enumerated() {
+                try patch.apply(n, of: encoded, storedAt: planned.rowID, addingDeltasTo: &deltas)
+            }
+            let counts = deltas[hourNumber] ?? HourDelta()
+            rows += Int(counts.rows)
+            valid += Int(counts.valid)
+            checksum = checksum &+ counts.checksum
+            try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
+        }
+
+        /// A stale or deleting delivery may name this hour for an event whose row is in
+        /// another (`indexed`: the events, with the hour event_index gives): its files of this
+        /// hour do not hold its whole history. Those events are folded again over the files of
+        /// the hour event_index gives (and the hours they moved through), before deciding where
+        /// they belong. (An event that moved into this hour was folded over the files of the
+        /// hours it came from already.)
+        private mutating func refoldEventsIndexedElsewhere(_ indexed: [(id: ExactText, hour: Int)]) throws -> [(ExactText, Folded)] {
+            guard !indexed.isEmpty else { return [] }
+            let hourOf = Dictionary(indexed.map { ($0.id, $0.hour) }, uniquingKeysWith: { a, _ in a })
+            var hours = Set(hourOf.values)
+            for other in Set(hourOf.values) {
+                for (id, from) in try RebuildStore.eventsMovedInto(PartitionHour(hoursSinceEpoch: other), db) where hourOf[id] != nil {
+                    hours.formUnion(from)
+                }
+            }
+            let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
+            var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
+            for file in more { all[file.fileID] = file }
+            var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(hourOf.keys), expected: hourOf.count)
+            for (fileID, lines) in try RebuildStore.rejectedLines(in: more.map(\.fileID), db) { rejected[fileID] = lines }
+            try RebuildJob.read(all.values.sorted { $0.fileID < $1.fileID }, into: &refolded, settingAside: nil, rejected: rejected)
+            return Array(zip(refolded.ids, refolded.events))
         }
     }
 

@@ -65,7 +65,7 @@ final class MergeWriter {
     /// Look an event_id up in each tree (the recent one is skipped while empty).
     private let selectLarge: FastStatement
     private let selectRecent: FastStatement
-    /// Inserts an entry into `event_index` unless the event_id is there (see `applyGroup`).
+    /// Inserts an entry into `event_index` unless the event_id is there (see `readStoredStates`).
     private let claimIndex: FastStatement
     private var insertByHour: [Int: FastStatement] = [:]
     private var selectByHour: [Int: FastStatement] = [:]
@@ -268,7 +268,7 @@ final class MergeWriter {
     static let defaultRecentIndexCapacity = 65_536
 
     /// Groups with records of more events than this claim lookup entries before looking
-    /// events up (`applyGroup`): a quarter of the recent tree's default capacity, the size
+    /// events up (`readStoredStates`): a quarter of the recent tree's default capacity, the size
     /// from which a group's new events go to `event_index` anyway. Tests set it
     /// (`TIDEMARK_CLAIM_THRESHOLD`) apart from the capacity, to take either path.
     static let claimThreshold: Int = getenv("TIDEMARK_CLAIM_THRESHOLD")
