@@ -85,6 +85,9 @@ import Testing
         var random = SeededRandom(seed: UInt64(ProcessInfo.processInfo.environment["TIDEMARK_CRASH_SEED"].flatMap(Int.init) ?? 1))
         var f = try reference.freshCopy()
         var log: [String] = []
+        // Where the rounds on the claiming path say how many events took the group's fold.
+        let trace = reference.folder.root + "/group-trace-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: trace) }
         // Once a copy's landing folder is drained, its end state is compared with the
         // reference and the next rounds start over on a fresh copy: every round starts with
         // files to ingest (a drained folder would only see idle runs).
@@ -111,7 +114,10 @@ import Testing
             // Half the rounds treat groups of any size as large: they claim lookup entries and
             // take their new events from the group's own fold (`GroupFold`), the path a big
             // backlog takes, which this small source would otherwise never reach.
-            if Bool.random(using: &random) { env["TIDEMARK_CLAIM_THRESHOLD"] = String(Int.random(in: 0...40, using: &random)) }
+            if Bool.random(using: &random) {
+                env["TIDEMARK_CLAIM_THRESHOLD"] = String(Int.random(in: 0...40, using: &random))
+                env["TIDEMARK_GROUP_TRACE"] = trace
+            }
             let status = try Self.run(args, environment: env, killAfter: killAfter)
             log.append("round \(round): \(env) kill \(killAfter ?? -1) -> \(status)")
             #expect(status == 0 || status == SIGKILL, "\(log.last!)")
@@ -120,8 +126,12 @@ import Testing
         #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
         try assertMatchesReference(f, reference, log.suffix(5).joined(separator: "\n"))
         if rounds >= 100 { #expect(cycles >= 1, "no copy was drained in \(rounds) rounds: the rounds never started over") }
+        // Some of the rounds must have merged events from the group's own fold.
+        let folded = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n")
+            .filter { !$0.hasSuffix(" from_fold=0") }.count
+        #expect(folded > 0, "no round took the group's fold")
         if rounds > 20 {
-            FileHandle.standardError.write(Data("crash rounds: \(rounds), copies drained and compared: \(cycles + 1)\n".utf8))
+            FileHandle.standardError.write(Data("crash rounds: \(rounds), copies drained and compared: \(cycles + 1), groups merged partly from their fold: \(folded)\n".utf8))
         }
     }
 

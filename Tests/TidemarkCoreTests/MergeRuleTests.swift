@@ -172,7 +172,7 @@ import Testing
 /// arrival order, over random groups of files: the same final state per event, the same
 /// outcome and the same hours before and after each delivery.
 @Suite struct GroupFoldTests {
-    @Test func groupFoldMatchesApplyingEachDeliveryInArrivalOrder() {
+    @Test func groupFoldMatchesApplyingEachDeliveryInArrivalOrder() throws {
         var random = SeededRandom(seed: 31)
         let ids = ["e0", "e1", "e2", "e3", "e4"]
         let times = ["2025-07-30T10:00:00Z", "2025-07-30T11:10:00Z", "2025-07-30T09:59:59Z"]
@@ -194,7 +194,7 @@ import Testing
                 }
                 files.append((Int64(file + 1), deliveries))
             }
-            let fold = GroupFold(files, slotOfDelivery: slotOfDelivery, slots: ids.count)
+            let fold = try GroupFold(files, slotOfDelivery: slotOfDelivery, slots: ids.count)
             var states = [EventState?](repeating: nil, count: ids.count)
             var startsWithRecord = [Bool](repeating: false, count: ids.count)
             var delivery = 0

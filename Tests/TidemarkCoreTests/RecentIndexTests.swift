@@ -108,7 +108,11 @@ import Testing
             // row_id again instead of the one claimed (a debug build stops on that).
             let last = try f.query { try String.fetchOne($0, sql: "SELECT event_id FROM events_2025073010 ORDER BY row_id DESC LIMIT 1") }
             try #require(last == "z")
-            if claim { f.environment["TIDEMARK_CLAIM_THRESHOLD"] = "0" }
+            let trace = f.root + "/group-trace"
+            if claim {
+                f.environment["TIDEMARK_CLAIM_THRESHOLD"] = "0"
+                f.environment["TIDEMARK_GROUP_TRACE"] = trace
+            }
             f.land("3.ndjson.gz", [
                 recordLine("a0", time: t(70), received: t(40)),            // moves to 11:00
                 recordLine("a1", user: "u9", time: t(1), received: t(41)),  // updated in place
@@ -129,13 +133,20 @@ import Testing
                 recordLine("n", time: t(54), received: t(54)),             // delivered twice:
                 recordLine("n", time: t(54), received: t(54)),             //   a duplicate
                 recordLine("p", time: "2025-07-30T08:00:00Z", received: t(56)), // new and late
+                recordLine("q", time: t(57), received: t(57)),             // new, then deleted
+                tombstoneLine("q", received: t(58)),                       //   in the same group
+                recordLine("r", time: t(59), received: t(59), valid: false), // new and deleted by flag
             ])
             let summary = try f.ingest()
-            #expect(summary.lines.read == 18)
+            #expect(summary.lines.read == 21)
             // n's second delivery is a duplicate; g's and k's second ones are stale.
             #expect(summary.lines.duplicate == 1 && summary.lines.stale == 2, "claim \(claim)")
             #expect(try failedChecks(f) == [], "claim \(claim)")
             if claim {
+                // g, h, k, m, n, p, q and r are new to the store, nothing waits for them and a
+                // record comes first: they took the group's own fold. f (a tombstone waits),
+                // i (a tombstone only) and the stored events did not.
+                #expect(try String(contentsOfFile: trace, encoding: .utf8) == "events=15 from_fold=8\n")
                 // Claimed entries go to event_index; e and z stayed in the recent tree.
                 #expect(try lookup(f).recent == ["e@\(h10)", "z@\(h10 - 1)"])
                 let main = try lookup(f).main
@@ -157,7 +168,7 @@ import Testing
                 #expect(bookkeeping == reference.bookkeeping)
             } else {
                 reference = (rows, all, bookkeeping)
-                #expect(rows.count == 29)
+                #expect(rows.count == 31)
                 // a0, z, and h and m within the group, moved.
                 #expect(bookkeeping.filter { $0.contains("from_hour") }.count == 4, "\(bookkeeping)")
             }

@@ -201,7 +201,7 @@ final class ProducedPipeline: @unchecked Sendable {
         let location = try f.query { try String.fetchOne($0, sql: "SELECT location FROM ingested_files WHERE status = 'applied' LIMIT 1") }!
         var bytes = try FileSystem.readAll(location)
         bytes[bytes.count / 2] ^= 0x55
-        try #require(FileManager.default.createFile(atPath: location, contents: Data(bytes)))
+        createTestFile(atPath: location, contents: Data(bytes))
         let r = try validate(f)
         #expect(failed(r).contains("archived_files"))
         // The replay, which cannot read that file, still finishes its report.

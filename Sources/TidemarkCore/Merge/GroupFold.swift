@@ -21,8 +21,10 @@ struct GroupFold: Sendable {
     static let noHour = Int32.min
 
     /// Folds `files`' deliveries (in file order, then line order), where delivery `d` of that
-    /// order belongs to slot `slotOfDelivery[d]` of `slots`.
-    init(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])], slotOfDelivery: [Int], slots: Int) {
+    /// order belongs to slot `slotOfDelivery[d]` of `slots`. Between files it asks
+    /// `isCancelled`, and throws `CancellationError` when the fold is no longer wanted.
+    init(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])], slotOfDelivery: [Int], slots: Int,
+         isCancelled: () -> Bool = { false }) throws {
         states = [EventState?](repeating: nil, count: slots)
         startsWithRecord = [Bool](repeating: false, count: slots)
         outcomes = []
@@ -33,6 +35,7 @@ struct GroupFold: Sendable {
         hourAfter.reserveCapacity(slotOfDelivery.count)
         var delivery = 0
         for file in files {
+            if isCancelled() { throw CancellationError() }
             for item in file.deliveries {
                 let slot = slotOfDelivery[delivery]
                 delivery += 1

@@ -33,6 +33,18 @@ public enum FaultPoint {
         usleep(UInt32(seconds * 1_000_000))
     }
 
+    /// Test hook: with `TIDEMARK_GROUP_TRACE` naming a file, each large merge group appends one
+    /// line there, `events=N from_fold=M`: how many of its events took the group's own fold
+    /// (`GroupFold`), so that a test can tell that path ran.
+    static func traceGroup(events: Int, fromFold: @autoclosure () -> Int) {
+        guard let path = getenv("TIDEMARK_GROUP_TRACE") else { return }
+        let line = Array("events=\(events) from_fold=\(fromFold())\n".utf8)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
     public static func hit(_ name: String) {
         guard let configured, configured.name == name else { return }
         let count = hits.add(1, ordering: .relaxed).newValue

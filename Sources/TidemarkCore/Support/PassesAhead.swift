@@ -31,11 +31,14 @@ final class PassesAhead<Value>: @unchecked Sendable {
                 condition.unlock()
                 if stop { return }
                 let value = Result { try self.produce(pass) { self.isCancelled } }
+                let failed = if case .failure = value { true } else { false }
                 condition.lock()
-                ready.append(value)
+                // Handed over, not kept: the taker is then the only owner of what the pass
+                // holds, and can change it in place without a copy.
+                ready.append(consume value)
                 condition.broadcast()
                 condition.unlock()
-                if case .failure = value { return }
+                if failed { return }
             }
         }
         thread.stackSize = 8 << 20

@@ -386,8 +386,8 @@ extension MergeWriter {
         let group = GroupSlots(files)
         // A large group's own fold (`GroupFold`), on a second thread while this one claims and looks up.
         let fold: PassesAhead<GroupFold>? = group.isLarge
-            ? PassesAhead(count: 1) { [slotOfDelivery = group.slotOfDelivery, slots = group.ids.count] _, _ in
-                GroupFold(files, slotOfDelivery: slotOfDelivery, slots: slots)
+            ? PassesAhead(count: 1) { [slotOfDelivery = group.slotOfDelivery, slots = group.ids.count] _, isCancelled in
+                try GroupFold(files, slotOfDelivery: slotOfDelivery, slots: slots, isCancelled: isCancelled)
             }
             : nil
         defer { fold?.cancel() }
@@ -458,7 +458,8 @@ extension MergeWriter {
         var current: [EventState?]
         var folded: GroupFold?
         var takesFold: [Bool] = []
-        if let fold {
+        // Only events not stored can take the fold's results: with none, it is not waited for.
+        if let fold, stored.hour.contains(-1) {
             var result = try fold.next()
             takesFold = ids.indices.map { slot in
                 stored.row[slot] == nil && result.startsWithRecord[slot]
@@ -468,7 +469,9 @@ extension MergeWriter {
             result.states = [] // `current` is then the only owner: changed in place, not copied
             for slot in ids.indices where !takesFold[slot] { current[slot] = stored.row[slot]?.state }
             folded = result
+            FaultPoint.traceGroup(events: ids.count, fromFold: takesFold.reduce(0) { $0 + ($1 ? 1 : 0) })
         } else {
+            fold?.cancel()
             current = stored.row.map { $0?.state }
         }
         var moves: [(id: String, from: Int, to: Int)] = []
