@@ -22,7 +22,7 @@ enum ValidationQueries {
     /// Rows whose event_time is not in the partition's hour (the canonical text starts with the hour label).
     static func rowsOutsideHour(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(p.table) WHERE substr(event_time, 1, 13) != ?", arguments: [p.hour.label]) ?? 0
-        let samples = try Row.fetchAll(db, sql: "SELECT event_id, event_time FROM \(p.table) WHERE substr(event_time, 1, 13) != ? LIMIT \(limit)",
+        let samples = count == 0 ? [] : try Row.fetchAll(db, sql: "SELECT event_id, event_time FROM \(p.table) WHERE substr(event_time, 1, 13) != ? LIMIT \(limit)",
                                        arguments: [p.hour.label]).map { "event \($0[0] as String) has event_time \($0[1] as String) but lies in \(p.table)" }
         return (count, samples)
     }
@@ -36,7 +36,7 @@ enum ValidationQueries {
                OR COALESCE(i.row_id, j.row_id) != r.row_id
             """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = try Row.fetchAll(db, sql: "SELECT r.event_id, COALESCE(i.hour, j.hour), r.row_id \(sql) LIMIT \(limit)").map { row -> String in
+        let samples = count == 0 ? [] : try Row.fetchAll(db, sql: "SELECT r.event_id, COALESCE(i.hour, j.hour), r.row_id \(sql) LIMIT \(limit)").map { row -> String in
             let id: String = row[0]
             guard let other = row[1] as Int? else { return "event \(id) is in \(p.table) but in neither lookup tree (event_index, event_index_recent)" }
             if other == p.hour.hoursSinceEpoch {
@@ -66,7 +66,7 @@ enum ValidationQueries {
             WHERE NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.row_id = i.row_id AND r.event_id = i.event_id)
             """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
+        let samples = count == 0 ? [] : try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
             "event \($0): its lookup entry says \(p.table) but the row is missing"
         }
         return (count, samples)
@@ -93,7 +93,7 @@ enum ValidationQueries {
     static func lookupEntriesInBothTrees(limit: Int, _ db: Database) throws -> (Int, [String]) {
         let sql = "FROM event_index_recent j JOIN event_index i ON i.event_id = j.event_id"
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = try Row.fetchAll(db, sql: "SELECT j.event_id, i.hour, j.hour \(sql) LIMIT \(limit)").map { row in
+        let samples: [String] = count == 0 ? [] : try Row.fetchAll(db, sql: "SELECT j.event_id, i.hour, j.hour \(sql) LIMIT \(limit)").map { row in
             let (main, recent) = (PartitionHour(hoursSinceEpoch: row[1]), PartitionHour(hoursSinceEpoch: row[2]))
             return "event \(row[0] as String) has entries in both event_index (hour \(main)) and event_index_recent (hour \(recent)): rebuild "
                 + (main == recent ? "--hour \(main)" : "--hour \(main), then rebuild --hour \(recent)")
