@@ -51,6 +51,64 @@ final class ProducedPipeline: @unchecked Sendable {
 
     func failed(_ r: ValidationReport) -> [String] { r.failedChecks }
 
+    /// Validate recounts each hour's summary from the rows of its partition scan
+    /// (`SummaryRecount`) instead of running `Summaries.freshSummarySQL`: both must give the
+    /// same lines, on the produced pipeline and on event types whose String order and byte
+    /// order differ, with a type whose every event is deleted and late events among them.
+    @Test func summaryRecountEqualsTheSQLRecomputation() throws {
+        func recounted(_ f: TestFolder) throws -> [String: [String]] {
+            try f.query { db in
+                var out: [String: [String]] = [:]
+                for p in try ValidationQueries.partitions(db) {
+                    var recount = SummaryRecount()
+                    var users: [SummaryUser: Int64] = [:]
+                    try ValidationQueries.forEachRow(p.table, db) { row, _ in
+                        let row = try #require(row)
+                        recount.add(row)
+                        if row.state.isValid { users[SummaryUser(eventType: row.record.eventType, userID: row.record.userID), default: 0] += 1 }
+                    }
+                    out[p.hour.label] = recount.lines(distinctUsers: users)
+                }
+                return out
+            }
+        }
+        func inSQL(_ f: TestFolder) throws -> [String: [String]] {
+            try f.query { db in
+                var out: [String: [String]] = [:]
+                for p in try ValidationQueries.partitions(db) { out[p.hour.label] = try ValidationQueries.freshSummary(p.hour, db) }
+                return out
+            }
+        }
+        let pipeline = try Self.pipeline.get().folder
+        let produced = try recounted(pipeline)
+        let producedInSQL = try inSQL(pipeline)
+        #expect(produced.count >= 2 && produced == producedInSQL)
+
+        let f = TestFolder()
+        func t(_ minute: Int) -> String { String(format: "2025-07-30T10:%02d:00Z", minute) }
+        f.land("1.ndjson.gz", [
+            recordLine("a", user: "u1", type: "r\u{E9}sum\u{E9}", time: t(50), received: t(50)),
+            recordLine("b", user: "u2", type: "re\u{301}sume\u{301}", time: t(50), received: t(50)),
+            recordLine("c", user: "u1", type: "View", time: t(51), received: t(51)),
+            recordLine("d", user: "u1", type: "view", time: t(51), received: t(51)),
+            recordLine("e", user: "u3", type: "view", time: t(52), received: t(52)),
+            recordLine("g", user: "u1", type: "gone", time: t(53), received: t(53), valid: false),
+            recordLine("h", user: "u2", type: "gone", time: t(53), received: t(53)),
+            tombstoneLine("h", received: t(54)),
+        ])
+        try f.ingest()
+        // Late: behind the watermark the first file set.
+        f.land("2.ndjson.gz", [recordLine("l", user: "u4", type: "view", time: t(1), received: t(55)),
+                               recordLine("m", user: "u4", type: "click", time: t(2), received: t(56))])
+        let second = try f.ingest()
+        #expect(second.lateEvents == 2)
+        let crafted = try recounted(f)
+        let craftedInSQL = try inSQL(f)
+        #expect(crafted == craftedInSQL)
+        #expect(crafted["2025-07-30T10"]?.contains("gone: valid 0, users 0, deleted 2, late 0") == true, "\(crafted)")
+        #expect(crafted["2025-07-30T10"]?.contains("view: valid 3, users 3, deleted 0, late 1") == true, "\(crafted)")
+    }
+
     /// The checks that fail after one SQL change to a copy of the pipeline.
     func failedAfterTampering(_ sql: String) throws -> [String] {
         let f = try Self.pipeline.get().copy()
