@@ -462,7 +462,7 @@ extension MergeWriter {
         if let fold, stored.hour.contains(-1) {
             var result = try fold.next()
             takesFold = ids.indices.map { slot in
-                stored.row[slot] == nil && result.startsWithRecord[slot]
+                stored.hour[slot] == -1 && result.startsWithRecord[slot]
                     && (pending.isEmpty || pending[ExactText(ids[slot])] == nil)
             }
             current = result.states
