@@ -14,6 +14,12 @@ import Testing
         func produce() { lock.lock(); produced += 1; mostWaiting = max(mostWaiting, produced - taken); lock.unlock() }
         func take() { lock.lock(); taken += 1; lock.unlock() }
         var producedCount: Int { lock.lock(); defer { lock.unlock() }; return produced }
+        /// Waits (up to 10 s) until at least `count` values are produced; whether they were.
+        func waitUntilProduced(_ count: Int) -> Bool {
+            let deadline = Date().addingTimeInterval(10)
+            while producedCount < count && Date() < deadline { usleep(1_000) }
+            return producedCount >= count
+        }
     }
 
     @Test func valuesComeInOrderWithAtMostAheadWaiting() throws {
@@ -25,7 +31,8 @@ import Testing
             }
             defer { passes.cancel() }
             for pass in 0..<50 {
-                if pass % 10 == 0 { usleep(20_000) } // let the producer run as far ahead as it may
+                // Let the producer run as far ahead as it may (waiting for it, not for a time).
+                if pass % 10 == 0 { #expect(counter.waitUntilProduced(min(50, pass + ahead))) }
                 #expect(try passes.next() == pass * pass)
                 counter.take()
             }
@@ -53,28 +60,42 @@ import Testing
     /// The producer may run far ahead here (so it is cancel, not `ahead`, that stops it), and
     /// a long pass that looks at `isCancelled` ends early.
     @Test func cancelStopsTheProducer() throws {
-        let counter = Counter()
+        final class AfterCancel: @unchecked Sendable {
+            private let lock = NSLock()
+            private var cancelled = false
+            private var started = 0
+            func cancelReturned() { lock.lock(); cancelled = true; lock.unlock() }
+            func passStarts() { lock.lock(); if cancelled { started += 1 }; lock.unlock() }
+            var passesStarted: Int { lock.lock(); defer { lock.unlock() }; return started }
+        }
+        let counter = Counter(), after = AfterCancel()
         let passes = PassesAhead(count: 1_000, ahead: 1_000) { pass, _ in
+            after.passStarts()
             counter.produce()
             usleep(1_000)
             return pass
         }
         #expect(try passes.next() == 0)
-        usleep(20_000)
+        #expect(counter.waitUntilProduced(5))
         passes.cancel()
-        usleep(20_000)
-        let after = counter.producedCount
-        usleep(50_000)
-        #expect(counter.producedCount == after && after < 200, "produced \(after) after cancel")
+        after.cancelReturned()
+        usleep(50_000) // a producer that ignored the cancel would start about 50 more passes here
+        // At most the pass that had passed its check when cancel came may start afterwards.
+        #expect(after.passesStarted <= 1, "\(after.passesStarted) passes started after cancel")
 
-        let stoppedEarly = Counter()
+        let started = DispatchSemaphore(value: 0)
         let long = PassesAhead(count: 1, ahead: 1) { _, isCancelled in
-            for _ in 0..<10_000 where !isCancelled() { usleep(1_000) }
-            stoppedEarly.produce()
-            return isCancelled()
+            started.signal()
+            var waited = 0
+            while waited < 10_000 && !isCancelled() {
+                usleep(1_000)
+                waited += 1
+            }
+            return waited
         }
-        usleep(20_000)
+        started.wait() // cancelled before it began, the pass would never be produced
         long.cancel()
-        #expect(try long.next() == true) // it returned on seeing the cancel, long before 10 s
+        let waited = try long.next()
+        #expect(waited < 10_000, "the pass ran to its end (\(waited) ms) instead of seeing the cancel")
     }
 }
