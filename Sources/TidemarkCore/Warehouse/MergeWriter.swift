@@ -486,52 +486,45 @@ extension MergeWriter {
             for (n, item) in file.deliveries.enumerated() {
                 let slot = group.slotOfDelivery[first + n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
+                // What the delivery did, and the hour of the event's record before and after
+                // it (nil: no record yet), from the group's fold or merged here.
+                let outcome: MergeOutcome, before: Int?, after: Int?
                 if let folded, takesFold[slot] {
                     let delivery = first + n
-                    let outcome = folded.outcomes[delivery]
-                    let after = Int(folded.hourAfter[delivery])
-                    if folded.hourBefore[delivery] == GroupFold.noHour { // the event's first record
-                        if item.late { lateFirst += 1 }
+                    outcome = folded.outcomes[delivery]
+                    before = folded.hourBefore[delivery] == GroupFold.noHour ? nil : Int(folded.hourBefore[delivery])
+                    after = folded.hourAfter[delivery] == GroupFold.noHour ? nil : Int(folded.hourAfter[delivery])
+                } else {
+                    if current[slot] == nil {
+                        switch item.delivery {
+                        case .tombstone:
+                            // A tombstone for an event not seen yet: it waits in `pending`.
+                            fileOutcomes.append(try holdTombstone(item.delivery, fileID: file.fileID))
+                            continue
+                        case .record(let record):
+                            // First record of this event; a waiting tombstone deletes it on arrival.
+                            if !pending.isEmpty, let waiting = pending.removeValue(forKey: ExactText(ids[slot])) {
+                                current[slot] = EventState(deletion: waiting.deletion)
+                                try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
+                                for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
+                            }
+                        }
+                    }
+                    before = current[slot]?.record?.eventTime.hour.hoursSinceEpoch
+                    outcome = MergeRule.apply(item.delivery, to: &current[slot], late: item.late)
+                    after = current[slot]?.record?.eventTime.hour.hoursSinceEpoch
+                }
+                if let before {
+                    touch(file.fileID, before)
+                    if outcome != .duplicate && outcome != .stale, let after { // the state changed
                         touch(file.fileID, after)
-                    } else {
-                        let before = Int(folded.hourBefore[delivery])
-                        touch(file.fileID, before)
-                        if outcome != .duplicate && outcome != .stale {
-                            touch(file.fileID, after)
-                            if after != before { moves.append((ids[slot], before, after)) }
-                        }
+                        // Every hour an event passes through is recorded, even within one group,
+                        // so that rebuild can find all of its deliveries.
+                        if after != before { moves.append((ids[slot], before, after)) }
                     }
-                    fileOutcomes.append(outcome)
-                    continue
-                }
-                guard current[slot] != nil else {
-                    switch item.delivery {
-                    case .tombstone:
-                        fileOutcomes.append(try holdTombstone(item.delivery, fileID: file.fileID))
-                        continue
-                    case .record(let record):
-                        // First record of this event; a waiting tombstone deletes it on arrival.
-                        if !pending.isEmpty, let waiting = pending.removeValue(forKey: ExactText(ids[slot])) {
-                            current[slot] = EventState(deletion: waiting.deletion)
-                            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
-                            for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
-                        }
-                        let outcome = MergeRule.apply(item.delivery, to: &current[slot], late: item.late)
-                        if item.late { lateFirst += 1 }
-                        touch(file.fileID, current[slot]!.record!.eventTime.hour.hoursSinceEpoch)
-                        fileOutcomes.append(outcome)
-                        continue
-                    }
-                }
-                let hourBefore = current[slot]!.record!.eventTime.hour.hoursSinceEpoch
-                touch(file.fileID, hourBefore)
-                let outcome = MergeRule.apply(item.delivery, to: &current[slot], late: item.late)
-                if outcome != .duplicate && outcome != .stale { // the state changed
-                    let hourAfter = current[slot]!.record!.eventTime.hour.hoursSinceEpoch
-                    touch(file.fileID, hourAfter)
-                    // Every hour an event passes through is recorded, even within one group,
-                    // so that rebuild can find all of its deliveries.
-                    if hourAfter != hourBefore { moves.append((ids[slot], hourBefore, hourAfter)) }
+                } else if let after { // the event's first record
+                    if item.late { lateFirst += 1 }
+                    touch(file.fileID, after)
                 }
                 fileOutcomes.append(outcome)
             }
