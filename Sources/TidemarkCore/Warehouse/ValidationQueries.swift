@@ -19,12 +19,22 @@ enum ValidationQueries {
 
     static func tableExists(_ table: String, _ db: Database) throws -> Bool { try db.tableExistsFast(table) }
 
+    /// How many rows `from` (a FROM … WHERE … clause) finds, and up to `limit` of them as
+    /// `select` picks them, each told by `describe`. When there are none, the query for samples
+    /// is not run: it would repeat the whole scan or join only to find nothing.
+    private static func countAndSamples(from: String, select: String, arguments: StatementArguments = [], limit: Int,
+                                        _ db: Database, describe: (Row) -> String) throws -> (Int, [String]) {
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(from)", arguments: arguments) ?? 0
+        guard count > 0 else { return (0, []) }
+        return (count, try Row.fetchAll(db, sql: "SELECT \(select) \(from) LIMIT \(limit)", arguments: arguments).map(describe))
+    }
+
     /// Rows whose event_time is not in the partition's hour (the canonical text starts with the hour label).
     static func rowsOutsideHour(_ p: PartitionEntry, limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(p.table) WHERE substr(event_time, 1, 13) != ?", arguments: [p.hour.label]) ?? 0
-        let samples = count == 0 ? [] : try Row.fetchAll(db, sql: "SELECT event_id, event_time FROM \(p.table) WHERE substr(event_time, 1, 13) != ? LIMIT \(limit)",
-                                       arguments: [p.hour.label]).map { "event \($0[0] as String) has event_time \($0[1] as String) but lies in \(p.table)" }
-        return (count, samples)
+        try countAndSamples(from: "FROM \(p.table) WHERE substr(event_time, 1, 13) != ?", select: "event_id, event_time",
+                            arguments: [p.hour.label], limit: limit, db) {
+            "event \($0[0] as String) has event_time \($0[1] as String) but lies in \(p.table)"
+        }
     }
 
     /// Rows whose lookup entry (in `event_index` or `event_index_recent`) is missing or names
@@ -35,8 +45,7 @@ enum ValidationQueries {
             WHERE COALESCE(i.hour, j.hour) IS NULL OR COALESCE(i.hour, j.hour) != \(p.hour.hoursSinceEpoch)
                OR COALESCE(i.row_id, j.row_id) != r.row_id
             """
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = count == 0 ? [] : try Row.fetchAll(db, sql: "SELECT r.event_id, COALESCE(i.hour, j.hour), r.row_id \(sql) LIMIT \(limit)").map { row -> String in
+        return try countAndSamples(from: sql, select: "r.event_id, COALESCE(i.hour, j.hour), r.row_id", limit: limit, db) { row in
             let id: String = row[0]
             guard let other = row[1] as Int? else { return "event \(id) is in \(p.table) but in neither lookup tree (event_index, event_index_recent)" }
             if other == p.hour.hoursSinceEpoch {
@@ -44,7 +53,6 @@ enum ValidationQueries {
             }
             return "event \(id) is in \(p.table) and also in \(PartitionHour(hoursSinceEpoch: other).tableName) (its lookup entry points there)"
         }
-        return (count, samples)
     }
 
     /// How many lookup entries (both trees) name each hour.
@@ -65,11 +73,9 @@ enum ValidationQueries {
                   UNION ALL SELECT event_id, row_id FROM event_index_recent WHERE hour = \(p.hour.hoursSinceEpoch)) i
             WHERE NOT EXISTS (SELECT 1 FROM \(p.table) r WHERE r.row_id = i.row_id AND r.event_id = i.event_id)
             """
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples = count == 0 ? [] : try String.fetchAll(db, sql: "SELECT i.event_id \(sql) LIMIT \(limit)").map {
-            "event \($0): its lookup entry says \(p.table) but the row is missing"
+        return try countAndSamples(from: sql, select: "i.event_id", limit: limit, db) {
+            "event \($0[0] as String): its lookup entry says \(p.table) but the row is missing"
         }
-        return (count, samples)
     }
 
     /// Lookup entries whose hour has no partition at all.
@@ -92,13 +98,11 @@ enum ValidationQueries {
     /// Event ids with an entry in both lookup trees (each must have exactly one entry).
     static func lookupEntriesInBothTrees(limit: Int, _ db: Database) throws -> (Int, [String]) {
         let sql = "FROM event_index_recent j JOIN event_index i ON i.event_id = j.event_id"
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(sql)") ?? 0
-        let samples: [String] = count == 0 ? [] : try Row.fetchAll(db, sql: "SELECT j.event_id, i.hour, j.hour \(sql) LIMIT \(limit)").map { row in
+        return try countAndSamples(from: sql, select: "j.event_id, i.hour, j.hour", limit: limit, db) { row in
             let (main, recent) = (PartitionHour(hoursSinceEpoch: row[1]), PartitionHour(hoursSinceEpoch: row[2]))
             return "event \(row[0] as String) has entries in both event_index (hour \(main)) and event_index_recent (hour \(recent)): rebuild "
                 + (main == recent ? "--hour \(main)" : "--hour \(main), then rebuild --hour \(recent)")
         }
-        return (count, samples)
     }
 
     static func deletionInconsistencies(_ p: PartitionEntry, _ db: Database) throws -> [String] {
