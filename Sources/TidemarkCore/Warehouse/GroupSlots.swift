@@ -19,6 +19,9 @@ struct GroupSlots {
     /// Per slot, for a large group of more events than the threshold, the hour of the record
     /// that wins among the group's own deliveries (nil: tombstones only); else empty.
     let groupHour: [Int?]
+    /// Whether more events than `MergeWriter.claimThreshold` have such an hour: the group then
+    /// claims their lookup entries before looking events up (`MergeWriter.readStoredStates`).
+    let claimsFirst: Bool
 
     init(_ files: [(fileID: Int64, deliveries: [PreparedDelivery])]) {
         self.files = files
@@ -59,10 +62,11 @@ struct GroupSlots {
         self.idBytes = idBytes
         self.slotOfDelivery = slotOfDelivery
         self.firstDelivery = firstDelivery
-        groupHour = isLarge && slotDelivery.count > MergeWriter.claimThreshold
+        groupHour = slotDelivery.count > MergeWriter.claimThreshold // more events than that means a large group
             ? Self.winningHours(files, firstDelivery: firstDelivery, slotOfDelivery: slotOfDelivery, slots: slotDelivery.count,
                                 receivedOf: receivedOf, hourOf: hourOf)
             : []
+        claimsFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
     }
 
     /// Calls `body` with slot `slot`'s event_id as UTF-8 bytes (valid during the call).

@@ -355,9 +355,8 @@ private struct StoredStates {
     var hour: [Int]
     var rowID: [Int64]
     var row: [PartitionRow?]
-    /// Whether the group claimed lookup entries before looking events up; then, per slot, the
-    /// row_id reserved for an event found new (nil for the others).
-    var claimFirst = false
+    /// When the group claims lookup entries first (`GroupSlots.claimsFirst`), per slot the
+    /// row_id reserved for an event found new (nil for the others); else empty.
     var claimedRowID: [Int64?] = []
 
     init(slots: Int) {
@@ -413,8 +412,7 @@ extension MergeWriter {
     private func readStoredStates(_ group: GroupSlots) throws -> StoredStates {
         let ids = group.ids, groupHour = group.groupHour
         var stored = StoredStates(slots: ids.count)
-        stored.claimFirst = groupHour.reduce(0) { $0 + ($1 == nil ? 0 : 1) } > MergeWriter.claimThreshold
-        let claimFirst = stored.claimFirst
+        let claimFirst = group.claimsFirst
         var claimedRowID = [Int64?](repeating: nil, count: claimFirst ? ids.count : 0)
         var byHour: [Int: [(rowID: Int64, slot: Int)]] = [:]
         var nextRowIDs: [Int: Int64] = [:]
@@ -593,7 +591,7 @@ extension MergeWriter {
                 try encoded.write(nextNew, with: statement, addingDeltasTo: &deltas)
                 nextNew += 1
                 let rowID = statement.lastInsertRowID
-                if stored.claimFirst, let claimed = stored.claimedRowID[slot], claimed != rowID || group.groupHour[slot] != hour {
+                if group.claimsFirst, let claimed = stored.claimedRowID[slot], claimed != rowID || group.groupHour[slot] != hour {
                     // Not expected: the claim named the merge's own winner's hour, and its next
                     // row. Should they ever differ, the entry follows the row in a release
                     // build; a debug build (the tests') stops here.
@@ -626,10 +624,10 @@ extension MergeWriter {
     /// than one leaf of the large index per event), which is folded into the large one when
     /// full. A large group sweeps the large index anyway: it goes there directly.
     private func addLookupEntries(_ group: GroupSlots, _ stored: StoredStates, appended: [(hour: Int, rowID: Int64)?], newCount: Int) throws {
-        let intoRecent = !stored.claimFirst && newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
+        let intoRecent = !group.claimsFirst && newCount > 0 && newCount <= MergeWriter.recentIndexCapacity / 4
         if intoRecent && recentEntries + newCount > MergeWriter.recentIndexCapacity { try foldRecentIndex() }
         let insert = intoRecent ? insertRecent : insertIndex
-        for slot in group.ids.indices where !(stored.claimFirst && stored.claimedRowID[slot] != nil) {
+        for slot in group.ids.indices where !(group.claimsFirst && stored.claimedRowID[slot] != nil) {
             guard let at = appended[slot] else { continue }
             insert.reset()
             try insert.bind(2, Int64(at.hour))
