@@ -97,7 +97,7 @@ struct Validator {
     /// scan and reported with the summaries.
     var summaryUserProblems: [String] = []
     /// Per hour, its summary recounted from the rows during the partition scan
-    /// (`SummaryRecount`); an hour with an unreadable row is recounted in SQL instead.
+    /// (`HourDelta.summaryLines`); an hour with an unreadable row is recounted in SQL instead.
     var recountedSummaries: [Int: [String]] = [:]
     var limit: Int { options.sampleLimit }
 
@@ -172,24 +172,21 @@ struct Validator {
             let i = try ValidationQueries.indexDisagreements(p, limit: limit, db)
             index.0 += i.0; index.1 += i.1
             deletion += try ValidationQueries.deletionInconsistencies(p, db)
-            var rowCount: Int64 = 0, validCount: Int64 = 0, checksum: UInt64 = 0
-            var users: [SummaryUser: Int64] = [:] // valid events per (type, user), as summary_users holds them
-            var recount: SummaryRecount? = SummaryRecount()
+            // The readable rows counted as ingest counts them: rows, valid rows, checksum, and
+            // the summary (valid events per (type, user) are what summary_users holds).
+            var table = HourDelta()
+            var unreadable: Int64 = 0
             try ValidationQueries.forEachRow(p.table, db) { row, id in
-                rowCount += 1
                 guard let row else {
+                    unreadable += 1
                     counts.1.append("event \(id) in \(p.table) has an unreadable timestamp")
-                    recount = nil
                     return
                 }
-                if row.state.isValid {
-                    validCount += 1
-                    users[SummaryUser(eventType: row.record.eventType, userID: row.record.userID), default: 0] += 1
-                }
-                recount?.add(row)
-                checksum = checksum &+ row.contentHash
+                table.count(row, hash: row.contentHash, sign: 1)
             }
-            if let recount { recountedSummaries[p.hour.hoursSinceEpoch] = recount.lines(distinctUsers: users) }
+            let rowCount = table.rows + unreadable, validCount = table.valid, checksum = table.checksum
+            if unreadable == 0 { recountedSummaries[p.hour.hoursSinceEpoch] = table.summaryLines() }
+            var users = table.users
             var differing: [String] = []
             var differingCount = 0
             // In key order, so that the samples named are the same from run to run.
@@ -539,31 +536,3 @@ public enum TextTable {
     }
 }
 
-/// One hour's summary counted from its rows as the partition scan meets them: per event type,
-/// valid, deleted and late events, and (from the valid events per user) distinct users. It
-/// gives exactly the lines `ValidationQueries.freshSummary` computes in SQL
-/// (`Summaries.freshSummarySQL`), without a second scan of the table and its sort.
-struct SummaryRecount {
-    private var counts: [ExactText: (valid: Int64, deleted: Int64, late: Int64)] = [:]
-
-    mutating func add(_ row: PartitionRow) {
-        let type = ExactText(row.record.eventType)
-        if row.state.isValid {
-            counts[type, default: (0, 0, 0)].valid += 1
-            if row.state.late { counts[type, default: (0, 0, 0)].late += 1 }
-        } else {
-            counts[type, default: (0, 0, 0)].deleted += 1
-        }
-    }
-
-    /// The summary lines in event-type byte order (SQLite's BINARY collation), given the valid
-    /// events per (type, user) of the same rows.
-    func lines(distinctUsers users: [SummaryUser: Int64]) -> [String] {
-        var distinct: [ExactText: Int64] = [:]
-        for (key, events) in users where events > 0 { distinct[ExactText(key.eventType), default: 0] += 1 }
-        return counts.keys.sorted { utf8Less($0.text, $1.text) }.map { type in
-            let c = counts[type]!
-            return "\(type.text): valid \(c.valid), users \(distinct[type] ?? 0), deleted \(c.deleted), late \(c.late)"
-        }
-    }
-}

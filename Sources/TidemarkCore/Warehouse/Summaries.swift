@@ -50,6 +50,12 @@ enum Summaries {
         try db.execute(sql: "DELETE FROM summary_users WHERE hour = ?", arguments: [hour.label])
     }
 
+    /// One summary row as validate reports it (`ValidationQueries.storedSummary`,
+    /// `freshSummary`, `HourDelta.summaryLines`).
+    static func line(type: String, valid: Int64, users: Int64, deleted: Int64, late: Int64) -> String {
+        "\(type): valid \(valid), users \(users), deleted \(deleted), late \(late)"
+    }
+
     /// The summary of one hour computed from its partition; validate compares with it.
     static func freshSummarySQL(_ hour: PartitionHour) -> String {
         """
@@ -58,5 +64,20 @@ enum Summaries {
                SUM(1 - is_valid) AS deleted_events, SUM(is_late * is_valid) AS late_events
         FROM \(hour.tableName) GROUP BY event_type
         """
+    }
+}
+
+extension HourDelta {
+    /// The summary rows these counts make, in event-type byte order (SQLite's BINARY
+    /// collation), as `Summaries.line` writes them: for the rows of a whole hour, counted with
+    /// sign +1, exactly what `ValidationQueries.freshSummary` computes in SQL. Distinct users
+    /// per type are the (type, user) pairs with valid events.
+    func summaryLines() -> [String] {
+        var distinct: [ExactText: Int64] = [:]
+        for (key, events) in users where events > 0 { distinct[ExactText(key.eventType), default: 0] += 1 }
+        return types.keys.sorted { utf8Less($0.text, $1.text) }.map { type in
+            let counts = types[type]!
+            return Summaries.line(type: type.text, valid: counts.valid, users: distinct[type] ?? 0, deleted: counts.deleted, late: counts.late)
+        }
     }
 }

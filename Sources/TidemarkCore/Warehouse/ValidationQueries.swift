@@ -137,12 +137,12 @@ enum ValidationQueries {
         try Row.fetchAll(db, sql: """
             SELECT event_type, valid_events, distinct_users, deleted_events, late_events FROM hourly_summary
             WHERE hour = ? ORDER BY event_type
-            """, arguments: [hour.label]).map { "\($0[0] as String): valid \($0[1] as Int64), users \($0[2] as Int64), deleted \($0[3] as Int64), late \($0[4] as Int64)" }
+            """, arguments: [hour.label]).map { Summaries.line(type: $0[0], valid: $0[1], users: $0[2], deleted: $0[3], late: $0[4]) }
     }
 
     static func freshSummary(_ hour: PartitionHour, _ db: Database) throws -> [String] {
         try Row.fetchAll(db, sql: "SELECT * FROM (\(Summaries.freshSummarySQL(hour))) ORDER BY event_type",
-                         arguments: [hour.label]).map { "\($0[1] as String): valid \($0[2] as Int64), users \($0[3] as Int64), deleted \($0[4] as Int64), late \($0[5] as Int64)" }
+                         arguments: [hour.label]).map { Summaries.line(type: $0[1], valid: $0[2], users: $0[3], deleted: $0[4], late: $0[5]) }
     }
 
     /// An hour's `summary_users` rows.
