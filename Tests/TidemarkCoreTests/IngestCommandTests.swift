@@ -14,6 +14,10 @@ import Testing
     /// and backfill's content check, which reads it, are done), and returns how the run ended:
     /// the file is gone between the scan and the read.
     func runRemoving(_ path: String, whilePaused arguments: [String], _ f: TestFolder) throws -> BinaryRun {
+        try runRemoving([path], whilePaused: arguments, f)
+    }
+
+    func runRemoving(_ paths: [String], whilePaused arguments: [String], _ f: TestFolder) throws -> BinaryRun {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = arguments
@@ -33,7 +37,7 @@ import Testing
             waited += 1
         }
         try #require(FileManager.default.fileExists(atPath: notice), "the run never reached its pause")
-        try FileManager.default.removeItem(atPath: path)
+        for path in paths { try FileManager.default.removeItem(atPath: path) }
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
@@ -87,6 +91,19 @@ import Testing
         #expect(object?["files_applied"] as? Int == 1)
         #expect((object?["unreadable_files"] as? [[String: Any]])?.first?["path"] as? String == gone)
         #expect(try f.query { try String.fetchAll($0, sql: "SELECT status FROM batches") } == ["succeeded"])
+        #expect(try f.row("fine") != nil)
+    }
+
+    /// Several unreadable files are all named, each with its cause, and the hint speaks of
+    /// them all (not of "the other files", which here include unreadable ones).
+    @Test func severalUnreadableFilesAreAllNamed() throws {
+        let f = TestFolder()
+        f.land("1-fine.ndjson.gz", [recordLine("fine", time: "2025-07-30T10:00:00Z")])
+        let gone = (2...3).map { f.land("\($0)-gone.ndjson.gz", [recordLine("gone\($0)", time: "2025-07-30T10:00:00Z")]) }
+        let run = try runRemoving(gone, whilePaused: args(f), f)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("error: read \(gone[0]): No such file or directory; also \(gone[1]): No such file or directory"), "\(run.stderr)")
+        #expect(run.stderr.contains("hint: none of these 2 files was applied (every other file was): fix what the errors say; they stay in the landing folder"), "\(run.stderr)")
         #expect(try f.row("fine") != nil)
     }
 

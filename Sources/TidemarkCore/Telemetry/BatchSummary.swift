@@ -40,13 +40,22 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         public var cause: String
     }
 
-    /// The error (exit 74) a batch with unreadable files ends with, naming the first.
+    /// The error (exit 74) a batch with unreadable files ends with: the first file, then the
+    /// others with their causes (up to five in all; `--json` lists every one).
     public var unreadableError: TidemarkError? {
         guard let first = unreadable.first else { return nil }
-        let more = unreadable.count > 1 ? " (and \(unreadable.count - 1) more files)" : ""
-        let stays = kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
+        guard unreadable.count > 1 else {
+            let stays = kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
+            return TidemarkError("read", first.path, cause: first.cause,
+                                 hint: "nothing of it was applied (the other files were): fix what the error says; \(stays)", exit: .ioError)
+        }
+        let named = unreadable.dropFirst().prefix(4).map { "\($0.path): \($0.cause)" }
+        let unnamed = unreadable.count - 1 - named.count
+        let more = "; also " + named.joined(separator: "; ") + (unnamed > 0 ? "; and \(unnamed) more (see --json)" : "")
+        let stay = kind == "backfill" ? "they stay where they are and a rerun takes them" : "they stay in the landing folder and the next run takes them"
         return TidemarkError("read", first.path, cause: first.cause + more,
-                             hint: "nothing of it was applied (the other files were): fix what the error says; \(stays)", exit: .ioError)
+                             hint: "none of these \(unreadable.count) files was applied (every other file was): fix what the errors say; \(stay)",
+                             exit: .ioError)
     }
 
     public struct FilePlan: Codable, Sendable, Equatable {
