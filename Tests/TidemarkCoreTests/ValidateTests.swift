@@ -109,6 +109,14 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(failed(try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: quietLogger)) == [])
     }
 
+    /// Validate and rebuild split events into passes of at most `eventsPerPass`; a library
+    /// caller's 0 means one event per pass, not a division by zero.
+    @Test func aPassHoldsAtLeastOneEvent() {
+        #expect(PassSplit.passes(for: 10, perPass: 0) == 10)
+        #expect(PassSplit.passes(for: 0, perPass: 0) == 1)
+        #expect(PassSplit.passes(for: 10, perPass: 4) == 3)
+    }
+
     /// A row whose timestamp cannot be read is reported (partition_checksums), and its hour's
     /// summary rows are then recomputed in SQL, which still counts that row as ingest did: they
     /// are not reported as different. (The row's user is, in summary_users, which the scan

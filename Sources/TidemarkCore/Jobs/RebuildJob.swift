@@ -78,7 +78,7 @@ public enum RebuildJob {
                         let sources = try RebuildStore.files(touching: [hour], db)
                         if sources.isEmpty { continue }
                     }
-                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: max(1, options.eventsPerPass),
+                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
                                                scratchFolder: options.dataFolder, db: db, logger: logger))
                 }
             } catch {

@@ -22,8 +22,11 @@ struct PassSplit {
     let index: Int
     let count: Int
 
-    /// How many passes keep `total` events under `perPass` each.
-    static func passes(for total: Int, perPass: Int) -> Int { max(1, (total + perPass - 1) / perPass) }
+    /// How many passes keep `total` events under `perPass` each (at least one event per pass).
+    static func passes(for total: Int, perPass: Int) -> Int {
+        let perPass = max(1, perPass)
+        return max(1, (total + perPass - 1) / perPass)
+    }
 
     /// The pass, of `count`, that an event whose id has this `stableHash` belongs to.
     static func pass(ofHash hash: UInt64, count: Int) -> Int { Int(hash % UInt64(count)) }
