@@ -175,6 +175,10 @@ import Testing
             // Another batch after the claimed one finds every event where the claims left it.
             f.land("4.ndjson.gz", [recordLine("g", user: "u5", time: t(45), received: t(90)), recordLine("h", time: t(20), received: t(91))])
             try f.ingest()
+            if claim {
+                // Both events are stored: the fold is cancelled, not waited for (no trace line).
+                #expect(try String(contentsOfFile: trace, encoding: .utf8) == "events=15 from_fold=8\n")
+            }
             #expect(try failedChecks(f) == [], "claim \(claim)")
             #expect(try f.row("g")?.userID == "u5")
             #expect(try f.row("h")?.table == "events_2025073010")
