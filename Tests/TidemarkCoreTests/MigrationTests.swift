@@ -6,6 +6,14 @@ import Testing
 
 /// Databases written by earlier versions open and upgrade in place, keeping every row.
 @Suite struct MigrationTests {
+    /// Partition statements number their parameters from the layout: an update in place sets
+    /// every column but event_id and first_batch, each at its insert position.
+    @Test func anUpdateInPlaceSetsEveryColumnButEventIDAndFirstBatch() {
+        #expect(PartitionTable.updatedInPlace == "user_id = ?2, event_type = ?3, event_time = ?4, received_time = ?5, is_valid = ?6, "
+            + "deleted_by = ?7, deleted_at = ?8, is_late = ?9, extra = ?10, last_batch = ?12")
+        #expect(PartitionTable.nextParameter == "?13")
+    }
+
     @Test func readersOfANotYetUpgradedDatabaseSayHowToUpgrade() throws {
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])

@@ -233,16 +233,15 @@ final class MergeWriter {
 
     /// Updates a row in place (same hour); returns its content hash.
     private func update(_ row: PartitionRow, hour: Int, rowID: Int64) throws -> UInt64 {
-        // Parameters are numbered to match the insert's column order (event_id is ?1 and does
-        // not change; first_batch, ?11, stays); ?13 is the row.
+        // Parameters are numbered as the insert's columns (`PartitionTable.parameters`); the
+        // row_id follows them.
         let statement = try statementFor(hour, &updateByHour, """
-            UPDATE \(PartitionHour(hoursSinceEpoch: hour).tableName) SET user_id = ?2, event_type = ?3, event_time = ?4,
-                received_time = ?5, is_valid = ?6, deleted_by = ?7, deleted_at = ?8, is_late = ?9, extra = ?10, last_batch = ?12
-            WHERE row_id = ?13 AND event_id = ?1
+            UPDATE \(PartitionHour(hoursSinceEpoch: hour).tableName) SET \(PartitionTable.updatedInPlace)
+            WHERE row_id = \(PartitionTable.nextParameter) AND event_id = ?1
             """)
         statement.reset()
         let hash = try row.encode(into: scratch) { index, value in try statement.bind(index, value) }
-        try statement.bind(13, rowID)
+        try statement.bind(Int32(PartitionTable.columnNames.count + 1), rowID)
         try statement.run()
         return hash
     }

@@ -216,6 +216,11 @@ enum PartitionTable {
     static let parameters = columnNames.indices.map { "?\($0 + 1)" }.joined(separator: ", ")
     /// The parameter that follows them (a row_id).
     static let nextParameter = "?\(columnNames.count + 1)"
+    /// `name = ?n` for each column an update in place changes, numbered as in `parameters`:
+    /// all but event_id (which names the row with its row_id) and first_batch (which stays).
+    static let updatedInPlace = columnNames.enumerated()
+        .filter { $0.offset != 0 && $0.offset != firstBatchColumn }
+        .map { "\($0.element) = ?\($0.offset + 1)" }.joined(separator: ", ")
 
     /// The largest row_id in the hour's table, 0 when it is empty: SQLite gives the next row
     /// appended this plus one.
