@@ -35,7 +35,10 @@ public struct RebuildHourResult: Codable, Sendable, Equatable {
     }
 
     /// The rebuild found nothing to write (or, in a dry run, would have).
-    public var isUnchanged: Bool { outcome == Self.outcome(tableExisted: true, repaired: false, dryRun: outcome.hasPrefix("would be ")) }
+    public var isUnchanged: Bool {
+        outcome == Self.outcome(tableExisted: true, repaired: false, dryRun: false)
+            || outcome == Self.outcome(tableExisted: true, repaired: false, dryRun: true)
+    }
 }
 
 public struct RebuildReport: Codable, Sendable, JSONDocument {
@@ -197,10 +200,13 @@ public enum RebuildJob {
             for (index, location) in zip(candidates, try RebuildStore.indexLocations(of: candidates.map { ids[$0] }, db)) {
                 located[index] = location
             }
-            for (id, folded) in try refoldEventsIndexedElsewhere(candidates.filter { index in
-                guard let at = located[index] else { return false }
-                return at.hour != hour.hoursSinceEpoch && (moved.isEmpty || moved[ids[index]] == nil)
-            }.map { (ids[$0], located[$0]!.hour) }) {
+            // Events this pass puts here whose lookup entry names another hour (and that did not
+            // move in from there): their history is folded again before they are placed.
+            let indexedElsewhere = candidates.compactMap { index -> (id: ExactText, hour: Int)? in
+                guard let at = located[index], at.hour != hour.hoursSinceEpoch, moved.isEmpty || moved[ids[index]] == nil else { return nil }
+                return (ids[index], at.hour)
+            }
+            for (id, folded) in try refoldEventsIndexedElsewhere(indexedElsewhere) {
                 let index = pass.slots[id]!
                 events[index] = folded
                 eventHours[index] = folded.hour
@@ -212,7 +218,7 @@ public enum RebuildJob {
             // event_id order. Damaged entries may name one row for several events: only the
             // event the row holds meets it, the others get new rows.
             var stored: [(rowID: Int64, index: Int)] = []
-            var fresh: [(rowID: Int64?, index: Int)] = []
+            var fresh: [Int] = []
             stored.reserveCapacity(ids.count)
             for index in byID {
                 let eventHour = eventHours[index]
@@ -224,11 +230,11 @@ public enum RebuildJob {
                 if let at = located[index], at.hour == hour.hoursSinceEpoch {
                     stored.append((at.rowID, index))
                 } else {
-                    fresh.append((nil, index))
+                    fresh.append(index)
                 }
             }
             stored.sort { $0.rowID < $1.rowID }
-            let planned = stored.map { (rowID: Optional($0.rowID), index: $0.index) } + fresh
+            let planned = stored.map { (rowID: Optional($0.rowID), index: $0.index) } + fresh.map { (rowID: nil, index: $0) }
             // Formatted (and counted) on a second thread while this one compares and writes.
             let folded = events, hourNumber = hour.hoursSinceEpoch, batchID = batchID, dryRun = dryRun
             events = []
@@ -256,7 +262,7 @@ public enum RebuildJob {
         /// hours it came from already.)
         private mutating func refoldEventsIndexedElsewhere(_ indexed: [(id: ExactText, hour: Int)]) throws -> [(ExactText, Folded)] {
             guard !indexed.isEmpty else { return [] }
-            let hourOf = Dictionary(indexed.map { ($0.id, $0.hour) }, uniquingKeysWith: { a, _ in a })
+            let hourOf = Dictionary(uniqueKeysWithValues: indexed.map { ($0.id, $0.hour) }) // a pass's ids are distinct
             var hours = Set(hourOf.values)
             for other in Set(hourOf.values) {
                 for (id, from) in try RebuildStore.eventsMovedInto(PartitionHour(hoursSinceEpoch: other), db) where hourOf[id] != nil {
@@ -362,7 +368,7 @@ public enum RebuildJob {
 
     /// Folds what a decoder hands over, file by file, checking each file's end.
     private static func fold(_ decoder: FileDecoder, _ files: [RebuildStore.SourceFile], into folding: inout Folding,
-                             rejected: [Int64: Set<Int>], isCancelled: () -> Bool = { false }) throws {
+                             rejected: [Int64: Set<Int>], isCancelled: () -> Bool) throws {
         defer { decoder.cancel() }
         while let piece = decoder.next() {
             if isCancelled() { throw CancellationError() }
