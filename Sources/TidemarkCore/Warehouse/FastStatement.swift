@@ -14,6 +14,12 @@ nonisolated(unsafe) private let emptyText: UnsafePointer<CChar> = {
     return UnsafePointer(pointer)
 }()
 
+/// UTF-8 bytes as the C pointer SQLite binds: an empty text is a valid zero-length pointer.
+@inline(__always)
+private func cText(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafePointer<CChar> {
+    bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
+}
+
 /// A prepared statement driven through the C API on the ingest hot path. GRDB prepares it and
 /// owns its lifetime; binding and stepping here avoid boxing every argument, which on a million
 /// rows costs more than SQLite's own work. Every return code is checked.
@@ -44,7 +50,7 @@ final class FastStatement {
     @inline(__always)
     private func withCText<R>(of text: String, _ body: (UnsafePointer<CChar>, Int32) throws -> R) rethrows -> R {
         try TidemarkCore.withUTF8(of: text) { buffer in
-            let start = buffer.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
+            let start = cText(buffer)
             return try body(start, Int32(buffer.count))
         }
     }
@@ -61,7 +67,7 @@ final class FastStatement {
     /// so that the text can be unbound: a statement holding a row cannot be rebound.
     @inline(__always)
     func withBytes<R>(_ text: UnsafeBufferPointer<UInt8>, at index: Int32, _ body: () throws -> R) throws -> R {
-        let start = text.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? emptyText
+        let start = cText(text)
         try check(sqlite3_bind_text(handle, index, start, Int32(text.count), inPlace))
         defer { sqlite3_bind_null(handle, index) } // never left pointing at the bytes
         return try body()
