@@ -200,7 +200,7 @@ def verdict(ok):
 print("\ntargets:")
 print(f"  full ingest ≤ 4 × zcat: {full / zcat:.1f} × — {verdict(full <= 4 * zcat)}")
 if "rowid" in sqlite_floor:
-    print(f"    (SQLite's own B-tree work for this layout is {sqlite_floor['rowid'] / zcat:.1f} × zcat; "
+    print(f"    (SQLite alone, looking each event up before inserting it, is {sqlite_floor['rowid'] / zcat:.1f} × zcat; "
           f"ingest is {full / sqlite_floor['rowid']:.2f} × that floor)")
 if "claim" in sqlite_floor:
     print(f"    (claiming entries as ingest does, it is {sqlite_floor['claim'] / zcat:.1f} × zcat; "

@@ -91,22 +91,23 @@ int main(int argc, char **argv) {
     long since_commit = 0;
     must(sqlite3_exec(db, "BEGIN", 0, 0, 0), db, "begin");
     for (long done = 0; done < total; done += group) {
-        for (long i = 0; i < group; i++) {
+        long n = total - done < group ? total - done : group; // the last group may be short
+        for (long i = 0; i < n; i++) {
             uint64_t a = next_random(), b = next_random();
             snprintf(events[i].id, sizeof events[i].id, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a & 0xffff),
                      (unsigned)((a >> 16) & 0xfff), (unsigned)(b >> 48), (unsigned long long)(b & 0xffffffffffffULL));
             events[i].millis = done + i - (next_random() % 10 == 0 ? (long)(30000 + next_random() % 30000) : 0);
         }
-        for (long i = 0; i < group; i++) events[i].key = id_hash(events[i].id);
-        qsort(events, group, sizeof(Event), int_key ? by_key : by_id);
-        for (long i = 0; i < group && !rows_only && !claim; i++) {
+        for (long i = 0; i < n; i++) events[i].key = id_hash(events[i].id);
+        qsort(events, n, sizeof(Event), int_key ? by_key : by_id);
+        for (long i = 0; i < n && !rows_only && !claim; i++) {
             if (int_key) sqlite3_bind_int64(lookup, 1, events[i].key);
             else sqlite3_bind_text(lookup, 1, events[i].id, 36, SQLITE_STATIC);
             must(sqlite3_step(lookup), db, "lookup");
             sqlite3_reset(lookup);
         }
         char event_time[40];
-        for (long i = 0; i < group; i++) {
+        for (long i = 0; i < n; i++) {
             long m = events[i].millis < 0 ? 0 : events[i].millis;
             snprintf(event_time, sizeof event_time, "2025-07-30T10:%02ld:%02ld.%03ld000000Z", (m / 60000) % 60, (m / 1000) % 60, m % 1000);
             sqlite3_bind_text(insert_row, 1, events[i].id, 36, SQLITE_STATIC);
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
             sqlite3_reset(insert_row);
             rows[i] = sqlite3_last_insert_rowid(db);
         }
-        for (long i = 0; i < group && !rows_only; i++) {
+        for (long i = 0; i < n && !rows_only; i++) {
             if (int_key) sqlite3_bind_int64(insert_index, 1, events[i].key);
             else sqlite3_bind_text(insert_index, 1, events[i].id, 36, SQLITE_STATIC);
             sqlite3_bind_int(insert_index, 2, 486730);
@@ -126,7 +127,7 @@ int main(int argc, char **argv) {
             must(sqlite3_step(insert_index), db, "insert index");
             sqlite3_reset(insert_index);
         }
-        since_commit += group;
+        since_commit += n;
         if (since_commit >= per_commit) {
             must(sqlite3_exec(db, "COMMIT; BEGIN", 0, 0, 0), db, "commit");
             since_commit = 0;
