@@ -323,10 +323,10 @@ import Testing
         // pass the small hour (its files hold about 8,000 lines) fits one pass, with no scratch
         // file, and is repaired; the large one (about 22,000) stops the run, unchanged, and the
         // rebuild's batch is recorded as failed.
-        let (smallLabel, smallTable, smallID, user) = try f.query { db -> (String, String, String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count LIMIT 1")!
-            let event = try Row.fetchOne(db, sql: "SELECT event_id, user_id FROM \(row[1] as String) ORDER BY row_id LIMIT 1")!
-            return (row[0], row[1], event[0], event[1])
+        let (smallLabel, smallTable, _) = try f.smallestHour()
+        let (smallID, user) = try f.query { db -> (String, String) in
+            let event = try Row.fetchOne(db, sql: "SELECT event_id, user_id FROM \(smallTable) ORDER BY row_id LIMIT 1")!
+            return (event[0], event[1])
         }
         try #require(smallLabel < label)
         try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE \(smallTable) SET user_id = 'edited' WHERE event_id = ?", arguments: [smallID]) }

@@ -48,23 +48,10 @@ import Testing
         try f.query { try Row.fetchAll($0, sql: "SELECT hour, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" } }
     }
 
-    /// Starts the binary; kills it with SIGKILL after `killAfter` seconds if still running.
+    /// Runs the binary (`Binary.run`), killed with SIGKILL after `killAfter` seconds if still
+    /// running; its exit status.
     static func run(_ args: [String], environment: [String: String] = [:], killAfter: Double? = nil) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        if let killAfter {
-            usleep(UInt32(killAfter * 1_000_000))
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        process.waitUntilExit()
-        return process.terminationStatus
+        try Binary.run(args, environment: environment, killAfterSeconds: killAfter).status
     }
 
     func assertMatchesReference(_ f: TestFolder, _ reference: Reference, _ context: String) throws {
@@ -181,8 +168,8 @@ import Testing
         let reference = try Self.reference.get()
         let f = try reference.freshCopy()
         #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
+        let table = try f.largestHour().table
         try DatabaseQueue(path: f.database).write { db in
-            let table = try String.fetchOne(db, sql: "SELECT table_name FROM partitions ORDER BY row_count DESC")!
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = (SELECT MIN(event_id) FROM \(table))")
         }
         let edited = try f.eventRows()

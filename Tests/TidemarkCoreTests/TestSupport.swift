@@ -135,9 +135,14 @@ func tombstoneLine(_ id: String, received: String? = nil) -> String {
 
 extension TestFolder {
     /// The hour with the most rows: its label, its table and the hour.
-    func largestHour() throws -> (label: String, table: String, hour: PartitionHour) {
+    func largestHour() throws -> (label: String, table: String, hour: PartitionHour) { try hour(largest: true) }
+
+    /// The hour with the fewest rows: its label, its table and the hour.
+    func smallestHour() throws -> (label: String, table: String, hour: PartitionHour) { try hour(largest: false) }
+
+    private func hour(largest: Bool) throws -> (label: String, table: String, hour: PartitionHour) {
         let (label, table) = try query { db -> (String, String) in
-            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count DESC LIMIT 1")!
+            let row = try Row.fetchOne(db, sql: "SELECT hour, table_name FROM partitions ORDER BY row_count \(largest ? "DESC" : "ASC") LIMIT 1")!
             return (row[0], row[1])
         }
         return (label, table, PartitionHour.parse(label)!)
