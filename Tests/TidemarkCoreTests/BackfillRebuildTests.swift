@@ -166,16 +166,35 @@ import Testing
         let f = try ProducedPipeline(events: 1500, seed: 12).copy()
         let rows = try f.eventRows()
         let before = try checksums(f)
-        let (_, table, hour) = try f.largestHour()
+        let (label, table, hour) = try f.largestHour()
         func rowsOfLastRebuild() throws -> [String] {
             try f.query { db in
                 let batch = try Int64.fetchOne(db, sql: "SELECT MAX(batch_id) FROM batches WHERE kind = 'rebuild'")
                 return try String.fetchAll(db, sql: "SELECT event_id FROM \(table) WHERE last_batch = ? ORDER BY event_id", arguments: [batch])
             }
         }
+        // A wrong summary alone: the hour's rows are right, so none is written, but its summary
+        // is counted again and its partition row stamped with the rebuild's batch.
+        func summary() throws -> [String] {
+            try f.query { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT event_type, valid_events, distinct_users, deleted_events, late_events FROM hourly_summary
+                    WHERE hour = ? ORDER BY event_type
+                    """, arguments: [label]).map(\.description)
+            }
+        }
+        let right = try summary()
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE hourly_summary SET valid_events = valid_events + 7 WHERE hour = ?", arguments: [label]) }
         let untouched = try rebuild(f, hour...hour).hours.first
         #expect(untouched?.outcome == "unchanged")
         #expect(try rowsOfLastRebuild() == [])
+        #expect(try summary() == right)
+        let stamps = try f.query { db in
+            try Row.fetchOne(db, sql: """
+                SELECT p.rebuilt_batch, (SELECT MAX(batch_id) FROM batches WHERE kind = 'rebuild') FROM partitions p WHERE p.hour = ?
+                """, arguments: [label])!
+        }
+        #expect(stamps[0] as Int64? != nil && stamps[0] as Int64? == stamps[1] as Int64?)
 
         let ids = try f.query { try String.fetchAll($0, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 5") }
         try DatabaseQueue(path: f.database).write { db in
