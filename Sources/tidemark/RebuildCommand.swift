@@ -24,12 +24,10 @@ struct RebuildCommand: ParsableCommand {
     @Flag(help: "Print the report as one JSON document.")
     var json = false
 
-    @Option(help: ArgumentHelp("Events held in memory per pass over the source (tests and tuning).", visibility: .hidden))
-    var eventsPerPass: Int?
+    @OptionGroup var passes: PassOptions
 
     func validate() throws {
         if all == (hours.range != nil) { throw ValidationError("choose what to rebuild: --hour H, --from H --to H, or --all") }
-        if let eventsPerPass, eventsPerPass <= 0 { throw ValidationError("--events-per-pass must be at least 1") }
     }
 
     func run() throws {
@@ -37,7 +35,7 @@ struct RebuildCommand: ParsableCommand {
         var options = RebuildOptions(dataFolder: shared.dataFolder)
         options.hours = hours.range
         options.dryRun = dryRun
-        if let eventsPerPass { options.eventsPerPass = eventsPerPass }
+        if let eventsPerPass = passes.eventsPerPass { options.eventsPerPass = eventsPerPass }
         do {
             let report = try RebuildJob.run(options, logger: logger)
             if json { printJSON(try report.jsonText()) } else { print(report.text, terminator: "") }

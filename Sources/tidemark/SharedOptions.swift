@@ -58,6 +58,16 @@ struct ApplyOptions: ParsableArguments {
     }
 }
 
+/// validate's and rebuild's hidden `--events-per-pass` (tests and tuning).
+struct PassOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Events held in memory per pass over the source (tests and tuning).", visibility: .hidden))
+    var eventsPerPass: Int?
+
+    func validate() throws {
+        if let eventsPerPass, eventsPerPass <= 0 { throw ValidationError("--events-per-pass must be at least 1") }
+    }
+}
+
 /// Prints `error: …` and `hint: …` on stderr and turns the error into the documented exit code.
 func fail(_ error: Error) -> ExitCode {
     let (message, hint, status) = ErrorReport.describe(error)

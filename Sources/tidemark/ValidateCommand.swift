@@ -23,12 +23,10 @@ struct ValidateCommand: ParsableCommand {
     @Option(help: "How many example findings to list per check.")
     var show: Int = 10
 
-    @Option(help: ArgumentHelp("Events held in memory per pass over the source (tests and tuning).", visibility: .hidden))
-    var eventsPerPass: Int?
+    @OptionGroup var passes: PassOptions
 
     func validate() throws {
         if show < 0 { throw ValidationError("--show must be 0 or more") }
-        if let eventsPerPass, eventsPerPass <= 0 { throw ValidationError("--events-per-pass must be at least 1") }
     }
 
     func run() throws {
@@ -38,7 +36,7 @@ struct ValidateCommand: ParsableCommand {
         options.hours = hours.range
         options.replay = replay
         options.sampleLimit = show
-        if let eventsPerPass { options.eventsPerPass = eventsPerPass }
+        if let eventsPerPass = passes.eventsPerPass { options.eventsPerPass = eventsPerPass }
         let interactive = isatty(2) == 1
         do {
             let report = try ValidateJob.run(options, logger: logger, progress: interactive ? { printErr("… \($0)") } : nil)
