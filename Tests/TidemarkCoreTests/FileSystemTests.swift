@@ -14,6 +14,55 @@ import Testing
         #expect(FileSystem.isFolder(f.root + "/rel/data"))
     }
 
+    /// The archive move never takes a file put under the name after it was read: captured by
+    /// mistake, such a file is given back under its name, and the content read is written
+    /// from the descriptor held open. Across file systems, too.
+    @Test func retiringALandingFileNeverTakesTheFilePutUnderItsName() throws {
+        let f = TestFolder()
+        let path = f.land("1.ndjson.gz", [recordLine("read", time: "2025-07-30T10:00:00Z")])
+        let readBytes = try FileSystem.readAll(path)
+        let same = try HeldLandingFile(opening: path)
+        #expect(same.isNamed(by: path))
+        #expect(try LandingRetirement.archive(same, from: path, to: f.root + "/moved.gz") == .moved)
+        #expect(try FileSystem.readAll(f.root + "/moved.gz") == readBytes && !FileSystem.exists(path))
+
+        // Another file put under the name after the read: the rename captures it, it goes back.
+        f.land("1.ndjson.gz", [recordLine("read", time: "2025-07-30T10:00:00Z")])
+        let held = try HeldLandingFile(opening: path)
+        let newer = f.land(".newer.tmp", [recordLine("newer", time: "2025-07-30T10:00:00Z")])
+        let newerBytes = try FileSystem.readAll(newer)
+        #expect(rename(newer, path) == 0)
+        #expect(!held.isNamed(by: path))
+        #expect(try LandingRetirement.archive(held, from: path, to: f.root + "/archived.gz") == .replaced(keptAs: path))
+        #expect(try FileSystem.readAll(f.root + "/archived.gz") == readBytes)
+        #expect(try FileSystem.readAll(path) == newerBytes)
+
+        // Removing (a leftover already archived) leaves the other file alone too.
+        #expect(try LandingRetirement.remove(held, from: path) == .replaced(keptAs: path))
+        #expect(try FileSystem.readAll(path) == newerBytes)
+        #expect(!FileSystem.exists(LandingRetirement.capturePath(for: path)))
+        let newerHeld = try HeldLandingFile(opening: path)
+        #expect(try LandingRetirement.remove(newerHeld, from: path) == .moved && !FileSystem.exists(path))
+        #expect(try LandingRetirement.remove(newerHeld, from: path) == .vanished)
+        #expect(try LandingRetirement.archive(held, from: path, to: f.root + "/vanished.gz") == .vanished)
+        #expect(try FileSystem.readAll(f.root + "/vanished.gz") == readBytes)
+
+        // Across file systems (tmpfs), when this machine has one beside the temporary folder.
+        var here = stat(), shm = stat()
+        guard stat(f.root, &here) == 0, stat("/dev/shm", &shm) == 0, here.st_dev != shm.st_dev else { return }
+        let elsewhere = "/dev/shm/tidemark-test-\(UUID().uuidString).gz"
+        defer { unlink(elsewhere) }
+        f.land("2.ndjson.gz", [recordLine("read", time: "2025-07-30T10:00:00Z")])
+        let crossing = try HeldLandingFile(opening: f.landing + "/2.ndjson.gz")
+        #expect(try LandingRetirement.archive(crossing, from: f.landing + "/2.ndjson.gz", to: elsewhere) == .moved)
+        #expect(try FileSystem.readAll(elsewhere) == readBytes && !FileSystem.exists(f.landing + "/2.ndjson.gz"))
+        unlink(elsewhere)
+        f.land("2.ndjson.gz", [recordLine("newer", time: "2025-07-30T10:00:00Z")])
+        #expect(try LandingRetirement.archive(crossing, from: f.landing + "/2.ndjson.gz", to: elsewhere) == .replaced(keptAs: f.landing + "/2.ndjson.gz"))
+        #expect(try FileSystem.readAll(elsewhere) == readBytes)
+        #expect(try FileSystem.readAll(f.landing + "/2.ndjson.gz") == newerBytes)
+    }
+
     /// One rule names a file while it is written (`.NAME.tmp` beside it) and reads it back.
     @Test func temporaryNamesSitBesideTheFile() {
         #expect(FileSystem.temporaryPath(for: "/data/metrics.prom") == "/data/.metrics.prom.tmp")

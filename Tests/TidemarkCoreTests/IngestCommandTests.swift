@@ -18,11 +18,19 @@ import Testing
     }
 
     func runRemoving(_ paths: [String], whilePaused arguments: [String], _ f: TestFolder) throws -> BinaryRun {
+        try runPaused(at: "before-decode", arguments, f) {
+            for path in paths { try FileManager.default.removeItem(atPath: path) }
+        }
+    }
+
+    /// Runs the binary held at the fault point `point`, does `action` once it is held there
+    /// (`TIDEMARK_PAUSE_NOTICE`), and returns how the run ended.
+    func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, whilePaused action: () throws -> Void) throws -> BinaryRun {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
-        env["TIDEMARK_PAUSE_AT"] = "before-decode"
+        env["TIDEMARK_PAUSE_AT"] = point
         env["TIDEMARK_PAUSE_SECONDS"] = "2"
         let notice = f.root + "/paused"
         env["TIDEMARK_PAUSE_NOTICE"] = notice
@@ -37,11 +45,53 @@ import Testing
             waited += 1
         }
         try #require(FileManager.default.fileExists(atPath: notice), "the run never reached its pause")
-        for path in paths { try FileManager.default.removeItem(atPath: path) }
+        try action()
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return BinaryRun(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
+    /// A producer puts a new file under a name the batch has read and applied, before the
+    /// batch archives it (an atomic rename over it, after the commit). The archive gets the
+    /// content applied (from the descriptor held open), the new file stays in landing, and the
+    /// next run applies it: nothing is lost, and validate agrees.
+    @Test func aFileReplacedUnderItsNameBeforeItIsArchivedIsKeptForTheNextRun() throws {
+        let f = TestFolder()
+        let path = f.land("1.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        let appliedBytes = try FileSystem.readAll(path)
+        let run = try runPaused(at: "after-commit", args(f), f) {
+            let other = f.land(".next.tmp", [recordLine("second", time: "2025-07-30T10:00:00Z")])
+            #expect(rename(other, path) == 0)
+        }
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("another file was put under this landing name"), "\(run.stderr)")
+        let archived = try #require(try f.archivedPath("1.ndjson.gz"))
+        #expect(try FileSystem.readAll(archived) == appliedBytes)
+        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(try f.row("second") == nil)
+
+        let next = try Binary.run(args(f))
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(try f.row("first") != nil && f.row("second") != nil)
+        #expect(!FileManager.default.fileExists(atPath: path))
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
+    /// A file removed from landing after it was read and applied, before it is archived, is
+    /// archived from the descriptor held open: the archive still holds every file applied.
+    @Test func aFileRemovedBeforeItIsArchivedIsArchivedFromTheCopyHeldOpen() throws {
+        let f = TestFolder()
+        let path = f.land("1.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        let appliedBytes = try FileSystem.readAll(path)
+        let run = try runPaused(at: "after-commit", args(f), f) { try FileManager.default.removeItem(atPath: path) }
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("landing file was removed"), "\(run.stderr)")
+        let archived = try #require(try f.archivedPath("1.ndjson.gz"))
+        #expect(try FileSystem.readAll(archived) == appliedBytes)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
     /// Every command's help lists the exit codes it can give (the README's table explains them).

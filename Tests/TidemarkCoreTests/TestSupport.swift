@@ -36,6 +36,14 @@ final class TestFolder: @unchecked Sendable {
         return path
     }
 
+    /// Where the archive holds a file of this name (in any day's folder), nil when it does not.
+    func archivedPath(_ name: String) throws -> String? {
+        let archive = data + "/archive"
+        guard FileManager.default.fileExists(atPath: archive) else { return nil }
+        return try FileManager.default.contentsOfDirectory(atPath: archive).sorted()
+            .map { archive + "/" + $0 + "/" + name }.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
     func landBytes(_ name: String, _ bytes: [UInt8], folder: String? = nil) {
         createTestFile(atPath: (folder ?? landing) + "/" + name, contents: Data(bytes))
     }

@@ -18,6 +18,9 @@ struct DecodedPiece {
     var lines: [DecodedLine]
     /// nil until the file's last piece: its digest and sizes, or why it failed.
     var end: Result<GzipFileSummary, DecodeFailure>?
+    /// With `holdingFiles`, on the file's last piece: the file as read, still open (nil when
+    /// it could not be opened).
+    var held: HeldLandingFile? = nil
 }
 
 /// Decodes gzip NDJSON files (gunzip, split, parse) on a background thread while the caller
@@ -39,6 +42,12 @@ final class FileDecoder: @unchecked Sendable {
     /// returns true for is taken away unparsed (rebuild sets aside the lines of later passes).
     /// nil for ingest.
     private let divert: Divert?
+    /// Whether each file's descriptor is handed over with its last piece (ingest holds landing
+    /// files open until they are archived: `HeldLandingFile`). Decoding then also pauses
+    /// while `filesAhead` such files wait, which bounds the descriptors held.
+    private let holdingFiles: Bool
+    static let filesAhead = 256
+    private var heldQueued = 0
     typealias Divert = @Sendable (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool
     private let condition = NSCondition()
     private var queue: [DecodedPiece] = []
@@ -47,10 +56,11 @@ final class FileDecoder: @unchecked Sendable {
     private var cancelled = false
 
     init(paths: [String], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536,
-         divert: Divert? = nil) {
+         divert: Divert? = nil, holdingFiles: Bool = false) {
         self.paths = paths
         self.spill = nil
         self.divert = divert
+        self.holdingFiles = holdingFiles
         self.parser = parser
         self.maxOutputBytes = maxOutputBytes
         self.linesPerPiece = linesPerPiece
@@ -64,6 +74,7 @@ final class FileDecoder: @unchecked Sendable {
         self.paths = []
         self.spill = spill
         self.divert = nil
+        self.holdingFiles = false
         self.parser = parser
         self.maxOutputBytes = .max
         self.linesPerPiece = linesPerPiece
@@ -85,6 +96,7 @@ final class FileDecoder: @unchecked Sendable {
         guard !queue.isEmpty else { return nil }
         let piece = queue.removeFirst()
         queuedLines -= piece.lines.count
+        if piece.held != nil { heldQueued -= 1 }
         condition.broadcast()
         return piece
     }
@@ -95,6 +107,7 @@ final class FileDecoder: @unchecked Sendable {
         cancelled = true
         queue.removeAll()
         queuedLines = 0
+        heldQueued = 0
         condition.broadcast()
         condition.unlock()
     }
@@ -102,10 +115,12 @@ final class FileDecoder: @unchecked Sendable {
     private func push(_ piece: DecodedPiece) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while !queue.isEmpty && queuedLines + piece.lines.count > linesAhead && !cancelled { condition.wait() }
+        while !queue.isEmpty && (queuedLines + piece.lines.count > linesAhead || (piece.held != nil && heldQueued >= Self.filesAhead))
+            && !cancelled { condition.wait() }
         guard !cancelled else { return false }
         queue.append(piece)
         queuedLines += piece.lines.count
+        if piece.held != nil { heldQueued += 1 }
         condition.broadcast()
         return true
     }
@@ -122,8 +137,10 @@ final class FileDecoder: @unchecked Sendable {
             var lines: [DecodedLine] = []
             lines.reserveCapacity(min(linesPerPiece, 4096))
             let result: Result<GzipFileSummary, DecodeFailure>
+            var held: HeldLandingFile?
             do {
-                let summary = try GzipLineReader(path: path, maxOutputBytes: maxOutputBytes).forEachLine { number, content in
+                let reader = GzipLineReader(path: path, maxOutputBytes: maxOutputBytes)
+                func body(_ number: Int, _ content: LineContent) throws {
                     switch content {
                     case .overlong(let length):
                         lines.append(.rejected(line: number, reason: LineRejection.overlong(length).reason, raw: nil))
@@ -143,7 +160,12 @@ final class FileDecoder: @unchecked Sendable {
                         lines = []
                     }
                 }
-                result = .success(summary)
+                if holdingFiles {
+                    held = try HeldLandingFile(opening: path)
+                    result = .success(try reader.forEachLine(readingFrom: held!.fd, body))
+                } else {
+                    result = .success(try reader.forEachLine(body))
+                }
             } catch let error as GzipError {
                 result = .failure(.gzip(error))
             } catch let error as FileSystemError {
@@ -154,7 +176,7 @@ final class FileDecoder: @unchecked Sendable {
                 // Never a silent end of the stream: the caller would take it for the last file.
                 result = .failure(Self.unexpected(error, reading: path))
             }
-            guard push(DecodedPiece(fileIndex: index, lines: lines, end: result)) else { return }
+            guard push(DecodedPiece(fileIndex: index, lines: lines, end: result, held: held)) else { return }
         }
     }
 

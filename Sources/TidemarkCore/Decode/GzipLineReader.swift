@@ -59,7 +59,12 @@ public struct GzipLineReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError("open", path) }
         defer { close(fd) }
+        return try forEachLine(readingFrom: fd, body)
+    }
 
+    /// As `forEachLine(_:)`, reading the file already open at `fd` from where it stands
+    /// (`path` names it in errors); the caller keeps the descriptor.
+    public func forEachLine(readingFrom fd: Int32, _ body: (Int, LineContent) throws -> Void) throws -> GzipFileSummary {
         // Heap-allocated: zlib keeps a pointer back to the stream and rejects a moved one.
         let streamPointer = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         streamPointer.initialize(to: z_stream())

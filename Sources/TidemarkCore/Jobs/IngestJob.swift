@@ -132,8 +132,11 @@ struct BatchRunner {
     var maxEventTime: Timestamp?
     var lags = DurationHistogram()
     var delays = DurationHistogram()
-    /// Moves to do once the current transaction has committed.
-    var pendingMoves: [(fileID: Int64, from: String, to: String)] = []
+    /// Moves to do once the current transaction has committed, each with the file as read.
+    var pendingMoves: [(fileID: Int64, from: String, to: String, held: HeldLandingFile?)] = []
+    /// Files per commit: `filesPerCommit`, within the descriptors this process may hold open
+    /// (each file read is held open until it is archived).
+    let filesPerChunk: Int
     var filesInChunk = 0
     var bytesInChunk: Int64 = 0
     /// Whole files waiting to be merged together, their content digests and line count.
@@ -156,6 +159,7 @@ struct BatchRunner {
         self.logger = logger
         now = started
         parser = EventLineParser(now: started)
+        filesPerChunk = min(options.filesPerCommit, max(16, FileSystem.raiseOpenFilesLimit() - FileDecoder.filesAhead - 128))
         archiveFolder = (dataFolder as NSString).appendingPathComponent("archive/" + String(started.rfc3339.prefix(10)))
         quarantineFolder = (dataFolder as NSString).appendingPathComponent("quarantine")
         let batchID: Int64
@@ -193,7 +197,7 @@ struct BatchRunner {
             if try settledWithoutDecoding(file) { reportProgress(file) } else { toDecode.append(file) }
         }
         FaultPoint.pause("before-decode")
-        let decoder = FileDecoder(paths: toDecode.map(\.path), parser: parser, maxOutputBytes: options.maxFileOutputBytes)
+        let decoder = FileDecoder(paths: toDecode.map(\.path), parser: parser, maxOutputBytes: options.maxFileOutputBytes, holdingFiles: true)
         defer { decoder.cancel() }
         var inFlight: InFlightFile?
         while let piece = decoder.next() {
@@ -219,12 +223,13 @@ struct BatchRunner {
                 try applySlice(&inFlight!)
             }
             if let end = piece.end {
+                inFlight!.held = piece.held
                 let unreadableBefore = unreadable.count
                 try finish(&inFlight!, end)
                 reportProgress(inFlight!.file, settled: unreadable.count == unreadableBefore)
                 inFlight = nil
                 // A dry run keeps everything in one transaction and rolls it back at the end.
-                if !options.dryRun && group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit) {
+                if !options.dryRun && group.isEmpty && (filesInChunk >= filesPerChunk || bytesInChunk >= options.bytesPerCommit) {
                     try commitChunk()
                 }
             }
@@ -262,7 +267,7 @@ struct BatchRunner {
         FaultPoint.pause("after-commit")
         for move in pendingMoves {
             do {
-                try place(from: move.from, to: move.to)
+                try place(from: move.from, to: move.to, held: move.held)
             } catch {
                 // The ledger already says where the file belongs; the next run finishes the move.
                 logger.warning("could not move file after commit; the next run will retry",
@@ -278,13 +283,35 @@ struct BatchRunner {
         BatchBookkeeping.fail(batchID: summary.batchID, error: "\(error)", db)
     }
 
-    /// Moves (ingest) or copies (backfill) a file to its archive or quarantine place.
-    private func place(from source: String, to destination: String) throws {
+    /// Moves (ingest) or copies (backfill) a file to its archive or quarantine place: the
+    /// content read (`held`), even when another file was put under its name meanwhile.
+    /// (Every file that reaches the ledger was held; without one, the name is moved as it is.)
+    private func place(from source: String, to destination: String, held: HeldLandingFile?) throws {
         if let folder = FileSystem.parentFolder(of: destination) { try FileSystem.makeFolder(folder) }
+        guard let held else { return try FileSystem.move(source, to: destination) }
         if options.kind == .backfill {
-            if !FileSystem.exists(destination) { try FileSystem.copy(source, to: destination) }
+            if !FileSystem.exists(destination) { try held.copy(to: destination) }
         } else {
-            try FileSystem.move(source, to: destination)
+            report(try LandingRetirement.archive(held, from: source, to: destination), of: source)
+        }
+    }
+
+    /// Warns when the landing name no longer led to the file read: what was archived, and
+    /// where the other file stays.
+    private func report(_ outcome: LandingRetirement.Outcome, of source: String) {
+        switch outcome {
+        case .moved:
+            break
+        case .replaced(let keptAs):
+            logger.warning("""
+                another file was put under this landing name while the batch ran; the content applied was archived \
+                from the copy held open, and the new file stays in landing for the next run
+                """, metadata: ["file": "\(source)", "new_file": "\(keptAs)"])
+        case .vanished:
+            logger.warning("""
+                landing file was removed (or taken by another process) while the batch ran; the content applied was \
+                archived from the copy held open
+                """, metadata: ["file": "\(source)"])
         }
     }
 
@@ -299,18 +326,22 @@ struct BatchRunner {
     private mutating func healLeftover(_ file: LandingFile) throws -> Bool {
         let candidates = try session.ledgerEntries(name: file.name, size: file.size)
         guard !candidates.isEmpty else { return false }
-        let sha = try FileSystem.sha256(ofFile: file.path)
+        let held = try HeldLandingFile(opening: file.path)
+        let sha = try held.sha256()
         // Only applied or duplicate files are leftovers; a quarantined file put back by an
         // operator is a new attempt.
         guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
         if FileSystem.exists(match.location), (try? FileSystem.sha256(ofFile: match.location)) == sha {
-            guard unlink(file.path) == 0 else { throw FileSystemError("remove", file.path) }
+            report(try LandingRetirement.remove(held, from: file.path), of: file.path)
         } else {
-            try place(from: file.path, to: match.location)
+            try place(from: file.path, to: match.location, held: held)
         }
         summary.filesHealed += 1
-        logger.info("finished an interrupted archive move", metadata: ["file": "\(file.name)", "to": "\(match.location)"])
+        // The file's name, size and content are in the ledger: a move a killed run left
+        // undone, or the same file landed again.
+        logger.info("already applied: finished its move to the archive (an interrupted move, or the same file landed again)",
+                    metadata: ["file": "\(file.name)", "to": "\(match.location)"])
         return true
     }
 
@@ -320,8 +351,9 @@ struct BatchRunner {
         guard options.kind == .backfill else { return try healLeftover(file) }
         // Backfill leaves its source alone and identifies files by content only; it finishes
         // an archive copy that a killed run left undone.
-        guard let known = try session.ledgerLocation(sha256: FileSystem.sha256(ofFile: file.path)) else { return false }
-        if !options.dryRun && !FileSystem.exists(known) { try place(from: file.path, to: known) }
+        let held = try HeldLandingFile(opening: file.path)
+        guard let known = try session.ledgerLocation(sha256: held.sha256()) else { return false }
+        if !options.dryRun && !FileSystem.exists(known) { try place(from: file.path, to: known, held: held) }
         summary.filesSkipped += 1
         return true
     }
@@ -356,7 +388,7 @@ struct BatchRunner {
             e.duplicateOf = original
             e.reason = "same content as ledger file \(original)"
             try session.record(e)
-            pendingMoves.append((f.fileID, f.file.path, e.location))
+            pendingMoves.append((f.fileID, f.file.path, e.location, f.held))
             summary.filesDuplicate += 1
             if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "duplicate content of ledger file \(original)", lines: 0, hours: [])) }
             logger.info("duplicate content, not applied again", metadata: ["file": "\(f.file.name)", "same_as": "\(original)"])
@@ -379,7 +411,7 @@ struct BatchRunner {
         maxEventTime = f.maxEventTime
         groupLines += f.deliveries.count
         group.append(f)
-        if groupLines >= BatchRunner.groupLines || group.count >= options.filesPerCommit { try flushGroup() }
+        if groupLines >= BatchRunner.groupLines || group.count >= filesPerChunk { try flushGroup() }
     }
 
     /// Counts the partitions these deliveries would create against the batch's cap: nil when
@@ -451,7 +483,7 @@ struct BatchRunner {
             try session.writer.flushFileHours(fileID: e.fileID)
             try session.record(e)
         }
-        pendingMoves.append((f.fileID, f.file.path, e.location))
+        pendingMoves.append((f.fileID, f.file.path, e.location, f.held))
         summary.filesApplied += 1
         summary.lines = summary.lines + f.counts
         summary.lateEvents += f.lateCount
@@ -464,10 +496,10 @@ struct BatchRunner {
 
     private mutating func quarantine(_ f: inout InFlightFile, reason: String, sha: String?) throws {
         if f.streaming { try abortStreaming(&f) }
-        var e = entry(for: f, status: .quarantined, sha: sha ?? ((try? FileSystem.sha256(ofFile: f.file.path)) ?? ""))
+        var e = entry(for: f, status: .quarantined, sha: sha ?? ((try? f.held?.sha256()) ?? ""))
         e.reason = reason
         try session.record(e)
-        pendingMoves.append((f.fileID, f.file.path, e.location))
+        pendingMoves.append((f.fileID, f.file.path, e.location, f.held))
         summary.filesQuarantined += 1
         summary.quarantined.append(.init(name: f.file.name, reason: reason, location: e.location))
         if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
@@ -494,6 +526,8 @@ struct InFlightFile {
     var failure: String?
     var sha256 = ""
     var decompressedBytes: Int64 = 0
+    /// The file as read, held open until it is archived (set with its last piece).
+    var held: HeldLandingFile?
 
     /// Lines held in memory (deliveries and rejected lines).
     var buffered: Int { deliveries.count + rejected.count }

@@ -134,6 +134,13 @@ public enum FileSystem {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw FileSystemError("open", source) }
         defer { close(input) }
+        try copy(descriptor: input, named: source, to: destination)
+    }
+
+    /// Copies the whole file open at `input` (read from its start; `source` names it in
+    /// errors) to `destination`, published atomically.
+    static func copy(descriptor input: Int32, named source: String, to destination: String) throws {
+        guard lseek(input, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", source) }
         let size = 256 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
@@ -180,6 +187,12 @@ public enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError("open", path) }
         defer { close(fd) }
+        return try sha256(descriptor: fd, named: path)
+    }
+
+    /// SHA-256 of the whole file open at `fd` (read from its start; `path` names it in errors).
+    static func sha256(descriptor fd: Int32, named path: String) throws -> String {
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
         var hasher = SHA256()
         let size = 256 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
@@ -190,5 +203,20 @@ public enum FileSystem {
             hasher.update(UnsafeRawBufferPointer(start: buffer, count: n))
         }
         return hasher.finalizeHex()
+    }
+}
+
+extension FileSystem {
+    /// Raises this process's soft limit on open files to its hard limit (ingest holds each
+    /// file it read open until it is archived) and returns the soft limit now in force.
+    static func raiseOpenFilesLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(clamping: min(limit.rlim_cur, 1 << 30))
     }
 }
