@@ -179,6 +179,53 @@ import Testing
         #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM partitions") } == 1)
     }
 
+    /// The cap is per batch: files that fit in a batch of their own, but not in what is left of
+    /// this one, stay in landing for the next run (out of the ledger, counted in the backlog),
+    /// and the next runs apply them. Only a file that alone needs more is quarantined, and its
+    /// reason names how many hours, and which.
+    @Test func partitionCapLeavesFilesForTheNextBatchAndQuarantinesOnlyAFileOverItAlone() throws {
+        let f = TestFolder()
+        func hour(_ h: Int) -> String { Timestamp(nanosecondsSinceEpoch: (1_753_000_000 + Int64(h) * 3600) * 1_000_000_000).rfc3339 }
+        for n in 0..<6 {
+            f.land("f\(n).ndjson.gz", [recordLine("a\(n)", time: hour(2 * n)), recordLine("b\(n)", time: hour(2 * n + 1))])
+        }
+        f.land("g-old-hours.ndjson.gz", [recordLine("old", time: hour(0))])
+        f.land("z-too-many.ndjson.gz", (100..<106).map { recordLine("z\($0)", time: hour($0)) })
+        let first = try f.ingest { $0.maxNewPartitions = 5 }
+        // f0 and f1 (4 hours) fit, f2 would make 6; hour 0 already planned, g fits too.
+        #expect(first.filesApplied == 3 && first.filesDeferred == 4 && first.filesQuarantined == 1)
+        #expect(first.backlogFiles == 4)
+        #expect(first.quarantined.first?.name == "z-too-many.ndjson.gz")
+        #expect(first.quarantined.first?.reason.hasPrefix("would create 6 new partitions (hours \(PartitionHour(hoursSinceEpoch: Timestamp(nanosecondsSinceEpoch: (1_753_000_000 + 100 * 3600) * 1_000_000_000).hour.hoursSinceEpoch)) to ") == true,
+                "\(first.quarantined)")
+        #expect(FileManager.default.fileExists(atPath: f.landing + "/f2.ndjson.gz"))
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files WHERE name = 'f2.ndjson.gz'") } == 0)
+        let second = try f.ingest { $0.maxNewPartitions = 5 }
+        #expect(second.filesApplied == 2 && second.filesDeferred == 2 && second.filesQuarantined == 0)
+        let third = try f.ingest { $0.maxNewPartitions = 5 }
+        #expect(third.filesApplied == 2 && third.filesDeferred == 0 && third.backlogFiles == 0)
+        for n in 0..<6 { #expect(try f.row("a\(n)") != nil && f.row("b\(n)") != nil) }
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 0, "\(validate.stdout)")
+    }
+
+    /// A file applied in slices (over 100,000 lines) that meets the full cap mid-file is rolled
+    /// back whole and left for the next batch, like a small one.
+    @Test func aSlicedFileThatMeetsTheCapIsLeftWholeForTheNextBatch() throws {
+        let f = TestFolder()
+        func hour(_ h: Int) -> String { Timestamp(nanosecondsSinceEpoch: (1_753_000_000 + Int64(h) * 3600) * 1_000_000_000).rfc3339 }
+        f.land("a.ndjson.gz", [recordLine("a", time: hour(0)), recordLine("a2", time: hour(1))])
+        // The first slice lands in hour 2, the second in hours 3 and 4: the batch would make 5.
+        let big = (0..<100_000).map { recordLine("big\($0)", time: hour(2)) } + (0..<2_000).map { recordLine("late\($0)", time: hour(3 + $0 % 2)) }
+        f.land("b-big.ndjson.gz", big)
+        let first = try f.ingest { $0.maxNewPartitions = 4 }
+        #expect(first.filesApplied == 1 && first.filesDeferred == 1 && first.filesQuarantined == 0)
+        #expect(try f.row("big0") == nil)
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM partitions") } == 2)
+        let second = try f.ingest { $0.maxNewPartitions = 4 }
+        #expect(second.filesApplied == 1 && second.lines.new == 102_000)
+    }
+
     /// Same inputs give the same tables whatever the file order and batch boundaries.
     @Test func anyOrderAndBatchSplitGivesIdenticalTables() throws {
         var random = SeededRandom(seed: 5)

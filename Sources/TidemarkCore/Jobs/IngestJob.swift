@@ -148,6 +148,8 @@ struct BatchRunner {
     var plannedHoursAtFileStart = Set<Int>()
     /// Files that could not be read (permissions, I/O): left in landing, reported at the end.
     var unreadable: [FileSystemError] = []
+    /// Files left in landing for the next batch: this batch's new partitions reached the cap.
+    var deferred = 0
     /// Files whose fate this run decided (applied, duplicate, quarantined, healed, skipped).
     var settled: (files: Int, bytes: Int64) = (0, 0)
     let now: Timestamp
@@ -224,9 +226,9 @@ struct BatchRunner {
             }
             if let end = piece.end {
                 inFlight!.held = piece.held
-                let unreadableBefore = unreadable.count
+                let unreadableBefore = unreadable.count, deferredBefore = deferred
                 try finish(&inFlight!, end)
-                reportProgress(inFlight!.file, settled: unreadable.count == unreadableBefore)
+                reportProgress(inFlight!.file, settled: unreadable.count == unreadableBefore && deferred == deferredBefore)
                 inFlight = nil
                 // A dry run keeps everything in one transaction and rolls it back at the end.
                 if !options.dryRun && group.isEmpty && (filesInChunk >= filesPerChunk || bytesInChunk >= options.bytesPerCommit) {
@@ -235,6 +237,11 @@ struct BatchRunner {
             }
         }
         try flushGroup()
+        if deferred > 0 {
+            logger.notice("this batch created as many new partitions as --max-new-partitions allows; files that need more stay in landing for the next run",
+                          metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
+        }
+        summary.filesDeferred = deferred
         if options.dryRun {
             try session.flushWithoutCommit()
             summary.partitionsTouched = session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
@@ -382,6 +389,7 @@ struct BatchRunner {
             gz = summary
         }
         if let failure = f.failure { return try quarantine(&f, reason: failure, sha: gz.sha256) }
+        if f.deferred { return try leaveForNextBatch(&f) }
         if let original = try session.appliedFile(sha256: gz.sha256) ?? groupContent[gz.sha256] {
             if f.streaming { try abortStreaming(&f) }
             var e = entry(for: f, status: .duplicateContent, sha: gz.sha256)
@@ -400,12 +408,15 @@ struct BatchRunner {
         if f.streaming {
             try applySlice(&f)
             if let failure = f.failure { return try quarantine(&f, reason: failure, sha: gz.sha256) }
+            if f.deferred { return try leaveForNextBatch(&f) }
             try record(&f)
             return
         }
         // Guard against junk partitions before anything of the file is merged.
-        if let overCap = reserveNewHours(for: f.deliveries) {
-            return try quarantine(&f, reason: overCap.description, sha: gz.sha256)
+        switch reserveNewHours(for: f.deliveries, ofFile: &f.newHours) {
+        case .reserved: break
+        case .tooManyForOneBatch(let overCap): return try quarantine(&f, reason: overCap.description, sha: gz.sha256)
+        case .batchFull: return try leaveForNextBatch(&f)
         }
         groupContent[gz.sha256] = f.fileID
         maxEventTime = f.maxEventTime
@@ -414,16 +425,36 @@ struct BatchRunner {
         if groupLines >= BatchRunner.groupLines || group.count >= filesPerChunk { try flushGroup() }
     }
 
-    /// Counts the partitions these deliveries would create against the batch's cap: nil when
-    /// they fit (and are now planned), else why the file must be quarantined. Checked before
-    /// anything of the file is merged, so no junk partition is ever created.
-    private mutating func reserveNewHours(for deliveries: [PreparedDelivery]) -> PartitionLimitExceeded? {
-        let newHours = session.writer.newHours(in: deliveries).subtracting(plannedHours)
-        if plannedHours.count + newHours.count > options.maxNewPartitions {
-            return PartitionLimitExceeded(limit: options.maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: newHours.min() ?? 0))
+    enum HourReservation {
+        /// The new hours fit in the batch's cap, and are now planned.
+        case reserved
+        /// The file alone needs more new hours than any batch may create: quarantined.
+        case tooManyForOneBatch(PartitionLimitExceeded)
+        /// The file fits in a batch of its own, but not in what is left of this one.
+        case batchFull
+    }
+
+    /// Counts the partitions these deliveries (of a file whose new hours so far are
+    /// `fileHours`) would create against the batch's cap. Checked before anything of them is
+    /// merged, so no junk partition is ever created.
+    private mutating func reserveNewHours(for deliveries: [PreparedDelivery], ofFile fileHours: inout Set<Int>) -> HourReservation {
+        let newHours = session.writer.newHours(in: deliveries)
+        fileHours.formUnion(newHours)
+        if fileHours.count > options.maxNewPartitions {
+            return .tooManyForOneBatch(PartitionLimitExceeded(limit: options.maxNewPartitions, newHours: fileHours))
         }
-        plannedHours.formUnion(newHours)
-        return nil
+        let added = newHours.subtracting(plannedHours)
+        if plannedHours.count + added.count > options.maxNewPartitions { return .batchFull }
+        plannedHours.formUnion(added)
+        return .reserved
+    }
+
+    /// Leaves a file in landing, out of the ledger, for the next batch (the cap is per batch).
+    private mutating func leaveForNextBatch(_ f: inout InFlightFile) throws {
+        if f.streaming { try abortStreaming(&f) }
+        deferred += 1
+        if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "left for the next batch (--max-new-partitions)", lines: 0, hours: [])) }
+        logger.info("left for the next batch: this batch reached --max-new-partitions", metadata: ["file": "\(f.file.name)"])
     }
 
     /// Undoes a large file's slices: its savepoint, and the hours it had planned.
@@ -434,14 +465,21 @@ struct BatchRunner {
 
     /// Applies a large file's buffered deliveries (and writes its rejected lines) inside its savepoint.
     private mutating func applySlice(_ f: inout InFlightFile) throws {
-        guard f.failure == nil else { return }
+        guard f.failure == nil && !f.deferred else { return }
         for r in f.rejected {
             try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
         }
         f.rejected.removeAll(keepingCapacity: true)
         guard !f.deliveries.isEmpty else { return }
-        if let overCap = reserveNewHours(for: f.deliveries) {
+        switch reserveNewHours(for: f.deliveries, ofFile: &f.newHours) {
+        case .reserved:
+            break
+        case .tooManyForOneBatch(let overCap):
             f.failure = overCap.description
+            f.deliveries.removeAll()
+            return
+        case .batchFull:
+            f.deferred = true
             f.deliveries.removeAll()
             return
         }
@@ -524,6 +562,10 @@ struct InFlightFile {
     var streaming = false
     /// Set when the file must be quarantined (partition cap) although it decoded.
     var failure: String?
+    /// Set when the file must wait for the next batch (this batch reached the partition cap).
+    var deferred = false
+    /// The hours the file's deliveries create (it is quarantined when they exceed the cap).
+    var newHours = Set<Int>()
     var sha256 = ""
     var decompressedBytes: Int64 = 0
     /// The file as read, held open until it is archived (set with its last piece).

@@ -12,6 +12,8 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     public var filesDuplicate = 0
     public var filesQuarantined = 0
     public var filesHealed = 0
+    /// Files left in landing for the next batch: this one reached `--max-new-partitions`.
+    public var filesDeferred = 0
     /// Backfill: files whose content is already in the ledger.
     public var filesSkipped = 0
     /// Dry runs: what each file would do.
@@ -92,7 +94,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     enum CodingKeys: String, CodingKey {
         case batchID = "batch_id", kind, status, dryRun = "dry_run", startedAt = "started_at", finishedAt = "finished_at"
         case durationSeconds = "duration_seconds", filesApplied = "files_applied", filesDuplicate = "files_duplicate_content"
-        case filesQuarantined = "files_quarantined", filesHealed = "files_healed", filesSkipped = "files_already_ingested", files, lines
+        case filesQuarantined = "files_quarantined", filesHealed = "files_healed", filesDeferred = "files_left_for_next_batch", filesSkipped = "files_already_ingested", files, lines
         case tombstonesPending = "tombstones_pending", lateEvents = "late_events"
         case partitionsTouched = "partitions_touched", partitionsCreated = "partitions_created"
         case lag = "ingestion_lag_seconds", eventDelay = "event_delay_seconds"
@@ -105,6 +107,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         var parts = ["batch \(batchID) \(kind)\(dryRun ? " (dry run)" : ""): \(filesApplied) files applied"]
         if filesDuplicate > 0 { parts.append("\(filesDuplicate) duplicate content") }
         if filesQuarantined > 0 { parts.append("\(filesQuarantined) quarantined") }
+        if filesDeferred > 0 { parts.append("\(filesDeferred) left for the next batch (partition cap)") }
         parts.append("\(lines.read) lines: \(lines.new) new, \(lines.updated) updated, \(lines.duplicate) duplicate, \(lines.stale) stale, \(lines.deletedByFlag) deleted by flag, \(lines.deletedByTombstone) by tombstone, \(lines.rejected) rejected")
         parts.append("\(lateEvents) late")
         parts.append("\(partitionsTouched.count) partitions touched")

@@ -186,7 +186,7 @@ final class MergeWriter {
     func ensureTable(_ hour: Int) throws {
         guard !knownHours.contains(hour) else { return }
         guard createdHours.count < maxNewPartitions else {
-            throw PartitionLimitExceeded(limit: maxNewPartitions, hour: PartitionHour(hoursSinceEpoch: hour))
+            throw PartitionLimitExceeded(limit: maxNewPartitions, newHours: [hour])
         }
         let partition = PartitionHour(hoursSinceEpoch: hour)
         try db.execute(sql: PartitionTable.createSQL(partition))
@@ -328,9 +328,12 @@ extension SummaryCounts {
 /// Thrown when one batch would create more partitions than allowed; the file is quarantined.
 struct PartitionLimitExceeded: Error, CustomStringConvertible {
     var limit: Int
-    var hour: PartitionHour
+    /// The new hours the file would create on its own.
+    var newHours: Set<Int>
     var description: String {
-        "would create more than \(limit) new partitions in one batch (at hour \(hour)); see --max-new-partitions"
+        let first = PartitionHour(hoursSinceEpoch: newHours.min() ?? 0), last = PartitionHour(hoursSinceEpoch: newHours.max() ?? 0)
+        let span = first == last ? "hour \(first)" : "hours \(first) to \(last)"
+        return "would create \(newHours.count) new partitions (\(span)), more than \(limit) new partitions in one batch; see --max-new-partitions"
     }
 }
 
