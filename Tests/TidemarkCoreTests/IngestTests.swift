@@ -472,6 +472,27 @@ import Testing
         #expect(deletedAt == "2025-07-30T10:01:00.000000000Z")
     }
 
+    /// A file quarantined half-written, then put back complete under its name (the README's
+    /// retry): applied, no longer listed by status as quarantined, and validate passes
+    /// although the quarantined copy is gone.
+    @Test func aRepairedFilePutBackSettlesItsQuarantine() throws {
+        let f = TestFolder()
+        let lines = (0..<200).map { recordLine("r\($0)", time: "2025-07-30T10:00:00Z") }
+        let whole = GzipWriter.gzip(lines.map { $0 + "\n" }.joined())
+        f.landBytes("w.ndjson.gz", Array(whole.prefix(whole.count / 2)))
+        #expect(try f.ingest().filesQuarantined == 1)
+        let listed = try Binary.run(["status", "--data", f.data, "--landing", f.landing])
+        #expect(listed.stdout.contains("quarantined files") && listed.stdout.contains("w.ndjson.gz"), "\(listed.stdout)")
+        try FileManager.default.removeItem(atPath: f.data + "/quarantine/w.ndjson.gz")
+        f.landBytes("w.ndjson.gz", whole)
+        let retry = try f.ingest()
+        #expect(retry.filesApplied == 1 && retry.lines.new == 200)
+        let status = try Binary.run(["status", "--data", f.data, "--landing", f.landing])
+        #expect(status.status == 0 && !status.stdout.contains("quarantined files"), "\(status.stdout)")
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 0, "\(validate.stdout)")
+    }
+
     @Test func quarantinedFilePutBackIsRetried() throws {
         let f = TestFolder()
         let lines = (0..<12).map { h in recordLine("q\(h)", time: Timestamp(nanosecondsSinceEpoch: (1_753_000_000 + Int64(h) * 3600) * 1_000_000_000).rfc3339) }

@@ -55,8 +55,14 @@ enum ReportQueries {
             .map { ($0[0], $0[1]) }
     }
 
+    /// Quarantined files not retried since: no later ledger row has their name (an operator
+    /// who put one back, fixed or not, gave it a row of its own).
     static func quarantined(limit: Int, _ db: Database) throws -> [(name: String, reason: String, location: String)] {
-        try Row.fetchAll(db, sql: "SELECT name, reason, location FROM ingested_files WHERE status = 'quarantined' ORDER BY file_id DESC LIMIT \(limit)")
+        try Row.fetchAll(db, sql: """
+            SELECT name, reason, location FROM ingested_files q
+            WHERE status = 'quarantined' AND NOT EXISTS (SELECT 1 FROM ingested_files l WHERE l.name = q.name AND l.file_id > q.file_id)
+            ORDER BY file_id DESC LIMIT \(limit)
+            """)
             .map { ($0[0], ($0[1] as String?) ?? "", $0[2]) }
     }
 
