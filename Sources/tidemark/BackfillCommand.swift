@@ -64,7 +64,7 @@ struct BackfillCommand: ParsableCommand {
             } else if shared.verbose || isatty(1) == 1 {
                 print(summary.oneLine + (summary.filesSkipped > 0 ? ", \(summary.filesSkipped) files already ingested" : ""))
             }
-            if let unreadable = summary.unreadableError { throw unreadable }
+            if let unreadable = summary.endError { throw unreadable }
         } catch {
             throw fail(error)
         }

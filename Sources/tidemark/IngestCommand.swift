@@ -8,8 +8,9 @@ struct IngestCommand: ParsableCommand {
         abstract: "Apply new landing files to the hourly partitions (one micro-batch, or --loop).",
         discussion: """
             Quiet on success unless -v (cron mails any output). Exit codes: 0 done or nothing to do; \
-            64 usage; 66 landing folder missing; 74 I/O error (disk full, unreadable file, corrupt database); \
-            75 another job holds the lock or the database stayed locked (retry later). \
+            64 usage; 66 landing folder missing; 74 I/O error (disk full, unreadable file, a file applied but not \
+            archived, corrupt database); 75 another job holds the lock, another ingest takes files from the same \
+            landing folder, or the database stayed locked (retry later). \
             SIGINT/SIGTERM: the batch stops after the current file, commits and exits 0.
             """)
 
@@ -67,12 +68,12 @@ struct IngestCommand: ParsableCommand {
                 try IngestJob.runLoop(options, interval: interval, logger: logger, afterBatch: { summary in
                     try report(summary)
                     // The file waits in landing, and every batch names it.
-                    if let unreadable = summary.unreadableError { logger.error("\(unreadable.description)") }
+                    if let unreadable = summary.endError { logger.error("\(unreadable.description)") }
                 }, skipped: { logger.warning("skipped a batch: \($0.description)") })
             } else {
                 let summary = try IngestJob.run(options, logger: logger)
                 try report(summary)
-                if let unreadable = summary.unreadableError { throw unreadable }
+                if let unreadable = summary.endError { throw unreadable }
             }
         } catch {
             throw fail(error)

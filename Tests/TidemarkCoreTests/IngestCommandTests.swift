@@ -94,6 +94,47 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// One landing folder feeds one data folder: a second ingest into another data folder
+    /// meets the landing folder's lock (exit 75, saying how to find the holder) while
+    /// the first runs, instead of applying every file a second time.
+    @Test func aSecondIngestFromTheSameLandingFolderIntoAnotherDataFolderIsRefused() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        var second: BinaryRun?
+        let first = try runPaused(at: "before-decode", args(f), f) {
+            second = try Binary.run(["ingest", "--landing", f.landing, "--data", f.root + "/other-data"])
+        }
+        #expect(first.status == 0, "\(first.stderr)")
+        let refused = try #require(second)
+        #expect(refused.status == 75, "\(refused.stderr)")
+        #expect(refused.stderr.contains("error: lock \(f.landing): another ingest is taking files from this landing folder"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("give each its own landing folder"), "\(refused.stderr)")
+        #expect(try f.row("one") != nil)
+        // Once the first is done, the folder is free again (and the file is archived).
+        let after = try Binary.run(["ingest", "--landing", f.landing, "--data", f.root + "/other-data"])
+        #expect(after.status == 0, "\(after.stderr)")
+    }
+
+    /// A file applied and committed whose archive move fails ends the batch with exit 74
+    /// naming it; it stays in landing, and the run after the cause is fixed finishes the move
+    /// without applying it again.
+    @Test func aFileThatCannotBeArchivedEndsTheBatchWithExit74AndIsMovedNextTime() throws {
+        let f = TestFolder()
+        let path = f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        try FileSystem.makeFolder(f.data)
+        createTestFile(atPath: f.data + "/archive", contents: Data("in the way".utf8))
+        let blocked = try Binary.run(args(f))
+        #expect(blocked.status == 74, "\(blocked.stderr)")
+        #expect(blocked.stderr.contains("error: archive \(path): create folder \(f.data)/archive"), "\(blocked.stderr)")
+        #expect(blocked.stderr.contains("the next run finishes the move without applying it again"), "\(blocked.stderr)")
+        #expect(try f.row("one") != nil && FileManager.default.fileExists(atPath: path))
+        try FileManager.default.removeItem(atPath: f.data + "/archive")
+        let next = try Binary.run(args(f, ["--json"]))
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.stdout.contains("\"files_healed\" : 1") || next.stdout.contains("\"files_healed\":1"), "\(next.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

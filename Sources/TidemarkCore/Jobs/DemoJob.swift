@@ -89,7 +89,7 @@ public enum DemoJob {
             let now = producer.simulatedTime
             ingestOptions.clock = { now }
             let s = try IngestJob.run(ingestOptions, logger: logger)
-            if let unreadable = s.unreadableError { throw unreadable }
+            if let unreadable = s.endError { throw unreadable }
             guard s.filesApplied + s.filesDuplicate + s.filesQuarantined > 0 else { return }
             result.batches += 1
             result.lines = result.lines + s.lines

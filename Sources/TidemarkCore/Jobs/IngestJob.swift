@@ -80,6 +80,10 @@ public enum IngestJob {
             ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
                                      missingHint: "check --from-dir: a folder of *.ndjson.gz files, such as DATA/archive/2025-07-30")
             : try LandingFolder.scan(options.landingFolder)
+        // Ingest moves files out of landing; backfill and dry runs leave their source alone.
+        let landingLock = options.kind == .ingest && !options.dryRun
+            ? try LandingLock(landingFolder: options.landingFolder) : nil
+        defer { withExtendedLifetime(landingLock) {} }
         for skipped in scan.skipped {
             logger.info("skipping landing entry", metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])
         }
@@ -105,6 +109,7 @@ public enum IngestJob {
                 // The batch succeeded for what it could read; the caller ends with exit 74
                 // (`unreadableError`) for the rest.
                 summary.unreadable = runner.unreadable.map { .init(path: $0.path, cause: $0.cause) }
+                summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.cause) }
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
                     try BatchBookkeeping.finish(summary, db)
@@ -150,6 +155,9 @@ struct BatchRunner {
     var unreadable: [FileSystemError] = []
     /// Files left in landing for the next batch: this batch's new partitions reached the cap.
     var deferred = 0
+    /// Files applied and committed whose move out of landing failed (disk full, permissions):
+    /// the next run finishes the move; the batch ends with exit 74 naming them.
+    var unarchived: [(path: String, cause: String)] = []
     /// Files whose fate this run decided (applied, duplicate, quarantined, healed, skipped).
     var settled: (files: Int, bytes: Int64) = (0, 0)
     let now: Timestamp
@@ -279,6 +287,7 @@ struct BatchRunner {
                 // The ledger already says where the file belongs; the next run finishes the move.
                 logger.warning("could not move file after commit; the next run will retry",
                                metadata: ["file": "\(move.from)", "error": "\(error)"])
+                unarchived.append((move.from, (error as? FileSystemError).map(\.description) ?? "\(error)"))
             }
         }
         pendingMoves.removeAll()

@@ -112,3 +112,27 @@ public final class JobLock {
         close(fd)
     }
 }
+
+/// The lock of a landing folder: one ingest takes files out of it at a time, whatever its data
+/// folder (two data folders fed from one landing folder would each apply every file, then race
+/// to archive them). A `flock` on the folder itself, so that landing holds no file of ours;
+/// taken after the data folder's lock.
+public final class LandingLock {
+    private let fd: Int32
+
+    public init(landingFolder: String) throws {
+        fd = open(landingFolder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError("open", landingFolder) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            throw TidemarkError("lock", landingFolder, cause: "another ingest is taking files from this landing folder; nothing done",
+                                hint: "one landing folder feeds one data folder: if the other ingest (see `fuser -v \(landingFolder)`) uses another --data, give each its own landing folder",
+                                exit: .busy)
+        }
+    }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -34,6 +34,9 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     /// Files the batch could not read (permissions, I/O): left where they are, out of the
     /// ledger, for the next run; the batch itself committed everything else.
     public var unreadable: [UnreadableFile] = []
+    /// Files applied and committed that could not be moved to the archive or the quarantine
+    /// (disk full, permissions): they stay in landing, and the next run finishes the move.
+    public var unarchived: [UnreadableFile] = []
 
     public init() {}
 
@@ -57,6 +60,17 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         let stay = kind == "backfill" ? "they stay where they are and a rerun takes them" : "they stay in the landing folder and the next run takes them"
         return TidemarkError("read", first.path, cause: first.cause + more,
                              hint: "none of these \(unreadable.count) files was applied (every other file was): fix what the errors say; \(stay)",
+                             exit: .ioError)
+    }
+
+    /// The error (exit 74) a batch ends with: its unreadable files (`unreadableError`), else
+    /// the files it applied but could not archive.
+    public var endError: TidemarkError? {
+        if let unreadableError { return unreadableError }
+        guard let first = unarchived.first else { return nil }
+        let others = unarchived.count > 1 ? "; and \(unarchived.count - 1) more files (see --json)" : ""
+        return TidemarkError("archive", first.path, cause: first.cause + others,
+                             hint: "the file was applied and committed (\(unarchived.count) in all), but it stays in the landing folder: fix what the error says (free space?); the next run finishes the move without applying it again",
                              exit: .ioError)
     }
 
@@ -99,7 +113,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         case partitionsTouched = "partitions_touched", partitionsCreated = "partitions_created"
         case lag = "ingestion_lag_seconds", eventDelay = "event_delay_seconds"
         case backlogFiles = "backlog_files", backlogBytes = "backlog_bytes", watermark, quarantined
-        case unreadable = "unreadable_files"
+        case unreadable = "unreadable_files", unarchived = "unarchived_files"
     }
 
     /// One line for humans (`-v`, the demo, logs).
