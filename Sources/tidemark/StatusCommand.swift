@@ -16,9 +16,17 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "How many recent batches to show.")
     var batches: Int = 10
 
+    @Option(help: "Also list this many of the most recent rejected lines (file, line, reason, text).")
+    var rejected: Int = 0
+
+    func validate() throws {
+        if batches < 0 { throw ValidationError("--batches must be 0 or more") }
+        if rejected < 0 { throw ValidationError("--rejected must be 0 or more") }
+    }
+
     func run() throws {
         do {
-            let report = try StatusJob.run(dataFolder: shared.dataFolder, landingFolder: shared.landingFolder, batches: batches)
+            let report = try StatusJob.run(dataFolder: shared.dataFolder, landingFolder: shared.landingFolder, batches: batches, rejected: rejected)
             if json { printJSON(try report.jsonText()) } else { print(report.text, terminator: "") }
         } catch {
             throw fail(error)

@@ -45,7 +45,14 @@ import Testing
         let t = try! Timestamp.parse("2025-07-30T10:00:00Z").get()
         #expect(parser.parse(#"{"event_id":"e1","received_time":"2025-07-30T10:00:00Z"}"#) == .success(.tombstone(eventID: "e1", receivedTime: t)))
         #expect(reason(#"{"event_id":"e1","is_valid":true}"#) == "missing field user_id")
-        #expect(reason(#"{"event_id":"e1","note":"x"}"#) == "missing field user_id")
+        // No record field but other keys: a deletion carrying more than a tombstone may.
+        #expect(reason(#"{"event_id":"e1","note":"x"}"#) == #"missing field user_id: a record needs user_id, event_type and event_time, and a tombstone may hold only event_id, received_time and "is_valid": false (this line also has "note")"#)
+        #expect(reason(#"{"event_id":"e1","is_valid":false,"a":1,"b":2,"c":3,"d":4}"#)?.hasSuffix(#"(this line also has "a", "b", "c", …)"#) == true)
+        #expect(reason(#"{"event_id":"e1","user_id":"u","note":"x"}"#) == "missing field event_type")
+        // A byte order mark is named as such; more than nanoseconds is named as such.
+        #expect(reason("\u{FEFF}" + #"{"event_id":"e1"}"#) == "invalid JSON at byte 1: expected '{', found a UTF-8 byte order mark (BOM): write the file as UTF-8 without one")
+        #expect(reason(#"{"event_id":"e","user_id":"u","event_type":"click","event_time":"2025-07-30T10:00:00.1234567891Z"}"#)
+                == #"event_time "2025-07-30T10:00:00.1234567891Z": more than 9 fractional digits (nanoseconds are the finest Tidemark keeps)"#)
     }
 
     @Test func flagDeletion() {

@@ -177,13 +177,43 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(!FileSystem.exists(f.root + "/other.html"))
     }
 
+    @Test func durationsReadAsPeopleSayThem() {
+        #expect(Durations.text(42) == "42 s")
+        #expect(Durations.text(60) == "1 min")
+        #expect(Durations.text(725) == "12 min 5 s")
+        #expect(Durations.text(3 * 3600 + 20 * 60 + 7) == "3 h 20 min")
+        #expect(Durations.text(41_947_730) == "485 d 12 h")
+        #expect(Durations.text(86_400) == "1 d")
+    }
+
+    /// A batch with rejected lines says so at the default level (a rejected line may be a
+    /// deletion that did not happen), naming the first; `status --rejected N` lists them.
+    @Test func rejectedLinesAreWarnedAboutAndListedByStatus() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("ok", time: "2025-07-30T10:00:00Z"), #"{"event_id":"ok","reason":"gdpr"}"#, "not json"])
+        let run = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(run.status == 0)
+        #expect(run.stderr.contains("2 lines rejected in 1 files, kept in rejected_lines (tidemark status --rejected 20 lists them)"), "\(run.stderr)")
+        #expect(run.stderr.contains("first=1.ndjson.gz line 2: missing field user_id: a record needs"), "\(run.stderr)")
+        let status = try Binary.run(["status", "--data", f.data, "--landing", f.landing, "--rejected", "5"])
+        #expect(status.status == 0)
+        #expect(status.stdout.contains("rejected lines (newest first"), "\(status.stdout)")
+        let listed = status.stdout.components(separatedBy: "rejected lines (newest first")[1]
+        #expect(listed.contains("1.ndjson.gz  3     invalid JSON at byte 1"), "\(listed)")
+        #expect(listed.contains("1.ndjson.gz  2     missing field user_id"), "\(listed)")
+        let json = try Binary.run(["status", "--data", f.data, "--landing", f.landing, "--rejected", "1", "--json"])
+        let o = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
+        #expect((o["rejected_lines"] as? [[String: Any]])?.map { $0["line"] as? Int } == [3])
+        #expect(!(try Binary.run(["status", "--data", f.data, "--landing", f.landing])).stdout.contains("rejected lines ("))
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
         #expect(never.status == 0)
         let empty = try Binary.run(["freshness", "--data", f.data])
         #expect(empty.status == 2)
-        #expect(empty.stdout.contains("never"))
+        #expect(empty.stdout.contains("no data ingested yet"), "\(empty.stdout)")
         f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
         var options = f.options()
         options.clock = { try! Timestamp.parse("2025-07-30T10:00:30Z").get() }
@@ -200,6 +230,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         let o = try JSONSerialization.jsonObject(with: Data(stalled.stdout.utf8)) as! [String: Any]
         #expect(o["status"] as? String == "error")
         #expect(o["data_age_seconds"] as? Double == 7200)
+        #expect((o["reason"] as? String)?.hasPrefix("stalled: newest data 2 h old, last successful run 1 h 59 min ago (error after 1 h)") == true, "\(o)")
         #expect(try Binary.run(["freshness", "--data", f.data, "--warn-after", "2h", "--error-after", "1h"]).status == 64)
     }
 

@@ -131,8 +131,16 @@ public struct EventLineParser: Sendable {
             return .success(.tombstone(eventID: id, receivedTime: receivedTime))
         }
 
+        // No record field but other keys: probably a deletion carrying more than a tombstone may.
+        let tombstoneLike = !hasRecordFields && !fields.extra.isEmpty
         func requiredString(_ value: JSONValue?, _ name: String) -> Result<String, LineRejection> {
             switch value {
+            case nil where tombstoneLike:
+                let keys = fields.extra.prefix(3).map { "\"\($0.0)\"" }.joined(separator: ", ") + (fields.extra.count > 3 ? ", …" : "")
+                return .failure(LineRejection("""
+                    missing field \(name): a record needs user_id, event_type and event_time, and a tombstone may hold only \
+                    event_id, received_time and "is_valid": false (this line also has \(keys))
+                    """))
             case nil: return .failure(LineRejection("missing field \(name)"))
             case .string(let s)?: return .success(s)
             case let other?: return .failure(LineRejection("\(name) must be a string, found \(other.kind)"))
@@ -318,6 +326,9 @@ struct JSONReader {
             if (try? probe.readValue(depth: 0)) != nil {
                 probe.skipWhitespace()
                 if probe.index == count { throw LineRejection("line is JSON but not an object") }
+            }
+            if count - index >= 3 && base[index] == 0xEF && base[index + 1] == 0xBB && base[index + 2] == 0xBF {
+                throw fail("expected '{', found a UTF-8 byte order mark (BOM): write the file as UTF-8 without one")
             }
             throw fail("expected '{'")
         }

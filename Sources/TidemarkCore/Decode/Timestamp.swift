@@ -71,12 +71,15 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         case malformed
         case missingZone
         case outOfRange(String)
+        /// RFC 3339 allows any number of fractional digits; Tidemark keeps nanoseconds.
+        case tooPrecise
 
         public var description: String {
             switch self {
             case .malformed: return "not an RFC 3339 date-time"
             case .missingZone: return "no time zone (add Z or an offset like +02:00)"
             case .outOfRange(let what): return "not a real date-time (\(what))"
+            case .tooPrecise: return "more than 9 fractional digits (nanoseconds are the finest Tidemark keeps)"
             }
         }
     }
@@ -117,7 +120,7 @@ public struct Timestamp: Comparable, Hashable, Sendable {
             index += 1
             var digits = 0
             while index < count, let d = digit(index) {
-                guard digits < 9 else { return .failure(.malformed) }
+                guard digits < 9 else { return .failure(.tooPrecise) }
                 nanos = nanos * 10 + d
                 digits += 1
                 index += 1

@@ -155,6 +155,9 @@ struct BatchRunner {
     var unreadable: [FileSystemError] = []
     /// Files left in landing for the next batch: this batch's new partitions reached the cap.
     var deferred = 0
+    /// Applied files with rejected lines, and the first such line (for the batch's warning).
+    var filesWithRejections = 0
+    var firstRejection: (file: String, line: Int, reason: String)?
     /// Files applied and committed whose move out of landing failed (disk full, permissions):
     /// the next run finishes the move; the batch ends with exit 74 naming them.
     var unarchived: [(path: String, cause: String)] = []
@@ -250,6 +253,13 @@ struct BatchRunner {
                           metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
         }
         summary.filesDeferred = deferred
+        if let first = firstRejection {
+            // Not quiet: a rejected line may be a deletion that did not happen.
+            logger.warning("""
+                \(summary.lines.rejected) lines rejected in \(filesWithRejections) files, kept in rejected_lines \
+                (tidemark status --rejected 20 lists them); the rest of each file was applied
+                """, metadata: ["first": "\(first.file) line \(first.line): \(first.reason)"])
+        }
         if options.dryRun {
             try session.flushWithoutCommit()
             summary.partitionsTouched = session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
@@ -475,6 +485,7 @@ struct BatchRunner {
     /// Applies a large file's buffered deliveries (and writes its rejected lines) inside its savepoint.
     private mutating func applySlice(_ f: inout InFlightFile) throws {
         guard f.failure == nil && !f.deferred else { return }
+        if f.firstRejected == nil { f.firstRejected = f.rejected.first }
         for r in f.rejected {
             try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
         }
@@ -514,6 +525,12 @@ struct BatchRunner {
 
     /// Writes an applied file's ledger row, rejected lines and hours; plans its move.
     private mutating func record(_ f: inout InFlightFile) throws {
+        if f.counts.rejected > 0 {
+            filesWithRejections += 1
+            if firstRejection == nil, let r = f.rejected.first ?? f.firstRejected {
+                firstRejection = (f.file.name, r.line, r.reason)
+            }
+        }
         for r in f.rejected {
             try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
         }
@@ -564,6 +581,8 @@ struct InFlightFile {
     var maxEventTime: Timestamp?
     var deliveries: [PreparedDelivery] = []
     var rejected: [(line: Int, reason: String, raw: String?)] = []
+    /// A sliced file's first rejected line (its slices' lines are written and dropped).
+    var firstRejected: (line: Int, reason: String, raw: String?)?
     var counts = LineCounts()
     var lateCount = 0
     var lags = DurationHistogram()

@@ -28,6 +28,10 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
 
     public struct Quarantined: Codable, Sendable { public var name: String; public var reason: String; public var location: String }
     public struct Reprocessed: Codable, Sendable { public var hour: String; public var batchID: Int64 }
+    /// A rejected line (`--rejected`): where it was, why, and its text (cut for the terminal).
+    public struct Rejected: Codable, Sendable {
+        public var batchID: Int64; public var file: String; public var line: Int; public var reason: String; public var rawText: String?
+    }
 
     public var events: Int
     public var validEvents: Int
@@ -45,6 +49,8 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
     public var recentBatches: [Batch]
     public var recentlyReprocessed: [Reprocessed]
     public var quarantined: [Quarantined]
+    /// The most recent rejected lines, newest first (only with `--rejected N`).
+    public var rejectedLines: [Rejected]? = nil
 
     public var text: String {
         var out = "events \(events) (\(validEvents) valid, \(events - validEvents) deleted) in \(partitions) partitions; \(ledgerFiles) files in the ledger; \(pendingTombstones) tombstones pending\n"
@@ -69,12 +75,18 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
         if !quarantined.isEmpty {
             out += "\nquarantined files:\n" + TextTable.render([["file", "reason", "location"]] + quarantined.map { [$0.name, $0.reason, $0.location] })
         }
+        if let rejectedLines {
+            out += "\nrejected lines (newest first; rejected_lines holds their text up to 4 KiB):\n"
+            out += rejectedLines.isEmpty ? "none\n" : TextTable.render([["batch", "file", "line", "reason", "text"]] + rejectedLines.map {
+                [String($0.batchID), $0.file, String($0.line), $0.reason, $0.rawText.map { $0.count > 60 ? $0.prefix(60) + "…" : $0 } ?? "-"]
+            })
+        }
         return out
     }
 }
 
 public enum StatusJob {
-    public static func run(dataFolder: String, landingFolder: String, batches: Int = 10) throws -> StatusReport {
+    public static func run(dataFolder: String, landingFolder: String, batches: Int = 10, rejected: Int = 0) throws -> StatusReport {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
         var scan: LandingFolder.Scan?
         var landingError: String?, landingHint: String?
@@ -87,7 +99,7 @@ public enum StatusJob {
         }
         return try warehouse.read { db in
             let totals = try ReportQueries.totals(db)
-            return StatusReport(
+            var report = StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
                 ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0, landingError: landingError, landingHint: landingHint,
                 newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
@@ -102,6 +114,12 @@ public enum StatusJob {
                 },
                 recentlyReprocessed: try ReportQueries.recentlyReprocessed(limit: 10, db).map { .init(hour: $0.hour, batchID: $0.batch) },
                 quarantined: try ReportQueries.quarantined(limit: 20, db).map { .init(name: $0.name, reason: $0.reason, location: $0.location) })
+            if rejected > 0 {
+                report.rejectedLines = try ReportQueries.rejectedLines(limit: rejected, db).map {
+                    .init(batchID: $0.batch, file: $0.file, line: $0.line, reason: $0.reason, rawText: $0.raw)
+                }
+            }
+            return report
         }
     }
 }
@@ -137,17 +155,29 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
                                      lastSuccessAt: lastSuccess?.rfc3339, lastSuccessAgeSeconds: runAge,
                                      warnAfterSeconds: warnAfter, errorAfterSeconds: errorAfter, reason: "")
         let worst = max(dataAge ?? .infinity, runAge ?? .infinity)
-        func describe(_ seconds: Double?) -> String { seconds.map { String(format: "%.0f s", $0) } ?? "never" }
-        let facts = "newest data \(describe(dataAge)) old, last successful run \(describe(runAge)) ago"
+        let facts = (dataAge.map { "newest data \(Durations.text($0)) old" } ?? "no data ingested yet")
+            + ", " + (runAge.map { "last successful run \(Durations.text($0)) ago" } ?? "no successful run yet")
         if worst > errorAfter {
             report.status = "error"; report.exitCode = 2
-            report.reason = "stalled: \(facts) (error after \(Int(errorAfter)) s)"
+            report.reason = "stalled: \(facts) (error after \(Durations.text(errorAfter)))"
         } else if worst > warnAfter {
             report.status = "warning"; report.exitCode = 1
-            report.reason = "late: \(facts) (warning after \(Int(warnAfter)) s)"
+            report.reason = "late: \(facts) (warning after \(Durations.text(warnAfter)))"
         } else {
             report.reason = "fresh: \(facts)"
         }
         return report
+    }
+}
+
+/// Durations for people: "42 s", "12 min 5 s", "3 h 20 min", "485 d 13 h".
+enum Durations {
+    static func text(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "forever" }
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s) s" }
+        if s < 3600 { return s % 60 == 0 ? "\(s / 60) min" : "\(s / 60) min \(s % 60) s" }
+        if s < 86_400 { return s % 3600 / 60 == 0 ? "\(s / 3600) h" : "\(s / 3600) h \(s % 3600 / 60) min" }
+        return s % 86_400 / 3600 == 0 ? "\(s / 86_400) d" : "\(s / 86_400) d \(s % 86_400 / 3600) h"
     }
 }

@@ -66,6 +66,14 @@ enum ReportQueries {
             .map { ($0[0], ($0[1] as String?) ?? "", $0[2]) }
     }
 
+    /// The most recent rejected lines, newest first.
+    static func rejectedLines(limit: Int, _ db: Database) throws -> [(batch: Int64, file: String, line: Int, reason: String, raw: String?)] {
+        try Row.fetchAll(db, sql: """
+            SELECT batch_id, file_name, line_number, reason, raw_text FROM rejected_lines
+            ORDER BY batch_id DESC, file_id DESC, line_number DESC LIMIT ?
+            """, arguments: [limit]).map { ($0[0], $0[1], $0[2], $0[3], $0[4]) }
+    }
+
     static func newestReceivedTime(_ db: Database) throws -> Timestamp? {
         var newest: Timestamp?
         for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions ORDER BY hour DESC LIMIT 3") {
