@@ -33,8 +33,11 @@ struct IngestCommand: ParsableCommand {
 
     @OptionGroup var apply: ApplyOptions
 
-    @Option(help: "Partitions one batch may create; a file that would exceed it is quarantined.")
+    @Option(help: "Partitions one batch may create: files that would exceed it wait for the next batch; a file that alone exceeds it is quarantined.")
     var maxNewPartitions: Int = 1000
+
+    @Option(help: "A landing file that ends early (truncated or empty) and was modified less than this many seconds ago is left for the next run instead of being quarantined: it is probably still being written.")
+    var settleSeconds: Double = 10
 
     @Option(help: "Write Prometheus textfile metrics here after each batch (atomically).")
     var metricsFile: String?
@@ -46,6 +49,7 @@ struct IngestCommand: ParsableCommand {
         if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
         if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }
+        if !(settleSeconds >= 0) { throw ValidationError("--settle-seconds must be 0 or more") }
         if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
         if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
     }
@@ -57,6 +61,7 @@ struct IngestCommand: ParsableCommand {
         options.dryRun = dryRun
         apply.apply(to: &options)
         options.maxNewPartitions = maxNewPartitions
+        options.settleSeconds = settleSeconds
         options.filesPerCommit = filesPerCommit
         StopSignal.install()
         let report = { (summary: BatchSummary) in

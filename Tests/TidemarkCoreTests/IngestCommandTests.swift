@@ -135,6 +135,35 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    /// A file written in place (no temporary name) and caught half-written is left in landing
+    /// while it was modified within `--settle-seconds`, then applied whole once written; one
+    /// that still ends early after that is quarantined, the log saying where and how to retry.
+    @Test func settleLeavesAFileStillBeingWrittenForTheNextRun() throws {
+        let f = TestFolder()
+        let whole = GzipWriter.gzip((0..<300).map { recordLine("w\($0)", time: "2025-07-30T10:00:00Z") + "\n" }.joined())
+        f.landBytes("w.ndjson.gz", Array(whole.prefix(whole.count / 2)))
+        let early = try Binary.run(args(f, ["--json"]))
+        #expect(early.status == 0, "\(early.stderr)")
+        #expect(early.stderr.contains("probably still being written"), "\(early.stderr)")
+        #expect(early.stdout.contains("\"files_left_for_next_batch\" : 1") && early.stdout.contains("\"files_quarantined\" : 0"), "\(early.stdout)")
+        #expect(early.stdout.contains("\"backlog_files\" : 1"), "\(early.stdout)")
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 0)
+        f.landBytes("w.ndjson.gz", whole)
+        let written = try Binary.run(args(f, ["--json"]))
+        #expect(written.status == 0 && written.stdout.contains("\"files_applied\" : 1"), "\(written.stdout)\(written.stderr)")
+        #expect(try f.row("w299") != nil)
+
+        // Still cut short a minute after its last change: quarantined, with where and how.
+        f.landBytes("x.ndjson.gz", Array(whole.prefix(whole.count / 2)))
+        var times = [timeval(tv_sec: time(nil) - 60, tv_usec: 0), timeval(tv_sec: time(nil) - 60, tv_usec: 0)]
+        #expect(utimes(f.landing + "/x.ndjson.gz", &times) == 0)
+        let stale = try Binary.run(args(f))
+        #expect(stale.status == 0)
+        #expect(stale.stderr.contains("quarantined file: nothing of it was applied; to retry it once repaired, move it back into the landing folder"), "\(stale.stderr)")
+        #expect(stale.stderr.contains("to=\(f.data)/quarantine/x.ndjson.gz"), "\(stale.stderr)")
+        #expect(try Binary.run(args(f, ["--settle-seconds", "-1"])).status == 64)
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

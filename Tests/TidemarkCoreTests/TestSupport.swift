@@ -51,6 +51,9 @@ final class TestFolder: @unchecked Sendable {
     func options() -> IngestOptions {
         var o = IngestOptions(landingFolder: landing, dataFolder: data)
         o.clock = { Timestamp(secondsSinceEpoch: 1_753_900_000 + 86_400) } // 2025-07-31, after the fixtures
+        // Fixture files are written just before they are read: a broken one is quarantined at
+        // once, not left to settle (`settleLeavesAFileStillBeingWrittenForTheNextRun` tests that).
+        o.settleSeconds = 0
         return o
     }
 
@@ -66,6 +69,7 @@ final class TestFolder: @unchecked Sendable {
         if o.maxNewPartitions != defaults.maxNewPartitions { args += ["--max-new-partitions", String(o.maxNewPartitions)] }
         if o.maxFileOutputBytes != defaults.maxFileOutputBytes { args += ["--max-file-output", String(o.maxFileOutputBytes)] }
         if o.filesPerCommit != defaults.filesPerCommit { args += ["--files-per-commit", String(o.filesPerCommit)] }
+        if o.settleSeconds != IngestOptions(landingFolder: "", dataFolder: "").settleSeconds { args += ["--settle-seconds", String(o.settleSeconds)] }
         if o.allowedLateness != defaults.allowedLateness { args += ["--allowed-lateness", String(o.allowedLateness)] }
         let run = try Binary.run(args, environment: environment)
         guard run.status == 0 else {

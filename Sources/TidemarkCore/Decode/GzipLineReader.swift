@@ -13,6 +13,14 @@ public enum GzipError: Error, Equatable, Sendable, CustomStringConvertible {
     case corrupt(String)
     case tooLarge(limit: Int64)
 
+    /// Whether the file may simply not be written to its end yet.
+    public var mayBeUnfinished: Bool {
+        switch self {
+        case .empty, .truncated: return true
+        default: return false
+        }
+    }
+
     public var description: String {
         switch self {
         case .empty: return "empty file (zero bytes, not gzip)"

@@ -16,6 +16,10 @@ public struct IngestOptions: Sendable {
     public var maxFileOutputBytes: Int64 = 1 << 30
     /// Partitions one batch may create; a file that would exceed it is quarantined.
     public var maxNewPartitions = 1000
+    /// A landing file that ends early (truncated or empty gzip) and was modified less than this
+    /// many seconds ago is probably still being written in place: it is left for the next run
+    /// instead of being quarantined. (Producers should write `.NAME.tmp` and rename.)
+    public var settleSeconds: Double = 10
     /// Commit after this many files or decompressed bytes, whichever comes first.
     public var filesPerCommit = 256
     public var bytesPerCommit: Int64 = 64 << 20
@@ -155,6 +159,8 @@ struct BatchRunner {
     var unreadable: [FileSystemError] = []
     /// Files left in landing for the next batch: this batch's new partitions reached the cap.
     var deferred = 0
+    /// Files left in landing because they end early and were modified just now (`settleSeconds`).
+    var unfinished = 0
     /// Applied files with rejected lines, and the first such line (for the batch's warning).
     var filesWithRejections = 0
     var firstRejection: (file: String, line: Int, reason: String)?
@@ -237,9 +243,9 @@ struct BatchRunner {
             }
             if let end = piece.end {
                 inFlight!.held = piece.held
-                let unreadableBefore = unreadable.count, deferredBefore = deferred
+                let leftBefore = unreadable.count + deferred + unfinished
                 try finish(&inFlight!, end)
-                reportProgress(inFlight!.file, settled: unreadable.count == unreadableBefore && deferred == deferredBefore)
+                reportProgress(inFlight!.file, settled: unreadable.count + deferred + unfinished == leftBefore)
                 inFlight = nil
                 // A dry run keeps everything in one transaction and rolls it back at the end.
                 if !options.dryRun && group.isEmpty && (filesInChunk >= filesPerChunk || bytesInChunk >= options.bytesPerCommit) {
@@ -252,7 +258,7 @@ struct BatchRunner {
             logger.notice("this batch created as many new partitions as --max-new-partitions allows; files that need more stay in landing for the next run",
                           metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
         }
-        summary.filesDeferred = deferred
+        summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
             // Not quiet: a rejected line may be a deletion that did not happen.
             logger.warning("""
@@ -396,6 +402,17 @@ struct BatchRunner {
         let gz: GzipFileSummary
         switch end {
         case .failure(.gzip(let error)):
+            if options.kind == .ingest, error.mayBeUnfinished,
+               case let age = Date().timeIntervalSince1970 - f.file.modified, age < options.settleSeconds {
+                if f.streaming { try abortStreaming(&f) }
+                unfinished += 1
+                logger.warning("""
+                    landing file ends early and was modified \(Durations.text(max(0, age))) ago: left for the next run, as it is \
+                    probably still being written (producers should write .NAME.tmp and rename it); quarantined if it still \
+                    ends early after \(Durations.text(options.settleSeconds))
+                    """, metadata: ["file": "\(f.file.name)", "reason": "\(error)"])
+                return
+            }
             return try quarantine(&f, reason: error.description, sha: nil)
         case .failure(.io(let error)):
             // Not the file's content: leave it in landing, out of the ledger, and go on; the
@@ -568,7 +585,8 @@ struct BatchRunner {
         summary.quarantined.append(.init(name: f.file.name, reason: reason, location: e.location))
         if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
         filesInChunk += 1
-        logger.warning("quarantined file", metadata: ["file": "\(f.file.name)", "reason": "\(reason)"])
+        logger.warning("quarantined file: nothing of it was applied; to retry it once repaired, move it back into the landing folder",
+                       metadata: ["file": "\(f.file.name)", "reason": "\(reason)", "to": "\(e.location)"])
     }
 }
 

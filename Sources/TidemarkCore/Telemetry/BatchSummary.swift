@@ -12,7 +12,8 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     public var filesDuplicate = 0
     public var filesQuarantined = 0
     public var filesHealed = 0
-    /// Files left in landing for the next batch: this one reached `--max-new-partitions`.
+    /// Files left in landing for the next batch: this one reached `--max-new-partitions`, or
+    /// they end early and were modified just now (still being written).
     public var filesDeferred = 0
     /// Backfill: files whose content is already in the ledger.
     public var filesSkipped = 0
@@ -121,7 +122,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         var parts = ["batch \(batchID) \(kind)\(dryRun ? " (dry run)" : ""): \(filesApplied) files applied"]
         if filesDuplicate > 0 { parts.append("\(filesDuplicate) duplicate content") }
         if filesQuarantined > 0 { parts.append("\(filesQuarantined) quarantined") }
-        if filesDeferred > 0 { parts.append("\(filesDeferred) left for the next batch (partition cap)") }
+        if filesDeferred > 0 { parts.append("\(filesDeferred) left for the next batch") }
         parts.append("\(lines.read) lines: \(lines.new) new, \(lines.updated) updated, \(lines.duplicate) duplicate, \(lines.stale) stale, \(lines.deletedByFlag) deleted by flag, \(lines.deletedByTombstone) by tombstone, \(lines.rejected) rejected")
         parts.append("\(lateEvents) late")
         parts.append("\(partitionsTouched.count) partitions touched")
