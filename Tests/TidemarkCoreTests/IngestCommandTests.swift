@@ -164,6 +164,25 @@ import Testing
         #expect(try Binary.run(args(f, ["--settle-seconds", "-1"])).status == 64)
     }
 
+    /// Landing entries that will never be ingested are not out of sight: one that looks meant
+    /// as data (another case, a symlink) is warned about at each run, any other is logged with
+    /// -v, and status lists them all beside the backlog.
+    @Test func entriesThatWillNeverBeIngestedAreWarnedAboutAndListedByStatus() throws {
+        let f = TestFolder()
+        f.land("upper.NDJSON.GZ", [recordLine("u", time: "2025-07-30T10:00:00Z")])
+        createTestFile(atPath: f.landing + "/readme.txt", contents: Data("notes".utf8))
+        let target = f.land("target.bin", [recordLine("t", time: "2025-07-30T10:00:00Z")], folder: f.root)
+        try FileManager.default.createSymbolicLink(atPath: f.landing + "/link.ndjson.gz", withDestinationPath: target)
+        let run = try Binary.run(args(f))
+        #expect(run.status == 0)
+        #expect(run.stderr.contains("not ingesting this landing entry") && run.stderr.contains("file=upper.NDJSON.GZ"), "\(run.stderr)")
+        #expect(run.stderr.contains("file=link.ndjson.gz"), "\(run.stderr)")
+        #expect(!run.stderr.contains("readme.txt"), "\(run.stderr)")
+        let status = try Binary.run(["status", "--data", f.data, "--landing", f.landing])
+        #expect(status.stdout.contains("backlog: 0 files, 0 bytes waiting in landing\nignored in landing, never ingested: 3 entries: link.ndjson.gz (symlink"), "\(status.stdout)")
+        #expect(status.stdout.contains("upper.NDJSON.GZ (name does not end in"), "\(status.stdout)")
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

@@ -89,7 +89,13 @@ public enum IngestJob {
             ? try LandingLock(landingFolder: options.landingFolder) : nil
         defer { withExtendedLifetime(landingLock) {} }
         for skipped in scan.skipped {
-            logger.info("skipping landing entry", metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])
+            // An entry that looks meant as data is never ingested unless renamed: say so.
+            if LandingFolder.looksLikeData(skipped.name) {
+                logger.warning("not ingesting this landing entry: rename it, or make it a regular file, to have it ingested",
+                               metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])
+            } else {
+                logger.info("skipping landing entry", metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])
+            }
         }
         var files = scan.files
         if let since = options.modifiedSince { files = files.filter { $0.modified >= since } }

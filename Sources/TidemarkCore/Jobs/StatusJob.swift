@@ -40,6 +40,9 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
     public var ledgerFiles: Int
     public var backlogFiles: Int
     public var backlogBytes: Int64
+    /// Landing entries that are not landing files (wrong name, symlink, folder), never ingested.
+    public var ignoredEntries: [Ignored] = []
+    public struct Ignored: Codable, Sendable { public var name: String; public var reason: String }
     /// Why the landing folder could not be read (then the backlog is unknown, not zero).
     public var landingError: String?
     /// What to do about it.
@@ -59,6 +62,10 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
             if let landingHint { out += "hint: \(landingHint)\n" }
         } else {
             out += "backlog: \(backlogFiles) files, \(backlogBytes) bytes waiting in landing\n"
+            if !ignoredEntries.isEmpty {
+                let named = ignoredEntries.prefix(5).map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
+                out += "ignored in landing, never ingested: \(ignoredEntries.count) entries: \(named)\(ignoredEntries.count > 5 ? "; …" : "")\n"
+            }
         }
         out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
         var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]
@@ -114,6 +121,7 @@ public enum StatusJob {
                 },
                 recentlyReprocessed: try ReportQueries.recentlyReprocessed(limit: 10, db).map { .init(hour: $0.hour, batchID: $0.batch) },
                 quarantined: try ReportQueries.quarantined(limit: 20, db).map { .init(name: $0.name, reason: $0.reason, location: $0.location) })
+            report.ignoredEntries = (scan?.skipped ?? []).sorted { $0.name < $1.name }.map { .init(name: $0.name, reason: $0.reason) }
             if rejected > 0 {
                 report.rejectedLines = try ReportQueries.rejectedLines(limit: rejected, db).map {
                     .init(batchID: $0.batch, file: $0.file, line: $0.line, reason: $0.reason, rawText: $0.raw)

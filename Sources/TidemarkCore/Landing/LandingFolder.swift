@@ -32,6 +32,13 @@ public enum LandingFolder {
         name.hasPrefix(".") || name.hasPrefix("_") || name.hasSuffix(".tmp") || name.hasSuffix(".partial")
     }
 
+    /// Whether a name that is not a landing file's looks meant as one (another case, or a
+    /// `.gz`, `.ndjson`, `.jsonl` or `.json` file): such entries are warned about, not just logged.
+    public static func looksLikeData(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return hasLandingSuffix(lower) || [".gz", ".ndjson", ".jsonl", ".json"].contains { lower.hasSuffix($0) }
+    }
+
     public static func hasLandingSuffix(_ name: String) -> Bool {
         suffixes.contains { name.hasSuffix($0) }
     }
