@@ -33,6 +33,7 @@ struct ValidateCommand: ParsableCommand {
         let logger = shared.makeLogger()
         var options = ValidateOptions(dataFolder: shared.dataFolder)
         options.sentLogFolder = sentLog
+        options.landingFolder = shared.landingFolder
         options.hours = hours.range
         options.replay = replay
         options.sampleLimit = show

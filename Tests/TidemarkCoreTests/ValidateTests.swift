@@ -162,6 +162,21 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(report.checks.contains { $0.name == "source_no_record_missing" && $0.count == 3000 })
     }
 
+    /// Validating against the sent log while files still wait in landing: the events in them
+    /// are missing from the target, and the report says why (an info check naming the folder).
+    @Test func filesStillInLandingAreNamedAsTheReasonForMissingEvents() throws {
+        let f = TestFolder()
+        #expect(try Binary.run(["produce", "--landing", f.landing, "--sent-log", f.sent, "--fast", "--count", "300", "--seed", "4"]).status == 0)
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--max-files", "1"]).status == 0)
+        let run = try Binary.run(["validate", "--data", f.data, "--landing", f.landing, "--sent-log", f.sent])
+        #expect(run.status == 1)
+        #expect(run.stdout.contains("landing_backlog"), "\(run.stdout)")
+        #expect(run.stdout.contains("files still wait in \(f.landing): the sent log's events in them count as missing below"), "\(run.stdout)")
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let after = try Binary.run(["validate", "--data", f.data, "--landing", f.landing, "--sent-log", f.sent])
+        #expect(after.status == 0 && !after.stdout.contains("landing_backlog"), "\(after.stdout)")
+    }
+
     @Test func deletedRowRemovedIsDetected() throws {
         let f = try Self.pipeline.get().copy()
         let (id, table) = try someEvent(f, valid: false)
