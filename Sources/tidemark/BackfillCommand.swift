@@ -57,10 +57,7 @@ struct BackfillCommand: ParsableCommand {
             if json {
                 printJSON(try summary.jsonText())
             } else if dryRun {
-                for file in summary.files {
-                    print("\(file.name)\t\(file.outcome)\t\(file.lines) lines\t\(file.hours.joined(separator: ","))")
-                }
-                print("would touch \(summary.partitionsTouched.count) hours: \(summary.partitionsTouched.joined(separator: ", "))")
+                printDryRunPlan(summary)
             } else if shared.verbose || isatty(1) == 1 {
                 print(summary.oneLine + (summary.filesSkipped > 0 ? ", \(summary.filesSkipped) files already ingested" : ""))
             }

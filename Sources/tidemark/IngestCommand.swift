@@ -65,8 +65,8 @@ struct IngestCommand: ParsableCommand {
         options.filesPerCommit = filesPerCommit
         StopSignal.install()
         let report = { (summary: BatchSummary) in
-            if json { printJSON(try summary.jsonText()) }
-            if let metricsFile { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
+            if json { printJSON(try summary.jsonText()) } else if dryRun { printDryRunPlan(summary) }
+            if let metricsFile, !dryRun { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
         }
         do {
             if loop {

@@ -83,3 +83,11 @@ func printJSON(_ text: String) {
 func printErr(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
+
+/// A dry run's plan, one line per file (name, what would happen, lines, hours), then the hours.
+func printDryRunPlan(_ summary: BatchSummary) {
+    for file in summary.files {
+        print("\(file.name)\t\(file.outcome)\t\(file.lines) lines\t\(file.hours.joined(separator: ","))")
+    }
+    print("would touch \(summary.partitionsTouched.count) hours: \(summary.partitionsTouched.joined(separator: ", "))")
+}

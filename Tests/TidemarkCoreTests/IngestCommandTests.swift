@@ -183,6 +183,25 @@ import Testing
         #expect(status.stdout.contains("upper.NDJSON.GZ (name does not end in"), "\(status.stdout)")
     }
 
+    /// `ingest --dry-run` prints its plan (as backfill's does) and says "would" for what it
+    /// did not do; a missing landing folder (exit 66) leaves no data folder behind.
+    @Test func dryRunPrintsItsPlanAndClaimsNothingItDidNotDo() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z"), "not json"])
+        f.landBytes("2.ndjson.gz", Array("not gzip at all".utf8))
+        let run = try Binary.run(args(f, ["--dry-run"]))
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("1.ndjson.gz\tapply\t2 lines\t2025-07-30T10"), "\(run.stdout)")
+        #expect(run.stdout.contains("2.ndjson.gz\tquarantine: not a gzip file"), "\(run.stdout)")
+        #expect(run.stdout.contains("would touch 1 hours: 2025-07-30T10"), "\(run.stdout)")
+        #expect(run.stderr.contains("dry run: would quarantine file") && !run.stderr.contains("quarantined file"), "\(run.stderr)")
+        #expect(run.stderr.contains("dry run: 1 lines would be rejected in 1 files"), "\(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: f.data))
+        let missing = try Binary.run(["ingest", "--landing", f.root + "/no-such-landing", "--data", f.data])
+        #expect(missing.status == 66)
+        #expect(!FileManager.default.fileExists(atPath: f.data))
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

@@ -140,8 +140,14 @@ import Testing
         let s = try f.ingest { $0.dryRun = true }
         #expect(s.lines.new == 1 && s.partitionsTouched == ["2025-07-30T10"])
         #expect(FileManager.default.fileExists(atPath: f.landing + "/1.ndjson.gz"))
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 0)
+        // Not even a database or a lock file: with none yet, the dry run plans in a temporary one.
+        #expect(!FileManager.default.fileExists(atPath: f.data))
         #expect(try f.ingest().lines.new == 1)
+        // With a database, the dry run leaves it as it was.
+        f.land("2.ndjson.gz", [recordLine("e2", time: "2025-07-30T10:00:00Z")])
+        #expect(try f.ingest { $0.dryRun = true }.lines.new == 1)
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 1)
+        #expect(try f.row("e2") == nil)
     }
 
     @Test func untouchedHoursAreNotRecomputed() throws {
@@ -410,9 +416,7 @@ import Testing
         let s = try f.ingest { $0.dryRun = true; $0.filesPerCommit = 2 }
         #expect(s.lines.new == 7 && s.files.count == 7)
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).count == 7)
-        let ledger = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") }
-        #expect(ledger == 0)
-        #expect(!FileManager.default.fileExists(atPath: f.data + "/archive"))
+        #expect(!FileManager.default.fileExists(atPath: f.data))
     }
 
     @Test func staleDeliveryNamingAnotherHourDoesNotMakeRebuildInventRows() throws {

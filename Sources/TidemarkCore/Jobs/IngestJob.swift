@@ -75,15 +75,22 @@ public enum IngestJob {
     }
 
     public static func run(_ options: IngestOptions, logger: Logger) throws -> BatchSummary {
-        let lock = try JobLock(dataFolder: options.dataFolder, job: options.kind.rawValue)
-        defer { withExtendedLifetime(lock) {} }
-        // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
-        // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
-        let warehouse = try Warehouse(dataFolder: options.dataFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)
+        // The source first: a missing one (exit 66) leaves no data folder behind.
         let scan = options.kind == .backfill
             ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
                                      missingHint: "check --from-dir: a folder of *.ndjson.gz files, such as DATA/archive/2025-07-30")
             : try LandingFolder.scan(options.landingFolder)
+        // A dry run writes nothing: with no database yet, it plans against an empty one in a
+        // temporary folder, removed after (archive and quarantine places still name --data).
+        let dryRunFolder = options.dryRun && !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
+            ? NSTemporaryDirectory() + "tidemark-dry-run-\(UUID().uuidString)" : nil
+        defer { if let dryRunFolder { try? FileManager.default.removeItem(atPath: dryRunFolder) } }
+        let storeFolder = dryRunFolder ?? options.dataFolder
+        let lock = try JobLock(dataFolder: storeFolder, job: options.kind.rawValue)
+        defer { withExtendedLifetime(lock) {} }
+        // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
+        // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
+        let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)
         // Ingest moves files out of landing; backfill and dry runs leave their source alone.
         let landingLock = options.kind == .ingest && !options.dryRun
             ? try LandingLock(landingFolder: options.landingFolder) : nil
@@ -267,7 +274,9 @@ struct BatchRunner {
         summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
             // Not quiet: a rejected line may be a deletion that did not happen.
-            logger.warning("""
+            logger.warning(options.dryRun ? """
+                dry run: \(summary.lines.rejected) lines would be rejected in \(filesWithRejections) files; the rest of each file would be applied
+                """ : """
                 \(summary.lines.rejected) lines rejected in \(filesWithRejections) files, kept in rejected_lines \
                 (tidemark status --rejected 20 lists them); the rest of each file was applied
                 """, metadata: ["first": "\(first.file) line \(first.line): \(first.reason)"])
@@ -591,8 +600,12 @@ struct BatchRunner {
         summary.quarantined.append(.init(name: f.file.name, reason: reason, location: e.location))
         if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
         filesInChunk += 1
-        logger.warning("quarantined file: nothing of it was applied; to retry it once repaired, move it back into the landing folder",
-                       metadata: ["file": "\(f.file.name)", "reason": "\(reason)", "to": "\(e.location)"])
+        if options.dryRun {
+            logger.warning("dry run: would quarantine file", metadata: ["file": "\(f.file.name)", "reason": "\(reason)", "to": "\(e.location)"])
+        } else {
+            logger.warning("quarantined file: nothing of it was applied; to retry it once repaired, move it back into the landing folder",
+                           metadata: ["file": "\(f.file.name)", "reason": "\(reason)", "to": "\(e.location)"])
+        }
     }
 }
 
