@@ -38,6 +38,9 @@ struct BackfillCommand: ParsableCommand {
         for (flag, value) in [("--since", since), ("--until", until)] {
             if let value, (try? Timestamp.parse(value).get()) == nil { throw ValidationError("\(flag) \(value) is not an RFC 3339 time") }
         }
+        if let since, let until, let from = try? Timestamp.parse(since).get(), let to = try? Timestamp.parse(until).get(), from >= to {
+            throw ValidationError("--since \(since) is not before --until \(until): no file could match")
+        }
     }
 
     func run() throws {

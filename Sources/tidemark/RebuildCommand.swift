@@ -27,7 +27,8 @@ struct RebuildCommand: ParsableCommand {
     @OptionGroup var passes: PassOptions
 
     func validate() throws {
-        if all == (hours.range != nil) { throw ValidationError("choose what to rebuild: --hour H, --from H --to H, or --all") }
+        if all && hours.range != nil { throw ValidationError("--all rebuilds every hour: it cannot be combined with --hour or --from/--to") }
+        if !all && hours.range == nil { throw ValidationError("choose what to rebuild: --hour H, --from H --to H, or --all") }
     }
 
     func run() throws {

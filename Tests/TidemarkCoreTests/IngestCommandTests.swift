@@ -202,6 +202,25 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: f.data))
     }
 
+    /// Mistakes in what was asked get a message saying what is wrong, not a misleading one.
+    @Test func mistakesInWhatWasAskedAreNamedForWhatTheyAre() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let empty = try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T15"])
+        #expect(empty.status == 0)
+        #expect(empty.stdout.contains("nothing to rebuild for 2025-07-30T15: no partition and no archived file holds events of that hour"), "\(empty.stdout)")
+        let both = try Binary.run(["rebuild", "--data", f.data, "--all", "--hour", "2025-07-30T10"])
+        #expect(both.status == 64 && both.stderr.contains("--all rebuilds every hour: it cannot be combined with --hour"), "\(both.stderr)")
+        let reversed = try Binary.run(["backfill", "--from-dir", f.landing, "--data", f.data, "--since", "2025-07-31T00:00:00Z", "--until", "2025-07-30T00:00:00Z"])
+        #expect(reversed.status == 64 && reversed.stderr.contains("is not before --until"), "\(reversed.stderr)")
+        let file = f.land("plain.bin", [], folder: f.root)
+        let notFolder = try Binary.run(["ingest", "--landing", file, "--data", f.data])
+        #expect(notFolder.status == 66 && notFolder.stderr.contains("not a folder (a file is there)"), "\(notFolder.stderr)")
+        let dataFile = try Binary.run(["status", "--data", file])
+        #expect(dataFile.status == 66 && dataFile.stderr.contains("error: open data folder \(file): not a folder (a file is there)"), "\(dataFile.stderr)")
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

@@ -44,6 +44,8 @@ public struct RebuildHourResult: Codable, Sendable, Equatable {
 public struct RebuildReport: Codable, Sendable, JSONDocument {
     public var dryRun: Bool
     public var hours: [RebuildHourResult]
+    /// Hours asked for that no partition and no archived file holds: nothing to rebuild.
+    public var hoursWithoutData: [String] = []
 
     public var text: String {
         var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum before", "checksum after"]]
@@ -51,7 +53,12 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
             rows.append([h.hour, h.outcome, String(h.rows), String(h.added), String(h.changed), String(h.removed), String(h.filesRead),
                          h.checksumBefore ?? "-", h.checksumAfter])
         }
-        return TextTable.render(rows)
+        var text = TextTable.render(rows)
+        if !hoursWithoutData.isEmpty {
+            let named = hoursWithoutData.prefix(5).joined(separator: ", ") + (hoursWithoutData.count > 5 ? ", … (\(hoursWithoutData.count) in all)" : "")
+            text += "nothing to rebuild for \(named): no partition and no archived file holds events of \(hoursWithoutData.count == 1 ? "that hour" : "those hours")\n"
+        }
+        return text
     }
 }
 
@@ -75,11 +82,15 @@ public enum RebuildJob {
             } ?? all
             let batchID = try RebuildStore.startBatch(at: started, dryRun: options.dryRun, db)
             var results: [RebuildHourResult] = []
+            var withoutData: [String] = []
             do {
                 for hour in selected {
                     if options.hours != nil && !all.contains(hour) {
                         let sources = try RebuildStore.files(touching: [hour], db)
-                        if sources.isEmpty { continue }
+                        if sources.isEmpty {
+                            withoutData.append(hour.label)
+                            continue
+                        }
                     }
                     results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
                                                scratchFolder: options.dataFolder, db: db, logger: logger))
@@ -92,7 +103,7 @@ public enum RebuildJob {
                 try RebuildStore.finishBatch(id: batchID, hours: results.map(\.hour), at: options.clock(),
                                              seconds: Date().timeIntervalSince(wall), db)
             }
-            return RebuildReport(dryRun: options.dryRun, hours: results)
+            return RebuildReport(dryRun: options.dryRun, hours: results, hoursWithoutData: withoutData)
         }
     }
 

@@ -48,6 +48,9 @@ public enum LandingFolder {
     public static func scan(_ folder: String, role: String = "landing folder",
                             missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
         guard FileSystem.isFolder(folder) else {
+            guard !FileSystem.exists(folder) else {
+                throw TidemarkError("scan \(role)", folder, cause: "not a folder (a file is there)", hint: missingHint, exit: .noInput)
+            }
             throw TidemarkError("scan \(role)", folder, cause: "no such folder", hint: missingHint, exit: .noInput)
         }
         guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }

@@ -32,6 +32,10 @@ public final class Warehouse {
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
         if !FileSystem.exists(databasePath) {
             guard create && !readOnly else {
+                if FileSystem.exists(dataFolder) && !FileSystem.isFolder(dataFolder) {
+                    throw TidemarkError("open data folder", dataFolder, cause: "not a folder (a file is there)",
+                                        hint: "pass the data folder (the one holding tidemark.sqlite) as --data", exit: .noInput)
+                }
                 throw TidemarkError("open database", databasePath, cause: "no such file",
                                     hint: "run 'tidemark ingest --data \(dataFolder)' first, or pass the right --data", exit: .noInput)
             }
