@@ -24,6 +24,23 @@ import Testing
         #expect(throws: GzipError.self) { try lines(fixture("decode/truncated/events.ndjson.gz")) }
     }
 
+    /// A corrupt file's reason says where: junk after a whole member is named as such, a bad
+    /// checksum with its member and offset.
+    @Test func corruptionIsReportedWithItsMemberAndOffset() throws {
+        let folder = TestFolder()
+        let member = GzipWriter.gzip("{\"event_id\":\"a\"}\n")
+        let junk = folder.root + "/junk.gz"
+        createTestFile(atPath: junk, contents: Data(member + Array("trailing junk".utf8)))
+        #expect(throws: GzipError.corrupt("what follows gzip member 1 is not gzip (incorrect header check, near byte \(member.count + 2) of \(member.count + 13) read)")) {
+            try lines(junk)
+        }
+        var badCRC = member + member
+        badCRC[badCRC.count - 6] ^= 0xFF // the second member's CRC-32
+        let crc = folder.root + "/crc.gz"
+        createTestFile(atPath: crc, contents: Data(badCRC))
+        #expect(throws: GzipError.corrupt("incorrect data check in gzip member 2, near byte \(badCRC.count - 4)")) { try lines(crc) }
+    }
+
     @Test func everyTruncationOffsetIsDetected() throws {
         let folder = TestFolder()
         let text = (0..<200).map { "{\"event_id\":\"e\($0)\",\"pad\":\"\(String(repeating: "x", count: $0 % 37))\"}\n" }.joined()

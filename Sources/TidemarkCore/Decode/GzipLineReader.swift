@@ -157,7 +157,12 @@ public struct GzipLineReader {
             case Z_DATA_ERROR:
                 let message = streamPointer.pointee.msg.map { String(cString: $0) } ?? "data error"
                 if members == 1 && decompressed == 0 && message.contains("header") { throw GzipError.notGzip }
-                throw GzipError.corrupt(message)
+                // Where: the compressed bytes zlib had taken when it stopped.
+                let offset = compressed - Int64(streamPointer.pointee.avail_in)
+                if members > 1 && message.contains("header") {
+                    throw GzipError.corrupt("what follows gzip member \(members - 1) is not gzip (\(message), near byte \(offset) of \(compressed) read)")
+                }
+                throw GzipError.corrupt("\(message) in gzip member \(members), near byte \(offset)")
             case Z_MEM_ERROR:
                 throw FileSystemError("decompress", path, cause: "zlib ran out of memory")
             default:
