@@ -14,53 +14,59 @@ import Testing
         #expect(FileSystem.isFolder(f.root + "/rel/data"))
     }
 
-    /// The archive move never takes a file put under the name after it was read: captured by
-    /// mistake, such a file is given back under its name, and the content read is written
-    /// from the descriptor held open. Across file systems, too.
+    /// The archive move never takes a file put under the name after it was read: the content
+    /// read is written from the descriptor held open, and the other file stays. A file still
+    /// under its name is captured inside landing first (`captured-<id>-NAME`, a name the next
+    /// run heals by its id), then moved. Across file systems, too.
     @Test func retiringALandingFileNeverTakesTheFilePutUnderItsName() throws {
         let f = TestFolder()
         let path = f.land("1.ndjson.gz", [recordLine("read", time: "2025-07-30T10:00:00Z")])
         let readBytes = try FileSystem.readAll(path)
         let same = try HeldLandingFile(opening: path)
-        #expect(same.isNamed(by: path))
-        #expect(try LandingRetirement.archive(same, from: path, to: f.root + "/moved.gz") == .moved)
+        #expect(same.isNamed(by: path) && same.size == Int64(readBytes.count))
+        #expect(try LandingRetirement.archive(same, fileID: 7, from: path, to: f.root + "/moved.gz") == .moved)
         #expect(try FileSystem.readAll(f.root + "/moved.gz") == readBytes && !FileSystem.exists(path))
+        #expect(!FileSystem.exists(LandingRetirement.capturePath(for: path, fileID: 7)))
 
-        // Another file put under the name after the read: the rename captures it, it goes back.
+        // Another file put under the name after the read: left alone, the content read archived.
         f.land("1.ndjson.gz", [recordLine("read", time: "2025-07-30T10:00:00Z")])
         let held = try HeldLandingFile(opening: path)
         let newer = f.land(".newer.tmp", [recordLine("newer", time: "2025-07-30T10:00:00Z")])
         let newerBytes = try FileSystem.readAll(newer)
         #expect(rename(newer, path) == 0)
         #expect(!held.isNamed(by: path))
-        #expect(try LandingRetirement.archive(held, from: path, to: f.root + "/archived.gz") == .replaced(keptAs: path))
+        #expect(try LandingRetirement.archive(held, fileID: 8, from: path, to: f.root + "/archived.gz") == .replaced(keptAs: path))
         #expect(try FileSystem.readAll(f.root + "/archived.gz") == readBytes)
         #expect(try FileSystem.readAll(path) == newerBytes)
 
         // Removing (a leftover already archived) leaves the other file alone too.
-        #expect(try LandingRetirement.remove(held, from: path) == .replaced(keptAs: path))
+        #expect(try LandingRetirement.remove(held, fileID: 8, from: path) == .replaced(keptAs: path))
         #expect(try FileSystem.readAll(path) == newerBytes)
-        #expect(!FileSystem.exists(LandingRetirement.capturePath(for: path)))
         let newerHeld = try HeldLandingFile(opening: path)
-        #expect(try LandingRetirement.remove(newerHeld, from: path) == .moved && !FileSystem.exists(path))
-        #expect(try LandingRetirement.remove(newerHeld, from: path) == .vanished)
-        #expect(try LandingRetirement.archive(held, from: path, to: f.root + "/vanished.gz") == .vanished)
+        #expect(try LandingRetirement.remove(newerHeld, fileID: 9, from: path) == .moved && !FileSystem.exists(path))
+        #expect(try LandingRetirement.remove(newerHeld, fileID: 9, from: path) == .vanished)
+        #expect(try LandingRetirement.archive(held, fileID: 8, from: path, to: f.root + "/vanished.gz") == .vanished)
         #expect(try FileSystem.readAll(f.root + "/vanished.gz") == readBytes)
+
+        // Capture names carry the file id; no other name does.
+        #expect(LandingRetirement.capturePath(for: "/l/a.ndjson.gz", fileID: 12) == "/l/captured-12-a.ndjson.gz")
+        #expect(LandingRetirement.capturedFileID("captured-12-a.ndjson.gz") == 12)
+        #expect(LandingRetirement.capturedFileID("captured--a.ndjson.gz") == nil && LandingRetirement.capturedFileID("a.ndjson.gz") == nil)
+        let longest = String(repeating: "n", count: 255 - ".jsonl.gz".count) + ".jsonl.gz"
+        #expect(LandingRetirement.capturePath(for: "/l/" + longest, fileID: 12) == "/l/captured-12.jsonl.gz")
+        #expect(LandingRetirement.capturedFileID("captured-12.jsonl.gz") == 12)
 
         // Across file systems (tmpfs), when this machine has one beside the temporary folder.
         var here = stat(), shm = stat()
-        guard stat(f.root, &here) == 0, stat("/dev/shm", &shm) == 0, here.st_dev != shm.st_dev else { return }
+        try #require(stat(f.root, &here) == 0)
+        guard stat("/dev/shm", &shm) == 0, here.st_dev != shm.st_dev else { return }
         let elsewhere = "/dev/shm/tidemark-test-\(UUID().uuidString).gz"
         defer { unlink(elsewhere) }
         f.land("2.ndjson.gz", [recordLine("read", time: "2025-07-30T10:00:00Z")])
         let crossing = try HeldLandingFile(opening: f.landing + "/2.ndjson.gz")
-        #expect(try LandingRetirement.archive(crossing, from: f.landing + "/2.ndjson.gz", to: elsewhere) == .moved)
+        #expect(try LandingRetirement.archive(crossing, fileID: 10, from: f.landing + "/2.ndjson.gz", to: elsewhere) == .moved)
         #expect(try FileSystem.readAll(elsewhere) == readBytes && !FileSystem.exists(f.landing + "/2.ndjson.gz"))
-        unlink(elsewhere)
-        f.land("2.ndjson.gz", [recordLine("newer", time: "2025-07-30T10:00:00Z")])
-        #expect(try LandingRetirement.archive(crossing, from: f.landing + "/2.ndjson.gz", to: elsewhere) == .replaced(keptAs: f.landing + "/2.ndjson.gz"))
-        #expect(try FileSystem.readAll(elsewhere) == readBytes)
-        #expect(try FileSystem.readAll(f.landing + "/2.ndjson.gz") == newerBytes)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
     }
 
     /// One rule names a file while it is written (`.NAME.tmp` beside it) and reads it back.

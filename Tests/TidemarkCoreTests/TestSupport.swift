@@ -204,14 +204,18 @@ enum Binary {
     /// With `fileSizeLimitKiB`, the binary runs under that `ulimit -f` with SIGXFSZ ignored:
     /// a write past the limit fails with EFBIG, as on a full disk. The limit is on the offset
     /// of any write to any file the process writes (its database too), not only on growth.
+    /// With `openFilesLimit`, it runs under that `ulimit -n` (soft and hard).
     /// With `killAfterSeconds`, a run still going then is killed (SIGKILL, status 9).
     @discardableResult
     static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil,
-                    fileSizeLimitKiB: Int? = nil, killAfterSeconds: Double? = nil) throws -> BinaryRun {
+                    fileSizeLimitKiB: Int? = nil, openFilesLimit: Int? = nil, killAfterSeconds: Double? = nil) throws -> BinaryRun {
         let process = Process()
         if let fileSizeLimitKiB {
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
             process.arguments = ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimitKiB) && exec \"$0\" \"$@\"", path] + arguments
+        } else if let openFilesLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", "ulimit -n \(openFilesLimit) && exec \"$0\" \"$@\"", path] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: path)
             process.arguments = arguments

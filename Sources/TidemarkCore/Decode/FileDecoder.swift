@@ -47,6 +47,7 @@ final class FileDecoder: @unchecked Sendable {
     /// while `filesAhead` such files wait, which bounds the descriptors held.
     private let holdingFiles: Bool
     static let filesAhead = 256
+    private let filesAhead: Int
     private var heldQueued = 0
     typealias Divert = @Sendable (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool
     private let condition = NSCondition()
@@ -56,11 +57,12 @@ final class FileDecoder: @unchecked Sendable {
     private var cancelled = false
 
     init(paths: [String], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536,
-         divert: Divert? = nil, holdingFiles: Bool = false) {
+         divert: Divert? = nil, holdingFiles: Bool = false, filesAhead: Int = FileDecoder.filesAhead) {
         self.paths = paths
         self.spill = nil
         self.divert = divert
         self.holdingFiles = holdingFiles
+        self.filesAhead = filesAhead
         self.parser = parser
         self.maxOutputBytes = maxOutputBytes
         self.linesPerPiece = linesPerPiece
@@ -75,6 +77,7 @@ final class FileDecoder: @unchecked Sendable {
         self.spill = spill
         self.divert = nil
         self.holdingFiles = false
+        self.filesAhead = FileDecoder.filesAhead
         self.parser = parser
         self.maxOutputBytes = .max
         self.linesPerPiece = linesPerPiece
@@ -115,7 +118,7 @@ final class FileDecoder: @unchecked Sendable {
     private func push(_ piece: DecodedPiece) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while !queue.isEmpty && (queuedLines + piece.lines.count > linesAhead || (piece.held != nil && heldQueued >= Self.filesAhead))
+        while !queue.isEmpty && (queuedLines + piece.lines.count > linesAhead || (piece.held != nil && heldQueued >= filesAhead))
             && !cancelled { condition.wait() }
         guard !cancelled else { return false }
         queue.append(piece)

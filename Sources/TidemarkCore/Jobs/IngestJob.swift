@@ -88,13 +88,12 @@ public enum IngestJob {
         let storeFolder = dryRunFolder ?? options.dataFolder
         let lock = try JobLock(dataFolder: storeFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
+        // Ingest moves files out of landing; backfill and dry runs leave their source alone.
+        let landingLock = options.kind == .ingest && !options.dryRun ? try LandingLock(landingFolder: options.landingFolder) : nil
+        defer { withExtendedLifetime(landingLock) {} }
         // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
         // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
         let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)
-        // Ingest moves files out of landing; backfill and dry runs leave their source alone.
-        let landingLock = options.kind == .ingest && !options.dryRun
-            ? try LandingLock(landingFolder: options.landingFolder) : nil
-        defer { withExtendedLifetime(landingLock) {} }
         for skipped in scan.skipped {
             // An entry that looks meant as data is never ingested unless renamed: say so.
             if LandingFolder.looksLikeData(skipped.name) {
@@ -118,8 +117,9 @@ public enum IngestJob {
                 // What is still waiting: the landing folder's files this run did not settle (left
                 // by --max-files, a stop request or a read error); for backfill, whose source is
                 // never emptied, the selected files it did not get to.
+                // Files this run put back or could not move are still there, too.
                 let pool = options.kind == .backfill ? files : scan.files
-                summary.backlogFiles = pool.count - runner.settled.files
+                summary.backlogFiles = pool.count - runner.settled.files + runner.leftInLanding
                 summary.backlogBytes = pool.reduce(0) { $0 + $1.size } - runner.settled.bytes
                 summary.finishedAt = options.clock().rfc3339
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
@@ -155,9 +155,15 @@ struct BatchRunner {
     var lags = DurationHistogram()
     var delays = DurationHistogram()
     /// Moves to do once the current transaction has committed, each with the file as read.
-    var pendingMoves: [(fileID: Int64, from: String, to: String, held: HeldLandingFile?)] = []
-    /// Files per commit: `filesPerCommit`, within the descriptors this process may hold open
-    /// (each file read is held open until it is archived).
+    var pendingMoves: [(fileID: Int64, from: String, to: String, held: HeldLandingFile)] = []
+    /// Files in landing after their move: put there meanwhile by someone else, or not movable.
+    var leftInLanding = 0
+    /// Files recorded or waiting in a group that may be held open at once (each file read is
+    /// held open until it is archived), within this process's open-files limit.
+    let heldFilesLimit: Int
+    /// Files the decoder may hold open ahead of the writer.
+    let filesAhead: Int
+    /// Files per commit: `filesPerCommit`, within `heldFilesLimit`.
     let filesPerChunk: Int
     var filesInChunk = 0
     var bytesInChunk: Int64 = 0
@@ -191,7 +197,10 @@ struct BatchRunner {
         self.logger = logger
         now = started
         parser = EventLineParser(now: started)
-        filesPerChunk = min(options.filesPerCommit, max(16, FileSystem.raiseOpenFilesLimit() - FileDecoder.filesAhead - 128))
+        let openFiles = FileSystem.raiseOpenFilesLimit()
+        filesAhead = max(8, min(FileDecoder.filesAhead, openFiles / 4))
+        heldFilesLimit = max(16, openFiles - filesAhead - 128)
+        filesPerChunk = min(options.filesPerCommit, heldFilesLimit)
         archiveFolder = (dataFolder as NSString).appendingPathComponent("archive/" + String(started.rfc3339.prefix(10)))
         quarantineFolder = (dataFolder as NSString).appendingPathComponent("quarantine")
         let batchID: Int64
@@ -229,7 +238,9 @@ struct BatchRunner {
             if try settledWithoutDecoding(file) { reportProgress(file) } else { toDecode.append(file) }
         }
         FaultPoint.pause("before-decode")
-        let decoder = FileDecoder(paths: toDecode.map(\.path), parser: parser, maxOutputBytes: options.maxFileOutputBytes, holdingFiles: true)
+        // A dry run moves nothing, so it holds no file open.
+        let decoder = FileDecoder(paths: toDecode.map(\.path), parser: parser, maxOutputBytes: options.maxFileOutputBytes,
+                                  holdingFiles: !options.dryRun, filesAhead: filesAhead)
         defer { decoder.cancel() }
         var inFlight: InFlightFile?
         while let piece = decoder.next() {
@@ -260,8 +271,13 @@ struct BatchRunner {
                 try finish(&inFlight!, end)
                 reportProgress(inFlight!.file, settled: unreadable.count + deferred + unfinished == leftBefore)
                 inFlight = nil
-                // A dry run keeps everything in one transaction and rolls it back at the end.
-                if !options.dryRun && group.isEmpty && (filesInChunk >= filesPerChunk || bytesInChunk >= options.bytesPerCommit) {
+                // A dry run keeps everything in one transaction and rolls it back at the end. Files
+                // recorded and files waiting in the group each hold a descriptor: should they
+                // reach the limit (say, many quarantined files behind one waiting in the group),
+                // the group is applied early and the chunk committed.
+                let descriptorsFull = filesInChunk + group.count >= heldFilesLimit
+                if !options.dryRun && (descriptorsFull || (group.isEmpty && (filesInChunk >= filesPerChunk || bytesInChunk >= options.bytesPerCommit))) {
+                    try flushGroup()
                     try commitChunk()
                 }
             }
@@ -313,12 +329,13 @@ struct BatchRunner {
         FaultPoint.pause("after-commit")
         for move in pendingMoves {
             do {
-                try place(from: move.from, to: move.to, held: move.held)
+                try place(from: move.from, to: move.to, held: move.held, fileID: move.fileID)
             } catch {
                 // The ledger already says where the file belongs; the next run finishes the move.
                 logger.warning("could not move file after commit; the next run will retry",
                                metadata: ["file": "\(move.from)", "error": "\(error)"])
                 unarchived.append((move.from, (error as? FileSystemError).map(\.description) ?? "\(error)"))
+                leftInLanding += 1
             }
         }
         pendingMoves.removeAll()
@@ -332,24 +349,30 @@ struct BatchRunner {
 
     /// Moves (ingest) or copies (backfill) a file to its archive or quarantine place: the
     /// content read (`held`), even when another file was put under its name meanwhile.
-    /// (Every file that reaches the ledger was held; without one, the name is moved as it is.)
-    private func place(from source: String, to destination: String, held: HeldLandingFile?) throws {
+    private mutating func place(from source: String, to destination: String, held: HeldLandingFile, fileID: Int64) throws {
         if let folder = FileSystem.parentFolder(of: destination) { try FileSystem.makeFolder(folder) }
-        guard let held else { return try FileSystem.move(source, to: destination) }
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }
         } else {
-            report(try LandingRetirement.archive(held, from: source, to: destination), of: source)
+            report(try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination), of: source)
         }
+    }
+
+    /// Plans a ledger file's move for after the commit. Every file of a real run is held open;
+    /// a dry run holds none and moves nothing.
+    private mutating func planMove(_ f: InFlightFile, to location: String) {
+        guard let held = f.held else { return }
+        pendingMoves.append((f.fileID, f.file.path, location, held))
     }
 
     /// Warns when the landing name no longer led to the file read: what was archived, and
     /// where the other file stays.
-    private func report(_ outcome: LandingRetirement.Outcome, of source: String) {
+    private mutating func report(_ outcome: LandingRetirement.Outcome, of source: String) {
         switch outcome {
         case .moved:
             break
         case .replaced(let keptAs):
+            leftInLanding += 1
             logger.warning("""
                 another file was put under this landing name while the batch ran; the content applied was archived \
                 from the copy held open, and the new file stays in landing for the next run
@@ -371,7 +394,9 @@ struct BatchRunner {
     /// A landing file whose ledger row committed but whose move did not happen (crash in
     /// between): finish the move. Returns true when the file was such a leftover.
     private mutating func healLeftover(_ file: LandingFile) throws -> Bool {
-        let candidates = try session.ledgerEntries(name: file.name, size: file.size)
+        // A capture a killed run left (`LandingRetirement`) names its ledger file.
+        let candidates = try LandingRetirement.capturedFileID(file.name).map { try session.ledgerEntries(fileID: $0) }
+            ?? session.ledgerEntries(name: file.name, size: file.size)
         guard !candidates.isEmpty else { return false }
         let held = try HeldLandingFile(opening: file.path)
         let sha = try held.sha256()
@@ -380,9 +405,9 @@ struct BatchRunner {
         guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
         if FileSystem.exists(match.location), (try? FileSystem.sha256(ofFile: match.location)) == sha {
-            report(try LandingRetirement.remove(held, from: file.path), of: file.path)
+            report(try LandingRetirement.remove(held, fileID: match.fileID, from: file.path), of: file.path)
         } else {
-            try place(from: file.path, to: match.location, held: held)
+            try place(from: file.path, to: match.location, held: held, fileID: match.fileID)
         }
         summary.filesHealed += 1
         // The file's name, size and content are in the ledger: a move a killed run left
@@ -400,13 +425,16 @@ struct BatchRunner {
         // an archive copy that a killed run left undone.
         let held = try HeldLandingFile(opening: file.path)
         guard let known = try session.ledgerLocation(sha256: held.sha256()) else { return false }
-        if !options.dryRun && !FileSystem.exists(known) { try place(from: file.path, to: known, held: held) }
+        if !options.dryRun && !FileSystem.exists(known) {
+            if let folder = FileSystem.parentFolder(of: known) { try FileSystem.makeFolder(folder) }
+            try held.copy(to: known)
+        }
         summary.filesSkipped += 1
         return true
     }
 
     private func entry(for f: InFlightFile, status: LedgerEntry.Status, sha: String) -> LedgerEntry {
-        LedgerEntry(fileID: f.fileID, name: f.file.name, size: f.file.size, sha256: sha, status: status, reason: nil,
+        LedgerEntry(fileID: f.fileID, name: f.file.name, size: f.held?.size ?? f.file.size, sha256: sha, status: status, reason: nil,
                     duplicateOf: nil, batchID: summary.batchID, counts: LineCounts(), lateEvents: 0,
                     watermarkBefore: status == .applied ? f.watermarkBefore : nil, ingestedAt: now, sourcePath: f.file.path,
                     location: destination(in: status == .quarantined ? quarantineFolder : archiveFolder, name: f.file.name, fileID: f.fileID))
@@ -418,7 +446,7 @@ struct BatchRunner {
         switch end {
         case .failure(.gzip(let error)):
             if options.kind == .ingest, error.mayBeUnfinished,
-               case let age = Date().timeIntervalSince1970 - f.file.modified, age < options.settleSeconds {
+               case let age = Date().timeIntervalSince1970 - (f.held?.modified ?? f.file.modified), age < options.settleSeconds {
                 if f.streaming { try abortStreaming(&f) }
                 unfinished += 1
                 logger.warning("""
@@ -447,7 +475,7 @@ struct BatchRunner {
             e.duplicateOf = original
             e.reason = "same content as ledger file \(original)"
             try session.record(e)
-            pendingMoves.append((f.fileID, f.file.path, e.location, f.held))
+            planMove(f, to: e.location)
             summary.filesDuplicate += 1
             if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "duplicate content of ledger file \(original)", lines: 0, hours: [])) }
             logger.info("duplicate content, not applied again", metadata: ["file": "\(f.file.name)", "same_as": "\(original)"])
@@ -502,7 +530,10 @@ struct BatchRunner {
 
     /// Leaves a file in landing, out of the ledger, for the next batch (the cap is per batch).
     private mutating func leaveForNextBatch(_ f: inout InFlightFile) throws {
-        if f.streaming { try abortStreaming(&f) }
+        if f.streaming {
+            try abortStreaming(&f)
+            logger.info("rolled back the slices of the file applied so far", metadata: ["file": "\(f.file.name)"])
+        }
         deferred += 1
         if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "left for the next batch (--max-new-partitions)", lines: 0, hours: [])) }
         logger.info("left for the next batch: this batch reached --max-new-partitions", metadata: ["file": "\(f.file.name)"])
@@ -579,7 +610,7 @@ struct BatchRunner {
             try session.writer.flushFileHours(fileID: e.fileID)
             try session.record(e)
         }
-        pendingMoves.append((f.fileID, f.file.path, e.location, f.held))
+        planMove(f, to: e.location)
         summary.filesApplied += 1
         summary.lines = summary.lines + f.counts
         summary.lateEvents += f.lateCount
@@ -592,10 +623,11 @@ struct BatchRunner {
 
     private mutating func quarantine(_ f: inout InFlightFile, reason: String, sha: String?) throws {
         if f.streaming { try abortStreaming(&f) }
-        var e = entry(for: f, status: .quarantined, sha: sha ?? ((try? f.held?.sha256()) ?? ""))
+        let content = sha ?? (try? f.held?.sha256()) ?? (try? FileSystem.sha256(ofFile: f.file.path))
+        var e = entry(for: f, status: .quarantined, sha: content ?? "")
         e.reason = reason
         try session.record(e)
-        pendingMoves.append((f.fileID, f.file.path, e.location, f.held))
+        planMove(f, to: e.location)
         summary.filesQuarantined += 1
         summary.quarantined.append(.init(name: f.file.name, reason: reason, location: e.location))
         if options.dryRun { summary.files.append(.init(name: f.file.name, outcome: "quarantine: \(reason)", lines: 0, hours: [])) }
@@ -649,8 +681,8 @@ struct InFlightFile {
     mutating func absorb(_ lines: [DecodedLine], now: Timestamp) {
         for line in lines {
             counts.read += 1
-            // Once the file is bound for quarantine, only count what is left of it.
-            if failure != nil { continue }
+            // Once the file is bound for quarantine or the next batch, only count what is left of it.
+            if failure != nil || deferred { continue }
             switch line {
             case .rejected(let number, let reason, let raw):
                 counts.rejected += 1

@@ -269,14 +269,12 @@ struct Validator {
         var archive: [String] = []
         var awaitingMove = 0
         let ledger = try ValidationQueries.ledgerFiles(db)
-        let appliedContent = Set(ledger.filter { $0.status == "applied" }.map(\.sha256))
-        let lastFileIDByName = Dictionary(ledger.map { ($0.name, $0.fileID) }, uniquingKeysWith: max)
+        let retried = try Ledger.retriedQuarantines(db)
         for (n, file) in ledger.enumerated() {
             if n % 500 == 0 { progress("checking archived files \(n)/\(ledger.count)") }
             // A quarantined file that an operator put back (the README's way to retry one,
             // repaired or not) lives on under its later ledger row: its quarantined copy is gone.
-            if file.status == "quarantined"
-                && (appliedContent.contains(file.sha256) || lastFileIDByName[file.name, default: file.fileID] > file.fileID) { continue }
+            if file.status == "quarantined" && Ledger.quarantineIsSettled(fileID: file.fileID, location: file.location, retried: retried) { continue }
             guard FileSystem.exists(file.location) else {
                 // Committed but not moved yet (a batch in progress, or one that died between its
                 // commit and the move, which the next run finishes): the file is still where it was.

@@ -18,6 +18,9 @@ final class HeldLandingFile: @unchecked Sendable {
     let fd: Int32
     private let device: UInt64
     private let inode: UInt64
+    /// Size and modification time when opened (the scan's may be older).
+    let size: Int64
+    let modified: Double
 
     init(opening path: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -32,6 +35,8 @@ final class HeldLandingFile: @unchecked Sendable {
         self.fd = fd
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
     }
 
     deinit { close(fd) }
@@ -49,11 +54,15 @@ final class HeldLandingFile: @unchecked Sendable {
 }
 
 /// Takes a file this run has read out of the landing folder (to the archive, the quarantine,
-/// or away) without ever taking another file that was put under its name meanwhile.
+/// or away) without ever taking another file that was put under its name meanwhile, and
+/// without a window in which a SIGKILL loses either file.
 ///
-/// The file is first captured by a rename (atomic: whatever the name leads to at that instant),
-/// then checked to be the file read. A capture of another file is given back to landing, and
-/// the content read is written from the held descriptor instead.
+/// A file whose name no longer leads to it is not touched: the content read is written from the
+/// held descriptor, and the other file stays for the next run. Otherwise the name is first
+/// captured by a rename inside the landing folder to `captured-<fileID>-NAME` (a name the next
+/// run reads, and heals by its file id), then checked to be the file read, then moved on. A
+/// capture of another file (put there in the instant between the check and the rename) stays
+/// under the capture name, which the next run ingests as the new file it is.
 enum LandingRetirement {
     /// What happened to the name in landing.
     enum Outcome: Equatable {
@@ -67,67 +76,64 @@ enum LandingRetirement {
         case vanished
     }
 
-    /// Moves the file read (`held`) from `source` to `destination`.
-    static func archive(_ held: HeldLandingFile, from source: String, to destination: String) throws -> Outcome {
-        if rename(source, destination) == 0 {
-            if held.isNamed(by: destination) { return .moved }
-            let kept = try giveBack(destination, to: source)
+    /// Moves the file read (`held`, ledger file `fileID`) from `source` to `destination`.
+    static func archive(_ held: HeldLandingFile, fileID: Int64, from source: String, to destination: String) throws -> Outcome {
+        try retire(held, fileID: fileID, from: source) { captured in
+            try FileSystem.move(captured, to: destination)
+        } otherwise: {
             try held.copy(to: destination)
-            return .replaced(keptAs: kept)
-        }
-        switch errno {
-        case ENOENT:
-            try held.copy(to: destination)
-            return .vanished
-        case EXDEV:
-            // Across file systems: copy what was read, then remove the name if it still leads
-            // to the file read (captured beside it first, so that a file put there meanwhile
-            // is never removed).
-            try held.copy(to: destination)
-            return try remove(held, from: source)
-        default:
-            throw FileSystemError("move", source)
         }
     }
 
-    /// Removes the file read (`held`) from `source`; another file put there meanwhile stays.
-    static func remove(_ held: HeldLandingFile, from source: String) throws -> Outcome {
-        let captured = capturePath(for: source)
+    /// Removes the file read (`held`, whose content the archive already holds) from `source`;
+    /// another file put there meanwhile stays.
+    static func remove(_ held: HeldLandingFile, fileID: Int64, from source: String) throws -> Outcome {
+        try retire(held, fileID: fileID, from: source) { captured in
+            guard unlink(captured) == 0 else { throw FileSystemError("remove", captured) }
+        } otherwise: {}
+    }
+
+    /// The capture name of a landing file: beside it, visible to the next run, naming its file
+    /// id (`captured-<id>-NAME`; just `captured-<id>` and NAME's suffix when that would be longer
+    /// than a file name may be).
+    static func capturePath(for source: String, fileID: Int64) -> String {
+        FileSystem.siblingPath(of: source) { name in
+            let full = "captured-\(fileID)-\(name)"
+            guard full.utf8.count > 255 else { return full }
+            return "captured-\(fileID)" + (LandingFolder.suffixes.first { name.hasSuffix($0) } ?? LandingFolder.suffixes[0])
+        }
+    }
+
+    /// The ledger file id a capture name carries, nil for any other name.
+    static func capturedFileID(_ name: String) -> Int64? {
+        guard name.hasPrefix("captured-") else { return nil }
+        let rest = name.dropFirst("captured-".count)
+        guard let end = rest.firstIndex(where: { $0 == "-" || $0 == "." }), end > rest.startIndex else { return nil }
+        return Int64(rest[..<end])
+    }
+
+    /// Captures `source` when it still leads to the file read and hands the capture to `take`;
+    /// otherwise runs `otherwise` (the content read is needed elsewhere) and leaves landing alone.
+    private static func retire(_ held: HeldLandingFile, fileID: Int64, from source: String,
+                               take: (String) throws -> Void, otherwise: () throws -> Void) throws -> Outcome {
+        guard held.isNamed(by: source) else {
+            try otherwise()
+            return FileSystem.exists(source) ? .replaced(keptAs: source) : .vanished
+        }
+        let captured = capturePath(for: source, fileID: fileID)
         guard rename(source, captured) == 0 else {
-            if errno == ENOENT { return .vanished }
-            throw FileSystemError("move", source)
+            guard errno == ENOENT else { throw FileSystemError("move", source) }
+            try otherwise()
+            return .vanished
         }
-        guard held.isNamed(by: captured) else { return .replaced(keptAs: try giveBack(captured, to: source)) }
-        guard unlink(captured) == 0 else { throw FileSystemError("remove", captured) }
+        FaultPoint.hit("after-capture")
+        guard held.isNamed(by: captured) else {
+            // Another file took the name in the instant between the check and the rename: it
+            // stays under the capture name for the next run.
+            try otherwise()
+            return .replaced(keptAs: captured)
+        }
+        try take(captured)
         return .moved
-    }
-
-    /// Where `remove` captures a landing file: a name beside it that landing scans skip.
-    static func capturePath(for source: String) -> String {
-        let name = source.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? source
-        return (FileSystem.parentFolder(of: source).map { $0 == "/" ? "/" : $0 + "/" } ?? "") + ".tidemark-removing-" + name
-    }
-
-    /// Puts a file captured by mistake back under its landing name, or, when yet another file
-    /// took that name meanwhile, under a new name beside it that the next run also reads.
-    /// Returns the name it is kept under.
-    private static func giveBack(_ captured: String, to source: String) throws -> String {
-        if link(captured, source) != 0 {
-            guard errno == EEXIST else { throw FileSystemError("put back", source) }
-            let folder = FileSystem.parentFolder(of: source).map { $0 == "/" ? "/" : $0 + "/" } ?? ""
-            let name = source.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? source
-            var attempt = 1
-            while true {
-                let other = "\(folder)returned-\(attempt)-\(name)"
-                if link(captured, other) == 0 {
-                    guard unlink(captured) == 0 else { throw FileSystemError("remove", captured) }
-                    return other
-                }
-                guard errno == EEXIST else { throw FileSystemError("put back", other) }
-                attempt += 1
-            }
-        }
-        guard unlink(captured) == 0 else { throw FileSystemError("remove", captured) }
-        return source
     }
 }

@@ -42,8 +42,13 @@ public enum FileSystem {
     /// The name a file is written under before it is published: `.NAME.tmp` beside it, which
     /// readers of landing and sent-log folders skip.
     public static func temporaryPath(for path: String) -> String {
-        let name = path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
-        return (parentFolder(of: path).map { $0 == "/" ? "/" : $0 + "/" } ?? "") + "." + name + ".tmp"
+        siblingPath(of: path) { "." + $0 + ".tmp" }
+    }
+
+    /// A path beside `path`, in the same folder, whose name is `name(last component of path)`.
+    static func siblingPath(of path: String, _ name: (String) -> String) -> String {
+        let last = path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
+        return (parentFolder(of: path).map { $0 == "/" ? "/" : $0 + "/" } ?? "") + name(last)
     }
 
     /// The published name of a temporary file name (`.NAME.tmp` → `NAME`), nil for other names.

@@ -63,6 +63,9 @@ final class IngestSession {
     func ledgerEntries(name: String, size: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Ledger.entries(name: name, size: size, db)
     }
+    func ledgerEntries(fileID: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+        try Ledger.entries(fileID: fileID, db)
+    }
     /// Where the ledger says a file with this content lies, if it has one.
     func ledgerLocation(sha256: String) throws -> String? {
         try Ledger.location(sha256: sha256, db)

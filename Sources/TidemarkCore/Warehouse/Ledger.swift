@@ -115,6 +115,28 @@ enum Ledger {
                          arguments: [name, size]).map { ($0[0], $0[1], $0[2], $0[3]) }
     }
 
+    static func entries(fileID: Int64, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+        try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE file_id = ?",
+                         arguments: [fileID]).map { ($0[0], $0[1], $0[2], $0[3]) }
+    }
+
+    /// Quarantined files that were retried: a later ledger row has their name (put back, as
+    /// the README says, repaired or not), or their content was applied. Such a quarantine is
+    /// settled once its quarantined copy is gone (`quarantineIsSettled`).
+    static func retriedQuarantines(_ db: Database) throws -> Set<Int64> {
+        Set(try Int64.fetchAll(db, sql: """
+            SELECT q.file_id FROM ingested_files q WHERE q.status = 'quarantined' AND (
+                EXISTS (SELECT 1 FROM ingested_files l WHERE l.name = q.name AND l.file_id > q.file_id)
+                OR EXISTS (SELECT 1 FROM ingested_files a WHERE a.sha256 = q.sha256 AND a.status = 'applied'))
+            """))
+    }
+
+    /// The one rule for a quarantine that needs no more attention: retried, and its quarantined
+    /// copy taken away (a name merely used again by a later file does not settle it).
+    static func quarantineIsSettled(fileID: Int64, location: String, retried: Set<Int64>) -> Bool {
+        retried.contains(fileID) && !FileSystem.exists(location)
+    }
+
     static func insertRejected(fileID: Int64, fileName: String, line: Int, reason: String, raw: String?, batchID: Int64, _ db: Database) throws {
         try db.cachedStatement(sql: """
             INSERT INTO rejected_lines (file_id, file_name, line_number, reason, raw_text, batch_id) VALUES (?, ?, ?, ?, ?, ?)

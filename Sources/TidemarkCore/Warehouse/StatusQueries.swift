@@ -55,15 +55,16 @@ enum ReportQueries {
             .map { ($0[0], $0[1]) }
     }
 
-    /// Quarantined files not retried since: no later ledger row has their name (an operator
-    /// who put one back, fixed or not, gave it a row of its own).
+    /// Quarantined files whose quarantine is not settled (`Ledger.quarantineIsSettled`), newest first.
     static func quarantined(limit: Int, _ db: Database) throws -> [(name: String, reason: String, location: String)] {
-        try Row.fetchAll(db, sql: """
-            SELECT name, reason, location FROM ingested_files q
-            WHERE status = 'quarantined' AND NOT EXISTS (SELECT 1 FROM ingested_files l WHERE l.name = q.name AND l.file_id > q.file_id)
-            ORDER BY file_id DESC LIMIT \(limit)
-            """)
-            .map { ($0[0], ($0[1] as String?) ?? "", $0[2]) }
+        let retried = try Ledger.retriedQuarantines(db)
+        var found: [(name: String, reason: String, location: String)] = []
+        let rows = try Row.fetchCursor(db, sql: "SELECT file_id, name, reason, location FROM ingested_files WHERE status = 'quarantined' ORDER BY file_id DESC")
+        while found.count < limit, let row = try rows.next() {
+            guard !Ledger.quarantineIsSettled(fileID: row[0], location: row[3], retried: retried) else { continue }
+            found.append((row[1], (row[2] as String?) ?? "", row[3]))
+        }
+        return found
     }
 
     /// The most recent rejected lines, newest first.
