@@ -69,6 +69,17 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
     }
 
+    /// A permission or read-only failure says what to do (tests run as root, so the causes are
+    /// built here rather than met).
+    @Test func permissionAndReadOnlyFailuresCarryAHint() {
+        let denied = FileSystemError("create folder", "/srv/data", errno: EACCES)
+        #expect(denied.hint?.hasPrefix("tidemark runs as ") == true && denied.hint?.contains("give it access to that path") == true)
+        #expect(ErrorReport.describe(denied).hint == denied.hint)
+        #expect(FileSystemError("rename", "/srv/data/x", errno: EROFS).hint?.contains("mounted read-only") == true)
+        #expect(FileSystemError("write", "/srv/data/x", errno: ENOSPC).hint == "free space on that file system, then rerun")
+        #expect(FileSystemError("read", "/srv/data/x", errno: EIO).hint == nil)
+    }
+
     /// One rule names a file while it is written (`.NAME.tmp` beside it) and reads it back.
     @Test func temporaryNamesSitBesideTheFile() {
         #expect(FileSystem.temporaryPath(for: "/data/metrics.prom") == "/data/.metrics.prom.tmp")

@@ -11,12 +11,29 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
     public var path: String
     public var cause: String
     public var isNoSpace: Bool
+    /// The errno behind it, nil for a failure of this process rather than of the path.
+    public var code: Int32?
 
     public init(_ operation: String, _ path: String, errno code: Int32 = errno) {
         self.operation = operation
         self.path = path
         self.cause = String(cString: strerror(code))
         self.isNoSpace = code == ENOSPC || code == EDQUOT
+        self.code = code
+    }
+
+    /// What to do about it, when the cause says.
+    public var hint: String? {
+        if isNoSpace { return "free space on that file system, then rerun" }
+        switch code {
+        case EACCES?, EPERM?:
+            let user = getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(geteuid())"
+            return "tidemark runs as \(user): give it access to that path (owner or mode), or run it as the path's owner"
+        case EROFS?:
+            return "that file system is mounted read-only: remount it read-write, or point tidemark at another folder"
+        default:
+            return nil
+        }
     }
 
     /// A failure of this process rather than of the file (e.g. zlib could not allocate).
@@ -25,6 +42,7 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
         self.path = path
         self.cause = cause
         self.isNoSpace = false
+        self.code = nil
     }
 
     public var description: String { "\(operation) \(path): \(cause)" }

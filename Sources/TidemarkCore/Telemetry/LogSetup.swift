@@ -93,7 +93,7 @@ public enum ErrorReport {
         case let e as TidemarkError:
             return (e.description, e.hint, e.exitStatus)
         case let e as FileSystemError:
-            return (e.description, e.isNoSpace ? "free space on that file system, then rerun" : nil, .ioError)
+            return (e.description, e.hint, .ioError)
         case let e as DatabaseError:
             let t = Warehouse.translate(e, operation: "database", target: "")
             return (t.description, t.hint, t.exitStatus)
