@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 @testable import TidemarkCore
 
@@ -78,6 +79,36 @@ import Testing
         #expect(FileSystemError("rename", "/srv/data/x", errno: EROFS).hint?.contains("mounted read-only") == true)
         #expect(FileSystemError("write", "/srv/data/x", errno: ENOSPC).hint == "free space on that file system, then rerun")
         #expect(FileSystemError("read", "/srv/data/x", errno: EIO).hint == nil)
+    }
+
+    /// The archive is found wherever the data folder is named from: validate and rebuild run
+    /// from another directory than ingest did (which gave a relative --data), and after the
+    /// data folder was moved, and a ledger row recorded relative to another directory (as
+    /// earlier versions did) still leads to its file.
+    @Test func theArchiveIsFoundFromAnyDirectoryAndAfterTheDataFolderMoves() throws {
+        let f = TestFolder()
+        try FileManager.default.createDirectory(atPath: f.root + "/a/landing", withIntermediateDirectories: true)
+        f.land("1.ndjson.gz", [recordLine("e1", time: "2025-07-30T10:00:00Z")], folder: f.root + "/a/landing")
+        f.land("2.ndjson.gz", [recordLine("e2", time: "2025-07-30T11:00:00Z")], folder: f.root + "/a/landing")
+        #expect(try Binary.run(["ingest", "--landing", "landing", "--data", "data"], cwd: f.root + "/a").status == 0)
+        let elsewhere = try Binary.run(["validate", "--data", f.root + "/a/data", "--replay"], cwd: f.root)
+        #expect(elsewhere.status == 0, "\(elsewhere.stdout)")
+        try FileManager.default.moveItem(atPath: f.root + "/a", toPath: f.root + "/b")
+        let moved = try Binary.run(["validate", "--data", f.root + "/b/data", "--replay"])
+        #expect(moved.status == 0, "\(moved.stdout)")
+        let rebuilt = try Binary.run(["rebuild", "--data", f.root + "/b/data", "--all"])
+        #expect(rebuilt.status == 0 && rebuilt.stdout.contains("unchanged"), "\(rebuilt.stdout)\(rebuilt.stderr)")
+        // A row recorded relative to the directory its ingest ran from.
+        let database = f.root + "/b/data/tidemark.sqlite"
+        let queue = try DatabaseQueue(path: database)
+        try queue.write { db in
+            try db.execute(sql: "UPDATE ingested_files SET location = 'data/archive/' || substr(location, length(location) - length(name) - 10)")
+        }
+        let old = try queue.read { try String.fetchAll($0, sql: "SELECT location FROM ingested_files ORDER BY file_id") }
+        #expect(old.allSatisfy { $0.hasPrefix("data/archive/") }, "\(old)")
+        try queue.close()
+        let relative = try Binary.run(["validate", "--data", f.root + "/b/data", "--replay"])
+        #expect(relative.status == 0, "\(relative.stdout)")
     }
 
     /// One rule names a file while it is written (`.NAME.tmp` beside it) and reads it back.

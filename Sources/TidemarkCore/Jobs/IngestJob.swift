@@ -75,6 +75,10 @@ public enum IngestJob {
     }
 
     public static func run(_ options: IngestOptions, logger: Logger) throws -> BatchSummary {
+        // The ledger records paths: absolute ones, which mean the same from any directory.
+        var options = options
+        options.landingFolder = FileSystem.absolutePath(options.landingFolder)
+        options.dataFolder = FileSystem.absolutePath(options.dataFolder)
         // The source first: a missing one (exit 66) leaves no data folder behind.
         let scan = options.kind == .backfill
             ? try LandingFolder.scan(options.landingFolder, role: "backfill source",

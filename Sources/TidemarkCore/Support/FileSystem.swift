@@ -69,6 +69,14 @@ public enum FileSystem {
         return (parentFolder(of: path).map { $0 == "/" ? "/" : $0 + "/" } ?? "") + name(last)
     }
 
+    /// `path` from the root: relative paths are taken from the current directory.
+    public static func absolutePath(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return path }
+        let here = FileManager.default.currentDirectoryPath
+        let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return relative.isEmpty || relative == "." ? here : (here == "/" ? "" : here) + "/" + relative
+    }
+
     /// The published name of a temporary file name (`.NAME.tmp` → `NAME`), nil for other names.
     public static func publishedName(ofTemporary name: String) -> String? {
         name.hasPrefix(".") && name.hasSuffix(".tmp") && name.count > 5 ? String(name.dropFirst().dropLast(4)) : nil

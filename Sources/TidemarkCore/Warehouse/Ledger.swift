@@ -1,4 +1,5 @@
 import GRDB
+import GRDBSQLite
 
 /// A row of `ingested_files`, the processed-files ledger.
 public struct LedgerEntry: Sendable, Equatable {
@@ -74,6 +75,27 @@ enum Ledger {
     /// is retried by putting it back into the landing folder.
     static func location(sha256: String, _ db: Database) throws -> String? {
         try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id LIMIT 1", arguments: [sha256])
+            .map { currentPath(of: $0, db) }
+    }
+
+    /// Where a location the ledger recorded is now. Ingest records `DATA/archive/DAY/NAME` or
+    /// `DATA/quarantine/NAME`, with DATA as that run named it: relative to the directory it ran
+    /// from, perhaps, or before the data folder was moved or restored elsewhere. Every reader
+    /// takes the part under the data folder and joins it to the folder of the database this
+    /// connection opened. (A location of any other shape is returned as it is.)
+    static func currentPath(of location: String, _ db: Database) -> String {
+        let parts = location.split(separator: "/")
+        let tail: ArraySlice<Substring>
+        if parts.count >= 3 && parts[parts.count - 3] == "archive" {
+            tail = parts.suffix(3)
+        } else if parts.count >= 2 && parts[parts.count - 2] == "quarantine" {
+            tail = parts.suffix(2)
+        } else {
+            return location
+        }
+        guard let database = sqlite3_db_filename(db.sqliteConnection, "main"), case let path = String(cString: database), !path.isEmpty,
+              let folder = FileSystem.parentFolder(of: path) else { return location }
+        return (folder == "/" ? "" : folder) + "/" + tail.joined(separator: "/")
     }
 
     /// Where an applied file's bytes can be read: its archived copy, or, while its move is
@@ -112,12 +134,12 @@ enum Ledger {
     /// whose move to the archive was interrupted).
     static func entries(name: String, size: Int64, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Row.fetchAll(db.cachedStatement(sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE name = ? AND size = ?"),
-                         arguments: [name, size]).map { ($0[0], $0[1], $0[2], $0[3]) }
+                         arguments: [name, size]).map { ($0[0], $0[1], currentPath(of: $0[2], db), $0[3]) }
     }
 
     static func entries(fileID: Int64, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE file_id = ?",
-                         arguments: [fileID]).map { ($0[0], $0[1], $0[2], $0[3]) }
+                         arguments: [fileID]).map { ($0[0], $0[1], currentPath(of: $0[2], db), $0[3]) }
     }
 
     /// Quarantined files that were retried: a later ledger row has their name (put back, as

@@ -27,7 +27,7 @@ enum RebuildStore {
             WHERE f.status = 'applied' AND f.file_id IN (SELECT file_id FROM file_hours WHERE hour IN (\(list)))
             ORDER BY f.file_id
             """).map {
-                SourceFile(fileID: $0[0], name: $0[1], location: $0[2], sha256: $0[3], batchID: $0[4],
+                SourceFile(fileID: $0[0], name: $0[1], location: Ledger.currentPath(of: $0[2], db), sha256: $0[3], batchID: $0[4],
                            watermarkBefore: ($0[5] as String?).flatMap { try? Timestamp.parse($0).get() }, linesRead: $0[6],
                            sourcePath: $0[7])
             }

@@ -61,8 +61,9 @@ enum ReportQueries {
         var found: [(name: String, reason: String, location: String)] = []
         let rows = try Row.fetchCursor(db, sql: "SELECT file_id, name, reason, location FROM ingested_files WHERE status = 'quarantined' ORDER BY file_id DESC")
         while found.count < limit, let row = try rows.next() {
-            guard !Ledger.quarantineIsSettled(fileID: row[0], location: row[3], retried: retried) else { continue }
-            found.append((row[1], (row[2] as String?) ?? "", row[3]))
+            let location = Ledger.currentPath(of: row[3], db)
+            guard !Ledger.quarantineIsSettled(fileID: row[0], location: location, retried: retried) else { continue }
+            found.append((row[1], (row[2] as String?) ?? "", location))
         }
         return found
     }
