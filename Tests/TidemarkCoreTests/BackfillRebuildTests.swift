@@ -95,6 +95,52 @@ import Testing
         #expect(try ValidateJob.run(options, logger: quiet).ok)
     }
 
+    /// `rebuild --all` covers an hour whose table and `partitions` row are both gone: the file
+    /// index and the lookup still name it.
+    @Test func rebuildAllRestoresAnHourWhosePartitionRowIsGone() throws {
+        let f = try ProducedPipeline(events: 1500, seed: 4).copy()
+        let before = try checksums(f)
+        let rows = try f.eventRows()
+        let (_, table, hour) = try f.largestHour()
+        try DatabaseQueue(path: f.database).write { db in
+            try db.execute(sql: "DROP TABLE \(table)")
+            try db.execute(sql: "DELETE FROM partitions WHERE hour = ?", arguments: [hour.label])
+        }
+        let report = try rebuild(f)
+        #expect(report.hours.first { $0.hour == hour.label }?.outcome == "restored", "\(report.hours.map { ($0.hour, $0.outcome) })")
+        #expect(try checksums(f) == before)
+        #expect(try f.eventRows() == rows)
+    }
+
+    /// An event's lookup entry lost by hand, then its tombstone arrives: ingest cannot find
+    /// the event, so the tombstone waits as if the event had not come. Validate fails on it
+    /// (naming the hour to rebuild); rebuild of that hour applies it and restores the entry.
+    @Test func aTombstoneWaitingForAStoredEventIsCaughtAndAppliedByRebuild() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("x", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
+                               recordLine("y", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+        try f.ingest()
+        try DatabaseQueue(path: f.database).write { db in
+            try db.execute(sql: "DELETE FROM event_index WHERE event_id = 'x'; DELETE FROM event_index_recent WHERE event_id = 'x'")
+        }
+        f.land("2.ndjson.gz", [tombstoneLine("x", received: "2025-07-30T13:30:00Z")])
+        try f.ingest()
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 1)
+        let caught = try Binary.run(["validate", "--data", f.data])
+        #expect(caught.status == 1)
+        #expect(caught.stdout.contains("tombstones_applied") && caught.stdout.contains("event x is in events_2025073011 but its tombstone still waits in pending_tombstones (run: tidemark rebuild --hour 2025-07-30T11)"), "\(caught.stdout)")
+        let hour = PartitionHour.parse("2025-07-30T11").map { $0...$0 }
+        #expect(try rebuild(f, hour, dryRun: true).hours.first?.outcome == "would be repaired")
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 1)
+        #expect(try rebuild(f, hour).hours.first?.outcome == "repaired")
+        #expect(try f.row("x")?.deletedBy == "tombstone" && f.row("x")?.isValid == 0)
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 0)
+        let after = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(after.status == 0, "\(after.stdout)")
+        // The tombstone's file now names the hour: a second rebuild reads it and changes nothing.
+        #expect(try rebuild(f, hour).hours.first?.outcome == "unchanged")
+    }
+
     /// The diff meets most live rows by row_id and the rest by event_id: a deleted row, a
     /// row edited in place, rows moved to another row_id (one of them edited) and a row no
     /// source has are each counted once, on the path each takes.

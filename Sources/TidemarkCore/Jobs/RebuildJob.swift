@@ -129,7 +129,8 @@ public enum RebuildJob {
             // bounded by the pass).
             try Summaries.clear(hour, db)
             var rebuild = HourRebuild(hour: hour, files: files, moved: moved, patch: try PartitionPatch(hour, db), batchID: batchID,
-                                      dryRun: dryRun, db: db, rejected: try RebuildStore.rejectedLines(in: files.map(\.fileID), db))
+                                      dryRun: dryRun, db: db, rejected: try RebuildStore.rejectedLines(in: files.map(\.fileID), db),
+                                      waitingTombstones: try RebuildStore.pendingTombstones(db))
             // The archived files are read once: the first pass folds its share of events and
             // sets the lines of the other passes aside, uncompressed, one scratch file each (a
             // pass that finds events indexed in another hour reads those hours' files again).
@@ -153,7 +154,7 @@ public enum RebuildJob {
             let patch = rebuild.patch
             let removed = try patch.finish()
             let checksum = checksumText(rebuild.checksum)
-            let repaired = patch.added + patch.changed + removed.count + patch.quietFixes > 0
+            let repaired = patch.added + patch.changed + removed.count + patch.quietFixes + rebuild.settledTombstones > 0
                 || (before.map { $0.checksum != checksum } ?? false)
             let outcome = RebuildHourResult.outcome(tableExisted: patch.tableExisted, repaired: repaired, dryRun: dryRun)
             if dryRun {
@@ -188,6 +189,10 @@ public enum RebuildJob {
         let db: Database
         /// The lines ingest rejected, by ledger file id (more are read when events are refolded).
         var rejected: [Int64: Set<Int>]
+        /// Tombstones waiting for their event (`pending_tombstones`), by event.
+        let waitingTombstones: [ExactText: [(deletedAt: Timestamp?, fileID: Int64)]]
+        /// Waiting tombstones this rebuild applied to their event.
+        var settledTombstones = 0
         /// Events the fold places in another hour.
         var elsewhere: [ExactText: Int] = [:]
         /// The hour's totals: the passes' counts added up.
@@ -223,6 +228,21 @@ public enum RebuildJob {
                 eventHours[index] = folded.hour
             }
             pass.slots = [:]
+            // A tombstone still waits for an event this hour holds only when the event's lookup
+            // entry was lost (deleted by hand, say) as it arrived: the event is here, so the
+            // tombstone applies now, as ingest applies one when its event arrives.
+            if !waitingTombstones.isEmpty {
+                var settled: [(id: ExactText, files: [Int64])] = []
+                for index in ids.indices where eventHours[index] == hour.hoursSinceEpoch {
+                    guard let tombstones = waitingTombstones[ids[index]] else { continue }
+                    for tombstone in tombstones {
+                        _ = MergeRule.apply(.tombstone(eventID: ids[index].text, receivedTime: tombstone.deletedAt), to: &events[index].state)
+                    }
+                    settled.append((ids[index], tombstones.map(\.fileID)))
+                }
+                try RebuildStore.settlePendingTombstones(settled, hour: hour, db)
+                settledTombstones += settled.count
+            }
             // Each rebuilt event is compared with the stored row its lookup entry names, in
             // stored row_id order (a stored row_id is random with respect to event_id); the
             // events with no stored row to compare with are then written as new rows, in

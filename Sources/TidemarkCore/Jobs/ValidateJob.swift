@@ -172,6 +172,9 @@ struct Validator {
         // Lookup entries per hour, from one scan of both trees: an hour's orphans are its
         // entries minus its rows that agree with their entry (each entry matches one row at most).
         let entriesPerHour = try ValidationQueries.lookupEntriesPerHour(db)
+        // A tombstone waits only for an event no partition holds.
+        let pendingIDs = try ValidationQueries.pendingTombstoneIDs(db)
+        var unapplied: [String] = []
         for p in partitions {
             guard try ValidationQueries.tableExists(p.table, db) else {
                 counts.0 += 1
@@ -188,6 +191,9 @@ struct Validator {
             var table = HourDelta()
             var unreadable: Int64 = 0
             try ValidationQueries.forEachRow(p.table, db) { row, id in
+                if !pendingIDs.isEmpty && pendingIDs.contains(ExactText(id)) {
+                    unapplied.append("event \(id) is in \(p.table) but its tombstone still waits in pending_tombstones (run: tidemark rebuild --hour \(p.hour))")
+                }
                 guard let row else {
                     unreadable += 1
                     counts.1.append("event \(id) in \(p.table) has an unreadable timestamp")
@@ -235,6 +241,8 @@ struct Validator {
         add("one_row_per_event", failures: index.0 + orphans.0, checked: rows,
             detail: "each event_id in exactly one partition, matching event_index", findings: index.1 + orphans.1)
         add("deletion_markers", failures: deletion.count, checked: rows, detail: "is_valid = 0 exactly when deleted_by is set", findings: deletion)
+        add("tombstones_applied", failures: unapplied.count, checked: pendingIDs.count,
+            detail: "no tombstone waits for an event a partition holds", findings: unapplied)
         add("partition_checksums", failures: counts.0, checked: partitions.count,
             detail: "partitions.row_count, valid_count and checksum match the tables", findings: counts.1)
     }

@@ -14,8 +14,34 @@ enum RebuildStore {
         var sourcePath: String
     }
 
+    /// Every waiting tombstone, by event: when it was received, and the file that carried it.
+    static func pendingTombstones(_ db: Database) throws -> [ExactText: [(deletedAt: Timestamp?, fileID: Int64)]] {
+        var out: [ExactText: [(deletedAt: Timestamp?, fileID: Int64)]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT event_id, deleted_at, file_id FROM pending_tombstones ORDER BY file_id") {
+            out[ExactText(row[0] as String), default: []].append(((row[1] as String?).flatMap { try? Timestamp.parse($0).get() }, row[2]))
+        }
+        return out
+    }
+
+    /// Waiting tombstones that met their event in `hour`: no longer waiting, and their files
+    /// now touch the hour (as ingest records when a tombstone's event arrives).
+    static func settlePendingTombstones(_ settled: [(id: ExactText, files: [Int64])], hour: PartitionHour, _ db: Database) throws {
+        let delete = try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?")
+        let touch = try db.cachedStatement(sql: "INSERT INTO file_hours (file_id, hour) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        for (id, files) in settled {
+            try delete.execute(arguments: [id.text])
+            for file in files { try touch.execute(arguments: [file, hour.label]) }
+        }
+    }
+
+    /// Every hour with anything to rebuild: registered partitions, and hours that the ledger's
+    /// file index or the lookup trees name (a partition's row may have been lost with its table).
     static func allHours(_ db: Database) throws -> [PartitionHour] {
-        try String.fetchAll(db, sql: "SELECT hour FROM partitions ORDER BY hour").compactMap(PartitionHour.parse)
+        var hours = Set(try String.fetchAll(db, sql: "SELECT hour FROM partitions UNION SELECT DISTINCT hour FROM file_hours").compactMap(PartitionHour.parse))
+        for hour in try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM event_index UNION SELECT DISTINCT hour FROM event_index_recent") {
+            hours.insert(PartitionHour(hoursSinceEpoch: hour))
+        }
+        return hours.sorted()
     }
 
     /// Applied files whose deliveries touched any of these hours (the file → hours index).
