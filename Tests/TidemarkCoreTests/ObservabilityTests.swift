@@ -207,6 +207,24 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(!(try Binary.run(["status", "--data", f.data, "--landing", f.landing])).stdout.contains("rejected lines ("))
     }
 
+    /// A lost partition table does not take status and freshness down: status names the hour
+    /// to rebuild; a landing folder that cannot be read leaves the backlog out of `--json`
+    /// (unknown, not zero).
+    @Test func statusAndFreshnessSurviveALostTableAndSayWhatIsUnknown() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z"), recordLine("b", time: "2025-07-30T11:00:00Z")])
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE events_2025073011") }
+        let status = try Binary.run(["status", "--data", f.data, "--landing", f.landing])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("partition tables missing for 1 hours: 2025-07-30T11 (run: tidemark rebuild --hour H for each, or rebuild --all)"), "\(status.stdout)")
+        let freshness = try Binary.run(["freshness", "--data", f.data, "--warn-after", "1h", "--error-after", "2h"])
+        #expect([0, 1, 2].contains(freshness.status), "\(freshness.stderr)")
+        let unknown = try Binary.run(["status", "--data", f.data, "--landing", f.root + "/nowhere", "--json"])
+        let o = try JSONSerialization.jsonObject(with: Data(unknown.stdout.utf8)) as! [String: Any]
+        #expect(o["backlog_files"] == nil && o["backlog_bytes"] == nil && o["landing_error"] != nil, "\(o)")
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])

@@ -38,8 +38,11 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
     public var partitions: Int
     public var pendingTombstones: Int
     public var ledgerFiles: Int
-    public var backlogFiles: Int
-    public var backlogBytes: Int64
+    /// nil (left out of `--json`) when the landing folder cannot be read: unknown, not zero.
+    public var backlogFiles: Int?
+    public var backlogBytes: Int64?
+    /// Hours whose partition table is missing (rebuild restores them).
+    public var hoursWithoutTable: [String] = []
     /// Landing entries that are not landing files (wrong name, symlink, folder), never ingested.
     public var ignoredEntries: [Ignored] = []
     public struct Ignored: Codable, Sendable { public var name: String; public var reason: String }
@@ -61,11 +64,14 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
             out += "backlog: unknown, the landing folder cannot be read: \(landingError)\n"
             if let landingHint { out += "hint: \(landingHint)\n" }
         } else {
-            out += "backlog: \(backlogFiles) files, \(backlogBytes) bytes waiting in landing\n"
+            out += "backlog: \(backlogFiles ?? 0) files, \(backlogBytes ?? 0) bytes waiting in landing\n"
             if !ignoredEntries.isEmpty {
                 let named = ignoredEntries.prefix(5).map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
                 out += "ignored in landing, never ingested: \(ignoredEntries.count) entries: \(named)\(ignoredEntries.count > 5 ? "; …" : "")\n"
             }
+        }
+        if !hoursWithoutTable.isEmpty {
+            out += "partition tables missing for \(hoursWithoutTable.count) hours: \(hoursWithoutTable.prefix(5).joined(separator: ", "))\(hoursWithoutTable.count > 5 ? ", …" : "") (run: tidemark rebuild --hour H for each, or rebuild --all)\n"
         }
         out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
         var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]
@@ -108,7 +114,7 @@ public enum StatusJob {
             let totals = try ReportQueries.totals(db)
             var report = StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
-                ledgerFiles: totals.files, backlogFiles: scan?.files.count ?? 0, backlogBytes: scan?.totalBytes ?? 0, landingError: landingError, landingHint: landingHint,
+                ledgerFiles: totals.files, backlogFiles: scan?.files.count, backlogBytes: scan?.totalBytes, landingError: landingError, landingHint: landingHint,
                 newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
                 lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
                 recentBatches: try ReportQueries.batches(limit: batches, db).map {
@@ -121,6 +127,7 @@ public enum StatusJob {
                 },
                 recentlyReprocessed: try ReportQueries.recentlyReprocessed(limit: 10, db).map { .init(hour: $0.hour, batchID: $0.batch) },
                 quarantined: try ReportQueries.quarantined(limit: 20, db).map { .init(name: $0.name, reason: $0.reason, location: $0.location) })
+            report.hoursWithoutTable = try ReportQueries.hoursWithoutTable(db)
             report.ignoredEntries = (scan?.skipped ?? []).sorted { $0.name < $1.name }.map { .init(name: $0.name, reason: $0.reason) }
             if rejected > 0 {
                 report.rejectedLines = try ReportQueries.rejectedLines(limit: rejected, db).map {

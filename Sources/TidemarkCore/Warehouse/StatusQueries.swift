@@ -78,13 +78,24 @@ enum ReportQueries {
 
     static func newestReceivedTime(_ db: Database) throws -> Timestamp? {
         var newest: Timestamp?
-        for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions ORDER BY hour DESC LIMIT 3") {
+        // The newest partitions whose table exists (one lost is reported, not fatal).
+        for table in try String.fetchAll(db, sql: """
+            SELECT p.table_name FROM partitions p JOIN sqlite_master m ON m.type = 'table' AND m.name = p.table_name
+            ORDER BY p.hour DESC LIMIT 3
+            """) {
             if let text = try String.fetchOne(db, sql: "SELECT MAX(received_time) FROM \(table)"),
                let t = try? Timestamp.parse(text).get() {
                 newest = max(newest ?? t, t)
             }
         }
         return newest
+    }
+
+    /// Hours registered in `partitions` whose table is missing.
+    static func hoursWithoutTable(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: """
+            SELECT hour FROM partitions WHERE table_name NOT IN (SELECT name FROM sqlite_master WHERE type = 'table') ORDER BY hour
+            """)
     }
 
     static func lastSuccessfulBatchEnd(_ db: Database) throws -> Timestamp? {
