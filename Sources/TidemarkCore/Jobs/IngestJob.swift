@@ -288,8 +288,10 @@ struct BatchRunner {
         }
         try flushGroup()
         if deferred > 0 {
-            logger.notice("this batch created as many new partitions as --max-new-partitions allows; files that need more stay in landing for the next run",
-                          metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
+            // Not quiet: the files wait for another run, which cron gives ingest but not backfill.
+            let rerun = options.kind == .backfill ? "stay in the source folder: run the backfill again to take them" : "stay in landing for the next run"
+            logger.warning("this batch created as many new partitions as --max-new-partitions allows; files that need more \(rerun)",
+                           metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
         }
         summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
