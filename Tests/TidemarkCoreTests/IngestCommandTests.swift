@@ -258,6 +258,20 @@ import Testing
         #expect(dataFile.status == 66 && dataFile.stderr.contains("error: open data folder \(file): not a folder (a file is there)"), "\(dataFile.stderr)")
     }
 
+    /// The job lock names its holder only while it is held: released, the file is empty, so
+    /// whoever takes the lock next (an operator's `flock`, say) is not shown as an old pid.
+    @Test func theLockFileNamesItsHolderOnlyWhileHeld() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        var during = ""
+        let run = try runPaused(at: "before-decode", args(f), f) {
+            during = (try? String(contentsOfFile: f.data + "/tidemark.lock", encoding: .utf8)) ?? ""
+        }
+        #expect(run.status == 0)
+        #expect(during.hasPrefix("ingest pid "), "\(during)")
+        #expect(try String(contentsOfFile: f.data + "/tidemark.lock", encoding: .utf8).isEmpty)
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

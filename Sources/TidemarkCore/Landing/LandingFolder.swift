@@ -118,6 +118,9 @@ public final class JobLock {
     }
 
     deinit {
+        // Empty again before it is released: the next holder (not necessarily tidemark: an
+        // operator's `flock`) must not be shown this process's pid.
+        ftruncate(fd, 0)
         flock(fd, LOCK_UN)
         close(fd)
     }
