@@ -225,6 +225,31 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(o["backlog_files"] == nil && o["backlog_bytes"] == nil && o["landing_error"] != nil, "\(o)")
     }
 
+    /// A batch killed after a commit keeps what it committed: its row (marked failed by the
+    /// next run) has the counts of its committed files, and the cumulative counters count them
+    /// exactly once, so the totals after the next run equal the events and files there are.
+    @Test func aBatchKilledAfterACommitKeepsItsCommittedCounts() throws {
+        let f = TestFolder()
+        for n in 0..<6 { f.land("\(n).ndjson.gz", [recordLine("e\(n)", time: "2025-07-30T10:00:00Z"), recordLine("f\(n)", time: "2025-07-30T10:00:00Z")]) }
+        let killed = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "2"],
+                                    environment: ["TIDEMARK_FAULT": "after-commit", "TIDEMARK_FAULT_AFTER": "1"])
+        #expect(killed.status == SIGKILL)
+        let committed = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } ?? 0
+        #expect(committed == 4)
+        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT value FROM pipeline_state WHERE key = 'counter.events_new_total'") } == 8)
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let first = try f.query { db in
+            try Row.fetchOne(db, sql: "SELECT status, files_applied, events_new FROM batches WHERE batch_id = 1")
+                .map { "\($0[0] as String) \($0[1] as Int) \($0[2] as Int)" }
+        }
+        #expect(first == "failed 4 8")
+        let totals = try f.query { db in
+            try Row.fetchAll(db, sql: "SELECT key, value FROM pipeline_state WHERE key IN ('counter.events_new_total', 'counter.files_applied_total', 'counter.lines_read_total') ORDER BY key")
+                .map { "\($0[0] as String)=\($0[1] as Int)" }
+        }
+        #expect(totals == ["counter.events_new_total=12", "counter.files_applied_total=6", "counter.lines_read_total=12"], "\(totals)")
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])

@@ -133,7 +133,7 @@ public enum IngestJob {
                 summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.cause) }
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
-                    try BatchBookkeeping.finish(summary, db)
+                    try BatchBookkeeping.finish(summary, counted: runner.counted, db)
                 }
                 logger.info("\(summary.oneLine)")
                 return summary
@@ -162,6 +162,8 @@ struct BatchRunner {
     var pendingMoves: [(fileID: Int64, from: String, to: String, held: HeldLandingFile)] = []
     /// Files in landing after their move: put there meanwhile by someone else, or not movable.
     var leftInLanding = 0
+    /// The cumulative counter values already added by this batch's commits.
+    var counted: [String: Int] = [:]
     /// Files recorded or waiting in a group that may be held open at once (each file read is
     /// held open until it is archived), within this process's open-files limit.
     let heldFilesLimit: Int
@@ -328,7 +330,9 @@ struct BatchRunner {
     mutating func commitChunk() throws {
         precondition(!options.dryRun, "a dry run never commits")
         if let maxEventTime, session.inTransaction { try BatchBookkeeping.setMaxEventTime(maxEventTime, db) }
-        try session.commit()
+        try session.commit { [summary, session, counted, db] in
+            self.counted = try BatchLog.recordProgress(summary, partitions: session.touchedHours.count, counted: counted, db)
+        }
         filesInChunk = 0
         bytesInChunk = 0
         FaultPoint.hit("after-commit")

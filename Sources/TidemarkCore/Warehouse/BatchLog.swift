@@ -13,7 +13,50 @@ enum BatchLog {
         try db.execute(sql: "UPDATE batches SET status = 'failed', error = 'process ended before the batch finished' WHERE status = 'running'")
     }
 
-    static func finish(_ s: BatchSummary, _ db: Database) throws {
+    /// The cumulative counters one batch adds, as of `s` (`partitions`: hours touched so far).
+    static func counterValues(_ s: BatchSummary, partitions: Int) -> [String: Int] {
+        [
+            "files_applied_total": s.filesApplied, "files_duplicate_content_total": s.filesDuplicate,
+            "files_quarantined_total": s.filesQuarantined, "lines_read_total": s.lines.read,
+            "events_new_total": s.lines.new, "events_updated_total": s.lines.updated,
+            "events_duplicate_total": s.lines.duplicate, "events_stale_total": s.lines.stale,
+            "deletions_flag_total": s.lines.deletedByFlag, "deletions_tombstone_total": s.lines.deletedByTombstone,
+            "late_events_total": s.lateEvents, "rejected_lines_total": s.lines.rejected,
+            "partitions_reprocessed_total": partitions,
+        ]
+    }
+
+    /// A running batch's counts so far, written in the transaction that commits them: a batch
+    /// killed later keeps on its row (then marked failed) and in the counters what it committed.
+    /// Returns the counter values now counted, for the next call (or `finish`).
+    static func recordProgress(_ s: BatchSummary, partitions: Int, counted: [String: Int], _ db: Database) throws -> [String: Int] {
+        try db.execute(sql: """
+            UPDATE batches SET files_applied = ?, files_duplicate = ?, files_quarantined = ?, lines_read = ?, events_new = ?,
+                events_updated = ?, events_duplicate = ?, events_stale = ?, deleted_by_flag = ?, deleted_by_tombstone = ?,
+                late_events = ?, rejected_lines = ?, partitions_touched = ?
+            WHERE batch_id = ?
+            """, arguments: [
+                s.filesApplied, s.filesDuplicate, s.filesQuarantined, s.lines.read, s.lines.new, s.lines.updated,
+                s.lines.duplicate, s.lines.stale, s.lines.deletedByFlag, s.lines.deletedByTombstone, s.lateEvents,
+                s.lines.rejected, partitions, s.batchID,
+            ])
+        let now = counterValues(s, partitions: partitions)
+        try addCounters(now, minus: counted, db)
+        return now
+    }
+
+    private static func addCounters(_ values: [String: Int], minus counted: [String: Int], _ db: Database) throws {
+        // Every key, even with nothing to add: a counter exists from the first batch on.
+        for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+            try db.execute(sql: """
+                INSERT INTO pipeline_state (key, value) VALUES (?, ?)
+                ON CONFLICT (key) DO UPDATE SET value = value + excluded.value
+                """, arguments: ["counter." + key, value - counted[key, default: 0]])
+        }
+    }
+
+    /// Closes a batch's row and adds to the counters what `recordProgress` has not (`counted`).
+    static func finish(_ s: BatchSummary, counted: [String: Int] = [:], _ db: Database) throws {
         try db.execute(sql: """
             UPDATE batches SET status = ?, finished_at = ?, duration_seconds = ?, files_applied = ?, files_duplicate = ?,
                 files_quarantined = ?, lines_read = ?, events_new = ?, events_updated = ?, events_duplicate = ?,
@@ -29,21 +72,9 @@ enum BatchLog {
                 s.lag.p50, s.lag.p95, s.lag.max, s.eventDelay.p50, s.eventDelay.p95, s.eventDelay.max,
                 s.backlogFiles, s.backlogBytes, s.watermark, s.batchID,
             ])
-        let counters: [(String, Int)] = [
-            ("files_applied_total", s.filesApplied), ("files_duplicate_content_total", s.filesDuplicate),
-            ("files_quarantined_total", s.filesQuarantined), ("lines_read_total", s.lines.read),
-            ("events_new_total", s.lines.new), ("events_updated_total", s.lines.updated),
-            ("events_duplicate_total", s.lines.duplicate), ("events_stale_total", s.lines.stale),
-            ("deletions_flag_total", s.lines.deletedByFlag), ("deletions_tombstone_total", s.lines.deletedByTombstone),
-            ("late_events_total", s.lateEvents), ("rejected_lines_total", s.lines.rejected),
-            ("partitions_reprocessed_total", s.partitionsTouched.count), ("batches_total", 1),
-        ]
-        for (key, value) in counters {
-            try db.execute(sql: """
-                INSERT INTO pipeline_state (key, value) VALUES (?, ?)
-                ON CONFLICT (key) DO UPDATE SET value = value + excluded.value
-                """, arguments: ["counter." + key, value])
-        }
+        var values = counterValues(s, partitions: s.partitionsTouched.count)
+        values["batches_total"] = 1
+        try addCounters(values, minus: counted, db)
         if s.status == "succeeded" {
             try setState("last_success_at", s.finishedAt, db)
         }

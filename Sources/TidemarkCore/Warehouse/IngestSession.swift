@@ -71,9 +71,11 @@ final class IngestSession {
         try Ledger.location(sha256: sha256, db)
     }
 
-    func commit() throws {
+    /// Commits; `beforeCommit` runs in the transaction, once the hours touched are counted.
+    func commit(beforeCommit: () throws -> Void = {}) throws {
         guard inTransaction else { return }
         touchedHours.formUnion(try writer.flushPartitions())
+        try beforeCommit()
         FaultPoint.hit("before-commit")
         try db.execute(sql: "COMMIT")
         inTransaction = false
@@ -106,9 +108,9 @@ enum BatchBookkeeping {
     }
 
     /// Closes the batch row, then checkpoints the write-ahead log.
-    static func finish(_ summary: BatchSummary, _ db: Database) throws {
+    static func finish(_ summary: BatchSummary, counted: [String: Int] = [:], _ db: Database) throws {
         try db.inTransaction(.immediate) {
-            try BatchLog.finish(summary, db)
+            try BatchLog.finish(summary, counted: counted, db)
             return .commit
         }
         checkpoint(db)
