@@ -129,6 +129,10 @@ import Testing
         let caught = try Binary.run(["validate", "--data", f.data])
         #expect(caught.status == 1)
         #expect(caught.stdout.contains("tombstones_applied") && caught.stdout.contains("event x is in events_2025073011 but its tombstone still waits in pending_tombstones (run: tidemark rebuild --hour 2025-07-30T11)"), "\(caught.stdout)")
+        #expect(caught.stdout.contains("hint: the tables disagree with what the archive gives: tidemark rebuild --hour H for the hours named above"), "\(caught.stdout)")
+        let json = try Binary.run(["validate", "--data", f.data, "--json"])
+        let steps = (try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])?["next_steps"] as? [String]
+        #expect(steps?.count == 1)
         let hour = PartitionHour.parse("2025-07-30T11").map { $0...$0 }
         #expect(try rebuild(f, hour, dryRun: true).hours.first?.outcome == "would be repaired")
         #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 1)

@@ -415,6 +415,9 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(warnings.all.contains { $0.contains("no scratch files for validate's passes") }, "\(warnings.all)")
         #expect(failed(without) == failed(withScratch) && failed(without).contains("source_updates_reflected"))
         #expect(without.findings(of: "source_updates_reflected") == withScratch.findings(of: "source_updates_reflected"))
+        // The finding names the column that differs, with both values, and only that column.
+        let finding = withScratch.findings(of: "source_updates_reflected").first ?? ""
+        #expect(finding.hasPrefix("event \(id) in \(table): user_id expected ") && finding.hasSuffix(", table has edited"), "\(finding)")
     }
 
     /// A scratch file that cannot be written (its disk fills up) only costs time: the passes

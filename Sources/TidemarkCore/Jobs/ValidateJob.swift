@@ -40,12 +40,37 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
     public var ok: Bool { !checks.contains { $0.status == .failed } }
     public var checks: [ValidationCheck] = []
 
-    enum CodingKeys: String, CodingKey { case ok, checks }
+    enum CodingKeys: String, CodingKey { case ok, checks, nextSteps = "next_steps" }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(ok, forKey: .ok)
         try c.encode(checks, forKey: .checks)
+        try c.encode(nextSteps, forKey: .nextSteps)
+    }
+
+    /// What to do about the failed checks, one line per kind of failure.
+    public var nextSteps: [String] {
+        let failed = Set(checks.filter { $0.status == .failed }.map(\.name))
+        func any(_ names: [String]) -> Bool { names.contains { failed.contains($0) } }
+        var steps: [String] = []
+        if failed.contains("sqlite_integrity") {
+            steps.append("the database file is damaged: restore it from backup, or backfill the archive into a new data folder (tidemark backfill --from-dir DATA/archive --data NEW)")
+        }
+        if failed.contains("archived_files") {
+            steps.append("an archived file is missing or changed: restore it from backup into the path named; until then rebuild refuses the hours it feeds")
+        }
+        if any(["rows_in_their_hour", "one_row_per_event", "deletion_markers", "partition_checksums", "hourly_summary", "tombstones_applied"])
+            || failed.contains(where: { $0.hasPrefix("replay_") }) {
+            steps.append("the tables disagree with what the archive gives: tidemark rebuild --hour H for the hours named above (or rebuild --all) recomputes them from the archived files; then validate again")
+        }
+        if failed.contains("line_accounting") {
+            steps.append("a file's line counts do not add up: the ledger was edited, or this is a tidemark bug; rebuild does not change the ledger, so please report it with the findings")
+        }
+        if failed.contains(where: { $0.hasPrefix("source_") }) {
+            steps.append("the tables disagree with the sent log: ingest whatever still waits in landing; validate --replay tells whether the archive agrees with the tables (then the sent log has deliveries the archive lacks) or not (then rebuild --all)")
+        }
+        return steps
     }
 
     public init() {}
@@ -67,6 +92,7 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
             for finding in check.findings { out += "  - \(finding)\n" }
         }
         out += "\n" + (ok ? "validation passed" : "validation FAILED: \(checks.filter { $0.status == .failed }.count) checks found discrepancies") + "\n"
+        for step in nextSteps { out += "hint: \(step)\n" }
         return out
     }
 
@@ -395,7 +421,19 @@ struct Validator {
                          && have.eventTime == want.eventTime && have.receivedTime == want.receivedTime && sameBytes(have.extra, want.extra)) {
                         attributeCount += 1
                         if attributes.count < limit {
-                            attributes.append("event \(id): expected user \(want.userID), type \(want.eventType), received \(want.receivedTime?.rfc3339 ?? "-"); table has user \(have.userID), type \(have.eventType), received \(have.receivedTime?.rfc3339 ?? "-")")
+                            // Only the columns that differ, each with both values.
+                            var differences: [String] = []
+                            func compare(_ column: String, _ expected: String?, _ found: String?) {
+                                if expected.map({ Array($0.utf8) }) != found.map({ Array($0.utf8) }) {
+                                    differences.append("\(column) expected \(expected ?? "null"), table has \(found ?? "null")")
+                                }
+                            }
+                            compare("user_id", want.userID, have.userID)
+                            compare("event_type", want.eventType, have.eventType)
+                            compare("event_time", want.eventTime.rfc3339, have.eventTime.rfc3339)
+                            compare("received_time", want.receivedTime?.rfc3339, have.receivedTime?.rfc3339)
+                            compare("extra", want.extra, have.extra)
+                            attributes.append("event \(id) in \(p.table): \(differences.joined(separator: "; "))")
                         }
                     }
                 }
