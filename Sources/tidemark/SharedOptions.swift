@@ -6,7 +6,7 @@ import TidemarkCore
 /// Flags every subcommand shares. `TIDEMARK_LANDING` and `TIDEMARK_DATA` are the fallbacks
 /// for `--landing` and `--data`.
 struct SharedOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Landing folder with incoming *.ndjson.gz files (env TIDEMARK_LANDING).", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp("Landing folder with incoming *.ndjson.gz, *.jsonl.gz or *.json.gz files (env TIDEMARK_LANDING).", valueName: "DIR"))
     var landing: String?
 
     @Option(name: .long, help: ArgumentHelp("Data folder: tidemark.sqlite, archive/, quarantine/ (env TIDEMARK_DATA).", valueName: "DIR"))
@@ -36,7 +36,7 @@ extension LogFormat: ExpressibleByArgument {}
 
 /// Flags shared by the commands that apply files (ingest, backfill).
 struct ApplyOptions: ParsableArguments {
-    @Option(help: "Allowed lateness in seconds: events older than (newest event_time − this) count as late.")
+    @Option(help: "Allowed lateness in seconds: events older than (newest event_time so far, never past the ingest clock, − this) count as late.")
     var allowedLateness: Double = 30
 
     @Option(help: "Decompressed bytes allowed per file before it is quarantined as a gzip bomb.")

@@ -83,7 +83,12 @@ import Testing
         #expect(reason(#"{"event_id":"e",\#(base),"n":01}"#) != nil)
         #expect(reason(#"{"event_id":"e",\#(base),"n":-}"#) != nil)
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
-        #expect(reason(#"{"event_id":"e",\#(base),"deep":\#(deep)}"#) == "nesting deeper than 64 levels")
+        #expect(reason(#"{"event_id":"e",\#(base),"deep":\#(deep)}"#) == "nesting deeper than 64 levels (a field's value is level 1)")
+        // The boundary: a value 64 levels down is kept, one 65 levels down is not.
+        func nested(_ levels: Int, around inner: String) -> String { String(repeating: "[", count: levels) + inner + String(repeating: "]", count: levels) }
+        #expect(reason(#"{"event_id":"e",\#(base),"deep":\#(nested(63, around: "1"))}"#) == nil)
+        #expect(reason(#"{"event_id":"e",\#(base),"deep":\#(nested(64, around: ""))}"#) == nil)
+        #expect(reason(#"{"event_id":"e",\#(base),"deep":\#(nested(64, around: "1"))}"#) == "nesting deeper than 64 levels (a field's value is level 1)")
     }
 
     @Test func invalidUTF8IsRejected() {

@@ -125,7 +125,7 @@ import Testing
         #expect(s.lines.read == 14 && s.lines.new == 2 && s.lines.rejected == 12)
         #expect(r[2] == #"duplicate key "event_id" in one object"#)
         #expect(r[3] == #"invalid JSON string: lone surrogate \uD800"#)
-        #expect(r[4] == "nesting deeper than 64 levels")
+        #expect(r[4] == "nesting deeper than 64 levels (a field's value is level 1)")
         #expect(r[5]?.contains("leap second") == true)
         #expect(r[6]?.contains("day 30 of 2025-02") == true)
         #expect(r[7]?.contains("year 0 is outside") == true)

@@ -307,7 +307,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(messages.isEmpty, "\(messages)")
         // The check can fail: a broken timer value is reported.
         let broken = f.root + "/broken.timer"
-        try (try String(contentsOfFile: units[1], encoding: .utf8)).replacingOccurrences(of: "OnUnitActiveSec=10s", with: "OnUnitActiveSec=soon")
+        try (try String(contentsOfFile: units[1], encoding: .utf8)).replacingOccurrences(of: "OnUnitInactiveSec=10s", with: "OnUnitInactiveSec=soon")
             .write(toFile: broken, atomically: true, encoding: .utf8)
         #expect(try verify([broken]).1.contains("Failed to parse"))
     }

@@ -386,7 +386,7 @@ struct JSONReader {
 
     mutating func readValue(depth: Int) throws -> JSONValue {
         guard depth <= EventLineParser.maxDepth else {
-            throw LineRejection("nesting deeper than \(EventLineParser.maxDepth) levels")
+            throw LineRejection("nesting deeper than \(EventLineParser.maxDepth) levels (a field's value is level 1)")
         }
         skipWhitespace()
         guard index < count else { throw fail("unexpected end of line, expected a value") }

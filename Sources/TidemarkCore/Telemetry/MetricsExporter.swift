@@ -24,7 +24,7 @@ public enum MetricsExporter {
             gauge("last_batch_duration_seconds", "Wall time of the last batch.", s.durationSeconds)
             gauge("last_batch_files", "Files applied by the last batch.", Double(s.filesApplied))
             gauge("last_batch_lines", "Lines read by the last batch.", Double(s.lines.read))
-            gauge("last_batch_partitions_touched", "Partitions whose summaries the last batch recomputed.", Double(s.partitionsTouched.count))
+            gauge("last_batch_partitions_touched", "Partitions (hours) whose rows and summaries the last batch changed.", Double(s.partitionsTouched.count))
             gauge("tombstones_pending", "Tombstones still waiting for their event.", Double(s.tombstonesPending))
             gauge("backlog_files", "Files left in the landing folder after the last batch.", Double(s.backlogFiles))
             gauge("backlog_bytes", "Bytes left in the landing folder after the last batch.", Double(s.backlogBytes))
