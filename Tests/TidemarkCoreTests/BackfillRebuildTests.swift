@@ -463,6 +463,23 @@ import Testing
         try Binary.run(["backfill", "--from-dir", from, "--data", f.data] + extra, environment: env)
     }
 
+    /// An archive keeps a folder per day: backfilling `DATA/archive` finds the files in its
+    /// subfolders and rebuilds the same tables; a dry run after it lists them as already
+    /// ingested; an empty source says there was nothing to do.
+    @Test func backfillOfAnArchiveFolderReadsItsDayFolders() throws {
+        let f = try ProducedPipeline(events: 600, seed: 9).copy()
+        let fresh = TestFolder()
+        let run = try backfill(fresh, from: f.data + "/archive")
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try fresh.eventRows() == f.eventRows())
+        let again = try backfill(fresh, from: f.data + "/archive", extra: ["--dry-run"])
+        let lines = again.stdout.split(separator: "\n")
+        #expect(lines.count > 1 && lines.dropLast().allSatisfy { $0.contains("\talready ingested (same content in the ledger)\t") }, "\(again.stdout.prefix(300))")
+        try FileManager.default.createDirectory(atPath: fresh.root + "/empty/sub", withIntermediateDirectories: true)
+        let empty = try backfill(fresh, from: fresh.root + "/empty")
+        #expect(empty.status == 0 && empty.stderr.contains("nothing to do"), "\(empty.stderr)")
+    }
+
     func listing(_ folder: String) throws -> [String: String] {
         var out: [String: String] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: folder) {

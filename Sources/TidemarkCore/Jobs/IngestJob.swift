@@ -82,8 +82,13 @@ public enum IngestJob {
         // The source first: a missing one (exit 66) leaves no data folder behind.
         let scan = options.kind == .backfill
             ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
-                                     missingHint: "check --from-dir: a folder of *.ndjson.gz files, such as DATA/archive/2025-07-30")
+                                     missingHint: "check --from-dir: a folder of *.ndjson.gz files (subfolders too), such as DATA/archive",
+                                     recursive: true)
             : try LandingFolder.scan(options.landingFolder)
+        if options.kind == .backfill && scan.files.isEmpty {
+            logger.warning("no *.ndjson.gz, *.jsonl.gz or *.json.gz file in the backfill source or its subfolders: nothing to do",
+                           metadata: ["from_dir": "\(options.landingFolder)"])
+        }
         // A dry run writes nothing: with no database yet, it plans against an empty one in a
         // temporary folder, removed after (archive and quarantine places still name --data).
         let dryRunFolder = options.dryRun && !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
@@ -435,6 +440,7 @@ struct BatchRunner {
         // an archive copy that a killed run left undone.
         let held = try HeldLandingFile(opening: file.path)
         guard let known = try session.ledgerLocation(sha256: held.sha256()) else { return false }
+        if options.dryRun { summary.files.append(.init(name: file.name, outcome: "already ingested (same content in the ledger)", lines: 0, hours: [])) }
         if !options.dryRun && !FileSystem.exists(known) {
             if let folder = FileSystem.parentFolder(of: known) { try FileSystem.makeFolder(folder) }
             try held.copy(to: known)

@@ -45,18 +45,30 @@ public enum LandingFolder {
 
     /// Lists a folder. Throws exit 66, naming the folder as `role` with `missingHint`, when it
     /// does not exist.
+    /// With `recursive` (backfill: an archive keeps one folder per day), files in subfolders
+    /// are found too, and taken in the order of their paths.
     public static func scan(_ folder: String, role: String = "landing folder",
-                            missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)") throws -> Scan {
+                            missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)", recursive: Bool = false) throws -> Scan {
         guard FileSystem.isFolder(folder) else {
             guard !FileSystem.exists(folder) else {
                 throw TidemarkError("scan \(role)", folder, cause: "not a folder (a file is there)", hint: missingHint, exit: .noInput)
             }
             throw TidemarkError("scan \(role)", folder, cause: "no such folder", hint: missingHint, exit: .noInput)
         }
+        var scan = Scan(files: [], skipped: [])
+        try list(folder, prefix: "", recursive: recursive, into: &scan)
+        scan.files.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        return scan
+    }
+
+    /// Adds a folder's landing files (and, with `recursive`, its subfolders') to `scan`;
+    /// skipped entries are named by their path below the scanned folder (`prefix`).
+    private static func list(_ folder: String, prefix: String, recursive: Bool, into scan: inout Scan) throws {
         guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }
         defer { closedir(dir) }
         var files: [LandingFile] = []
         var skipped: [(String, String)] = []
+        var subfolders: [(String, String)] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
@@ -66,6 +78,10 @@ public enum LandingFolder {
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
             let type = info.st_mode & S_IFMT
+            if recursive && type == S_IFDIR {
+                subfolders.append((path, prefix + name + "/"))
+                continue
+            }
             guard hasLandingSuffix(name) else {
                 if type == S_IFREG { skipped.append((name, "name does not end in \(suffixes.joined(separator: ", "))")) }
                 continue
@@ -81,8 +97,9 @@ public enum LandingFolder {
             let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
             files.append(LandingFile(name: name, path: path, size: Int64(info.st_size), modified: modified))
         }
-        files.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
-        return Scan(files: files, skipped: skipped)
+        scan.files += files
+        scan.skipped += skipped.map { (prefix + $0.0, $0.1) }
+        for (path, below) in subfolders { try list(path, prefix: below, recursive: true, into: &scan) }
     }
 }
 
