@@ -235,8 +235,9 @@ import Testing
         }
         let right = try summary()
         try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE hourly_summary SET valid_events = valid_events + 7 WHERE hour = ?", arguments: [label]) }
+        // Reported as repaired (something was wrong), though no row was written.
         let untouched = try rebuild(f, hour...hour).hours.first
-        #expect(untouched?.outcome == "unchanged")
+        #expect(untouched?.outcome == "repaired" && untouched?.added == 0 && untouched?.changed == 0 && untouched?.removed == 0)
         #expect(try rowsOfLastRebuild() == [])
         #expect(try summary() == right)
         let stamps = try f.query { db in
@@ -245,6 +246,10 @@ import Testing
                 """, arguments: [label])!
         }
         #expect(stamps[0] as Int64? != nil && stamps[0] as Int64? == stamps[1] as Int64?)
+        // A wrong count on the partition row alone is repaired the same way.
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE partitions SET row_count = row_count + 1 WHERE hour = ?", arguments: [label]) }
+        #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
+        #expect(try rebuild(f, hour...hour).hours.first?.outcome == "unchanged")
 
         let ids = try f.query { try String.fetchAll($0, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 5") }
         try DatabaseQueue(path: f.database).write { db in

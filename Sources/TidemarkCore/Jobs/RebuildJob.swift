@@ -48,7 +48,7 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
     public var hoursWithoutData: [String] = []
 
     public var text: String {
-        var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum before", "checksum after"]]
+        var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum recorded", "checksum after"]]
         for h in hours {
             rows.append([h.hour, h.outcome, String(h.rows), String(h.added), String(h.changed), String(h.removed), String(h.filesRead),
                          h.checksumBefore ?? "-", h.checksumAfter])
@@ -127,6 +127,7 @@ public enum RebuildJob {
             try EventLookup.foldRecent(db, overwriting: true)
             // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays
             // bounded by the pass).
+            let summaryBefore = try ValidationQueries.storedSummary(hour, db)
             try Summaries.clear(hour, db)
             var rebuild = HourRebuild(hour: hour, files: files, moved: moved, patch: try PartitionPatch(hour, db), batchID: batchID,
                                       dryRun: dryRun, db: db, rejected: try RebuildStore.rejectedLines(in: files.map(\.fileID), db),
@@ -154,8 +155,11 @@ public enum RebuildJob {
             let patch = rebuild.patch
             let removed = try patch.finish()
             let checksum = checksumText(rebuild.checksum)
-            let repaired = patch.added + patch.changed + removed.count + patch.quietFixes + rebuild.settledTombstones > 0
-                || (before.map { $0.checksum != checksum } ?? false)
+            // Repaired: rows or lookup entries were wrong, or only the hour's summary or its
+            // partition row (the rows right, counted again).
+            let bookkeepingWrong = try ValidationQueries.storedSummary(hour, db) != summaryBefore
+                || (before.map { $0.checksum != checksum || $0.rowCount != rebuild.rows || $0.validCount != rebuild.valid } ?? false)
+            let repaired = patch.added + patch.changed + removed.count + patch.quietFixes + rebuild.settledTombstones > 0 || bookkeepingWrong
             let outcome = RebuildHourResult.outcome(tableExisted: patch.tableExisted, repaired: repaired, dryRun: dryRun)
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
