@@ -71,8 +71,15 @@ struct PassOptions: ParsableArguments {
 /// Prints `error: …` and `hint: …` on stderr and turns the error into the documented exit code.
 func fail(_ error: Error) -> ExitCode {
     let (message, hint, status) = ErrorReport.describe(error)
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    if let hint { FileHandle.standardError.write(Data("hint: \(hint)\n".utf8)) }
+    if LogSetup.format == .text {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        if let hint { FileHandle.standardError.write(Data("hint: \(hint)\n".utf8)) }
+    } else {
+        // One record in the log's own format, so that a JSON or logfmt log stays parseable.
+        var metadata: Logger.Metadata = ["exit_code": "\(status.rawValue)"]
+        if let hint { metadata["hint"] = "\(hint)" }
+        Logger(label: "tidemark").error("\(message)", metadata: metadata)
+    }
     return ExitCode(status.rawValue)
 }
 

@@ -607,6 +607,13 @@ import Testing
         f.landBytes("3.ndjson.gz", Array("also not gzip".utf8))
         let logfmt = try Binary.run(args(f, ["--log-format", "logfmt"]))
         #expect(logfmt.stderr.contains("level=warning") && logfmt.stderr.contains("file=3.ndjson.gz"))
+        // An error that ends the command is one record in the same format, with its hint.
+        let missing = try Binary.run(["ingest", "--landing", f.root + "/nowhere", "--data", f.data, "--log-format", "json"])
+        #expect(missing.status == 66)
+        let errorLines = missing.stderr.split(separator: "\n")
+        #expect(errorLines.count == 1, "\(missing.stderr)")
+        let record = try JSONSerialization.jsonObject(with: Data((errorLines.first ?? "").utf8)) as? [String: Any]
+        #expect(record?["level"] as? String == "error" && record?["exit_code"] as? String == "66" && record?["hint"] != nil, "\(missing.stderr)")
     }
 
     @Test func crashBeforeCommitAppliesNothing() throws {

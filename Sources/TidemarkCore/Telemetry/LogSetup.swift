@@ -11,13 +11,22 @@ public enum LogFormat: String, Sendable, CaseIterable {
 /// (and tests) call it; library code just takes a `Logger`.
 public enum LogSetup {
     nonisolated(unsafe) private static var done = false
+    nonisolated(unsafe) private static var chosen = LogFormat.text
     private static let lock = NSLock()
+
+    /// The format chosen at bootstrap (text before it): errors follow it too.
+    public static var format: LogFormat {
+        lock.lock()
+        defer { lock.unlock() }
+        return chosen
+    }
 
     public static func bootstrap(format: LogFormat, verbose: Bool) {
         lock.lock()
         defer { lock.unlock() }
         guard !done else { return }
         done = true
+        chosen = format
         let level: Logger.Level = verbose ? .info : .warning
         LoggingSystem.bootstrap { label in
             var handler = StderrLogHandler(label: label, format: format)
