@@ -250,6 +250,55 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(totals == ["counter.events_new_total=12", "counter.files_applied_total=6", "counter.lines_read_total=12"], "\(totals)")
     }
 
+    /// The crontab's ingest line, run as cron would (sh, its environment): quiet when all is
+    /// well, it prints (cron mails) a run's warnings, every line goes to the log, and a run
+    /// skipped for the lock stays quiet.
+    @Test func theCrontabLineIsQuietOnSuccessAndMailsWarnings() throws {
+        let f = TestFolder()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let crontab = try String(contentsOf: root.appendingPathComponent("crontab.example"), encoding: .utf8)
+        let entry = try #require(crontab.split(separator: "\n").first { $0.hasPrefix("* * * * *") && $0.contains("tidemark ingest") })
+        let command = entry.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)[5]
+            .replacingOccurrences(of: "/var/log/tidemark/ingest.log", with: f.root + "/ingest.log")
+            .replacingOccurrences(of: "/var/lib/node_exporter/textfile/tidemark.prom", with: f.root + "/tidemark.prom")
+        func cron() throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", String(command)]
+            var env = ["PATH": URL(fileURLWithPath: Binary.path).deletingLastPathComponent().path + ":/usr/bin:/bin",
+                       "TIDEMARK_LANDING": f.landing, "TIDEMARK_DATA": f.data]
+            env["TMPDIR"] = NSTemporaryDirectory()
+            process.environment = env
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = out
+            try process.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return text
+        }
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z")])
+        #expect(try cron() == "")
+        #expect(try f.row("a") != nil && FileManager.default.fileExists(atPath: f.root + "/tidemark.prom"))
+        f.land("2.ndjson.gz", [recordLine("b", time: "2025-07-30T10:00:00Z"), "not json"])
+        let mailed = try cron()
+        #expect(mailed.contains("level=warning") && mailed.contains("lines rejected"), "\(mailed)")
+        let log = try String(contentsOfFile: f.root + "/ingest.log", encoding: .utf8)
+        #expect(log.contains("lines rejected"))
+        // Busy: another job holds the lock (a paused ingest); the cron run is skipped, quietly.
+        f.land("3.ndjson.gz", [recordLine("c", time: "2025-07-30T10:00:00Z")])
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: Binary.path)
+        holder.arguments = ["ingest", "--landing", f.landing, "--data", f.data]
+        holder.environment = ["TIDEMARK_PAUSE_AT": "before-decode", "TIDEMARK_PAUSE_SECONDS": "2", "TIDEMARK_PAUSE_NOTICE": f.root + "/paused"]
+        try holder.run()
+        var waited = 0
+        while !FileManager.default.fileExists(atPath: f.root + "/paused") && waited < 1000 { usleep(5_000); waited += 1 }
+        let skipped = try cron()
+        holder.waitUntilExit()
+        #expect(skipped == "", "\(skipped)")
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
