@@ -111,6 +111,10 @@ struct ProduceCommand: ParsableCommand {
                     sleep: { until in
                         StopSignal.sleep(seconds: Double(until.nanosecondsSinceEpoch - wallClock().nanosecondsSinceEpoch) / 1e9)
                     },
+                    sleepAfterStop: { until in
+                        let seconds = Double(until.nanosecondsSinceEpoch - wallClock().nanosecondsSinceEpoch) / 1e9
+                        if seconds > 0 { usleep(UInt32(min(seconds, 1) * 1_000_000)) }
+                    },
                     shouldStop: { StopSignal.requested },
                     onPublish: { showProgress($0) })
             }

@@ -394,6 +394,9 @@ import Glibc
         }
         let flushFiles = Set(files.dropFirst(15))
         for name in flushFiles { #expect(try Self.fileSecond(name) >= 1_753_869_615) }
+        // Each was published once its time had come: the clock waited for the last of them.
+        let lastSecond = try files.map(Self.fileSecond).max() ?? 0
+        #expect(now.nanosecondsSinceEpoch >= lastSecond * Timestamp.nanosPerSecond, "stopped at \(now.rfc3339)")
         try Self.expectAgreement(folder, landing)
         try Self.expectNoTemporaryFiles(folder)
         let stats = try Self.analyze(landing, lateDelay: 0...60_000_000_000, checkDelays: false)
@@ -526,6 +529,14 @@ import Glibc
         #expect(stats.originals >= 100, "only \(stats.originals) events in about 3 s at 50/s")
         // Held back records made it out: about 10% late, in the flush.
         #expect(stats.late > 0)
+        // No file appeared before the second it is named for (nor carries a later received_time).
+        // File times come from the kernel's coarse clock, a few milliseconds behind: 20 ms of slack.
+        for name in Set(landing.map(\.file)) {
+            var info = stat()
+            #expect(stat(folder.landing + "/" + name, &info) == 0)
+            let written = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+            #expect(written >= Double(try Self.fileSecond(name)) - 0.02, "\(name) published at \(written)")
+        }
     }
 
     @Test func killedProducerLeavesNoUnloggedLineAndTheNextRunRepublishes() throws {

@@ -167,11 +167,13 @@ public final class Producer {
     /// Ends production at once (real-time mode on SIGTERM or when `duration` is reached):
     /// files already built are published, then everything held back goes out in files dated
     /// `time` (or the end of the last published slot, if later), one second apart; late
-    /// records and corrections get that time as `received_time`.
-    public func finishNow(at time: Timestamp) throws {
+    /// records and corrections get that time as `received_time`. `waitUntil` holds each file
+    /// back until its time has come (real time: no file, and no received_time, from the future;
+    /// a few seconds at most).
+    public func finishNow(at time: Timestamp, waitUntil: (Timestamp) -> Void = { _ in }) throws {
         guard !isFinished else { return }
         productionEnded = true
-        try commit()
+        try commit(waitUntil: waitUntil)
         var fileTime = max(time.nanosecondsSinceEpoch, publishedThrough)
         while pendingCount > 0 {
             var items: [Pending] = []
@@ -185,9 +187,9 @@ public final class Producer {
                 deliver(item, slot: nil, flushTime: fileTime, work: &unused)
             }
             stageFile(time: fileTime, publishAt: fileTime)
+            try commit(waitUntil: waitUntil)
             fileTime += Timestamp.nanosPerSecond
         }
-        try commit()
         isFinished = true
     }
 
@@ -212,10 +214,12 @@ public final class Producer {
     /// everything held back at once (`finishNow`). `start` must be the wall-clock second to
     /// begin with. The sent log is written `sentLogSeconds` of files ahead, then each file is
     /// published when its slot has passed on the `now()` clock; `sleep(until:)` may return
-    /// early (on a stop request).
+    /// early (on a stop request); `sleepAfterStop` (by default `sleep`) is how the final flush
+    /// waits for each of its files' time, and must not.
     public func runRealTime(
         now: () -> Timestamp,
         sleep: (_ until: Timestamp) -> Void,
+        sleepAfterStop: ((_ until: Timestamp) -> Void)? = nil,
         shouldStop: () -> Bool,
         sentLogSeconds: Int = 5,
         onPublish: (ProducerSummary) -> Void = { _ in }
@@ -239,7 +243,12 @@ public final class Producer {
             try publishNextLogged()
             onPublish(summary)
         }
-        try finishNow(at: now())
+        // A few seconds at most: files built ahead, then the flush, each at its time.
+        try finishNow(at: now()) { due in
+            while now() < due {
+                if let sleepAfterStop { sleepAfterStop(due) } else { sleep(due) }
+            }
+        }
         onPublish(summary)
     }
 
@@ -437,10 +446,18 @@ public final class Producer {
 
     // MARK: Publishing
 
-    /// Writes the sent log for the staged files and publishes them all.
-    private func commit() throws {
+    /// Writes the sent log for the staged files and publishes them all, each once `waitUntil`
+    /// has waited for its publication time (real time: a file never appears before its date).
+    private func commit(waitUntil: (Timestamp) -> Void = { _ in }) throws {
+        func publishLogged() throws {
+            while loggedCount > 0 {
+                waitUntil(Timestamp(nanosecondsSinceEpoch: staged[0].publishAt))
+                try publishNextLogged()
+            }
+        }
+        try publishLogged() // files logged earlier (real time: built ahead), before the log moves on
         try writeSentLog()
-        while loggedCount > 0 { try publishNextLogged() }
+        try publishLogged()
     }
 
     /// Steps (1) and (2) of the publish protocol for the staged files not yet logged.
