@@ -147,6 +147,12 @@ struct Validator {
 
     mutating func runAll(dataFolder: String) throws {
         let partitions = try ValidationQueries.partitions(db).filter { inScope($0.hour) }
+        // Hours asked for that hold nothing: say so, rather than let "passed" suggest they were checked.
+        if let hours = options.hours, partitions.isEmpty {
+            add("hours_selected", failures: 1, checked: 0,
+                detail: "no partition holds \(hours.lowerBound == hours.upperBound ? "hour \(hours.lowerBound)" : "hours \(hours.lowerBound) to \(hours.upperBound)"): nothing there to check",
+                findings: [], infoOnly: true)
+        }
         // The sent log is read and folded on a second thread, starting now: its first pass
         // overlaps the internal checks, and each later pass the scan of the one before.
         let sentFold = try options.sentLogFolder.map { sent in
