@@ -14,7 +14,7 @@ struct BackfillCommand: ParsableCommand {
 
     @OptionGroup var shared: SharedOptions
 
-    @Option(help: ArgumentHelp("Folder to read *.ndjson.gz, *.jsonl.gz or *.json.gz files from.", valueName: "DIR"))
+    @Option(help: ArgumentHelp("Folder to read *.ndjson.gz, *.jsonl.gz or *.json.gz files from, subfolders included (DATA/archive works).", valueName: "DIR"))
     var fromDir: String
 
     @Option(help: ArgumentHelp("Only files modified at or after this RFC 3339 time.", valueName: "T"))

@@ -108,12 +108,11 @@ struct ProduceCommand: ParsableCommand {
             } else {
                 try producer.runRealTime(
                     now: wallClock,
-                    sleep: { until in
-                        StopSignal.sleep(seconds: Double(until.nanosecondsSinceEpoch - wallClock().nanosecondsSinceEpoch) / 1e9)
-                    },
+                    sleep: { until in StopSignal.sleep(seconds: secondsUntil(until)) },
+                    // Not cut short by the stop request being served; a second one ends the wait.
                     sleepAfterStop: { until in
-                        let seconds = Double(until.nanosecondsSinceEpoch - wallClock().nanosecondsSinceEpoch) / 1e9
-                        if seconds > 0 { usleep(UInt32(min(seconds, 1) * 1_000_000)) }
+                        if secondsUntil(until) > 0 { usleep(UInt32(min(secondsUntil(until), 0.1) * 1_000_000)) }
+                        return !StopSignal.insisted
                     },
                     shouldStop: { StopSignal.requested },
                     onPublish: { showProgress($0) })
@@ -160,3 +159,8 @@ extension SecondsRange: ExpressibleByArgument {
 }
 
 extension CorrectionMode: ExpressibleByArgument {}
+
+/// Seconds from now until `time` on the wall clock (negative once it has passed).
+private func secondsUntil(_ time: Timestamp) -> Double {
+    Double(time.nanosecondsSinceEpoch - wallClock().nanosecondsSinceEpoch) / 1e9
+}

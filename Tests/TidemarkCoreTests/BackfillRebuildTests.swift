@@ -112,6 +112,24 @@ import Testing
         #expect(try f.eventRows() == rows)
     }
 
+    /// What rebuild calls a repair: a `partitions` row lost with its table intact, or a wrong
+    /// `summary_users` row, is repaired (no row written); an hour only a damaged lookup entry
+    /// names (no partition, no file) gets no empty table, and the report says there was nothing.
+    @Test func rebuildNamesEveryRepairAndMakesNoEmptyPartition() throws {
+        let f = try ProducedPipeline(events: 600, seed: 6).copy()
+        let (_, table, hour) = try f.largestHour()
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM partitions WHERE hour = ?", arguments: [hour.label]) }
+        #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE summary_users SET valid_events = valid_events + 1 WHERE hour = ? AND user_id = (SELECT MIN(user_id) FROM summary_users WHERE hour = ?)", arguments: [hour.label, hour.label]) }
+        #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
+        #expect(try rebuild(f, hour...hour).hours.first?.outcome == "unchanged")
+        #expect(try f.query { try $0.tableExists(table) })
+        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES ('stray', 0, 1)") }
+        let all = try rebuild(f)
+        #expect(all.hoursWithoutData == ["1970-01-01T00"], "\(all.hoursWithoutData)")
+        #expect(try f.query { try $0.tableExists("events_1970010100") } == false)
+    }
+
     /// An event's lookup entry lost by hand, then its tombstone arrives: ingest cannot find
     /// the event, so the tombstone waits as if the event had not come. Validate fails on it
     /// (naming the hour to rebuild); rebuild of that hour applies it and restores the entry.
@@ -480,6 +498,28 @@ import Testing
         let again = try backfill(fresh, from: f.data + "/archive", extra: ["--dry-run"])
         let lines = again.stdout.split(separator: "\n")
         #expect(lines.count > 1 && lines.dropLast().allSatisfy { $0.contains("\talready ingested (same content in the ledger)\t") }, "\(again.stdout.prefix(300))")
+        // A data folder as the source: its archive is read, its quarantine is not.
+        let other = TestFolder()
+        let dataLike = other.root + "/olddata"
+        try FileManager.default.createDirectory(atPath: dataLike + "/archive/2025-07-30", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dataLike + "/quarantine", withIntermediateDirectories: true)
+        createTestFile(atPath: dataLike + "/tidemark.sqlite", contents: Data())
+        other.land("a.ndjson.gz", [recordLine("archived", time: "2025-07-30T10:00:00Z")], folder: dataLike + "/archive/2025-07-30")
+        other.land("q.ndjson.gz", [recordLine("quarantined", time: "2025-07-30T10:00:00Z")], folder: dataLike + "/quarantine")
+        // A second day's folder corrects the first day's event.
+        try FileManager.default.createDirectory(atPath: dataLike + "/archive/2025-07-31", withIntermediateDirectories: true)
+        other.land("b.ndjson.gz", [recordLine("archived", user: "corrected", time: "2025-07-30T10:00:00Z", received: "2025-07-31T00:00:00Z")],
+                   folder: dataLike + "/archive/2025-07-31")
+        let fromData = try backfill(other, from: dataLike, extra: ["-v"])
+        #expect(fromData.status == 0, "\(fromData.stderr)")
+        #expect(try other.row("archived")?.userID == "corrected" && other.row("quarantined") == nil)
+        #expect(fromData.stderr.contains("a data folder's quarantine"), "\(fromData.stderr)")
+        // A backfill the partition cap cuts short says to run it again.
+        let source = fresh.root + "/hours"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        for h in 0..<3 { fresh.land("h\(h).ndjson.gz", [recordLine("h\(h)", time: "2025-07-30T1\(h):00:00Z")], folder: source) }
+        let capped = try backfill(fresh, from: source, extra: ["--max-new-partitions", "1"])
+        #expect(capped.status == 0 && capped.stderr.contains("run the backfill again to take them"), "\(capped.stderr)")
         try FileManager.default.createDirectory(atPath: fresh.root + "/empty/sub", withIntermediateDirectories: true)
         let empty = try backfill(fresh, from: fresh.root + "/empty")
         #expect(empty.status == 0 && empty.stderr.contains("nothing to do"), "\(empty.stderr)")

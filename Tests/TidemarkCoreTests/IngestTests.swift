@@ -229,7 +229,7 @@ import Testing
         #expect(first.status == 0)
         #expect(first.stdout.contains("\"files_applied\" : 1") && first.stdout.contains("\"files_left_for_next_batch\" : 1"), "\(first.stdout.prefix(600))")
         #expect(first.stderr.contains("rolled back the slices of the file applied so far"), "\(first.stderr)")
-        #expect(first.stderr.contains("warning this batch created as many new partitions as --max-new-partitions allows; files that need more stay in landing for the next run"), "\(first.stderr)")
+        #expect(first.stderr.contains("notice this batch created as many new partitions as --max-new-partitions allows; files that need more stay in landing for the next run"), "\(first.stderr)")
         #expect(try f.row("big0") == nil)
         #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM partitions") } == 2)
         let second = try f.ingest { $0.maxNewPartitions = 4 }

@@ -294,9 +294,13 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         try holder.run()
         var waited = 0
         while !FileManager.default.fileExists(atPath: f.root + "/paused") && waited < 1000 { usleep(5_000); waited += 1 }
+        try #require(FileManager.default.fileExists(atPath: f.root + "/paused"), "the holder never paused")
         let skipped = try cron()
         holder.waitUntilExit()
         #expect(skipped == "", "\(skipped)")
+        // It was skipped for the lock (its error record says so in the log), not quiet for nothing.
+        let last = try String(contentsOfFile: f.root + "/ingest.log", encoding: .utf8).split(separator: "\n").last ?? ""
+        #expect(last.contains("level=error") && last.contains("exit_code=75"), "\(last)")
     }
 
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {

@@ -378,11 +378,16 @@ import Glibc
         try producer.runRealTime(
             now: { now },
             sleep: { until in now = max(now, until) },
+            sleepAfterStop: { until in
+                now = max(now, until)
+                return true
+            },
             shouldStop: { publishTimes.count >= 12 },
             onPublish: { _ in publishTimes.append(now) })
         #expect(producer.isFinished)
         // The sent log runs five seconds ahead: slots 0-14 were built and logged when the stop
-        // came after twelve publications; the rest of them went out at once, then the flush.
+        // came after twelve publications; the rest of them went out each at its time, then the
+        // flush, a file a second.
         let landing = try Self.readLanding(folder.landing)
         let files = Set(landing.map(\.file)).sorted()
         #expect(files.count >= 16)
@@ -415,6 +420,31 @@ import Glibc
             }
         }
         #expect(firstInFlush == producer.summary.late && firstInFlush > 0)
+    }
+
+    /// A second stop request ends the wait: what is left goes out at once, nothing is lost.
+    @Test func aSecondStopRequestPublishesTheRestAtOnce() throws {
+        let folder = TestFolder()
+        var options = Self.options(folder, count: 0, rate: 20)
+        options.count = nil
+        let producer = try Producer(options: options, logger: Self.quiet)
+        var now = Self.start + 0.25
+        var published = 0
+        var waits = 0
+        try producer.runRealTime(
+            now: { now },
+            sleep: { until in now = max(now, until) },
+            sleepAfterStop: { _ in
+                waits += 1
+                return false // the operator insisted: the clock does not move
+            },
+            shouldStop: { published >= 12 },
+            onPublish: { _ in published += 1 })
+        #expect(producer.isFinished && waits == 1)
+        let landing = try Self.readLanding(folder.landing)
+        try Self.expectAgreement(folder, landing)
+        let files = Set(landing.map(\.file))
+        #expect(try files.map(Self.fileSecond).max()! > now.nanosecondsSinceEpoch / Timestamp.nanosPerSecond)
     }
 
     @Test func sentLogReaderNamesTheBadLine() throws {

@@ -295,10 +295,13 @@ struct BatchRunner {
         }
         try flushGroup()
         if deferred > 0 {
-            // Not quiet: the files wait for another run, which cron gives ingest but not backfill.
-            let rerun = options.kind == .backfill ? "stay in the source folder: run the backfill again to take them" : "stay in landing for the next run"
-            logger.warning("this batch created as many new partitions as --max-new-partitions allows; files that need more \(rerun)",
-                           metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
+            // Backfill warns: nobody runs it again unless told. Ingest's next run (cron) takes
+            // the files anyway, so a draining backlog is a notice, not a mail every minute.
+            let backfill = options.kind == .backfill
+            let rerun = backfill ? "stay in the source folder: run the backfill again to take them" : "stay in landing for the next run"
+            logger.log(level: backfill ? .warning : .notice,
+                       "this batch created as many new partitions as --max-new-partitions allows; files that need more \(rerun)",
+                       metadata: ["files_left": "\(deferred)", "max_new_partitions": "\(options.maxNewPartitions)"])
         }
         summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
@@ -335,9 +338,11 @@ struct BatchRunner {
     mutating func commitChunk() throws {
         precondition(!options.dryRun, "a dry run never commits")
         if let maxEventTime, session.inTransaction { try BatchBookkeeping.setMaxEventTime(maxEventTime, db) }
+        var nowCounted = counted
         try session.commit { [summary, session, counted, db] in
-            self.counted = try BatchLog.recordProgress(summary, partitions: session.touchedHours.count, counted: counted, db)
+            nowCounted = try BatchLog.recordProgress(summary, partitions: session.touchedHours.count, counted: counted, db)
         }
+        counted = nowCounted // only once committed
         filesInChunk = 0
         bytesInChunk = 0
         FaultPoint.hit("after-commit")

@@ -84,16 +84,17 @@ public enum RebuildJob {
             var results: [RebuildHourResult] = []
             var withoutData: [String] = []
             do {
+                let registered = Set(try RebuildStore.registeredHours(db))
+                var waiting = try MergeWriter.waitingTombstones(db)
                 for hour in selected {
-                    if options.hours != nil && !all.contains(hour) {
-                        let sources = try RebuildStore.files(touching: [hour], db)
-                        if sources.isEmpty {
-                            withoutData.append(hour.label)
-                            continue
-                        }
+                    // An hour with no partition row and no archived file has nothing to rebuild from
+                    // (under --all, an hour only a damaged lookup entry names): no empty table is made.
+                    if try !registered.contains(hour) && RebuildStore.files(touching: [hour], db).isEmpty {
+                        withoutData.append(hour.label)
+                        continue
                     }
                     results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
-                                               scratchFolder: options.dataFolder, db: db, logger: logger))
+                                               scratchFolder: options.dataFolder, waitingTombstones: &waiting, db: db, logger: logger))
                 }
             } catch {
                 if !options.dryRun { BatchBookkeeping.fail(batchID: batchID, error: "\(error)", db) }
@@ -107,7 +108,10 @@ public enum RebuildJob {
         }
     }
 
+    /// `waitingTombstones`: the tombstones waiting for their event, loaded once per run; those
+    /// this hour applies are taken out.
     static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, eventsPerPass: Int, scratchFolder: String,
+                        waitingTombstones: inout [ExactText: (deletion: Deletion, files: [Int64])],
                         db: Database, logger: Logger) throws -> RebuildHourResult {
         let primary = try RebuildStore.files(touching: [hour], db)
         // Events that moved into this hour: their earlier deliveries are in files of the hours
@@ -127,11 +131,11 @@ public enum RebuildJob {
             try EventLookup.foldRecent(db, overwriting: true)
             // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays
             // bounded by the pass).
-            let summaryBefore = try ValidationQueries.storedSummary(hour, db)
+            let summaryBefore = try ValidationQueries.storedSummary(hour, db), usersBefore = try ValidationQueries.summaryUsers(hour, db)
             try Summaries.clear(hour, db)
             var rebuild = HourRebuild(hour: hour, files: files, moved: moved, patch: try PartitionPatch(hour, db), batchID: batchID,
                                       dryRun: dryRun, db: db, rejected: try RebuildStore.rejectedLines(in: files.map(\.fileID), db),
-                                      waitingTombstones: try RebuildStore.pendingTombstones(db))
+                                      waitingTombstones: waitingTombstones)
             // The archived files are read once: the first pass folds its share of events and
             // sets the lines of the other passes aside, uncompressed, one scratch file each (a
             // pass that finds events indexed in another hour reads those hours' files again).
@@ -152,13 +156,15 @@ public enum RebuildJob {
             }
             defer { folds.cancel() }
             for _ in 0..<passes { try rebuild.apply(try folds.next()) }
+            for id in rebuild.settledIDs { waitingTombstones[id] = nil }
             let patch = rebuild.patch
             let removed = try patch.finish()
             let checksum = checksumText(rebuild.checksum)
             // Repaired: rows or lookup entries were wrong, or only the hour's summary or its
             // partition row (the rows right, counted again).
             let bookkeepingWrong = try ValidationQueries.storedSummary(hour, db) != summaryBefore
-                || (before.map { $0.checksum != checksum || $0.rowCount != rebuild.rows || $0.validCount != rebuild.valid } ?? false)
+                || ValidationQueries.summaryUsers(hour, db) != usersBefore
+                || (before.map { $0.checksum != checksum || $0.rowCount != rebuild.rows || $0.validCount != rebuild.valid } ?? patch.tableExisted)
             let repaired = patch.added + patch.changed + removed.count + patch.quietFixes + rebuild.settledTombstones > 0 || bookkeepingWrong
             let outcome = RebuildHourResult.outcome(tableExisted: patch.tableExisted, repaired: repaired, dryRun: dryRun)
             if dryRun {
@@ -194,7 +200,9 @@ public enum RebuildJob {
         /// The lines ingest rejected, by ledger file id (more are read when events are refolded).
         var rejected: [Int64: Set<Int>]
         /// Tombstones waiting for their event (`pending_tombstones`), by event.
-        let waitingTombstones: [ExactText: [(deletedAt: Timestamp?, fileID: Int64)]]
+        let waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])]
+        /// The events whose waiting tombstones this hour applied.
+        var settledIDs: [ExactText] = []
         /// Waiting tombstones this rebuild applied to their event.
         var settledTombstones = 0
         /// Events the fold places in another hour.
@@ -238,14 +246,14 @@ public enum RebuildJob {
             if !waitingTombstones.isEmpty {
                 var settled: [(id: ExactText, files: [Int64])] = []
                 for index in ids.indices where eventHours[index] == hour.hoursSinceEpoch {
-                    guard let tombstones = waitingTombstones[ids[index]] else { continue }
-                    for tombstone in tombstones {
-                        _ = MergeRule.apply(.tombstone(eventID: ids[index].text, receivedTime: tombstone.deletedAt), to: &events[index].state)
-                    }
-                    settled.append((ids[index], tombstones.map(\.fileID)))
+                    guard let waiting = waitingTombstones[ids[index]] else { continue }
+                    // Their joined deletion is one tombstone received at the earliest of them.
+                    _ = MergeRule.apply(.tombstone(eventID: ids[index].text, receivedTime: waiting.deletion.deletedAt), to: &events[index].state)
+                    settled.append((ids[index], waiting.files))
                 }
                 try RebuildStore.settlePendingTombstones(settled, hour: hour, db)
                 settledTombstones += settled.count
+                settledIDs += settled.map(\.id)
             }
             // Each rebuilt event is compared with the stored row its lookup entry names, in
             // stored row_id order (a stored row_id is random with respect to event_id); the

@@ -64,8 +64,17 @@ public enum LandingFolder {
     /// Adds a folder's landing files (and, with `recursive`, its subfolders') to `scan`;
     /// skipped entries are named by their path below the scanned folder (`prefix`).
     private static func list(_ folder: String, prefix: String, recursive: Bool, into scan: inout Scan) throws {
-        guard let dir = opendir(folder) else { throw FileSystemError("open folder", folder) }
+        guard let dir = opendir(folder) else {
+            // A subfolder that cannot be read (lost+found, say) is reported, not fatal.
+            guard prefix.isEmpty else {
+                scan.skipped.append((String(prefix.dropLast()), "folder cannot be read: \(String(cString: strerror(errno)))"))
+                return
+            }
+            throw FileSystemError("open folder", folder)
+        }
         defer { closedir(dir) }
+        // A data folder given as the source: its quarantine holds files that were never applied.
+        let isDataFolder = recursive && prefix.isEmpty && FileSystem.exists(folder + "/tidemark.sqlite")
         var files: [LandingFile] = []
         var skipped: [(String, String)] = []
         var subfolders: [(String, String)] = []
@@ -79,7 +88,15 @@ public enum LandingFolder {
             guard lstat(path, &info) == 0 else { continue }
             let type = info.st_mode & S_IFMT
             if recursive && type == S_IFDIR {
-                subfolders.append((path, prefix + name + "/"))
+                if isDataFolder && name == "quarantine" {
+                    skipped.append((name, "a data folder's quarantine (files never applied): retry those through a landing folder"))
+                } else {
+                    subfolders.append((path, prefix + name + "/"))
+                }
+                continue
+            }
+            if recursive && type == S_IFLNK && FileSystem.isFolder(path) {
+                skipped.append((name, "symlink to a folder (not followed)"))
                 continue
             }
             guard hasLandingSuffix(name) else {
@@ -120,15 +137,19 @@ public final class JobLock {
     /// file names, `then`, and `hint`.
     init(folder: String, file: String, job: String, busy: String, then: String, hint: String?) throws {
         try FileSystem.makeFolder(folder)
-        path = (folder as NSString).appendingPathComponent(file)
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileSystemError("open lock", path) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        let path = (folder as NSString).appendingPathComponent(file)
+        // Checked on a local descriptor, so that a refusal never reaches `deinit` (which
+        // releases and closes only a lock that was taken).
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw FileSystemError("open lock", path) }
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            close(fd)
+            close(descriptor)
             throw TidemarkError("lock", path, cause: "\(busy)\(holder.isEmpty ? "" : " (\(holder))"); \(then)",
                                 hint: hint, exit: .busy)
         }
+        self.path = path
+        fd = descriptor
         ftruncate(fd, 0)
         let note = "\(job) pid \(getpid())\n"
         _ = note.withCString { write(fd, $0, strlen($0)) }
@@ -151,14 +172,15 @@ public final class LandingLock {
     private let fd: Int32
 
     public init(landingFolder: String) throws {
-        fd = open(landingFolder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystemError("open", landingFolder) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
+        let descriptor = open(landingFolder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileSystemError("open", landingFolder) }
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            close(descriptor)
             throw TidemarkError("lock", landingFolder, cause: "another ingest is taking files from this landing folder; nothing done",
                                 hint: "one landing folder feeds one data folder: if the other ingest (see `fuser -v \(landingFolder)`) uses another --data, give each its own landing folder",
                                 exit: .busy)
         }
+        fd = descriptor
     }
 
     deinit {

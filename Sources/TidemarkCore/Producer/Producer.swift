@@ -214,12 +214,14 @@ public final class Producer {
     /// everything held back at once (`finishNow`). `start` must be the wall-clock second to
     /// begin with. The sent log is written `sentLogSeconds` of files ahead, then each file is
     /// published when its slot has passed on the `now()` clock; `sleep(until:)` may return
-    /// early (on a stop request); `sleepAfterStop` (by default `sleep`) is how the final flush
-    /// waits for each of its files' time, and must not.
+    /// early (on a stop request). `sleepAfterStop` is how the final flush waits for each of its
+    /// files' time (at most one file period for files built ahead, then a second per flush file);
+    /// it must not return early for the first stop request, and returns false to stop waiting
+    /// (a second request: the rest is then published at once).
     public func runRealTime(
         now: () -> Timestamp,
         sleep: (_ until: Timestamp) -> Void,
-        sleepAfterStop: ((_ until: Timestamp) -> Void)? = nil,
+        sleepAfterStop: (_ until: Timestamp) -> Bool,
         shouldStop: () -> Bool,
         sentLogSeconds: Int = 5,
         onPublish: (ProducerSummary) -> Void = { _ in }
@@ -243,11 +245,10 @@ public final class Producer {
             try publishNextLogged()
             onPublish(summary)
         }
-        // A few seconds at most: files built ahead, then the flush, each at its time.
+        // Files built ahead, then the flush, each at its time (unless told to stop waiting).
+        var waiting = true
         try finishNow(at: now()) { due in
-            while now() < due {
-                if let sleepAfterStop { sleepAfterStop(due) } else { sleep(due) }
-            }
+            while waiting && now() < due { waiting = sleepAfterStop(due) }
         }
         onPublish(summary)
     }

@@ -6,6 +6,7 @@ import Darwin
 #endif
 
 private let stopRequestedFlag = Atomic<Int32>(0)
+private let stopRequestCount = Atomic<Int32>(0)
 
 /// SIGINT/SIGTERM handling for long-running jobs: the signal only sets a flag; jobs check it
 /// between files, finish (commit or roll back) the transaction in hand, and return.
@@ -18,9 +19,18 @@ public enum StopSignal {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
-        signal(SIGTERM) { sig in stopRequestedFlag.store(sig, ordering: .relaxed) }
-        signal(SIGINT) { sig in stopRequestedFlag.store(sig, ordering: .relaxed) }
+        signal(SIGTERM) { sig in
+            stopRequestedFlag.store(sig, ordering: .relaxed)
+            stopRequestCount.add(1, ordering: .relaxed)
+        }
+        signal(SIGINT) { sig in
+            stopRequestedFlag.store(sig, ordering: .relaxed)
+            stopRequestCount.add(1, ordering: .relaxed)
+        }
     }
+
+    /// A second SIGINT/SIGTERM: the operator will not wait for what the first one lets finish.
+    public static var insisted: Bool { stopRequestCount.load(ordering: .relaxed) > 1 }
 
     public static var requested: Bool { stopRequestedFlag.load(ordering: .relaxed) != 0 }
     /// The signal number received, 0 if none.

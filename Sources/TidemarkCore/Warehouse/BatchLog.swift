@@ -30,6 +30,14 @@ enum BatchLog {
     /// killed later keeps on its row (then marked failed) and in the counters what it committed.
     /// Returns the counter values now counted, for the next call (or `finish`).
     static func recordProgress(_ s: BatchSummary, partitions: Int, counted: [String: Int], _ db: Database) throws -> [String: Int] {
+        try writeCounts(s, partitions: partitions, db)
+        let now = counterValues(s, partitions: partitions)
+        try addCounters(now, minus: counted, db)
+        return now
+    }
+
+    /// The batch row's counts of files, lines and hours.
+    private static func writeCounts(_ s: BatchSummary, partitions: Int, _ db: Database) throws {
         try db.execute(sql: """
             UPDATE batches SET files_applied = ?, files_duplicate = ?, files_quarantined = ?, lines_read = ?, events_new = ?,
                 events_updated = ?, events_duplicate = ?, events_stale = ?, deleted_by_flag = ?, deleted_by_tombstone = ?,
@@ -40,9 +48,6 @@ enum BatchLog {
                 s.lines.duplicate, s.lines.stale, s.lines.deletedByFlag, s.lines.deletedByTombstone, s.lateEvents,
                 s.lines.rejected, partitions, s.batchID,
             ])
-        let now = counterValues(s, partitions: partitions)
-        try addCounters(now, minus: counted, db)
-        return now
     }
 
     private static func addCounters(_ values: [String: Int], minus counted: [String: Int], _ db: Database) throws {
@@ -57,18 +62,15 @@ enum BatchLog {
 
     /// Closes a batch's row and adds to the counters what `recordProgress` has not (`counted`).
     static func finish(_ s: BatchSummary, counted: [String: Int] = [:], _ db: Database) throws {
+        try writeCounts(s, partitions: s.partitionsTouched.count, db)
         try db.execute(sql: """
-            UPDATE batches SET status = ?, finished_at = ?, duration_seconds = ?, files_applied = ?, files_duplicate = ?,
-                files_quarantined = ?, lines_read = ?, events_new = ?, events_updated = ?, events_duplicate = ?,
-                events_stale = ?, deleted_by_flag = ?, deleted_by_tombstone = ?, tombstones_pending = ?, late_events = ?,
-                rejected_lines = ?, partitions_touched = ?, lag_p50_seconds = ?, lag_p95_seconds = ?, lag_max_seconds = ?,
+            UPDATE batches SET status = ?, finished_at = ?, duration_seconds = ?, tombstones_pending = ?,
+                lag_p50_seconds = ?, lag_p95_seconds = ?, lag_max_seconds = ?,
                 delay_p50_seconds = ?, delay_p95_seconds = ?, delay_max_seconds = ?, backlog_files = ?, backlog_bytes = ?,
                 watermark = ?
             WHERE batch_id = ?
             """, arguments: [
-                s.status, s.finishedAt, s.durationSeconds, s.filesApplied, s.filesDuplicate, s.filesQuarantined,
-                s.lines.read, s.lines.new, s.lines.updated, s.lines.duplicate, s.lines.stale, s.lines.deletedByFlag,
-                s.lines.deletedByTombstone, s.tombstonesPending, s.lateEvents, s.lines.rejected, s.partitionsTouched.count,
+                s.status, s.finishedAt, s.durationSeconds, s.tombstonesPending,
                 s.lag.p50, s.lag.p95, s.lag.max, s.eventDelay.p50, s.eventDelay.p95, s.eventDelay.max,
                 s.backlogFiles, s.backlogBytes, s.watermark, s.batchID,
             ])

@@ -1,5 +1,6 @@
 import GRDB
 import GRDBSQLite
+import Synchronization
 
 /// A row of `ingested_files`, the processed-files ledger.
 public struct LedgerEntry: Sendable, Equatable {
@@ -80,9 +81,11 @@ enum Ledger {
 
     /// Where a location the ledger recorded is now. Ingest records `DATA/archive/DAY/NAME` or
     /// `DATA/quarantine/NAME`, with DATA as that run named it: relative to the directory it ran
-    /// from, perhaps, or before the data folder was moved or restored elsewhere. Every reader
-    /// takes the part under the data folder and joins it to the folder of the database this
-    /// connection opened. (A location of any other shape is returned as it is.)
+    /// from, perhaps, or before the data folder was moved or restored elsewhere. Readers take
+    /// the part under the data folder and join it to the data folder this command was given
+    /// (`remember`); when no file is there, the location as recorded is used if a file is
+    /// there (an operator may have moved the archive and rewritten the row). A location of any
+    /// other shape is returned as it is.
     static func currentPath(of location: String, _ db: Database) -> String {
         let parts = location.split(separator: "/")
         let tail: ArraySlice<Substring>
@@ -93,9 +96,29 @@ enum Ledger {
         } else {
             return location
         }
-        guard let database = sqlite3_db_filename(db.sqliteConnection, "main"), case let path = String(cString: database), !path.isEmpty,
-              let folder = FileSystem.parentFolder(of: path) else { return location }
-        return (folder == "/" ? "" : folder) + "/" + tail.joined(separator: "/")
+        guard let folder = dataFolder(of: db) else { return location }
+        let joined = (folder == "/" ? "" : folder) + "/" + tail.joined(separator: "/")
+        return FileSystem.exists(joined) || !FileSystem.exists(location) ? joined : location
+    }
+
+    /// The data folder each open connection was opened for, as the command named it (made
+    /// absolute), with the database file SQLite resolved, so that a connection pointer reused
+    /// for another database is not mistaken for this one.
+    private static let folders = Mutex<[Int: (folder: String, database: String)]>([:])
+
+    static func remember(dataFolder: String, of db: Database) {
+        let key = Int(bitPattern: db.sqliteConnection)
+        let database = sqlite3_db_filename(db.sqliteConnection, "main").map { String(cString: $0) } ?? ""
+        folders.withLock { $0[key] = (dataFolder, database) }
+    }
+
+    /// The data folder of this connection: as remembered, else the folder of its database file.
+    private static func dataFolder(of db: Database) -> String? {
+        let database = sqlite3_db_filename(db.sqliteConnection, "main").map { String(cString: $0) } ?? ""
+        if let remembered = folders.withLock({ $0[Int(bitPattern: db.sqliteConnection)] }), remembered.database == database {
+            return remembered.folder
+        }
+        return database.isEmpty ? nil : FileSystem.parentFolder(of: database)
     }
 
     /// Where an applied file's bytes can be read: its archived copy, or, while its move is

@@ -98,10 +98,15 @@ final class MergeWriter {
         for label in try String.fetchAll(db, sql: "SELECT hour FROM partitions") {
             if let hour = PartitionHour.parse(label) { knownHours.insert(hour.hoursSinceEpoch) }
         }
-        pending = [:]
-        let rows = try Row.fetchAll(db, sql: "SELECT event_id, deleted_at, file_id FROM pending_tombstones")
-        for row in rows {
-            let id = ExactText(row[0])
+        pending = try MergeWriter.waitingTombstones(db)
+    }
+
+    /// The tombstones waiting for their event (`pending_tombstones`): per event, their deletion
+    /// joined (the earliest deleted_at) and the files that carried them, in file order.
+    static func waitingTombstones(_ db: Database) throws -> [ExactText: (deletion: Deletion, files: [Int64])] {
+        var pending: [ExactText: (deletion: Deletion, files: [Int64])] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT event_id, deleted_at, file_id FROM pending_tombstones ORDER BY file_id") {
+            let id = ExactText(row[0] as String)
             let at = (row[1] as String?).flatMap { try? Timestamp.parse($0).get() }
             let tombstone = Deletion(byFlag: false, byTombstone: true, deletedAt: at)
             var entry = pending[id] ?? (tombstone, [])
@@ -109,6 +114,7 @@ final class MergeWriter {
             entry.files.append(row[2])
             pending[id] = entry
         }
+        return pending
     }
 
     deinit { scratch.deallocate() }

@@ -14,15 +14,6 @@ enum RebuildStore {
         var sourcePath: String
     }
 
-    /// Every waiting tombstone, by event: when it was received, and the file that carried it.
-    static func pendingTombstones(_ db: Database) throws -> [ExactText: [(deletedAt: Timestamp?, fileID: Int64)]] {
-        var out: [ExactText: [(deletedAt: Timestamp?, fileID: Int64)]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT event_id, deleted_at, file_id FROM pending_tombstones ORDER BY file_id") {
-            out[ExactText(row[0] as String), default: []].append(((row[1] as String?).flatMap { try? Timestamp.parse($0).get() }, row[2]))
-        }
-        return out
-    }
-
     /// Waiting tombstones that met their event in `hour`: no longer waiting, and their files
     /// now touch the hour (as ingest records when a tombstone's event arrives).
     static func settlePendingTombstones(_ settled: [(id: ExactText, files: [Int64])], hour: PartitionHour, _ db: Database) throws {
@@ -36,6 +27,11 @@ enum RebuildStore {
 
     /// Every hour with anything to rebuild: registered partitions, and hours that the ledger's
     /// file index or the lookup trees name (a partition's row may have been lost with its table).
+    /// Hours with a `partitions` row.
+    static func registeredHours(_ db: Database) throws -> [PartitionHour] {
+        try String.fetchAll(db, sql: "SELECT hour FROM partitions").compactMap(PartitionHour.parse)
+    }
+
     static func allHours(_ db: Database) throws -> [PartitionHour] {
         var hours = Set(try String.fetchAll(db, sql: "SELECT hour FROM partitions UNION SELECT DISTINCT hour FROM file_hours").compactMap(PartitionHour.parse))
         for hour in try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM event_index UNION SELECT DISTINCT hour FROM event_index_recent") {
