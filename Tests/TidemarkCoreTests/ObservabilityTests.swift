@@ -46,6 +46,10 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         let partitions = run.stdout.firstMatch(of: /events in (\d+) hourly partitions/).map { Int($0.1)! } ?? 0
         #expect(partitions > 0)
         #expect(run.stdout.contains("\(partitions) of \(partitions) hours unchanged (every row recomputed and compared; a dry run, nothing written)"), "\(run.stdout)")
+        // A second run into the same folder is refused rather than summarizing duplicates.
+        let (f, _) = try Self.demo.get()
+        let again = try Binary.run(["demo", "--dir", f.root + "/demo", "--events", "10"])
+        #expect(again.status == 64 && again.stderr.contains("already holds a demo run"), "\(again.stderr)")
     }
 
     /// The demo fails when its dry-run rebuild would change an hour, even with validation passed.

@@ -72,6 +72,12 @@ public struct DemoResult: Sendable {
 /// (which must find nothing to change).
 public enum DemoJob {
     public static func run(_ options: DemoOptions, logger: Logger, progress: (String) -> Void = { _ in }) throws -> DemoResult {
+        // A second run into the same folder would meet its own events again, as duplicates, and
+        // summarize nothing: the demo wants a folder of its own.
+        if FileSystem.exists(options.data + "/" + Warehouse.databaseName) {
+            throw TidemarkError("demo", options.folder, cause: "already holds a demo run (data/\(Warehouse.databaseName))",
+                                hint: "choose another --dir, or remove that folder first", exit: .usage)
+        }
         let wall = Date()
         var producerOptions = ProducerOptions(landingFolder: options.landing, sentLogFolder: options.sent, start: options.start)
         producerOptions.count = options.events
