@@ -47,6 +47,7 @@ struct DemoCommand: ParsableCommand {
         options.batchEvery = batchEvery
         options.seed = seed
         let interactive = isatty(2) == 1
+        do { try DemoJob.checkFolder(options) } catch { throw fail(error) }
         printErr("tidemark demo: \(events) events at \(rate)/s of simulated time, ingest every \(batchEvery) s, in \(folder)")
         do {
             let result = try DemoJob.run(options, logger: .init(label: "tidemark")) { line in

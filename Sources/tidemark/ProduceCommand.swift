@@ -111,7 +111,8 @@ struct ProduceCommand: ParsableCommand {
                     sleep: { until in StopSignal.sleep(seconds: secondsUntil(until)) },
                     // Not cut short by the stop request being served; a second one ends the wait.
                     sleepAfterStop: { until in
-                        if secondsUntil(until) > 0 { usleep(UInt32(min(secondsUntil(until), 0.1) * 1_000_000)) }
+                        let seconds = secondsUntil(until)
+                        if seconds > 0 { usleep(UInt32(min(seconds, 0.1) * 1_000_000)) }
                         return !StopSignal.insisted
                     },
                     shouldStop: { StopSignal.requested },

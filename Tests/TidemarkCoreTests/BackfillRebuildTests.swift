@@ -125,9 +125,17 @@ import Testing
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "unchanged")
         #expect(try f.query { try $0.tableExists(table) })
         try DatabaseQueue(path: f.database).write { try $0.execute(sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES ('stray', 0, 1)") }
+        let preview = try rebuild(f, dryRun: true)
+        #expect(preview.hours.first { $0.hour == "1970-01-01T00" }?.outcome == "would be repaired")
         let all = try rebuild(f)
-        #expect(all.hoursWithoutData == ["1970-01-01T00"], "\(all.hoursWithoutData)")
+        let stray = all.hours.first { $0.hour == "1970-01-01T00" }
+        #expect(stray?.outcome == "repaired" && stray?.removed == 1 && all.hoursWithoutData.isEmpty, "\(all.hours.map { ($0.hour, $0.outcome) })")
         #expect(try f.query { try $0.tableExists("events_1970010100") } == false)
+        var check = ValidateOptions(dataFolder: f.data)
+        check.sentLogFolder = f.sent
+        #expect(try ValidateJob.run(check, logger: quiet).ok)
+        // An hour asked for that nothing names is reported as such.
+        #expect(try rebuild(f, PartitionHour(hoursSinceEpoch: 1)...PartitionHour(hoursSinceEpoch: 1)).hoursWithoutData == ["1970-01-01T01"])
     }
 
     /// An event's lookup entry lost by hand, then its tombstone arrives: ingest cannot find
@@ -510,10 +518,13 @@ import Testing
         try FileManager.default.createDirectory(atPath: dataLike + "/archive/2025-07-31", withIntermediateDirectories: true)
         other.land("b.ndjson.gz", [recordLine("archived", user: "corrected", time: "2025-07-30T10:00:00Z", received: "2025-07-31T00:00:00Z")],
                    folder: dataLike + "/archive/2025-07-31")
-        let fromData = try backfill(other, from: dataLike, extra: ["-v"])
+        // A symlinked day folder is not followed, and says so at the default level.
+        try FileManager.default.createSymbolicLink(atPath: dataLike + "/archive/linked", withDestinationPath: dataLike + "/archive/2025-07-30")
+        let fromData = try backfill(other, from: dataLike)
         #expect(fromData.status == 0, "\(fromData.stderr)")
         #expect(try other.row("archived")?.userID == "corrected" && other.row("quarantined") == nil)
-        #expect(fromData.stderr.contains("a data folder's quarantine"), "\(fromData.stderr)")
+        #expect(fromData.stderr.contains("not reading this folder of the backfill source") && fromData.stderr.contains("a data folder's quarantine"), "\(fromData.stderr)")
+        #expect(fromData.stderr.contains("archive/linked") && fromData.stderr.contains("symlink to a folder (not followed)"), "\(fromData.stderr)")
         // A backfill the partition cap cuts short says to run it again.
         let source = fresh.root + "/hours"
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)

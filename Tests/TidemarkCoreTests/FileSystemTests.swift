@@ -93,6 +93,13 @@ import Testing
         #expect(try Binary.run(["ingest", "--landing", "landing", "--data", "data"], cwd: f.root + "/a").status == 0)
         let elsewhere = try Binary.run(["validate", "--data", f.root + "/a/data", "--replay"], cwd: f.root)
         #expect(elsewhere.status == 0, "\(elsewhere.stdout)")
+        // A copy of the data folder beside the live one never reads the live one's files: a file
+        // missing from the copy is reported missing, though it still lies at the recorded path.
+        try FileManager.default.copyItem(atPath: f.root + "/a/data", toPath: f.root + "/copy")
+        let day = try #require(try FileManager.default.contentsOfDirectory(atPath: f.root + "/copy/archive").first)
+        try FileManager.default.removeItem(atPath: f.root + "/copy/archive/\(day)/1.ndjson.gz")
+        let copy = try Binary.run(["validate", "--data", f.root + "/copy"])
+        #expect(copy.status == 1 && copy.stdout.contains("archived copy \(f.root)/copy/archive/\(day)/1.ndjson.gz is missing"), "\(copy.stdout)")
         try FileManager.default.moveItem(atPath: f.root + "/a", toPath: f.root + "/b")
         let moved = try Binary.run(["validate", "--data", f.root + "/b/data", "--replay"])
         #expect(moved.status == 0, "\(moved.stdout)")

@@ -522,6 +522,31 @@ import Glibc
         return path
     }
 
+    /// After SIGTERM the producer waits for its built-ahead file's time (ten-second files here);
+    /// a second SIGTERM, a second later, ends the wait: it exits at once, nothing lost.
+    @Test func aSecondSigtermEndsTheWaitForFilesBuiltAhead() async throws {
+        let folder = TestFolder()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.binary())
+        process.arguments = ["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "20", "--file-seconds", "10"]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try await Task.sleep(for: .seconds(1))
+        process.terminate()
+        try await Task.sleep(for: .seconds(1.3))
+        #expect(process.isRunning, "the first SIGTERM should leave it waiting for the file built ahead")
+        let second = Date()
+        process.terminate()
+        while process.isRunning && Date().timeIntervalSince(second) < 15 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!process.isRunning && Date().timeIntervalSince(second) < 3, "still waiting \(Date().timeIntervalSince(second)) s after the second SIGTERM")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        try Self.expectAgreement(folder, try Self.readLanding(folder.landing))
+    }
+
     @Test func sigtermPublishesEverythingHeldBackAndExitsZero() async throws {
         let folder = TestFolder()
         let process = Process()

@@ -71,13 +71,21 @@ public struct DemoResult: Sendable {
 /// log with a replay of the archive, and a rebuild of every hour from the archived raw files
 /// (which must find nothing to change).
 public enum DemoJob {
+    /// The demo wants a folder of its own: one holding an earlier run (even one killed before its
+    /// first ingest) would have it meet its own events again, as duplicates.
+    public static func checkFolder(_ options: DemoOptions) throws {
+        for sub in [options.landing, options.data, options.sent] {
+            if let entries = try? FileManager.default.contentsOfDirectory(atPath: sub), !entries.isEmpty {
+                throw TidemarkError("demo", options.folder, cause: "already holds a demo run (\(sub) is not empty)",
+                                    hint: "choose another --dir, or remove that folder first", exit: .usage)
+            }
+        }
+    }
+
     public static func run(_ options: DemoOptions, logger: Logger, progress: (String) -> Void = { _ in }) throws -> DemoResult {
         // A second run into the same folder would meet its own events again, as duplicates, and
         // summarize nothing: the demo wants a folder of its own.
-        if FileSystem.exists(options.data + "/" + Warehouse.databaseName) {
-            throw TidemarkError("demo", options.folder, cause: "already holds a demo run (data/\(Warehouse.databaseName))",
-                                hint: "choose another --dir, or remove that folder first", exit: .usage)
-        }
+        try checkFolder(options)
         let wall = Date()
         var producerOptions = ProducerOptions(landingFolder: options.landing, sentLogFolder: options.sent, start: options.start)
         producerOptions.count = options.events

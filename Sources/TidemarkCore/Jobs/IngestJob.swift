@@ -104,8 +104,11 @@ public enum IngestJob {
         // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
         let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)
         for skipped in scan.skipped {
-            // An entry that looks meant as data is never ingested unless renamed: say so.
-            if LandingFolder.looksLikeData(skipped.name) {
+            // An entry that looks meant as data is never ingested unless renamed: say so. So is a
+            // folder a backfill does not read.
+            if skipped.isFolder {
+                logger.warning("not reading this folder of the backfill source", metadata: ["folder": "\(skipped.name)", "reason": "\(skipped.reason)"])
+            } else if LandingFolder.looksLikeData(skipped.name) {
                 logger.warning("not ingesting this landing entry: rename it, or make it a regular file, to have it ingested",
                                metadata: ["file": "\(skipped.name)", "reason": "\(skipped.reason)"])
             } else {
@@ -134,7 +137,7 @@ public enum IngestJob {
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
                 // The batch succeeded for what it could read; the caller ends with exit 74
                 // (`unreadableError`) for the rest.
-                summary.unreadable = runner.unreadable.map { .init(path: $0.path, cause: $0.cause) }
+                summary.unreadable = (scan.unreadable + runner.unreadable).map { .init(path: $0.path, cause: $0.cause) }
                 summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.cause) }
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }

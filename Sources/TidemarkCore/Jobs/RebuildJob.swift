@@ -87,14 +87,24 @@ public enum RebuildJob {
                 let registered = Set(try RebuildStore.registeredHours(db))
                 var waiting = try MergeWriter.waitingTombstones(db)
                 for hour in selected {
-                    // An hour with no partition row and no archived file has nothing to rebuild from
-                    // (under --all, an hour only a damaged lookup entry names): no empty table is made.
-                    if try !registered.contains(hour) && RebuildStore.files(touching: [hour], db).isEmpty {
-                        withoutData.append(hour.label)
+                    // An hour with no partition row, no table and no archived file has nothing to
+                    // rebuild from: no empty table is made. Lookup entries naming it (damaged) point
+                    // at nothing and are removed.
+                    if try !registered.contains(hour) && !db.tableExists(hour.tableName) && RebuildStore.files(touching: [hour], db).isEmpty {
+                        let stray = try RebuildStore.dropLookupEntries(naming: hour, dryRun: options.dryRun, db)
+                        guard stray > 0 else {
+                            withoutData.append(hour.label)
+                            continue
+                        }
+                        results.append(RebuildHourResult(hour: hour.label, checksumBefore: nil, checksumAfter: checksumText(0), rows: 0,
+                                                         added: 0, changed: 0, removed: stray, filesRead: 0,
+                                                         outcome: RebuildHourResult.outcome(tableExisted: true, repaired: true, dryRun: options.dryRun)))
                         continue
                     }
+                    var settled: [ExactText] = []
                     results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
-                                               scratchFolder: options.dataFolder, waitingTombstones: &waiting, db: db, logger: logger))
+                                               scratchFolder: options.dataFolder, waitingTombstones: waiting, settled: &settled, db: db, logger: logger))
+                    for id in settled { waiting[id] = nil } // the hour's copy is gone: no dictionary copy
                 }
             } catch {
                 if !options.dryRun { BatchBookkeeping.fail(batchID: batchID, error: "\(error)", db) }
@@ -108,10 +118,10 @@ public enum RebuildJob {
         }
     }
 
-    /// `waitingTombstones`: the tombstones waiting for their event, loaded once per run; those
-    /// this hour applies are taken out.
+    /// `waitingTombstones`: the tombstones waiting for their event, loaded once per run; the
+    /// events whose tombstones this hour applies are added to `settled`.
     static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, eventsPerPass: Int, scratchFolder: String,
-                        waitingTombstones: inout [ExactText: (deletion: Deletion, files: [Int64])],
+                        waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])], settled: inout [ExactText],
                         db: Database, logger: Logger) throws -> RebuildHourResult {
         let primary = try RebuildStore.files(touching: [hour], db)
         // Events that moved into this hour: their earlier deliveries are in files of the hours
@@ -156,7 +166,7 @@ public enum RebuildJob {
             }
             defer { folds.cancel() }
             for _ in 0..<passes { try rebuild.apply(try folds.next()) }
-            for id in rebuild.settledIDs { waitingTombstones[id] = nil }
+            settled = rebuild.settledIDs
             let patch = rebuild.patch
             let removed = try patch.finish()
             let checksum = checksumText(rebuild.checksum)

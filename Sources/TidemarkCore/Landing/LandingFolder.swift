@@ -24,7 +24,9 @@ public enum LandingFolder {
         /// Files to ingest, in name order (producers name files so that this is publish order).
         public var files: [LandingFile]
         /// Entries skipped with a reason (symlinks, folders, devices), for the log.
-        public var skipped: [(name: String, reason: String)]
+        public var skipped: [(name: String, reason: String, isFolder: Bool)]
+        /// Subfolders that could not be read (recursive scans): their files are unknown.
+        public var unreadable: [FileSystemError] = []
         public var totalBytes: Int64 { files.reduce(0) { $0 + $1.size } }
     }
 
@@ -65,9 +67,10 @@ public enum LandingFolder {
     /// skipped entries are named by their path below the scanned folder (`prefix`).
     private static func list(_ folder: String, prefix: String, recursive: Bool, into scan: inout Scan) throws {
         guard let dir = opendir(folder) else {
-            // A subfolder that cannot be read (lost+found, say) is reported, not fatal.
+            // A subfolder that cannot be read: the others are still read, and the run ends
+            // with exit 74 naming it (its files are not applied).
             guard prefix.isEmpty else {
-                scan.skipped.append((String(prefix.dropLast()), "folder cannot be read: \(String(cString: strerror(errno)))"))
+                scan.unreadable.append(FileSystemError("open folder", folder))
                 return
             }
             throw FileSystemError("open folder", folder)
@@ -76,7 +79,7 @@ public enum LandingFolder {
         // A data folder given as the source: its quarantine holds files that were never applied.
         let isDataFolder = recursive && prefix.isEmpty && FileSystem.exists(folder + "/tidemark.sqlite")
         var files: [LandingFile] = []
-        var skipped: [(String, String)] = []
+        var skipped: [(String, String, Bool)] = []
         var subfolders: [(String, String)] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
@@ -89,33 +92,33 @@ public enum LandingFolder {
             let type = info.st_mode & S_IFMT
             if recursive && type == S_IFDIR {
                 if isDataFolder && name == "quarantine" {
-                    skipped.append((name, "a data folder's quarantine (files never applied): retry those through a landing folder"))
+                    skipped.append((name, "a data folder's quarantine (files never applied): retry those through a landing folder", true))
                 } else {
                     subfolders.append((path, prefix + name + "/"))
                 }
                 continue
             }
             if recursive && type == S_IFLNK && FileSystem.isFolder(path) {
-                skipped.append((name, "symlink to a folder (not followed)"))
+                skipped.append((name, "symlink to a folder (not followed)", true))
                 continue
             }
             guard hasLandingSuffix(name) else {
-                if type == S_IFREG { skipped.append((name, "name does not end in \(suffixes.joined(separator: ", "))")) }
+                if type == S_IFREG { skipped.append((name, "name does not end in \(suffixes.joined(separator: ", "))", false)) }
                 continue
             }
             if type == S_IFLNK {
-                skipped.append((name, "symlink (only regular files are ingested)"))
+                skipped.append((name, "symlink (only regular files are ingested)", false))
                 continue
             }
             guard type == S_IFREG else {
-                skipped.append((name, "not a regular file"))
+                skipped.append((name, "not a regular file", false))
                 continue
             }
             let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
             files.append(LandingFile(name: name, path: path, size: Int64(info.st_size), modified: modified))
         }
         scan.files += files
-        scan.skipped += skipped.map { (prefix + $0.0, $0.1) }
+        scan.skipped += skipped.map { (prefix + $0.0, $0.1, $0.2) }
         for (path, below) in subfolders { try list(path, prefix: below, recursive: true, into: &scan) }
     }
 }

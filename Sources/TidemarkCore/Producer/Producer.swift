@@ -215,7 +215,7 @@ public final class Producer {
     /// begin with. The sent log is written `sentLogSeconds` of files ahead, then each file is
     /// published when its slot has passed on the `now()` clock; `sleep(until:)` may return
     /// early (on a stop request). `sleepAfterStop` is how the final flush waits for each of its
-    /// files' time (at most one file period for files built ahead, then a second per flush file);
+    /// files' time (the files built ahead, up to `sentLogSeconds` of them, then a second per flush file);
     /// it must not return early for the first stop request, and returns false to stop waiting
     /// (a second request: the rest is then published at once).
     public func runRealTime(

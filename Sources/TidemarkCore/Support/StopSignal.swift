@@ -6,7 +6,20 @@ import Darwin
 #endif
 
 private let stopRequestedFlag = Atomic<Int32>(0)
-private let stopRequestCount = Atomic<Int32>(0)
+/// When the first stop request came (CLOCK_MONOTONIC nanoseconds), and whether another came
+/// a second or more after it.
+private let firstRequestAt = Atomic<Int64>(0)
+private let insistedFlag = Atomic<Bool>(false)
+
+/// Records a stop request (async-signal-safe: atomics and clock_gettime only).
+private func noteStopRequest(_ sig: Int32) {
+    stopRequestedFlag.store(sig, ordering: .relaxed)
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    let nanos = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    let (exchanged, first) = firstRequestAt.compareExchange(expected: 0, desired: nanos, ordering: .relaxed)
+    if !exchanged && nanos - first >= 1_000_000_000 { insistedFlag.store(true, ordering: .relaxed) }
+}
 
 /// SIGINT/SIGTERM handling for long-running jobs: the signal only sets a flag; jobs check it
 /// between files, finish (commit or roll back) the transaction in hand, and return.
@@ -19,18 +32,14 @@ public enum StopSignal {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
-        signal(SIGTERM) { sig in
-            stopRequestedFlag.store(sig, ordering: .relaxed)
-            stopRequestCount.add(1, ordering: .relaxed)
-        }
-        signal(SIGINT) { sig in
-            stopRequestedFlag.store(sig, ordering: .relaxed)
-            stopRequestCount.add(1, ordering: .relaxed)
-        }
+        signal(SIGTERM) { sig in noteStopRequest(sig) }
+        signal(SIGINT) { sig in noteStopRequest(sig) }
     }
 
-    /// A second SIGINT/SIGTERM: the operator will not wait for what the first one lets finish.
-    public static var insisted: Bool { stopRequestCount.load(ordering: .relaxed) > 1 }
+    /// A second SIGINT/SIGTERM, a second or more after the first: the operator will not wait for
+    /// what the first one lets finish. (One Ctrl-C can arrive twice at once, from the terminal and
+    /// from a supervisor forwarding it to the process group: that is not insisting.)
+    public static var insisted: Bool { insistedFlag.load(ordering: .relaxed) }
 
     public static var requested: Bool { stopRequestedFlag.load(ordering: .relaxed) != 0 }
     /// The signal number received, 0 if none.

@@ -83,9 +83,11 @@ enum Ledger {
     /// `DATA/quarantine/NAME`, with DATA as that run named it: relative to the directory it ran
     /// from, perhaps, or before the data folder was moved or restored elsewhere. Readers take
     /// the part under the data folder and join it to the data folder this command was given
-    /// (`remember`); when no file is there, the location as recorded is used if a file is
-    /// there (an operator may have moved the archive and rewritten the row). A location of any
-    /// other shape is returned as it is.
+    /// (`remember`). Only when no file is there, the location as recorded is used, if it is
+    /// absolute, holds a file, and is not inside another data folder (an operator moved the
+    /// archive to other storage and rewrote the rows; a copy of this data folder next to the
+    /// original must not read the original's files). A location of any other shape is
+    /// returned as it is.
     static func currentPath(of location: String, _ db: Database) -> String {
         let parts = location.split(separator: "/")
         let tail: ArraySlice<Substring>
@@ -98,7 +100,9 @@ enum Ledger {
         }
         guard let folder = dataFolder(of: db) else { return location }
         let joined = (folder == "/" ? "" : folder) + "/" + tail.joined(separator: "/")
-        return FileSystem.exists(joined) || !FileSystem.exists(location) ? joined : location
+        guard !FileSystem.exists(joined), location.hasPrefix("/"), FileSystem.exists(location) else { return joined }
+        let recordedFolder = "/" + parts.dropLast(tail.count).joined(separator: "/")
+        return FileSystem.exists(recordedFolder + "/" + Warehouse.databaseName) ? joined : location
     }
 
     /// The data folder each open connection was opened for, as the command named it (made

@@ -25,13 +25,26 @@ enum RebuildStore {
         }
     }
 
-    /// Every hour with anything to rebuild: registered partitions, and hours that the ledger's
-    /// file index or the lookup trees name (a partition's row may have been lost with its table).
     /// Hours with a `partitions` row.
     static func registeredHours(_ db: Database) throws -> [PartitionHour] {
         try String.fetchAll(db, sql: "SELECT hour FROM partitions").compactMap(PartitionHour.parse)
     }
 
+    /// Lookup entries (both trees) naming an hour that has no table: they point at nothing.
+    /// Removed unless `dryRun`; returns how many there were.
+    static func dropLookupEntries(naming hour: PartitionHour, dryRun: Bool, _ db: Database) throws -> Int {
+        let count = try Int.fetchOne(db, sql: """
+            SELECT (SELECT COUNT(*) FROM event_index WHERE hour = ?1) + (SELECT COUNT(*) FROM event_index_recent WHERE hour = ?1)
+            """, arguments: [hour.hoursSinceEpoch]) ?? 0
+        if count > 0 && !dryRun {
+            try db.execute(sql: "DELETE FROM event_index WHERE hour = ?", arguments: [hour.hoursSinceEpoch])
+            try db.execute(sql: "DELETE FROM event_index_recent WHERE hour = ?", arguments: [hour.hoursSinceEpoch])
+        }
+        return count
+    }
+
+    /// Every hour with anything to rebuild: registered partitions, and hours that the ledger's
+    /// file index or the lookup trees name (a partition's row may have been lost with its table).
     static func allHours(_ db: Database) throws -> [PartitionHour] {
         var hours = Set(try String.fetchAll(db, sql: "SELECT hour FROM partitions UNION SELECT DISTINCT hour FROM file_hours").compactMap(PartitionHour.parse))
         for hour in try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM event_index UNION SELECT DISTINCT hour FROM event_index_recent") {
