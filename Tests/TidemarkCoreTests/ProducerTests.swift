@@ -20,6 +20,30 @@ import Glibc
         return options
     }
 
+    /// An endless real-time production (20 events a second) on a virtual clock that `sleep`
+    /// moves forward, stopped once `publications` files are out. The final flush waits on that
+    /// clock too, unless `insist` (a second stop request: the wait ends, the clock stays put).
+    static func runStopped(_ folder: TestFolder, after publications: Int, insist: Bool = false) throws
+        -> (producer: Producer, now: Timestamp, publishTimes: [Timestamp], waitsAfterStop: Int) {
+        var options = Self.options(folder, count: 0, rate: 20)
+        options.count = nil
+        let producer = try Producer(options: options, logger: quiet)
+        var now = start + 0.25
+        var publishTimes: [Timestamp] = []
+        var waits = 0
+        try producer.runRealTime(
+            now: { now },
+            sleep: { until in now = max(now, until) },
+            sleepAfterStop: { until in
+                waits += 1
+                if !insist { now = max(now, until) }
+                return !insist
+            },
+            shouldStop: { publishTimes.count >= publications },
+            onPublish: { _ in publishTimes.append(now) })
+        return (producer, now, publishTimes, waits)
+    }
+
     /// Runs a fast production to the end through the steppable API.
     @discardableResult
     static func produce(_ options: ProducerOptions, step: Int = 100) throws -> ProducerSummary {
@@ -370,20 +394,7 @@ import Glibc
 
     @Test func realTimeRunnerPublishesOnTimeAndFlushesOnStop() throws {
         let folder = TestFolder()
-        var options = Self.options(folder, count: 0, rate: 20)
-        options.count = nil
-        let producer = try Producer(options: options, logger: Self.quiet)
-        var now = Self.start + 0.25
-        var publishTimes: [Timestamp] = []
-        try producer.runRealTime(
-            now: { now },
-            sleep: { until in now = max(now, until) },
-            sleepAfterStop: { until in
-                now = max(now, until)
-                return true
-            },
-            shouldStop: { publishTimes.count >= 12 },
-            onPublish: { _ in publishTimes.append(now) })
+        let (producer, now, publishTimes, _) = try Self.runStopped(folder, after: 12)
         #expect(producer.isFinished)
         // The sent log runs five seconds ahead: slots 0-14 were built and logged when the stop
         // came after twelve publications; the rest of them went out each at its time, then the
@@ -425,21 +436,7 @@ import Glibc
     /// A second stop request ends the wait: what is left goes out at once, nothing is lost.
     @Test func aSecondStopRequestPublishesTheRestAtOnce() throws {
         let folder = TestFolder()
-        var options = Self.options(folder, count: 0, rate: 20)
-        options.count = nil
-        let producer = try Producer(options: options, logger: Self.quiet)
-        var now = Self.start + 0.25
-        var published = 0
-        var waits = 0
-        try producer.runRealTime(
-            now: { now },
-            sleep: { until in now = max(now, until) },
-            sleepAfterStop: { _ in
-                waits += 1
-                return false // the operator insisted: the clock does not move
-            },
-            shouldStop: { published >= 12 },
-            onPublish: { _ in published += 1 })
+        let (producer, now, _, waits) = try Self.runStopped(folder, after: 12, insist: true)
         #expect(producer.isFinished && waits == 1)
         let landing = try Self.readLanding(folder.landing)
         try Self.expectAgreement(folder, landing)
