@@ -274,6 +274,37 @@ import Testing
         #expect(try String(contentsOfFile: f.data + "/tidemark.lock", encoding: .utf8).isEmpty)
     }
 
+    /// A move that fails after the capture (here: a folder stands where the archived copy
+    /// goes) puts the file back under its landing name, which the exit-74 error names, and the
+    /// next run, the obstacle gone, finishes the move.
+    @Test func aMoveFailingAfterTheCaptureLeavesTheFileUnderItsName() throws {
+        let f = TestFolder()
+        let path = f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        var obstacle = ""
+        let run = try runPaused(at: "after-commit", args(f), f) {
+            let location = try f.query { try String.fetchOne($0, sql: "SELECT location FROM ingested_files") } ?? ""
+            obstacle = location
+            try FileManager.default.createDirectory(atPath: location, withIntermediateDirectories: true)
+        }
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("error: archive \(path): "), "\(run.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing) == ["1.ndjson.gz"])
+        try FileManager.default.removeItem(atPath: obstacle)
+        let next = try Binary.run(args(f))
+        #expect(next.status == 0 && !FileManager.default.fileExists(atPath: path), "\(next.stderr)")
+        #expect(try f.archivedPath("1.ndjson.gz") != nil)
+    }
+
+    /// A dry run writes no metrics file.
+    @Test func aDryRunWritesNoMetricsFile() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        let run = try Binary.run(args(f, ["--dry-run", "--metrics-file", f.root + "/m.prom"]))
+        #expect(run.status == 0 && !FileManager.default.fileExists(atPath: f.root + "/m.prom"), "\(run.stderr)")
+    }
+
     /// Every command's help lists the exit codes it can give (the README's table explains them).
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [

@@ -42,12 +42,12 @@ final class FileDecoder: @unchecked Sendable {
     /// returns true for is taken away unparsed (rebuild sets aside the lines of later passes).
     /// nil for ingest.
     private let divert: Divert?
-    /// Whether each file's descriptor is handed over with its last piece (ingest holds landing
-    /// files open until they are archived: `HeldLandingFile`). Decoding then also pauses
-    /// while `filesAhead` such files wait, which bounds the descriptors held.
-    private let holdingFiles: Bool
+    /// With a number, each file's descriptor is handed over with its last piece (ingest holds
+    /// landing files open until they are archived: `HeldLandingFile`), and decoding pauses
+    /// while that many such files wait, which bounds the descriptors held. nil: none held.
+    private let holdingFilesAhead: Int?
+    /// The default bound on files held ahead.
     static let filesAhead = 256
-    private let filesAhead: Int
     private var heldQueued = 0
     typealias Divert = @Sendable (_ fileIndex: Int, _ line: Int, _ bytes: UnsafeRawBufferPointer) throws -> Bool
     private let condition = NSCondition()
@@ -57,12 +57,11 @@ final class FileDecoder: @unchecked Sendable {
     private var cancelled = false
 
     init(paths: [String], parser: EventLineParser, maxOutputBytes: Int64, linesPerPiece: Int = 8192, linesAhead: Int = 65_536,
-         divert: Divert? = nil, holdingFiles: Bool = false, filesAhead: Int = FileDecoder.filesAhead) {
+         divert: Divert? = nil, holdingFilesAhead: Int? = nil) {
         self.paths = paths
         self.spill = nil
         self.divert = divert
-        self.holdingFiles = holdingFiles
-        self.filesAhead = filesAhead
+        self.holdingFilesAhead = holdingFilesAhead
         self.parser = parser
         self.maxOutputBytes = maxOutputBytes
         self.linesPerPiece = linesPerPiece
@@ -76,8 +75,7 @@ final class FileDecoder: @unchecked Sendable {
         self.paths = []
         self.spill = spill
         self.divert = nil
-        self.holdingFiles = false
-        self.filesAhead = FileDecoder.filesAhead
+        self.holdingFilesAhead = nil
         self.parser = parser
         self.maxOutputBytes = .max
         self.linesPerPiece = linesPerPiece
@@ -118,7 +116,7 @@ final class FileDecoder: @unchecked Sendable {
     private func push(_ piece: DecodedPiece) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while !queue.isEmpty && (queuedLines + piece.lines.count > linesAhead || (piece.held != nil && heldQueued >= filesAhead))
+        while !queue.isEmpty && (queuedLines + piece.lines.count > linesAhead || (piece.held != nil && heldQueued >= holdingFilesAhead ?? .max))
             && !cancelled { condition.wait() }
         guard !cancelled else { return false }
         queue.append(piece)
@@ -163,7 +161,7 @@ final class FileDecoder: @unchecked Sendable {
                         lines = []
                     }
                 }
-                if holdingFiles {
+                if holdingFilesAhead != nil {
                     held = try HeldLandingFile(opening: path)
                     result = .success(try reader.forEachLine(readingFrom: held!.fd, body))
                 } else {

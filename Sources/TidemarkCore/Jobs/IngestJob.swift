@@ -59,7 +59,7 @@ public enum IngestJob {
     /// `ingest --loop`: a batch every `interval` seconds until SIGINT or SIGTERM (install
     /// `StopSignal` first), handing each batch's summary to `afterBatch`. A loop outlives what
     /// a single run reports as a failure: a file that cannot be read waits in landing, named
-    /// by each batch's summary (`unreadableError`), and a batch that meets another job's lock
+    /// by each batch's summary (`endError`), and a batch that meets another job's lock
     /// is skipped and handed to `skipped`. Anything else, and whatever `afterBatch` throws,
     /// ends the loop. The caller says what happened; this only decides whether to go on.
     public static func runLoop(_ options: IngestOptions, interval: Double, logger: Logger,
@@ -86,7 +86,7 @@ public enum IngestJob {
                                      recursive: true)
             : try LandingFolder.scan(options.landingFolder)
         if options.kind == .backfill && scan.files.isEmpty {
-            logger.warning("no *.ndjson.gz, *.jsonl.gz or *.json.gz file in the backfill source or its subfolders: nothing to do",
+            logger.warning("no \(LandingFolder.suffixes.map { "*" + $0 }.joined(separator: ", ")) file in the backfill source or its subfolders: nothing to do",
                            metadata: ["from_dir": "\(options.landingFolder)"])
         }
         // A dry run writes nothing: with no database yet, it plans against an empty one in a
@@ -131,14 +131,14 @@ public enum IngestJob {
                 // never emptied, the selected files it did not get to.
                 // Files this run put back or could not move are still there, too.
                 let pool = options.kind == .backfill ? files : scan.files
-                summary.backlogFiles = pool.count - runner.settled.files + runner.leftInLanding
-                summary.backlogBytes = pool.reduce(0) { $0 + $1.size } - runner.settled.bytes
+                summary.backlogFiles = pool.count - runner.settled.files + runner.leftInLanding.files
+                summary.backlogBytes = pool.reduce(0) { $0 + $1.size } - runner.settled.bytes + runner.leftInLanding.bytes
                 summary.finishedAt = options.clock().rfc3339
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
                 // The batch succeeded for what it could read; the caller ends with exit 74
-                // (`unreadableError`) for the rest.
-                summary.unreadable = (scan.unreadable + runner.unreadable).map { .init(path: $0.path, cause: $0.cause) }
-                summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.cause) }
+                // (`endError`) for the rest.
+                summary.unreadable = (scan.unreadable + runner.unreadable).map { .init(path: $0.path, cause: $0.cause, hint: $0.hint) }
+                summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.error.description, hint: $0.error.hint) }
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
                     try BatchBookkeeping.finish(summary, counted: runner.counted, db)
@@ -169,7 +169,7 @@ struct BatchRunner {
     /// Moves to do once the current transaction has committed, each with the file as read.
     var pendingMoves: [(fileID: Int64, from: String, to: String, held: HeldLandingFile)] = []
     /// Files in landing after their move: put there meanwhile by someone else, or not movable.
-    var leftInLanding = 0
+    var leftInLanding: (files: Int, bytes: Int64) = (0, 0)
     /// The cumulative counter values already added by this batch's commits.
     var counted: [String: Int] = [:]
     /// Files recorded or waiting in a group that may be held open at once (each file read is
@@ -177,8 +177,6 @@ struct BatchRunner {
     let heldFilesLimit: Int
     /// Files the decoder may hold open ahead of the writer.
     let filesAhead: Int
-    /// Files per commit: `filesPerCommit`, within `heldFilesLimit`.
-    let filesPerChunk: Int
     var filesInChunk = 0
     var bytesInChunk: Int64 = 0
     /// Whole files waiting to be merged together, their content digests and line count.
@@ -199,7 +197,7 @@ struct BatchRunner {
     var firstRejection: (file: String, line: Int, reason: String)?
     /// Files applied and committed whose move out of landing failed (disk full, permissions):
     /// the next run finishes the move; the batch ends with exit 74 naming them.
-    var unarchived: [(path: String, cause: String)] = []
+    var unarchived: [(path: String, error: FileSystemError)] = []
     /// Files whose fate this run decided (applied, duplicate, quarantined, healed, skipped).
     var settled: (files: Int, bytes: Int64) = (0, 0)
     let now: Timestamp
@@ -214,7 +212,6 @@ struct BatchRunner {
         let openFiles = FileSystem.raiseOpenFilesLimit()
         filesAhead = max(8, min(FileDecoder.filesAhead, openFiles / 4))
         heldFilesLimit = max(16, openFiles - filesAhead - 128)
-        filesPerChunk = min(options.filesPerCommit, heldFilesLimit)
         archiveFolder = (dataFolder as NSString).appendingPathComponent("archive/" + String(started.rfc3339.prefix(10)))
         quarantineFolder = (dataFolder as NSString).appendingPathComponent("quarantine")
         let batchID: Int64
@@ -254,7 +251,7 @@ struct BatchRunner {
         FaultPoint.pause("before-decode")
         // A dry run moves nothing, so it holds no file open.
         let decoder = FileDecoder(paths: toDecode.map(\.path), parser: parser, maxOutputBytes: options.maxFileOutputBytes,
-                                  holdingFiles: !options.dryRun, filesAhead: filesAhead)
+                                  holdingFilesAhead: options.dryRun ? nil : filesAhead)
         defer { decoder.cancel() }
         var inFlight: InFlightFile?
         while let piece = decoder.next() {
@@ -281,16 +278,16 @@ struct BatchRunner {
             }
             if let end = piece.end {
                 inFlight!.held = piece.held
-                let leftBefore = unreadable.count + deferred + unfinished
+                let leftBefore = filesLeft
                 try finish(&inFlight!, end)
-                reportProgress(inFlight!.file, settled: unreadable.count + deferred + unfinished == leftBefore)
+                reportProgress(inFlight!.file, settled: filesLeft == leftBefore)
                 inFlight = nil
                 // A dry run keeps everything in one transaction and rolls it back at the end. Files
                 // recorded and files waiting in the group each hold a descriptor: should they
                 // reach the limit (say, many quarantined files behind one waiting in the group),
                 // the group is applied early and the chunk committed.
                 let descriptorsFull = filesInChunk + group.count >= heldFilesLimit
-                if !options.dryRun && (descriptorsFull || (group.isEmpty && (filesInChunk >= filesPerChunk || bytesInChunk >= options.bytesPerCommit))) {
+                if !options.dryRun && (descriptorsFull || (group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit))) {
                     try flushGroup()
                     try commitChunk()
                 }
@@ -320,7 +317,6 @@ struct BatchRunner {
             try session.flushWithoutCommit()
             summary.partitionsTouched = session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
             session.rollback()
-            pendingMoves.removeAll()
         } else {
             try commitChunk()
         }
@@ -357,8 +353,8 @@ struct BatchRunner {
                 // The ledger already says where the file belongs; the next run finishes the move.
                 logger.warning("could not move file after commit; the next run will retry",
                                metadata: ["file": "\(move.from)", "error": "\(error)"])
-                unarchived.append((move.from, (error as? FileSystemError).map(\.description) ?? "\(error)"))
-                leftInLanding += 1
+                unarchived.append((move.from, error as? FileSystemError ?? FileSystemError("archive", move.from, cause: "\(error)")))
+                noteLeftInLanding(move.from)
             }
         }
         pendingMoves.removeAll()
@@ -377,8 +373,20 @@ struct BatchRunner {
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }
         } else {
-            report(try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination), of: source)
+            report(try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination), of: source, archived: true)
         }
+    }
+
+    /// Files that were in landing when the batch began, or stayed in it this run (unreadable,
+    /// left for the next batch, still being written).
+    private var filesLeft: Int { unreadable.count + deferred + unfinished }
+
+    /// A file still in landing after its move (put there by someone else, or not movable):
+    /// backlog for the next run.
+    private mutating func noteLeftInLanding(_ path: String) {
+        var info = stat()
+        leftInLanding.files += 1
+        if lstat(path, &info) == 0 { leftInLanding.bytes += Int64(info.st_size) }
     }
 
     /// Plans a ledger file's move for after the commit. Every file of a real run is held open;
@@ -388,23 +396,21 @@ struct BatchRunner {
         pendingMoves.append((f.fileID, f.file.path, location, held))
     }
 
-    /// Warns when the landing name no longer led to the file read: what was archived, and
-    /// where the other file stays.
-    private mutating func report(_ outcome: LandingRetirement.Outcome, of source: String) {
+    /// Warns when the landing name no longer led to the file read: where the other file stays,
+    /// and (`archived`: a move, not the removal of a file the archive already holds) that the
+    /// content applied was archived from the copy held open.
+    private mutating func report(_ outcome: LandingRetirement.Outcome, of source: String, archived: Bool) {
+        let fromHeldCopy = archived ? "; the content applied was archived from the copy held open" : ""
         switch outcome {
         case .moved:
             break
         case .replaced(let keptAs):
-            leftInLanding += 1
-            logger.warning("""
-                another file was put under this landing name while the batch ran; the content applied was archived \
-                from the copy held open, and the new file stays in landing for the next run
-                """, metadata: ["file": "\(source)", "new_file": "\(keptAs)"])
+            noteLeftInLanding(keptAs)
+            logger.warning("another file was put under this landing name while the batch ran\(fromHeldCopy), and the new file stays in landing for the next run",
+                           metadata: ["file": "\(source)", "new_file": "\(keptAs)"])
         case .vanished:
-            logger.warning("""
-                landing file was removed (or taken by another process) while the batch ran; the content applied was \
-                archived from the copy held open
-                """, metadata: ["file": "\(source)"])
+            logger.warning("landing file was removed (or taken by another process) while the batch ran\(fromHeldCopy)",
+                           metadata: ["file": "\(source)"])
         }
     }
 
@@ -428,7 +434,7 @@ struct BatchRunner {
         guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
         if FileSystem.exists(match.location), (try? FileSystem.sha256(ofFile: match.location)) == sha {
-            report(try LandingRetirement.remove(held, fileID: match.fileID, from: file.path), of: file.path)
+            report(try LandingRetirement.remove(held, fileID: match.fileID, from: file.path), of: file.path, archived: false)
         } else {
             try place(from: file.path, to: match.location, held: held, fileID: match.fileID)
         }
@@ -449,10 +455,7 @@ struct BatchRunner {
         let held = try HeldLandingFile(opening: file.path)
         guard let known = try session.ledgerLocation(sha256: held.sha256()) else { return false }
         if options.dryRun { summary.files.append(.init(name: file.name, outcome: "already ingested (same content in the ledger)", lines: 0, hours: [])) }
-        if !options.dryRun && !FileSystem.exists(known) {
-            if let folder = FileSystem.parentFolder(of: known) { try FileSystem.makeFolder(folder) }
-            try held.copy(to: known)
-        }
+        if !options.dryRun { try place(from: file.path, to: known, held: held, fileID: 0) } // backfill: a copy, no file id needed
         summary.filesSkipped += 1
         return true
     }
@@ -525,7 +528,7 @@ struct BatchRunner {
         maxEventTime = f.maxEventTime
         groupLines += f.deliveries.count
         group.append(f)
-        if groupLines >= BatchRunner.groupLines || group.count >= filesPerChunk { try flushGroup() }
+        if groupLines >= BatchRunner.groupLines || group.count >= options.filesPerCommit { try flushGroup() }
     }
 
     enum HourReservation {
@@ -572,7 +575,6 @@ struct BatchRunner {
     /// Applies a large file's buffered deliveries (and writes its rejected lines) inside its savepoint.
     private mutating func applySlice(_ f: inout InFlightFile) throws {
         guard f.failure == nil && !f.deferred else { return }
-        if f.firstRejected == nil { f.firstRejected = f.rejected.first }
         for r in f.rejected {
             try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
         }
@@ -614,9 +616,7 @@ struct BatchRunner {
     private mutating func record(_ f: inout InFlightFile) throws {
         if f.counts.rejected > 0 {
             filesWithRejections += 1
-            if firstRejection == nil, let r = f.rejected.first ?? f.firstRejected {
-                firstRejection = (f.file.name, r.line, r.reason)
-            }
+            if firstRejection == nil, let r = f.firstRejected { firstRejection = (f.file.name, r.line, r.reason) }
         }
         for r in f.rejected {
             try session.reject(fileID: f.fileID, fileName: f.file.name, line: r.line, reason: r.reason, raw: r.raw)
@@ -647,7 +647,8 @@ struct BatchRunner {
 
     private mutating func quarantine(_ f: inout InFlightFile, reason: String, sha: String?) throws {
         if f.streaming { try abortStreaming(&f) }
-        let content = sha ?? (try? f.held?.sha256()) ?? (try? FileSystem.sha256(ofFile: f.file.path))
+        // The content read when the file is held; by name only in a dry run, which holds none.
+        let content = try sha ?? f.held.map { try $0.sha256() } ?? (try? FileSystem.sha256(ofFile: f.file.path))
         var e = entry(for: f, status: .quarantined, sha: content ?? "")
         e.reason = reason
         try session.record(e)
@@ -674,8 +675,8 @@ struct InFlightFile {
     var maxEventTime: Timestamp?
     var deliveries: [PreparedDelivery] = []
     var rejected: [(line: Int, reason: String, raw: String?)] = []
-    /// A sliced file's first rejected line (its slices' lines are written and dropped).
-    var firstRejected: (line: Int, reason: String, raw: String?)?
+    /// The file's first rejected line (a sliced file's rejected lines are written and dropped).
+    var firstRejected: (line: Int, reason: String)?
     var counts = LineCounts()
     var lateCount = 0
     var lags = DurationHistogram()
@@ -710,6 +711,7 @@ struct InFlightFile {
             switch line {
             case .rejected(let number, let reason, let raw):
                 counts.rejected += 1
+                if firstRejected == nil { firstRejected = (number, reason) }
                 rejected.append((number, reason, raw))
             case .delivery(_, let delivery):
                 var late = false

@@ -133,7 +133,14 @@ enum LandingRetirement {
             try otherwise()
             return .replaced(keptAs: captured)
         }
-        try take(captured)
+        do {
+            try take(captured)
+        } catch {
+            // Back under its landing name (unless another file took it meanwhile; the next run
+            // heals the capture name too), where the error's message says it stays.
+            if !FileSystem.exists(source) { _ = rename(captured, source) }
+            throw error
+        }
         return .moved
     }
 }

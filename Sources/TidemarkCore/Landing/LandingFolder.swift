@@ -38,7 +38,7 @@ public enum LandingFolder {
     /// `.gz`, `.ndjson`, `.jsonl` or `.json` file): such entries are warned about, not just logged.
     public static func looksLikeData(_ name: String) -> Bool {
         let lower = name.lowercased()
-        return hasLandingSuffix(lower) || [".gz", ".ndjson", ".jsonl", ".json"].contains { lower.hasSuffix($0) }
+        return [".gz", ".ndjson", ".jsonl", ".json"].contains { lower.hasSuffix($0) } // every landing suffix ends in .gz
     }
 
     public static func hasLandingSuffix(_ name: String) -> Bool {
@@ -77,7 +77,7 @@ public enum LandingFolder {
         }
         defer { closedir(dir) }
         // A data folder given as the source: its quarantine holds files that were never applied.
-        let isDataFolder = recursive && prefix.isEmpty && FileSystem.exists(folder + "/tidemark.sqlite")
+        let isDataFolder = recursive && prefix.isEmpty && FileSystem.exists(folder + "/" + Warehouse.databaseName)
         var files: [LandingFile] = []
         var skipped: [(String, String, Bool)] = []
         var subfolders: [(String, String)] = []

@@ -44,6 +44,8 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     public struct UnreadableFile: Codable, Sendable, Equatable {
         public var path: String
         public var cause: String
+        /// What to do about the cause, when it says (`FileSystemError.hint`).
+        public var hint: String? = nil
     }
 
     /// The error (exit 74) a batch with unreadable files ends with: the first file, then the
@@ -70,8 +72,9 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         if let unreadableError { return unreadableError }
         guard let first = unarchived.first else { return nil }
         let others = unarchived.count > 1 ? "; and \(unarchived.count - 1) more files (see --json)" : ""
+        let fix = first.hint.map { $0 + "; " } ?? "fix what the error says; "
         return TidemarkError("archive", first.path, cause: first.cause + others,
-                             hint: "the file was applied and committed (\(unarchived.count) in all), but it stays in the landing folder: fix what the error says (free space?); the next run finishes the move without applying it again",
+                             hint: "the file was applied and committed (\(unarchived.count) in all), but it stays in the landing folder: \(fix)the next run finishes the move without applying it again",
                              exit: .ioError)
     }
 
