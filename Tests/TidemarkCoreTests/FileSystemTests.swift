@@ -124,6 +124,16 @@ import Testing
         let linked = try Binary.run(["validate", "--data", f.root + "/b/data", "--replay"])
         #expect(linked.status == 0, "\(linked.stdout)")
         #expect(try Binary.run(["rebuild", "--data", f.root + "/b/data", "--all", "--dry-run"]).status == 0)
+        // The archive moved to other storage, outside any data folder, its rows rewritten: the
+        // recorded paths are read there.
+        try FileManager.default.moveItem(atPath: f.root + "/b/data/archive", toPath: f.root + "/cold")
+        let cold = try DatabaseQueue(path: database)
+        try cold.write { db in
+            try db.execute(sql: "UPDATE ingested_files SET location = ? || substr(location, length('data/archive') + 1)", arguments: [f.root + "/cold"])
+        }
+        try cold.close()
+        let coldRun = try Binary.run(["validate", "--data", f.root + "/b/data", "--replay"])
+        #expect(coldRun.status == 0, "\(coldRun.stdout)")
     }
 
     /// One rule names a file while it is written (`.NAME.tmp` beside it) and reads it back.

@@ -24,16 +24,12 @@ final class ProducedPipeline: @unchecked Sendable {
         summary = producer.summary
     }
 
-    /// A copy of the finished pipeline to tamper with (archive paths stay valid: they are absolute).
+    /// A copy of the finished pipeline to tamper with. The ledger's paths still name the
+    /// original folder: readers find the copy's own archive (`Ledger.currentPath`).
     func copy() throws -> TestFolder {
         let other = TestFolder()
         try FileManager.default.removeItem(atPath: other.root)
         try FileManager.default.copyItem(atPath: folder.root, toPath: other.root)
-        // The ledger's archive paths point into the original folder; point them at the copy.
-        let queue = try DatabaseQueue(path: other.database)
-        try queue.write { db in
-            try db.execute(sql: "UPDATE ingested_files SET location = replace(location, ?, ?)", arguments: [folder.root, other.root])
-        }
         return other
     }
 }

@@ -221,7 +221,7 @@ struct BatchRunner {
         } else {
             batchID = try BatchBookkeeping.start(kind: options.kind.rawValue, at: started, db)
         }
-        session = try IngestSession(db: db, batchID: batchID, maxNewPartitions: options.maxNewPartitions,
+        session = try IngestSession(db: db, dataFolder: dataFolder, batchID: batchID, maxNewPartitions: options.maxNewPartitions,
                                     alreadyInTransaction: options.dryRun)
         nextFileID = try Ledger.nextFileID(db)
         maxEventTime = try BatchBookkeeping.maxEventTime(db)

@@ -84,13 +84,15 @@ public enum RebuildJob {
             var results: [RebuildHourResult] = []
             var withoutData: [String] = []
             do {
-                let registered = Set(try RebuildStore.registeredHours(db))
+                // The partitions' rows, read once: each hour's is its "before".
+                let registered = Dictionary(try ValidationQueries.partitions(db).map { ($0.hour, $0) }, uniquingKeysWith: { a, _ in a })
                 var waiting = try MergeWriter.waitingTombstones(db)
                 for hour in selected {
                     // An hour with no partition row, no table and no archived file has nothing to
                     // rebuild from: no empty table is made. Lookup entries naming it (damaged) point
                     // at nothing and are removed.
-                    if try !registered.contains(hour) && !db.tableExists(hour.tableName) && RebuildStore.files(touching: [hour], db).isEmpty {
+                    if try registered[hour] == nil && !db.tableExistsFast(hour.tableName)
+                        && RebuildStore.files(touching: [hour], dataFolder: options.dataFolder, db).isEmpty {
                         let stray = try RebuildStore.dropLookupEntries(naming: hour, dryRun: options.dryRun, db)
                         guard stray > 0 else {
                             withoutData.append(hour.label)
@@ -102,8 +104,8 @@ public enum RebuildJob {
                         continue
                     }
                     var settled: [ExactText] = []
-                    results.append(try rebuild(hour, batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
-                                               scratchFolder: options.dataFolder, waitingTombstones: waiting, settled: &settled, db: db, logger: logger))
+                    results.append(try rebuild(hour, before: registered[hour], batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
+                                               dataFolder: options.dataFolder, waitingTombstones: waiting, settled: &settled, db: db, logger: logger))
                     for id in settled { waiting[id] = nil } // the hour's copy is gone: no dictionary copy
                 }
             } catch {
@@ -118,22 +120,22 @@ public enum RebuildJob {
         }
     }
 
-    /// `waitingTombstones`: the tombstones waiting for their event, loaded once per run; the
-    /// events whose tombstones this hour applies are added to `settled`.
-    static func rebuild(_ hour: PartitionHour, batchID: Int64, dryRun: Bool, eventsPerPass: Int, scratchFolder: String,
+    /// `before`: the hour's `partitions` row, if any. `waitingTombstones`: the tombstones
+    /// waiting for their event, loaded once per run; the events whose tombstones this hour
+    /// applies are added to `settled`. Scratch files go into the data folder.
+    static func rebuild(_ hour: PartitionHour, before: ValidationQueries.PartitionEntry?, batchID: Int64, dryRun: Bool, eventsPerPass: Int, dataFolder: String,
                         waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])], settled: inout [ExactText],
                         db: Database, logger: Logger) throws -> RebuildHourResult {
-        let primary = try RebuildStore.files(touching: [hour], db)
+        let primary = try RebuildStore.files(touching: [hour], dataFolder: dataFolder, db)
         // Events that moved into this hour: their earlier deliveries are in files of the hours
         // they came from; from those files only these events are read.
         let moved = try RebuildStore.eventsMovedInto(hour, db)
         let known = Set(primary.map(\.fileID))
         let extraHours = Set(moved.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
-        let extra = try RebuildStore.files(touching: extraHours, db).filter { !known.contains($0.fileID) }
+        let extra = try RebuildStore.files(touching: extraHours, dataFolder: dataFolder, db).filter { !known.contains($0.fileID) }
         let files = (primary + extra).sorted { $0.fileID < $1.fileID }
         let primaryLines = primary.reduce(0) { $0 + $1.linesRead }
         let passes = PassSplit.passes(for: primaryLines, perPass: eventsPerPass)
-        let before = try RebuildStore.partition(hour, db)
 
         try db.execute(sql: "BEGIN IMMEDIATE")
         do {
@@ -143,13 +145,13 @@ public enum RebuildJob {
             // bounded by the pass).
             let summaryBefore = try ValidationQueries.storedSummary(hour, db), usersBefore = try ValidationQueries.summaryUsers(hour, db)
             try Summaries.clear(hour, db)
-            var rebuild = HourRebuild(hour: hour, files: files, moved: moved, patch: try PartitionPatch(hour, db), batchID: batchID,
+            var rebuild = HourRebuild(hour: hour, files: files, moved: moved, patch: try PartitionPatch(hour, db), dataFolder: dataFolder, batchID: batchID,
                                       dryRun: dryRun, db: db, rejected: try RebuildStore.rejectedLines(in: files.map(\.fileID), db),
                                       waitingTombstones: waitingTombstones)
             // The archived files are read once: the first pass folds its share of events and
             // sets the lines of the other passes aside, uncompressed, one scratch file each (a
             // pass that finds events indexed in another hour reads those hours' files again).
-            let spills = try PassSpills(passes: passes, pathPrefix: "\(scratchFolder)/.rebuild-pass-")
+            let spills = try PassSpills(passes: passes, pathPrefix: "\(dataFolder)/.rebuild-pass-")
             let extraFileIDs = Set(extra.map(\.fileID))
             // Passes are folded on a thread of their own, each while this one compares and
             // writes the pass before (two passes in memory): the first from the archived files,
@@ -170,12 +172,12 @@ public enum RebuildJob {
             let patch = rebuild.patch
             let removed = try patch.finish()
             let checksum = checksumText(rebuild.checksum)
-            // Repaired: rows or lookup entries were wrong, or only the hour's summary or its
-            // partition row (the rows right, counted again).
-            let bookkeepingWrong = try ValidationQueries.storedSummary(hour, db) != summaryBefore
-                || ValidationQueries.summaryUsers(hour, db) != usersBefore
+            // Repaired: rows or lookup entries were wrong, or only the hour's partition row or its
+            // summary (the rows right, counted again; read again only when nothing else was wrong).
+            let repaired = try patch.added + patch.changed + removed.count + patch.quietFixes + rebuild.settledIDs.count > 0
                 || (before.map { $0.checksum != checksum || $0.rowCount != rebuild.rows || $0.validCount != rebuild.valid } ?? patch.tableExisted)
-            let repaired = patch.added + patch.changed + removed.count + patch.quietFixes + rebuild.settledTombstones > 0 || bookkeepingWrong
+                || ValidationQueries.storedSummary(hour, db) != summaryBefore
+                || ValidationQueries.summaryUsers(hour, db) != usersBefore
             let outcome = RebuildHourResult.outcome(tableExisted: patch.tableExisted, repaired: repaired, dryRun: dryRun)
             if dryRun {
                 try db.execute(sql: "ROLLBACK")
@@ -204,6 +206,8 @@ public enum RebuildJob {
         /// Events that moved into this hour, with the hours they came from.
         let moved: [ExactText: Set<Int>]
         let patch: PartitionPatch
+        /// The data folder: ledger locations are read relative to it.
+        let dataFolder: String
         let batchID: Int64
         let dryRun: Bool
         let db: Database
@@ -213,8 +217,6 @@ public enum RebuildJob {
         let waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])]
         /// The events whose waiting tombstones this hour applied.
         var settledIDs: [ExactText] = []
-        /// Waiting tombstones this rebuild applied to their event.
-        var settledTombstones = 0
         /// Events the fold places in another hour.
         var elsewhere: [ExactText: Int] = [:]
         /// The hour's totals: the passes' counts added up.
@@ -249,22 +251,25 @@ public enum RebuildJob {
                 events[index] = folded
                 eventHours[index] = folded.hour
             }
-            pass.slots = [:]
             // A tombstone still waits for an event this hour holds only when the event's lookup
             // entry was lost (deleted by hand, say) as it arrived: the event is here, so the
-            // tombstone applies now, as ingest applies one when its event arrives.
+            // tombstone applies now, as ingest applies one when its event arrives. The smaller of
+            // the two (usually the waiting tombstones) is looked up in the other.
             if !waitingTombstones.isEmpty {
+                let meeting: [(id: ExactText, index: Int)] = waitingTombstones.count <= ids.count
+                    ? waitingTombstones.keys.compactMap { id in pass.slots[id].map { (id, $0) } }
+                    : ids.indices.compactMap { waitingTombstones[ids[$0]] == nil ? nil : (ids[$0], $0) }
                 var settled: [(id: ExactText, files: [Int64])] = []
-                for index in ids.indices where eventHours[index] == hour.hoursSinceEpoch {
-                    guard let waiting = waitingTombstones[ids[index]] else { continue }
+                for (id, index) in meeting where eventHours[index] == hour.hoursSinceEpoch {
+                    guard let waiting = waitingTombstones[id] else { continue }
                     // Their joined deletion is one tombstone received at the earliest of them.
-                    _ = MergeRule.apply(.tombstone(eventID: ids[index].text, receivedTime: waiting.deletion.deletedAt), to: &events[index].state)
-                    settled.append((ids[index], waiting.files))
+                    _ = MergeRule.apply(.tombstone(eventID: id.text, receivedTime: waiting.deletion.deletedAt), to: &events[index].state)
+                    settled.append((id, waiting.files))
                 }
                 try RebuildStore.settlePendingTombstones(settled, hour: hour, db)
-                settledTombstones += settled.count
                 settledIDs += settled.map(\.id)
             }
+            pass.slots = [:]
             // Each rebuilt event is compared with the stored row its lookup entry names, in
             // stored row_id order (a stored row_id is random with respect to event_id); the
             // events with no stored row to compare with are then written as new rows, in
@@ -322,7 +327,7 @@ public enum RebuildJob {
                     hours.formUnion(from)
                 }
             }
-            let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), db)
+            let more = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), dataFolder: dataFolder, db)
             var all = Dictionary(files.map { ($0.fileID, $0) }, uniquingKeysWith: { a, _ in a })
             for file in more { all[file.fileID] = file }
             var refolded = Folding(extraFiles: [], movedEvents: [:], only: Set(hourOf.keys), expected: hourOf.count)

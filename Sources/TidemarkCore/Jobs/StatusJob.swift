@@ -126,7 +126,7 @@ public enum StatusJob {
                                        lagP95Seconds: $0.lagP95, lagMaxSeconds: $0.lagMax, error: $0.error)
                 },
                 recentlyReprocessed: try ReportQueries.recentlyReprocessed(limit: 10, db).map { .init(hour: $0.hour, batchID: $0.batch) },
-                quarantined: try ReportQueries.quarantined(limit: 20, db).map { .init(name: $0.name, reason: $0.reason, location: $0.location) })
+                quarantined: try ReportQueries.quarantined(limit: 20, dataFolder: dataFolder, db).map { .init(name: $0.name, reason: $0.reason, location: $0.location) })
             report.hoursWithoutTable = try ReportQueries.hoursWithoutTable(db)
             report.ignoredEntries = (scan?.skipped ?? []).sorted { $0.name < $1.name }.map { .init(name: $0.name, reason: $0.reason) }
             if rejected > 0 {

@@ -188,7 +188,7 @@ struct Validator {
         }
         if options.replay {
             progress("replaying archived files")
-            let archive = try ArchiveReplay(db)
+            let archive = try ArchiveReplay(dataFolder: options.dataFolder, db)
             // Lines that do not parse were rejected at ingest: replay skips them wherever read.
             let replayFold = try sourceFold(name: "replay", source: ValidationSource(read: archive.forEachDelivery, unparsable: { _, _, _ in nil }))
             defer { replayFold.cancel() }
@@ -308,7 +308,7 @@ struct Validator {
             detail: "per file: read = new + updated + duplicate + stale + deleted + rejected", findings: accounting)
         var archive: [String] = []
         var awaitingMove = 0
-        let ledger = try ValidationQueries.ledgerFiles(db)
+        let ledger = try ValidationQueries.ledgerFiles(dataFolder: dataFolder, db)
         let retried = try Ledger.retriedQuarantines(db)
         for (n, file) in ledger.enumerated() {
             if n % 500 == 0 { progress("checking archived files \(n)/\(ledger.count)") }
@@ -483,8 +483,8 @@ struct ArchiveReplay: Sendable {
     /// `SourceFold`'s thread).
     let files: [(location: String, sourcePath: String, sha256: String, rejected: Set<Int>)]
 
-    init(_ db: Database) throws {
-        let applied = try ValidationQueries.ledgerFiles(db).filter { $0.status == "applied" }
+    init(dataFolder: String, _ db: Database) throws {
+        let applied = try ValidationQueries.ledgerFiles(dataFolder: dataFolder, db).filter { $0.status == "applied" }
         let rejected = try ValidationQueries.rejectedLineNumbers(in: applied.map(\.fileID), db)
         files = applied.map { ($0.location, $0.sourcePath, $0.sha256, rejected[$0.fileID] ?? []) }
     }

@@ -12,8 +12,11 @@ final class IngestSession {
     private(set) var touchedHours: Set<Int> = []
     private(set) var inTransaction = false
 
-    init(db: Database, batchID: Int64, maxNewPartitions: Int, alreadyInTransaction: Bool = false) throws {
+    /// The data folder this run was given: ledger locations are read relative to it.
+    let dataFolder: String
+    init(db: Database, dataFolder: String, batchID: Int64, maxNewPartitions: Int, alreadyInTransaction: Bool = false) throws {
         self.db = db
+        self.dataFolder = dataFolder
         self.batchID = batchID
         self.writer = try MergeWriter(db: db, batchID: batchID, maxNewPartitions: maxNewPartitions)
         self.inTransaction = alreadyInTransaction
@@ -61,14 +64,14 @@ final class IngestSession {
 
     func appliedFile(sha256: String) throws -> Int64? { try Ledger.appliedFile(sha256: sha256, db) }
     func ledgerEntries(name: String, size: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
-        try Ledger.entries(name: name, size: size, db)
+        try Ledger.entries(name: name, size: size, dataFolder: dataFolder, db)
     }
     func ledgerEntries(fileID: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
-        try Ledger.entries(fileID: fileID, db)
+        try Ledger.entries(fileID: fileID, dataFolder: dataFolder, db)
     }
     /// Where the ledger says a file with this content lies, if it has one.
     func ledgerLocation(sha256: String) throws -> String? {
-        try Ledger.location(sha256: sha256, db)
+        try Ledger.location(sha256: sha256, dataFolder: dataFolder, db)
     }
 
     /// Commits; `beforeCommit` runs in the transaction, once the hours touched are counted.

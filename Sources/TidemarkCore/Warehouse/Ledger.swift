@@ -1,6 +1,4 @@
 import GRDB
-import GRDBSQLite
-import Synchronization
 
 /// A row of `ingested_files`, the processed-files ledger.
 public struct LedgerEntry: Sendable, Equatable {
@@ -74,21 +72,21 @@ enum Ledger {
     /// already-ingested check, once per source file: indexed by `ingested_files_content`). A
     /// rerun of a backfill must change nothing, quarantined content included; a quarantined file
     /// is retried by putting it back into the landing folder.
-    static func location(sha256: String, _ db: Database) throws -> String? {
+    static func location(sha256: String, dataFolder: String, _ db: Database) throws -> String? {
         try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id LIMIT 1", arguments: [sha256])
-            .map { currentPath(of: $0, db) }
+            .map { currentPath(of: $0, dataFolder: dataFolder) }
     }
 
     /// Where a location the ledger recorded is now. Ingest records `DATA/archive/DAY/NAME` or
     /// `DATA/quarantine/NAME`, with DATA as that run named it: relative to the directory it ran
     /// from, perhaps, or before the data folder was moved or restored elsewhere. Readers take
-    /// the part under the data folder and join it to the data folder this command was given
-    /// (`remember`). Only when no file is there, the location as recorded is used, if it is
+    /// the part under the data folder and join it to `dataFolder`, the one this command was
+    /// given. Only when no file is there, the location as recorded is used, if it is
     /// absolute, holds a file, and is not inside another data folder (an operator moved the
     /// archive to other storage and rewrote the rows; a copy of this data folder next to the
     /// original must not read the original's files). A location of any other shape is
     /// returned as it is.
-    static func currentPath(of location: String, _ db: Database) -> String {
+    static func currentPath(of location: String, dataFolder: String) -> String {
         let parts = location.split(separator: "/")
         let tail: ArraySlice<Substring>
         if parts.count >= 3 && parts[parts.count - 3] == "archive" {
@@ -98,31 +96,11 @@ enum Ledger {
         } else {
             return location
         }
-        guard let folder = dataFolder(of: db) else { return location }
+        let folder = FileSystem.absolutePath(dataFolder)
         let joined = (folder == "/" ? "" : folder) + "/" + tail.joined(separator: "/")
         guard !FileSystem.exists(joined), location.hasPrefix("/"), FileSystem.exists(location) else { return joined }
         let recordedFolder = "/" + parts.dropLast(tail.count).joined(separator: "/")
         return FileSystem.exists(recordedFolder + "/" + Warehouse.databaseName) ? joined : location
-    }
-
-    /// The data folder each open connection was opened for, as the command named it (made
-    /// absolute), with the database file SQLite resolved, so that a connection pointer reused
-    /// for another database is not mistaken for this one.
-    private static let folders = Mutex<[Int: (folder: String, database: String)]>([:])
-
-    static func remember(dataFolder: String, of db: Database) {
-        let key = Int(bitPattern: db.sqliteConnection)
-        let database = sqlite3_db_filename(db.sqliteConnection, "main").map { String(cString: $0) } ?? ""
-        folders.withLock { $0[key] = (dataFolder, database) }
-    }
-
-    /// The data folder of this connection: as remembered, else the folder of its database file.
-    private static func dataFolder(of db: Database) -> String? {
-        let database = sqlite3_db_filename(db.sqliteConnection, "main").map { String(cString: $0) } ?? ""
-        if let remembered = folders.withLock({ $0[Int(bitPattern: db.sqliteConnection)] }), remembered.database == database {
-            return remembered.folder
-        }
-        return database.isEmpty ? nil : FileSystem.parentFolder(of: database)
     }
 
     /// Where an applied file's bytes can be read: its archived copy, or, while its move is
@@ -159,14 +137,14 @@ enum Ledger {
 
     /// Ledger rows recorded for a file of this name and size (candidates for a leftover
     /// whose move to the archive was interrupted).
-    static func entries(name: String, size: Int64, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+    static func entries(name: String, size: Int64, dataFolder: String, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Row.fetchAll(db.cachedStatement(sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE name = ? AND size = ?"),
-                         arguments: [name, size]).map { ($0[0], $0[1], currentPath(of: $0[2], db), $0[3]) }
+                         arguments: [name, size]).map { ($0[0], $0[1], currentPath(of: $0[2], dataFolder: dataFolder), $0[3]) }
     }
 
-    static func entries(fileID: Int64, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+    static func entries(fileID: Int64, dataFolder: String, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE file_id = ?",
-                         arguments: [fileID]).map { ($0[0], $0[1], currentPath(of: $0[2], db), $0[3]) }
+                         arguments: [fileID]).map { ($0[0], $0[1], currentPath(of: $0[2], dataFolder: dataFolder), $0[3]) }
     }
 
     /// Quarantined files that were retried: a later ledger row has their name (put back, as

@@ -25,11 +25,6 @@ enum RebuildStore {
         }
     }
 
-    /// Hours with a `partitions` row.
-    static func registeredHours(_ db: Database) throws -> [PartitionHour] {
-        try String.fetchAll(db, sql: "SELECT hour FROM partitions").compactMap(PartitionHour.parse)
-    }
-
     /// Lookup entries (both trees) naming an hour that has no table: they point at nothing.
     /// Removed unless `dryRun`; returns how many there were.
     static func dropLookupEntries(naming hour: PartitionHour, dryRun: Bool, _ db: Database) throws -> Int {
@@ -54,7 +49,7 @@ enum RebuildStore {
     }
 
     /// Applied files whose deliveries touched any of these hours (the file → hours index).
-    static func files(touching hours: [PartitionHour], _ db: Database) throws -> [SourceFile] {
+    static func files(touching hours: [PartitionHour], dataFolder: String, _ db: Database) throws -> [SourceFile] {
         guard !hours.isEmpty else { return [] }
         let list = hours.map { "'\($0.label)'" }.joined(separator: ",") // labels are built from integers
         return try Row.fetchAll(db, sql: """
@@ -62,7 +57,7 @@ enum RebuildStore {
             WHERE f.status = 'applied' AND f.file_id IN (SELECT file_id FROM file_hours WHERE hour IN (\(list)))
             ORDER BY f.file_id
             """).map {
-                SourceFile(fileID: $0[0], name: $0[1], location: Ledger.currentPath(of: $0[2], db), sha256: $0[3], batchID: $0[4],
+                SourceFile(fileID: $0[0], name: $0[1], location: Ledger.currentPath(of: $0[2], dataFolder: dataFolder), sha256: $0[3], batchID: $0[4],
                            watermarkBefore: ($0[5] as String?).flatMap { try? Timestamp.parse($0).get() }, linesRead: $0[6],
                            sourcePath: $0[7])
             }
@@ -95,10 +90,6 @@ enum RebuildStore {
 
     static func rejectedLines(in fileIDs: [Int64], _ db: Database) throws -> [Int64: Set<Int>] {
         try ValidationQueries.rejectedLineNumbers(in: fileIDs, db)
-    }
-
-    static func partition(_ hour: PartitionHour, _ db: Database) throws -> ValidationQueries.PartitionEntry? {
-        try ValidationQueries.partitions(db).first { $0.hour == hour }
     }
 
     /// Where `event_index` places each of these events (nil where it has no entry). Pass them

@@ -56,12 +56,12 @@ enum ReportQueries {
     }
 
     /// Quarantined files whose quarantine is not settled (`Ledger.quarantineIsSettled`), newest first.
-    static func quarantined(limit: Int, _ db: Database) throws -> [(name: String, reason: String, location: String)] {
+    static func quarantined(limit: Int, dataFolder: String, _ db: Database) throws -> [(name: String, reason: String, location: String)] {
         let retried = try Ledger.retriedQuarantines(db)
         var found: [(name: String, reason: String, location: String)] = []
         let rows = try Row.fetchCursor(db, sql: "SELECT file_id, name, reason, location FROM ingested_files WHERE status = 'quarantined' ORDER BY file_id DESC")
         while found.count < limit, let row = try rows.next() {
-            let location = Ledger.currentPath(of: row[3], db)
+            let location = Ledger.currentPath(of: row[3], dataFolder: dataFolder)
             guard !Ledger.quarantineIsSettled(fileID: row[0], location: location, retried: retried) else { continue }
             found.append((row[1], (row[2] as String?) ?? "", location))
         }

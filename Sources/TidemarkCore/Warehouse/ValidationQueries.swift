@@ -183,9 +183,9 @@ enum ValidationQueries {
         var sourcePath: String
     }
 
-    static func ledgerFiles(_ db: Database) throws -> [LedgerFile] {
+    static func ledgerFiles(dataFolder: String, _ db: Database) throws -> [LedgerFile] {
         try Row.fetchAll(db, sql: "SELECT file_id, name, status, sha256, location, source_path FROM ingested_files ORDER BY file_id").map {
-            LedgerFile(fileID: $0[0], name: $0[1], status: $0[2], sha256: $0[3], location: Ledger.currentPath(of: $0[4], db), sourcePath: $0[5])
+            LedgerFile(fileID: $0[0], name: $0[1], status: $0[2], sha256: $0[3], location: Ledger.currentPath(of: $0[4], dataFolder: dataFolder), sourcePath: $0[5])
         }
     }
 

@@ -48,9 +48,7 @@ public final class Warehouse {
         let cacheKiB = cacheMebibytes * 1024
         // Test hook for the disk-full path: cap the database size (SQLite then fails with SQLITE_FULL).
         let maxPages = ProcessInfo.processInfo.environment["TIDEMARK_MAX_PAGE_COUNT"].flatMap(Int.init)
-        let namedFolder = FileSystem.absolutePath(dataFolder)
         config.prepareDatabase { db in
-            Ledger.remember(dataFolder: namedFolder, of: db)
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
             if !db.configuration.readonly {
