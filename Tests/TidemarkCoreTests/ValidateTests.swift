@@ -24,12 +24,18 @@ final class ProducedPipeline: @unchecked Sendable {
         summary = producer.summary
     }
 
-    /// A copy of the finished pipeline to tamper with. The ledger's paths still name the
-    /// original folder: readers find the copy's own archive (`Ledger.currentPath`).
+    /// A copy of the finished pipeline to tamper with. Readers would find the copy's own
+    /// archive anyway (`Ledger.currentPath`), but tests that tamper with an archived file take
+    /// its path from the ledger: the paths are pointed at the copy, so that no test ever
+    /// touches the shared original.
     func copy() throws -> TestFolder {
         let other = TestFolder()
         try FileManager.default.removeItem(atPath: other.root)
         try FileManager.default.copyItem(atPath: folder.root, toPath: other.root)
+        let queue = try DatabaseQueue(path: other.database)
+        try queue.write { db in
+            try db.execute(sql: "UPDATE ingested_files SET location = replace(location, ?, ?)", arguments: [folder.root, other.root])
+        }
         return other
     }
 }
