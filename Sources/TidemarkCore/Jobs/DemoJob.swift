@@ -76,7 +76,7 @@ public enum DemoJob {
     public static func checkFolder(_ options: DemoOptions) throws {
         for sub in [options.landing, options.data, options.sent] {
             if let entries = try? FileManager.default.contentsOfDirectory(atPath: sub), !entries.isEmpty {
-                throw TidemarkError("demo", options.folder, cause: "already holds a demo run (\(sub) is not empty)",
+                throw TidemarkError("demo", options.folder, cause: "already holds a demo run (\(sub) is not empty): the demo needs a folder of its own",
                                     hint: "choose another --dir, or remove that folder first", exit: .usage)
             }
         }

@@ -55,7 +55,7 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
         }
         var text = TextTable.render(rows)
         if !hoursWithoutData.isEmpty {
-            let named = hoursWithoutData.prefix(5).joined(separator: ", ") + (hoursWithoutData.count > 5 ? ", … (\(hoursWithoutData.count) in all)" : "")
+            let named = TextTable.firstFew(hoursWithoutData)
             text += "nothing to rebuild for \(named): no partition and no archived file holds events of \(hoursWithoutData.count == 1 ? "that hour" : "those hours")\n"
         }
         return text

@@ -66,12 +66,12 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
         } else {
             out += "backlog: \(backlogFiles ?? 0) files, \(backlogBytes ?? 0) bytes waiting in landing\n"
             if !ignoredEntries.isEmpty {
-                let named = ignoredEntries.prefix(5).map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
-                out += "ignored in landing, never ingested: \(ignoredEntries.count) entries: \(named)\(ignoredEntries.count > 5 ? "; …" : "")\n"
+                let named = TextTable.firstFew(ignoredEntries.map { "\($0.name) (\($0.reason))" }, separator: "; ")
+                out += "ignored in landing, never ingested: \(ignoredEntries.count) entries: \(named)\n"
             }
         }
         if !hoursWithoutTable.isEmpty {
-            out += "partition tables missing for \(hoursWithoutTable.count) hours: \(hoursWithoutTable.prefix(5).joined(separator: ", "))\(hoursWithoutTable.count > 5 ? ", …" : "") (run: tidemark rebuild --hour H for each, or rebuild --all)\n"
+            out += "partition tables missing for \(hoursWithoutTable.count) hours: \(TextTable.firstFew(hoursWithoutTable)) (run: tidemark rebuild --hour H for each, or rebuild --all)\n"
         }
         out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
         var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]

@@ -585,6 +585,11 @@ enum SourceFold {
 
 /// Aligned plain-text tables for terminal output.
 public enum TextTable {
+    /// The first five items, then how many there are in all when there are more.
+    static func firstFew(_ items: [String], separator: String = ", ") -> String {
+        items.prefix(5).joined(separator: separator) + (items.count > 5 ? "\(separator)… (\(items.count) in all)" : "")
+    }
+
     public static func render(_ rows: [[String]]) -> String {
         guard let header = rows.first else { return "" }
         var widths = header.map { $0.count }
