@@ -30,7 +30,7 @@ import Testing
         #expect(try checksums(f) == before)
         #expect(try f.eventRows() == rowsBefore)
         // In bounded memory: many passes over a hash split of event ids give the same partitions.
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             for table in try String.fetchAll(db, sql: "SELECT table_name FROM partitions") { try db.execute(sql: "DELETE FROM \(table)") }
         }
         let passes = try rebuild(f, eventsPerPass: 150)
@@ -56,7 +56,7 @@ import Testing
         let before = try checksums(f)
         let rows = try f.eventRows()
         let h11 = PartitionHour.parse("2025-07-30T11")!
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM events_2025073011") }
+        try f.execute("DELETE FROM events_2025073011")
         let report = try rebuild(f, h11...h11)
         #expect(report.hours.first?.outcome == "repaired")
         #expect(report.hours.first?.added == 2)
@@ -73,7 +73,7 @@ import Testing
         let rows = try f.eventRows()
         let (_, table, hour) = try f.largestHour()
         #expect(hour.tableName == table)
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE \(table)") }
+        try f.execute("DROP TABLE \(table)")
         let dry = try rebuild(f, hour...hour, dryRun: true)
         #expect(dry.hours.first?.outcome == "would be restored")
         #expect(try f.query { try $0.tableExists(table) } == false)
@@ -82,7 +82,7 @@ import Testing
         #expect(try checksums(f) == before)
         #expect(try f.eventRows() == rows)
 
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             try db.execute(sql: "UPDATE \(table) SET user_id = 'tampered', is_valid = 1 - is_valid WHERE event_id IN (SELECT event_id FROM \(table) ORDER BY event_id LIMIT 3)")
         }
         let preview = try rebuild(f, hour...hour, dryRun: true)
@@ -102,7 +102,7 @@ import Testing
         let before = try checksums(f)
         let rows = try f.eventRows()
         let (_, table, hour) = try f.largestHour()
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             try db.execute(sql: "DROP TABLE \(table)")
             try db.execute(sql: "DELETE FROM partitions WHERE hour = ?", arguments: [hour.label])
         }
@@ -118,13 +118,13 @@ import Testing
     @Test func rebuildNamesEveryRepairAndMakesNoEmptyPartition() throws {
         let f = try ProducedPipeline(events: 600, seed: 6).copy()
         let (_, table, hour) = try f.largestHour()
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM partitions WHERE hour = ?", arguments: [hour.label]) }
+        try f.execute("DELETE FROM partitions WHERE hour = ?", [hour.label])
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE summary_users SET valid_events = valid_events + 1 WHERE hour = ? AND user_id = (SELECT MIN(user_id) FROM summary_users WHERE hour = ?)", arguments: [hour.label, hour.label]) }
+        try f.execute("UPDATE summary_users SET valid_events = valid_events + 1 WHERE hour = ? AND user_id = (SELECT MIN(user_id) FROM summary_users WHERE hour = ?)", [hour.label, hour.label])
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "unchanged")
         #expect(try f.query { try $0.tableExists(table) })
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "INSERT INTO event_index (event_id, hour, row_id) VALUES ('stray', 0, 1)") }
+        try f.execute("INSERT INTO event_index (event_id, hour, row_id) VALUES ('stray', 0, 1)")
         let preview = try rebuild(f, dryRun: true)
         #expect(preview.hours.first { $0.hour == "1970-01-01T00" }?.outcome == "would be repaired")
         let all = try rebuild(f)
@@ -146,12 +146,12 @@ import Testing
         f.land("1.ndjson.gz", [recordLine("x", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z"),
                                recordLine("y", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
         try f.ingest()
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             try db.execute(sql: "DELETE FROM event_index WHERE event_id = 'x'; DELETE FROM event_index_recent WHERE event_id = 'x'")
         }
         f.land("2.ndjson.gz", [tombstoneLine("x", received: "2025-07-30T13:30:00Z")])
         try f.ingest()
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 1)
+        #expect(try f.integer("SELECT COUNT(*) FROM pending_tombstones") == 1)
         let caught = try Binary.run(["validate", "--data", f.data])
         #expect(caught.status == 1)
         #expect(caught.stdout.contains("tombstones_applied") && caught.stdout.contains("event x is in events_2025073011 but its tombstone still waits in pending_tombstones (run: tidemark rebuild --hour 2025-07-30T11)"), "\(caught.stdout)")
@@ -161,10 +161,10 @@ import Testing
         #expect(steps?.count == 1)
         let hour = PartitionHour.parse("2025-07-30T11").map { $0...$0 }
         #expect(try rebuild(f, hour, dryRun: true).hours.first?.outcome == "would be repaired")
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 1)
+        #expect(try f.integer("SELECT COUNT(*) FROM pending_tombstones") == 1)
         #expect(try rebuild(f, hour).hours.first?.outcome == "repaired")
         #expect(try f.row("x")?.deletedBy == "tombstone" && f.row("x")?.isValid == 0)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM pending_tombstones") } == 0)
+        #expect(try f.integer("SELECT COUNT(*) FROM pending_tombstones") == 0)
         let after = try Binary.run(["validate", "--data", f.data, "--replay"])
         #expect(after.status == 0, "\(after.stdout)")
         // The tombstone's file now names the hour: a second rebuild reads it and changes nothing.
@@ -178,7 +178,7 @@ import Testing
         let f = try ProducedPipeline(events: 1500, seed: 8).copy()
         let rows = try f.eventRows()
         let (label, table, hour) = try f.largestHour()
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             let ids = try String.fetchAll(db, sql: "SELECT event_id FROM \(table) ORDER BY event_id LIMIT 4")
             let top = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")!
             try db.execute(sql: "DELETE FROM \(table) WHERE event_id = ?", arguments: [ids[0]])
@@ -224,7 +224,7 @@ import Testing
         try f.ingest()
         let rows = try f.eventRows()
         #expect(rows.count == 80)
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM events_2025073010") }
+        try f.execute("DELETE FROM events_2025073010")
         let h = PartitionHour.parse("2025-07-30T10")!
         let report = try rebuild(f, h...h, eventsPerPass: 7)
         #expect(report.hours.first?.added == 80)
@@ -260,7 +260,7 @@ import Testing
             }
         }
         let right = try summary()
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE hourly_summary SET valid_events = valid_events + 7 WHERE hour = ?", arguments: [label]) }
+        try f.execute("UPDATE hourly_summary SET valid_events = valid_events + 7 WHERE hour = ?", [label])
         // Reported as repaired (something was wrong), though no row was written.
         let untouched = try rebuild(f, hour...hour).hours.first
         #expect(untouched?.outcome == "repaired" && untouched?.added == 0 && untouched?.changed == 0 && untouched?.removed == 0)
@@ -273,12 +273,12 @@ import Testing
         }
         #expect(stamps[0] as Int64? != nil && stamps[0] as Int64? == stamps[1] as Int64?)
         // A wrong count on the partition row alone is repaired the same way.
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE partitions SET row_count = row_count + 1 WHERE hour = ?", arguments: [label]) }
+        try f.execute("UPDATE partitions SET row_count = row_count + 1 WHERE hour = ?", [label])
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "unchanged")
 
         let ids = try f.query { try String.fetchAll($0, sql: "SELECT event_id FROM \(table) WHERE is_valid = 1 ORDER BY event_id LIMIT 5") }
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             let top = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")!
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = ?", arguments: [ids[0]])
             // A second copy of a row, under a new row_id.
@@ -324,7 +324,7 @@ import Testing
         for round in 0..<14 {
             let f = try pipeline.copy()
             var damage: [String] = []
-            try DatabaseQueue(path: f.database).write { db in
+            try f.write { db in
                 let ids = try String.fetchAll(db, sql: "SELECT event_id FROM \(table) ORDER BY row_id")
                 var spare = try Int64.fetchOne(db, sql: "SELECT MAX(row_id) FROM \(table)")! + 1
                 func pick() -> String { ids[Int.random(in: 0..<ids.count, using: &random)] }
@@ -382,7 +382,7 @@ import Testing
         let f = try ProducedPipeline(events: 600, seed: 14).copy()
         let rows = try f.eventRows()
         let (label, table, hour) = try f.largestHour()
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             try db.execute(sql: "DELETE FROM \(table) WHERE row_id = (SELECT MIN(row_id) FROM \(table))") // so a row must be written anew
             try db.execute(sql: """
                 INSERT INTO \(table) (row_id, \(PartitionTable.columns)) VALUES (?, 'by-hand', 'u', 'view', ?, NULL, 1, NULL, NULL, 0, NULL, 1, 1)
@@ -394,7 +394,7 @@ import Testing
         #expect(run.stderr.contains(table) && run.stderr.contains("none is left for the hour's new rows"), "\(run.stderr)")
         #expect(run.stderr.contains("hint: tidemark did not write those rows"), "\(run.stderr)")
         #expect(try f.eventRows() == damaged)
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DELETE FROM \(table) WHERE row_id = ?", arguments: [Int64.max]) }
+        try f.execute("DELETE FROM \(table) WHERE row_id = ?", [Int64.max])
         #expect(try rebuild(f, hour...hour).hours.first?.outcome == "repaired")
         #expect(try f.eventRows() == rows)
     }
@@ -408,7 +408,7 @@ import Testing
         let f = try TestFolder.producedByTheBinary(count: 20_000, seed: 22)
         let rows = try f.eventRows()
         let (label, table, _) = try f.largestHour()
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE row_id IN (SELECT row_id FROM \(table) ORDER BY row_id LIMIT 5)")
         }
         let damaged = try f.eventRows()
@@ -429,7 +429,7 @@ import Testing
             return (event[0], event[1])
         }
         try #require(smallLabel < label)
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "UPDATE \(smallTable) SET user_id = 'edited' WHERE event_id = ?", arguments: [smallID]) }
+        try f.execute("UPDATE \(smallTable) SET user_id = 'edited' WHERE event_id = ?", [smallID])
         let all = try Binary.run(["rebuild", "--data", f.data, "--all", "--events-per-pass", "9000"], fileSizeLimitKiB: 256)
         #expect(all.status == 74, "\(all.stderr)")
         #expect(try f.query { try String.fetchOne($0, sql: "SELECT user_id FROM \(smallTable) WHERE event_id = ?", arguments: [smallID]) } == user)

@@ -153,13 +153,13 @@ import Testing
         // The signal really stopped the batch early: files are left for the next run.
         let left = try FileManager.default.contentsOfDirectory(atPath: f.landing).filter { LandingFolder.hasLandingSuffix($0) }
         try #require(!left.isEmpty, "the batch ended before SIGTERM arrived; the test proves nothing")
-        let backlog = try f.query { try Int.fetchOne($0, sql: "SELECT backlog_files FROM batches ORDER BY batch_id LIMIT 1") }
+        let backlog = try f.integer("SELECT backlog_files FROM batches ORDER BY batch_id LIMIT 1")
         #expect(backlog == left.count, "the batch's backlog counts the files it left")
         // Whatever was applied is whole and consistent, and no batch was left open.
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
         #expect(try ValidateJob.run(options, logger: Self.quiet).ok)
-        let open = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status != 'succeeded'") }
+        let open = try f.integer("SELECT COUNT(*) FROM batches WHERE status != 'succeeded'")
         #expect(open == 0)
         #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
         try assertMatchesReference(f, reference, "after SIGTERM")
@@ -170,7 +170,7 @@ import Testing
         let f = try reference.freshCopy()
         #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
         let table = try f.largestHour().table
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             try db.execute(sql: "UPDATE \(table) SET user_id = 'edited' WHERE event_id = (SELECT MIN(event_id) FROM \(table))")
         }
         let edited = try f.eventRows()
@@ -203,7 +203,7 @@ import Testing
         var waited = 0
         while committedFiles() <= 20 && first.isRunning && waited < 2000 { usleep(2_000); waited += 1 }
         #expect(jobLockIsHeld(dataFolder: f.data))
-        let open = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM batches WHERE status = 'running'") }
+        let open = try f.integer("SELECT COUNT(*) FROM batches WHERE status = 'running'")
         #expect(open == 1) // a batch is in progress
         let backfillSource = f.root + "/other"
         try FileManager.default.createDirectory(atPath: backfillSource, withIntermediateDirectories: true)

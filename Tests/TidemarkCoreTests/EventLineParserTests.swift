@@ -228,7 +228,7 @@ import Testing
     /// lists: they must still compile on their own (a helper moved to a file it does not list
     /// once broke the script). Type-checking them, without the sanitizers, shows it in seconds.
     @Test func theFuzzScriptsSourcesCompileOnTheirOwn() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let root = repositoryRoot.path
         let script = try String(contentsOfFile: root + "/scripts/fuzz-parser.sh", encoding: .utf8)
         let sources = script.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { $0.hasSuffix(".swift \\") }.map { String($0.dropLast(2)) }

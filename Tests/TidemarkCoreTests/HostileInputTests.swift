@@ -34,9 +34,9 @@ import Testing
         #expect(s.filesApplied == 1 && s.filesQuarantined == 1)
         #expect(try quarantineReason(f, "1-big.ndjson.gz")?.hasPrefix("truncated gzip") == true)
         #expect(try f.eventRows().count == 1)
-        let lookups = try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") }
+        let lookups = try f.integer("SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)")
         #expect(lookups == 1)
-        let summaryRows = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM hourly_summary WHERE hour = '2025-07-30T10'") }
+        let summaryRows = try f.integer("SELECT COUNT(*) FROM hourly_summary WHERE hour = '2025-07-30T10'")
         #expect(summaryRows == 0)
         let partitions = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }
         #expect(partitions == ["2025-07-30T11"])
@@ -61,7 +61,7 @@ import Testing
         let s = try f.ingest()
         #expect(s.filesApplied == 1)
         #expect(s.filesQuarantined == expectedQuarantined + 4)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") } == 1) // only "good"
+        #expect(try f.integer("SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") == 1) // only "good"
         #expect(try quarantineReason(f, "cut-4.ndjson.gz")?.hasPrefix("truncated gzip") == true) // inside the trailer
         #expect(try quarantineReason(f, "empty.ndjson.gz") == "empty file (zero bytes, not gzip)")
         #expect(try quarantineReason(f, "plain.ndjson.gz") == "not a gzip file (bad header)")
@@ -152,7 +152,7 @@ import Testing
         let s = try f.ingest()
         #expect(s.filesQuarantined == 1 && s.filesApplied == 1)
         #expect(try quarantineReason(f, "hours.ndjson.gz")?.contains("more than 1000 new partitions") == true)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'events_%'") } == 1)
+        #expect(try f.integer("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'events_%'") == 1)
     }
 
     @Test func awkwardFileNamesAreIngestedAndArchived() throws {
@@ -174,17 +174,17 @@ import Testing
         let f = TestFolder()
         f.land("0-small.ndjson.gz", [good])
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
-        let ledgerBefore = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") }
+        let ledgerBefore = try f.integer("SELECT COUNT(*) FROM ingested_files")
         f.land("1-big.ndjson.gz", (0..<20_000).map { recordLine("big\($0)", user: String(repeating: "u", count: 100), time: "2025-07-30T10:00:00Z") })
         let full = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data], environment: ["TIDEMARK_MAX_PAGE_COUNT": "200"])
         #expect(full.status == 74)
         #expect(full.stderr.contains("disk full"), "\(full.stderr)")
         #expect(full.stderr.contains("hint: "))
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == ledgerBefore)
+        #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == ledgerBefore)
         #expect(FileManager.default.fileExists(atPath: f.landing + "/1-big.ndjson.gz"))
         let later = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
         #expect(later.status == 0)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") } == 20_001)
+        #expect(try f.integer("SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") == 20_001)
     }
 }
 

@@ -26,25 +26,8 @@ import Testing
     /// Runs the binary held at the fault point `point`, does `action` once it is held there
     /// (`TIDEMARK_PAUSE_NOTICE`), and returns how the run ended.
     func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, whilePaused action: () throws -> Void) throws -> BinaryRun {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["TIDEMARK_PAUSE_AT"] = point
-        env["TIDEMARK_PAUSE_SECONDS"] = "2"
-        let notice = f.root + "/paused"
-        env["TIDEMARK_PAUSE_NOTICE"] = notice
-        process.environment = env
         let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        var waited = 0
-        while waited < 1500 && !FileManager.default.fileExists(atPath: notice) {
-            usleep(2_000)
-            waited += 1
-        }
-        try #require(FileManager.default.fileExists(atPath: notice), "the run never reached its pause")
+        let process = try Binary.startPaused(at: point, arguments, notice: f.root + "/paused", standardOutput: out, standardError: err)
         try action()
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -96,7 +79,7 @@ import Testing
         // Both were committed together: the capture and the file not moved yet are healed.
         #expect(next.status == 0 && next.stdout.contains("\"files_healed\" : 2"), "\(next.stdout)\(next.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 2)
+        #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 2)
         #expect(try f.archivedPath("1.ndjson.gz") != nil && f.archivedPath("2.ndjson.gz") != nil)
         let check = try Binary.run(["validate", "--data", f.data, "--replay"])
         #expect(check.status == 0, "\(check.stdout)")
@@ -183,7 +166,7 @@ import Testing
         #expect(early.stderr.contains("probably still being written"), "\(early.stderr)")
         #expect(early.stdout.contains("\"files_left_for_next_batch\" : 1") && early.stdout.contains("\"files_quarantined\" : 0"), "\(early.stdout)")
         #expect(early.stdout.contains("\"backlog_files\" : 1"), "\(early.stdout)")
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 0)
+        #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 0)
         f.landBytes("w.ndjson.gz", whole)
         let written = try Binary.run(args(f, ["--json"]))
         #expect(written.status == 0 && written.stdout.contains("\"files_applied\" : 1"), "\(written.stdout)\(written.stderr)")
@@ -477,7 +460,7 @@ import Testing
             #expect(run.stderr.contains("database is locked"))
             try db.execute(sql: "ROLLBACK")
         }
-        let files = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") }
+        let files = try f.integer("SELECT COUNT(*) FROM ingested_files")
         #expect(files == 1)
         #expect(try Binary.run(args(f)).status == 0)
     }
@@ -506,7 +489,7 @@ import Testing
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("e", user: "u1", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z")])
         #expect(try Binary.run(args(f)).status == 0)
-        try DatabaseQueue(path: f.database).write { db in
+        try f.write { db in
             for tree in ["event_index", "event_index_recent"] { try db.execute(sql: "UPDATE \(tree) SET row_id = 999999 WHERE event_id = 'e'") }
         }
         f.land("2.ndjson.gz", [recordLine("e", user: "u2", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:05:00Z")])
@@ -544,27 +527,16 @@ import Testing
         let gone = f.land("2-gone.ndjson.gz", [recordLine("gone", time: "2025-07-30T10:00:00Z")])
         let log = f.root + "/loop.log"
         createTestFile(atPath: log, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"]
-        var env = ProcessInfo.processInfo.environment
-        let paused = f.root + "/paused"
-        env["TIDEMARK_PAUSE_AT"] = "before-decode"
-        env["TIDEMARK_PAUSE_SECONDS"] = "2"
-        env["TIDEMARK_PAUSE_NOTICE"] = paused
-        process.environment = env
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: log)
-        try process.run()
+        // The first batch scans landing and holds before decoding (it says so with the notice
+        // file): the file goes while it waits.
+        let process = try Binary.startPaused(at: "before-decode", ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"],
+                                             notice: f.root + "/paused", standardError: FileHandle(forWritingAtPath: log))
         defer { if process.isRunning { process.terminate() } }
         @discardableResult func waitFor(_ condition: () -> Bool) -> Bool {
             var waited = 0
             while !condition() && waited < 1000 { usleep(10_000); waited += 1 }
             return condition()
         }
-        // The first batch has scanned landing and holds before decoding (it says so with the
-        // notice file): the file goes while it waits.
-        try #require(waitFor { FileManager.default.fileExists(atPath: paused) }, "the first batch never paused")
         try FileManager.default.removeItem(atPath: gone)
         waitFor { (try? f.row("fine")) != nil }
         #expect(try f.row("fine") != nil)
@@ -654,7 +626,7 @@ import Testing
         f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z")])
         let crashed = try Binary.run(args(f), environment: ["TIDEMARK_FAULT": "before-commit"])
         #expect(crashed.status == SIGKILL)
-        let rows = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") }
+        let rows = try f.integer("SELECT COUNT(*) FROM ingested_files")
         #expect(rows == 0)
         #expect(try Binary.run(args(f)).status == 0)
         #expect(try f.row("e") != nil)

@@ -54,7 +54,7 @@ import Testing
         #expect(columns.first == "row_id")
         let indexColumns = try f.query { try $0.columns(in: "event_index").map(\.name) }
         #expect(indexColumns == ["event_id", "hour", "row_id"])
-        let lookupEntries = try f.query { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)") }
+        let lookupEntries = try f.integer("SELECT (SELECT COUNT(*) FROM event_index) + (SELECT COUNT(*) FROM event_index_recent)")
         #expect(lookupEntries == 4)
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true

@@ -90,6 +90,16 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(metrics["tidemark_backlog_files"]?.value == 0)
         #expect(metrics["tidemark_ingestion_lag_max_seconds"] != nil)
         #expect(metrics["tidemark_event_delay_max_seconds"]?.value == 1)
+
+        // An idle run keeps the lag and delay gauges, from the last batch that read events:
+        // a series that vanishes breaks absent() alerts.
+        let idle = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--metrics-file", f.root + "/m/tidemark.prom"])
+        #expect(idle.status == 0)
+        let after = try parsePrometheus(try String(contentsOfFile: f.root + "/m/tidemark.prom", encoding: .utf8))
+        #expect(after["tidemark_last_batch_files"]?.value == 0)
+        #expect(after["tidemark_event_delay_max_seconds"]?.value == 1)
+        #expect(after["tidemark_ingestion_lag_max_seconds"]?.value == metrics["tidemark_ingestion_lag_max_seconds"]?.value)
+        #expect(after["tidemark_ingestion_lag_p50_seconds"] != nil && after["tidemark_event_delay_p95_seconds"] != nil)
     }
 
     @Test func htmlReportIsSelfContained() throws {
@@ -137,7 +147,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(text.stdout.contains("recent batches:") && text.stdout.contains("quarantined files:"))
         // While another job runs (holds the lock and has a batch open), status still answers.
         let lock = try JobLock(dataFolder: f.data, job: "ingest")
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "INSERT INTO batches (kind, status, started_at) VALUES ('ingest', 'running', '2025-07-30T10:05:00Z')") }
+        try f.execute("INSERT INTO batches (kind, status, started_at) VALUES ('ingest', 'running', '2025-07-30T10:05:00Z')")
         let during = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
         #expect(during.status == 0)
         let batches = (try JSONSerialization.jsonObject(with: Data(during.stdout.utf8)) as! [String: Any])["recent_batches"] as! [[String: Any]]
@@ -218,10 +228,10 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z"), recordLine("b", time: "2025-07-30T11:00:00Z")])
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: "DROP TABLE events_2025073011") }
+        try f.execute("DROP TABLE events_2025073011")
         let status = try Binary.run(["status", "--data", f.data, "--landing", f.landing])
         #expect(status.status == 0, "\(status.stderr)")
-        #expect(status.stdout.contains("partition tables missing for 1 hours: 2025-07-30T11 (run: tidemark rebuild --hour H for each, or rebuild --all)"), "\(status.stdout)")
+        #expect(status.stdout.contains("partition table missing for 1 hour: 2025-07-30T11 (run: tidemark rebuild --hour H for each, or rebuild --all)"), "\(status.stdout)")
         let freshness = try Binary.run(["freshness", "--data", f.data, "--warn-after", "1h", "--error-after", "2h"])
         #expect([0, 1, 2].contains(freshness.status), "\(freshness.stderr)")
         let unknown = try Binary.run(["status", "--data", f.data, "--landing", f.root + "/nowhere", "--json"])
@@ -238,9 +248,9 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         let killed = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "2"],
                                     environment: ["TIDEMARK_FAULT": "after-commit", "TIDEMARK_FAULT_AFTER": "1"])
         #expect(killed.status == SIGKILL)
-        let committed = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } ?? 0
+        let committed = try f.integer("SELECT COUNT(*) FROM ingested_files") ?? 0
         #expect(committed == 4)
-        #expect(try f.query { try Int.fetchOne($0, sql: "SELECT value FROM pipeline_state WHERE key = 'counter.events_new_total'") } == 8)
+        #expect(try f.integer("SELECT value FROM pipeline_state WHERE key = 'counter.events_new_total'") == 8)
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
         let first = try f.query { db in
             try Row.fetchOne(db, sql: "SELECT status, files_applied, events_new FROM batches WHERE batch_id = 1")
@@ -259,8 +269,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
     /// skipped for the lock stays quiet.
     @Test func theCrontabLineIsQuietOnSuccessAndMailsWarnings() throws {
         let f = TestFolder()
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let crontab = try String(contentsOf: root.appendingPathComponent("crontab.example"), encoding: .utf8)
+        let crontab = try String(contentsOf: repositoryRoot.appendingPathComponent("crontab.example"), encoding: .utf8)
         let entry = try #require(crontab.split(separator: "\n").first { $0.hasPrefix("* * * * *") && $0.contains("tidemark ingest") })
         let command = entry.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)[5]
             .replacingOccurrences(of: "/var/log/tidemark/ingest.log", with: f.root + "/ingest.log")
@@ -291,14 +300,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(log.contains("lines rejected"))
         // Busy: another job holds the lock (a paused ingest); the cron run is skipped, quietly.
         f.land("3.ndjson.gz", [recordLine("c", time: "2025-07-30T10:00:00Z")])
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: Binary.path)
-        holder.arguments = ["ingest", "--landing", f.landing, "--data", f.data]
-        holder.environment = ["TIDEMARK_PAUSE_AT": "before-decode", "TIDEMARK_PAUSE_SECONDS": "2", "TIDEMARK_PAUSE_NOTICE": f.root + "/paused"]
-        try holder.run()
-        var waited = 0
-        while !FileManager.default.fileExists(atPath: f.root + "/paused") && waited < 1000 { usleep(5_000); waited += 1 }
-        try #require(FileManager.default.fileExists(atPath: f.root + "/paused"), "the holder never paused")
+        let holder = try Binary.startPaused(at: "before-decode", ["ingest", "--landing", f.landing, "--data", f.data], notice: f.root + "/paused")
         let skipped = try cron()
         holder.waitUntilExit()
         #expect(skipped == "", "\(skipped)")
@@ -337,11 +339,10 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
     /// Shown as skipped, not passed, where systemd-analyze is not installed (apt-get install systemd).
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze"), "systemd-analyze is not installed"))
     func systemdUnitsVerify() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let f = TestFolder()
         var units: [String] = []
         for name in ["tidemark-ingest.service", "tidemark-ingest.timer", "tidemark-producer.service"] {
-            let text = try String(contentsOf: root.appendingPathComponent("deploy/systemd/" + name), encoding: .utf8)
+            let text = try String(contentsOf: repositoryRoot.appendingPathComponent("deploy/systemd/" + name), encoding: .utf8)
             // Point ExecStart at the binary built here; everything else is verified as shipped.
             let unit = f.root + "/" + name
             try text.replacingOccurrences(of: "/usr/local/bin/tidemark", with: Binary.path).write(toFile: unit, atomically: true, encoding: .utf8)

@@ -64,7 +64,7 @@ import Testing
         ]
         #expect(try stored(f) == expected)
         #expect(try fresh(f) == expected)
-        let zeroUsers = try f.query { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM summary_users WHERE valid_events <= 0") }
+        let zeroUsers = try f.integer("SELECT COUNT(*) FROM summary_users WHERE valid_events <= 0")
         #expect(zeroUsers == 0)
         let users = try f.query { try String.fetchAll($0, sql: "SELECT hour || ' ' || event_type || ' ' || user_id FROM summary_users ORDER BY 1") }
         #expect(users == ["2025-07-30T10 scroll u4", "2025-07-30T12 click u2"])

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import GRDB
 import Logging
 @testable import TidemarkCore
@@ -89,6 +90,20 @@ final class TestFolder: @unchecked Sendable {
     func query<T>(_ body: (Database) throws -> T) throws -> T {
         let queue = try DatabaseQueue(path: database)
         return try queue.read(body)
+    }
+
+    /// One integer the query returns (a count, mostly).
+    func integer(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws -> Int? {
+        try query { try Int.fetchOne($0, sql: sql, arguments: arguments) }
+    }
+
+    /// Changes the database behind the tool's back, as the tampering tests do.
+    func write(_ body: (Database) throws -> Void) throws {
+        try DatabaseQueue(path: database).write(body)
+    }
+
+    func execute(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws {
+        try write { try $0.execute(sql: sql, arguments: arguments) }
     }
 
     /// Every event row over all partitions: (hour table, data columns) sorted by event_id.
@@ -187,6 +202,9 @@ struct BinaryRun: Sendable {
     var stderr: String
 }
 
+/// The repository's root folder (this file is Tests/TidemarkCoreTests/TestSupport.swift).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
 enum Binary {
     static var path: String {
         let candidates: [String] = {
@@ -194,11 +212,36 @@ enum Binary {
             if let exe = Bundle.main.executableURL?.deletingLastPathComponent() { list.append(exe.appendingPathComponent("tidemark").path) }
             let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             list.append(arg0.appendingPathComponent("tidemark").path)
-            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            list.append(root.appendingPathComponent(".build/debug/tidemark").path)
+            list.append(repositoryRoot.appendingPathComponent(".build/debug/tidemark").path)
             return list
         }()
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
+    }
+
+    /// Starts the binary held at the fault point `point` (`TIDEMARK_PAUSE_AT`, for two seconds)
+    /// and returns once it says it is held there (it creates `notice`, `TIDEMARK_PAUSE_NOTICE`).
+    static func startPaused(at point: String, _ arguments: [String], notice: String,
+                            standardOutput: Any? = FileHandle.nullDevice, standardError: Any? = FileHandle.nullDevice) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "TIDEMARK_LANDING")
+        env.removeValue(forKey: "TIDEMARK_DATA")
+        env["TIDEMARK_PAUSE_AT"] = point
+        env["TIDEMARK_PAUSE_SECONDS"] = "2"
+        env["TIDEMARK_PAUSE_NOTICE"] = notice
+        process.environment = env
+        process.standardOutput = standardOutput
+        process.standardError = standardError
+        try process.run()
+        var waited = 0
+        while waited < 1500 && !FileManager.default.fileExists(atPath: notice) {
+            usleep(2_000)
+            waited += 1
+        }
+        try #require(FileManager.default.fileExists(atPath: notice), "the run never reached its pause at \(point)")
+        return process
     }
 
     /// With `fileSizeLimitKiB`, the binary runs under that `ulimit -f` with SIGXFSZ ignored:

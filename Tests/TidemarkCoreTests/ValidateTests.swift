@@ -142,7 +142,7 @@ final class ProducedPipeline: @unchecked Sendable {
     }
 
     func write(_ f: TestFolder, _ sql: String) throws {
-        try DatabaseQueue(path: f.database).write { try $0.execute(sql: sql) }
+        try f.execute(sql)
     }
 
     func someEvent(_ f: TestFolder, valid: Bool) throws -> (id: String, table: String) {
@@ -313,7 +313,7 @@ final class ProducedPipeline: @unchecked Sendable {
     @Test func aMalformedSentLogRecordStopsValidateNamingItsFileAndLine() throws {
         for (perPass, laterPass) in [(400_000, false), (700, false), (700, true)] {
             let f = try Self.pipeline.get().copy()
-            let total = try f.query { try Int.fetchOne($0, sql: "SELECT SUM(lines_read) FROM ingested_files") } ?? 0
+            let total = try f.integer("SELECT SUM(lines_read) FROM ingested_files") ?? 0
             let passes = PassSplit.passes(for: total, perPass: perPass)
             // An event whose id sends it to the first pass, or to a later one.
             let id = try #require((0..<1000).map { "malformed-\($0)" }.first { candidate in

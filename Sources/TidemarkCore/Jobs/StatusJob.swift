@@ -71,7 +71,8 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
             }
         }
         if !hoursWithoutTable.isEmpty {
-            out += "partition tables missing for \(hoursWithoutTable.count) hours: \(TextTable.firstFew(hoursWithoutTable)) (run: tidemark rebuild --hour H for each, or rebuild --all)\n"
+            let tables = hoursWithoutTable.count == 1 ? "partition table missing for 1 hour" : "partition tables missing for \(hoursWithoutTable.count) hours"
+            out += "\(tables): \(TextTable.firstFew(hoursWithoutTable)) (run: tidemark rebuild --hour H for each, or rebuild --all)\n"
         }
         out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
         var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]

@@ -109,7 +109,7 @@ public enum ValidateJob {
         }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
         return try warehouse.read { db in
-            var v = Validator(options: options, db: db, logger: logger, progress: progress ?? { _ in })
+            var v = try Validator(options: options, db: db, logger: logger, progress: progress ?? { _ in })
             try v.runAll(dataFolder: options.dataFolder)
             return v.report
         }
@@ -128,13 +128,16 @@ struct Validator {
     /// Per hour, its summary recounted from the rows during the partition scan
     /// (`HourDelta.summaryLines`); an hour with an unreadable row is recounted in SQL instead.
     var recountedSummaries: [Int: [String]] = [:]
+    /// The event_ids with a tombstone waiting in `pending_tombstones`, read once per run.
+    let waitingTombstones: Set<ExactText>
     var limit: Int { options.sampleLimit }
 
-    init(options: ValidateOptions, db: Database, logger: Logger, progress: @escaping (String) -> Void) {
+    init(options: ValidateOptions, db: Database, logger: Logger, progress: @escaping (String) -> Void) throws {
         self.options = options
         self.db = db
         self.logger = logger
         self.progress = progress
+        waitingTombstones = try ValidationQueries.pendingTombstoneIDs(db)
     }
 
     func inScope(_ hour: PartitionHour) -> Bool { options.hours.map { $0.contains(hour) } ?? true }
@@ -165,8 +168,11 @@ struct Validator {
         try checkPartitions(partitions)
         try checkSummaries(partitions)
         try checkLedger(dataFolder: dataFolder)
-        let (pending, samples) = try ValidationQueries.pendingTombstones(limit: limit, db)
-        add("pending_tombstones", failures: pending, checked: 0, detail: "tombstones waiting for their event (not an error)", findings: samples, infoOnly: true)
+        // The first few in event_id byte order, as SQLite sorts them.
+        let samples = waitingTombstones.map(\.text).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.prefix(limit)
+            .map { "tombstone for \($0) is waiting for its event" }
+        add("pending_tombstones", failures: waitingTombstones.count, checked: 0, detail: "tombstones waiting for their event (not an error)",
+            findings: samples, infoOnly: true)
         let integrity = try ValidationQueries.integrityCheck(db)
         add("sqlite_integrity", failures: integrity.count, checked: 1, detail: "PRAGMA integrity_check", findings: integrity)
         if let sentFold {
@@ -204,8 +210,6 @@ struct Validator {
         // Lookup entries per hour, from one scan of both trees: an hour's orphans are its
         // entries minus its rows that agree with their entry (each entry matches one row at most).
         let entriesPerHour = try ValidationQueries.lookupEntriesPerHour(db)
-        // A tombstone waits only for an event no partition holds.
-        let pendingIDs = try ValidationQueries.pendingTombstoneIDs(db)
         var unapplied: [String] = []
         for p in partitions {
             guard try ValidationQueries.tableExists(p.table, db) else {
@@ -223,7 +227,8 @@ struct Validator {
             var table = HourDelta()
             var unreadable: Int64 = 0
             try ValidationQueries.forEachRow(p.table, db) { row, id in
-                if !pendingIDs.isEmpty && pendingIDs.contains(ExactText(id)) {
+                // A tombstone waits only for an event no partition holds.
+                if !waitingTombstones.isEmpty && waitingTombstones.contains(ExactText(id)) {
                     unapplied.append("event \(id) is in \(p.table) but its tombstone still waits in pending_tombstones (run: tidemark rebuild --hour \(p.hour))")
                 }
                 guard let row else {
@@ -273,7 +278,7 @@ struct Validator {
         add("one_row_per_event", failures: index.0 + orphans.0, checked: rows,
             detail: "each event_id in exactly one partition, matching event_index", findings: index.1 + orphans.1)
         add("deletion_markers", failures: deletion.count, checked: rows, detail: "is_valid = 0 exactly when deleted_by is set", findings: deletion)
-        add("tombstones_applied", failures: unapplied.count, checked: pendingIDs.count,
+        add("tombstones_applied", failures: unapplied.count, checked: waitingTombstones.count,
             detail: "no tombstone waits for an event a partition holds", findings: unapplied)
         add("partition_checksums", failures: counts.0, checked: partitions.count,
             detail: "partitions.row_count, valid_count and checksum match the tables", findings: counts.1)
@@ -379,7 +384,6 @@ struct Validator {
         var unexpected: [String] = [], unexpectedCount = 0
         var tombstones: [String] = [], tombstoneCount = 0
         var expectedEvents = 0, expectedDeleted = 0, redelivered = 0, deliveries = 0
-        let pendingInTarget = try ValidationQueries.pendingTombstoneIDs(db)
         for pass in 0..<passes {
             if passes > 1 { progress("\(sourceLabel): pass \(pass + 1) of \(passes)") }
             let split = PassSplit(index: pass, count: passes)
@@ -449,7 +453,7 @@ struct Validator {
                     guard inScope(record.eventTime.hour) else { continue }
                     missingCount += 1
                     if missing.count < limit { missing.append("event \(id) (\(record.eventTime.hour.tableName), \(state.isValid ? "valid" : "deleted")) is missing from the target") }
-                } else if options.hours == nil && !pendingInTarget.contains(id) {
+                } else if options.hours == nil && !waitingTombstones.contains(id) {
                     tombstoneCount += 1
                     if tombstones.count < limit { tombstones.append("tombstone for \(id) is neither applied nor pending") }
                 }

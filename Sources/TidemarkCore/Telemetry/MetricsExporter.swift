@@ -6,7 +6,11 @@ import Foundation
 /// gauges of the last batch in base units, and `tidemark_last_success_timestamp_seconds`.
 /// Written atomically: temp file in the same folder, fsync, rename.
 public enum MetricsExporter {
-    public static func render(counters: [String: Int64], last: BatchSummary?, lastSuccess: Timestamp?) -> String {
+    /// `latestTimings` is the lag and delay of the newest batch that read events: an idle batch
+    /// has none of its own, and the gauges stay in the file with those values instead of
+    /// vanishing (a series that comes and goes breaks `absent()` alerts and graphs).
+    public static func render(counters: [String: Int64], last: BatchSummary?, lastSuccess: Timestamp?,
+                              latestTimings: StoredTimings? = nil) -> String {
         var out = ""
         for (key, value) in counters.sorted(by: { $0.key < $1.key }) {
             let name = "tidemark_" + key
@@ -28,14 +32,23 @@ public enum MetricsExporter {
             gauge("tombstones_pending", "Tombstones still waiting for their event.", Double(s.tombstonesPending))
             gauge("backlog_files", "Files left in the landing folder after the last batch.", Double(s.backlogFiles))
             gauge("backlog_bytes", "Bytes left in the landing folder after the last batch.", Double(s.backlogBytes))
-            gauge("ingestion_lag_p50_seconds", "Median ingest time minus received_time in the last batch.", s.lag.p50)
-            gauge("ingestion_lag_p95_seconds", "95th percentile ingest time minus received_time in the last batch.", s.lag.p95)
-            gauge("ingestion_lag_max_seconds", "Largest ingest time minus received_time in the last batch.", s.lag.max)
-            gauge("event_delay_p50_seconds", "Median received_time minus event_time in the last batch.", s.eventDelay.p50)
-            gauge("event_delay_p95_seconds", "95th percentile received_time minus event_time in the last batch.", s.eventDelay.p95)
-            gauge("event_delay_max_seconds", "Largest received_time minus event_time in the last batch.", s.eventDelay.max)
+        }
+        let timings = last.flatMap { $0.lag.count > 0 ? StoredTimings(lag: $0.lag, eventDelay: $0.eventDelay) : nil } ?? latestTimings
+        if let t = timings {
+            gauge("ingestion_lag_p50_seconds", "Median ingest time minus received_time in the last batch that read events.", t.lag.p50)
+            gauge("ingestion_lag_p95_seconds", "95th percentile ingest time minus received_time in the last batch that read events.", t.lag.p95)
+            gauge("ingestion_lag_max_seconds", "Largest ingest time minus received_time in the last batch that read events.", t.lag.max)
+            gauge("event_delay_p50_seconds", "Median received_time minus event_time in the last batch that read events.", t.eventDelay.p50)
+            gauge("event_delay_p95_seconds", "95th percentile received_time minus event_time in the last batch that read events.", t.eventDelay.p95)
+            gauge("event_delay_max_seconds", "Largest received_time minus event_time in the last batch that read events.", t.eventDelay.max)
         }
         return out
+    }
+
+    /// The lag and delay percentiles one batch recorded (`batches`).
+    public struct StoredTimings: Sendable {
+        public var lag: BatchSummary.Percentiles
+        public var eventDelay: BatchSummary.Percentiles
     }
 
     private static func format(_ value: Double) -> String {
@@ -46,10 +59,10 @@ public enum MetricsExporter {
     /// Reads the cumulative counters from the warehouse and writes the textfile.
     public static func write(dataFolder: String, to path: String, last: BatchSummary?) throws {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false)
-        let (counters, lastSuccess) = try warehouse.read { db in
-            (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db))
+        let (counters, lastSuccess, timings) = try warehouse.read { db in
+            (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db), try StatusQueries.latestTimings(db))
         }
-        let text = render(counters: counters, last: last, lastSuccess: lastSuccess)
+        let text = render(counters: counters, last: last, lastSuccess: lastSuccess, latestTimings: timings)
         if let folder = FileSystem.parentFolder(of: path) { try FileSystem.makeFolder(folder) }
         try FileSystem.writeAtomically(Array(text.utf8), to: path)
     }

@@ -11,6 +11,20 @@ enum StatusQueries {
         return out
     }
 
+    /// The lag and delay of the newest batch that read events (nil: none has).
+    static func latestTimings(_ db: Database) throws -> MetricsExporter.StoredTimings? {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT lag_p50_seconds, lag_p95_seconds, lag_max_seconds, delay_p50_seconds, delay_p95_seconds, delay_max_seconds
+            FROM batches WHERE lag_max_seconds IS NOT NULL ORDER BY batch_id DESC LIMIT 1
+            """) else { return nil }
+        func percentiles(_ first: Int) -> BatchSummary.Percentiles {
+            var p = BatchSummary.Percentiles()
+            (p.p50, p.p95, p.max) = (row[first], row[first + 1], row[first + 2])
+            return p
+        }
+        return MetricsExporter.StoredTimings(lag: percentiles(0), eventDelay: percentiles(3))
+    }
+
     static func lastSuccess(_ db: Database) throws -> Timestamp? {
         guard let value = try BatchLog.state("last_success_at", db), let text = String.fromDatabaseValue(value) else { return nil }
         return try? Timestamp.parse(text).get()

@@ -197,12 +197,6 @@ enum ValidationQueries {
         try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(lines_duplicate), 0) FROM ingested_files WHERE status = 'applied'") ?? 0
     }
 
-    static func pendingTombstones(limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT event_id) FROM pending_tombstones") ?? 0
-        let ids = try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM pending_tombstones ORDER BY event_id LIMIT \(limit)")
-        return (count, ids.map { "tombstone for \($0) is waiting for its event" })
-    }
-
     static func pendingTombstoneIDs(_ db: Database) throws -> Set<ExactText> {
         Set(try String.fetchAll(db, sql: "SELECT DISTINCT event_id FROM pending_tombstones").map(ExactText.init))
     }
