@@ -494,6 +494,29 @@ import Testing
         try Binary.run(["backfill", "--from-dir", from, "--data", f.data] + extra, environment: env)
     }
 
+    /// A subfolder of the backfill source that cannot be read: the rest is applied, the run
+    /// ends with exit 74 naming the folder, and a rerun once it is readable takes its files.
+    /// Run as the user nobody: root reads everything.
+    @Test(.enabled(if: Binary.forNobody != nil, "needs root and setpriv, to run the binary as the user nobody"))
+    func anUnreadableSubfolderOfABackfillSourceEndsWith74AndTheRestIsApplied() throws {
+        let f = TestFolder()
+        let source = f.root + "/source", locked = f.root + "/source/locked"
+        try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true)
+        f.land("a.ndjson.gz", [recordLine("readable", time: "2025-07-30T10:00:00Z")], folder: source)
+        f.land("b.ndjson.gz", [recordLine("behind", time: "2025-07-30T10:00:00Z")], folder: locked)
+        try FileManager.default.createDirectory(atPath: f.data, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: f.data)
+        try FileManager.default.setAttributes([.posixPermissions: 0], ofItemAtPath: locked)
+        let run = try Binary.run(["backfill", "--from-dir", source, "--data", f.data], asNobody: Binary.forNobody)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("read \(locked): Permission denied") && run.stderr.contains("hint: "), "\(run.stderr)")
+        #expect(try f.row("readable") != nil && f.row("behind") == nil)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: locked)
+        let again = try Binary.run(["backfill", "--from-dir", source, "--data", f.data], asNobody: Binary.forNobody)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try f.row("behind") != nil)
+    }
+
     /// An archive keeps a folder per day: backfilling `DATA/archive` finds the files in its
     /// subfolders and rebuilds the same tables; a dry run after it lists them as already
     /// ingested; an empty source says there was nothing to do.

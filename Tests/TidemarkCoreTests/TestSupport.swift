@@ -17,9 +17,14 @@ final class TestFolder: @unchecked Sendable {
     init() {
         root = NSTemporaryDirectory() + "tidemark-test-" + UUID().uuidString
         try! FileManager.default.createDirectory(atPath: root + "/landing", withIntermediateDirectories: true)
+        // The fixtures a suite shares (static) are never deinitialized.
+        TemporaryPaths.removeAtExit(root)
     }
 
-    deinit { try? FileManager.default.removeItem(atPath: root) }
+    deinit {
+        try? FileManager.default.removeItem(atPath: root)
+        TemporaryPaths.removed(root)
+    }
 
     /// Writes a gzip landing file; each element of `members` becomes one gzip member.
     @discardableResult
@@ -195,6 +200,35 @@ extension TestFolder {
     }
 }
 
+/// Temporary folders removed when the test process exits, if nothing removed them before:
+/// they would otherwise pile up in /tmp, run after run.
+enum TemporaryPaths {
+    private final class Registry: @unchecked Sendable {
+        var paths: Set<String> = []
+        let lock = NSLock()
+    }
+    private static let registry: Registry = {
+        atexit {
+            TemporaryPaths.registry.lock.lock()
+            for path in TemporaryPaths.registry.paths { try? FileManager.default.removeItem(atPath: path) }
+            TemporaryPaths.registry.lock.unlock()
+        }
+        return Registry()
+    }()
+
+    static func removeAtExit(_ path: String) {
+        registry.lock.lock()
+        registry.paths.insert(path)
+        registry.lock.unlock()
+    }
+
+    static func removed(_ path: String) {
+        registry.lock.lock()
+        registry.paths.remove(path)
+        registry.lock.unlock()
+    }
+}
+
 /// Runs the built `tidemark` binary.
 struct BinaryRun: Sendable {
     var status: Int32
@@ -244,16 +278,39 @@ enum Binary {
         return process
     }
 
+    /// The binary, where the unprivileged user nobody can run it (a link or copy in a temporary
+    /// folder), for tests of permission errors: root, which the tests usually run as, reads
+    /// every file. Nil, and those tests skip saying why, unless the tests run as root, setpriv
+    /// is installed and nobody can run it.
+    static let forNobody: String? = {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return nil }
+        let folder = NSTemporaryDirectory() + "tidemark-nobody-" + UUID().uuidString
+        let binary = folder + "/tidemark"
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            TemporaryPaths.removeAtExit(folder)
+            if link(path, binary) != 0 { try FileManager.default.copyItem(atPath: path, toPath: binary) }
+        } catch {
+            return nil
+        }
+        return (try? run(["--version"], asNobody: binary))?.status == 0 ? binary : nil
+    }()
+
     /// With `fileSizeLimitKiB`, the binary runs under that `ulimit -f` with SIGXFSZ ignored:
     /// a write past the limit fails with EFBIG, as on a full disk. The limit is on the offset
     /// of any write to any file the process writes (its database too), not only on growth.
     /// With `openFilesLimit`, it runs under that `ulimit -n` (soft and hard).
     /// With `killAfterSeconds`, a run still going then is killed (SIGKILL, status 9).
     @discardableResult
+    /// With `asNobody` (`forNobody`), it runs as the user nobody (uid and gid 65534).
     static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil,
-                    fileSizeLimitKiB: Int? = nil, openFilesLimit: Int? = nil, killAfterSeconds: Double? = nil) throws -> BinaryRun {
+                    fileSizeLimitKiB: Int? = nil, openFilesLimit: Int? = nil, killAfterSeconds: Double? = nil,
+                    asNobody nobodyBinary: String? = nil) throws -> BinaryRun {
         let process = Process()
-        if let fileSizeLimitKiB {
+        if let nobodyBinary {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", nobodyBinary] + arguments
+        } else if let fileSizeLimitKiB {
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
             process.arguments = ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimitKiB) && exec \"$0\" \"$@\"", path] + arguments
         } else if let openFilesLimit {
