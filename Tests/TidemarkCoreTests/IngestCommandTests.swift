@@ -134,6 +134,25 @@ import Testing
         #expect(after.status == 0, "\(after.stderr)")
     }
 
+    /// A landing folder inside the data folder (a mistyped --landing naming an archive day)
+    /// is refused before anything moves: ingest would take each archived file for a landed
+    /// copy and remove it. So is a symlink to such a folder.
+    @Test func aLandingFolderInsideTheDataFolderIsRefusedAndTheArchiveKept() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let archived = try #require(try f.archivedPath("1.ndjson.gz"))
+        let day = (archived as NSString).deletingLastPathComponent
+        try FileManager.default.createSymbolicLink(atPath: f.root + "/linked-day", withDestinationPath: day)
+        for landing in [day, f.data, f.data + "/quarantine", f.root + "/linked-day"] {
+            let run = try Binary.run(["ingest", "--landing", landing, "--data", f.data])
+            #expect(run.status == 64, "\(landing): \(run.stderr)")
+            #expect(run.stderr.contains("the landing folder is the data folder") && run.stderr.contains("backfill --from-dir DATA/archive"), "\(run.stderr)")
+        }
+        #expect(FileManager.default.fileExists(atPath: archived))
+        #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+    }
+
     /// A file applied and committed whose archive move fails ends the batch with exit 74
     /// naming it; it stays in landing, and the run after the cause is fixed finishes the move
     /// without applying it again.
@@ -255,6 +274,35 @@ import Testing
         #expect(run.status == 0)
         #expect(during.hasPrefix("ingest pid "), "\(during)")
         #expect(try String(contentsOfFile: f.data + "/tidemark.lock", encoding: .utf8).isEmpty)
+    }
+
+    /// The lock file removed as "stale" while an ingest runs lets no second job in: the data
+    /// folder itself is locked too. (Before, a rebuild then ran beside the ingest and undid
+    /// rows it committed.) A holder that is not tidemark is pointed at with `fuser`.
+    @Test func removingTheLockFileLetsNoSecondJobIn() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        var rebuild: BinaryRun?
+        let run = try runPaused(at: "before-decode", args(f), f) {
+            try FileManager.default.removeItem(atPath: f.data + "/tidemark.lock")
+            rebuild = try Binary.run(["rebuild", "--data", f.data, "--all"])
+        }
+        #expect(run.status == 0, "\(run.stderr)")
+        let refused = try #require(rebuild)
+        #expect(refused.status == 75 && refused.stderr.contains("another tidemark job is running"), "\(refused.stderr)")
+        #expect(try f.row("one") != nil)
+        // Someone else's flock on the lock file: exit 75, and the hint says how to find them.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [f.data + "/tidemark.lock", "sleep", "3"]
+        try holder.run()
+        defer { holder.terminate() }
+        var busy = try Binary.run(args(f))
+        for _ in 0..<100 where busy.status == 0 {
+            usleep(20_000)
+            busy = try Binary.run(args(f))
+        }
+        #expect(busy.status == 75 && busy.stderr.contains("fuser -v \(f.data) \(f.data)/tidemark.lock"), "\(busy.stderr)")
     }
 
     /// A move that fails after the capture (here: a folder stands where the archived copy

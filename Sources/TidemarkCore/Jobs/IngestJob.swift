@@ -79,6 +79,13 @@ public enum IngestJob {
         var options = options
         options.landingFolder = FileSystem.absolutePath(options.landingFolder)
         options.dataFolder = FileSystem.absolutePath(options.dataFolder)
+        // Landing inside the data folder (its archive, say): ingest would take archived files
+        // for new ones and move them onto themselves, removing them.
+        if options.kind == .ingest && FileSystem.isSameOrInside(options.landingFolder, options.dataFolder) {
+            throw TidemarkError("ingest", options.landingFolder, cause: "the landing folder is the data folder \(options.dataFolder) or inside it (its archive or quarantine?): ingest would move the files there onto themselves",
+                                hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir DATA/archive'",
+                                exit: .usage)
+        }
         // The source first: a missing one (exit 66) leaves no data folder behind.
         let scan = options.kind == .backfill
             ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
@@ -433,6 +440,11 @@ struct BatchRunner {
         // operator is a new attempt.
         guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
+        // Never remove the archived copy itself (landing reached through a symlink into the archive).
+        if let here = FileSystem.resolvedPath(file.path), here == FileSystem.resolvedPath(match.location) {
+            throw TidemarkError("ingest", file.path, cause: "this landing file is the archived copy \(match.location) itself",
+                                hint: "point --landing at the folder the producer writes to, not into the data folder", exit: .usage)
+        }
         if FileSystem.exists(match.location), (try? FileSystem.sha256(ofFile: match.location)) == sha {
             report(try LandingRetirement.remove(held, fileID: match.fileID, from: file.path), of: file.path, archived: false)
         } else {

@@ -126,19 +126,20 @@ public enum RebuildJob {
     static func rebuild(_ hour: PartitionHour, before: ValidationQueries.PartitionEntry?, batchID: Int64, dryRun: Bool, eventsPerPass: Int, dataFolder: String,
                         waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])], settled: inout [ExactText],
                         db: Database, logger: Logger) throws -> RebuildHourResult {
-        let primary = try RebuildStore.files(touching: [hour], dataFolder: dataFolder, db)
-        // Events that moved into this hour: their earlier deliveries are in files of the hours
-        // they came from; from those files only these events are read.
-        let moved = try RebuildStore.eventsMovedInto(hour, db)
-        let known = Set(primary.map(\.fileID))
-        let extraHours = Set(moved.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
-        let extra = try RebuildStore.files(touching: extraHours, dataFolder: dataFolder, db).filter { !known.contains($0.fileID) }
-        let files = (primary + extra).sorted { $0.fileID < $1.fileID }
-        let primaryLines = primary.reduce(0) { $0 + $1.linesRead }
-        let passes = PassSplit.passes(for: primaryLines, perPass: eventsPerPass)
-
+        // The plan (the files to read) is made inside the hour's transaction: a batch committed
+        // between planning and rebuilding would otherwise have its rows taken for strays.
         try db.execute(sql: "BEGIN IMMEDIATE")
         do {
+            let primary = try RebuildStore.files(touching: [hour], dataFolder: dataFolder, db)
+            // Events that moved into this hour: their earlier deliveries are in files of the hours
+            // they came from; from those files only these events are read.
+            let moved = try RebuildStore.eventsMovedInto(hour, db)
+            let known = Set(primary.map(\.fileID))
+            let extraHours = Set(moved.values.flatMap { $0 }).map(PartitionHour.init(hoursSinceEpoch:))
+            let extra = try RebuildStore.files(touching: extraHours, dataFolder: dataFolder, db).filter { !known.contains($0.fileID) }
+            let files = (primary + extra).sorted { $0.fileID < $1.fileID }
+            let primaryLines = primary.reduce(0) { $0 + $1.linesRead }
+            let passes = PassSplit.passes(for: primaryLines, perPass: eventsPerPass)
             // Rebuild reads and rewrites the lookup through `event_index` alone.
             try EventLookup.foldRecent(db, overwriting: true)
             // The hour's summary is counted again from the rebuilt rows, pass by pass (memory stays

@@ -123,36 +123,53 @@ public enum LandingFolder {
     }
 }
 
-/// The data folder's exclusive job lock (`DATA/tidemark.lock`, `flock`). Held by ingest,
-/// backfill and rebuild; a second job exits 75 at once. The kernel releases it when the
-/// process dies, even by SIGKILL, so a crash never leaves a stale lock.
+/// The data folder's exclusive job lock: a `flock` on the data folder itself, which nobody can
+/// delete while it is in use, and on `DATA/tidemark.lock`, which names the holder. Held by
+/// ingest, backfill and rebuild; a second job exits 75 at once. The kernel releases both when
+/// the process dies, even by SIGKILL, so a crash never leaves a stale lock. (A lock on the file
+/// alone would let a second job in once someone removed the file as "stale".)
 public final class JobLock {
     private let fd: Int32
+    /// The folder's descriptor, when the folder itself is locked too (-1: not).
+    private let folderFD: Int32
     public let path: String
 
     /// The lock of a data folder: one ingest, backfill or rebuild at a time.
     public convenience init(dataFolder: String, job: String) throws {
         // One line, no hint: overlapping cron runs are normal and must not flood the mailbox.
-        try self.init(folder: dataFolder, file: "tidemark.lock", job: job, busy: "another tidemark job is running", then: "nothing done, retry later", hint: nil)
+        try self.init(folder: dataFolder, file: "tidemark.lock", job: job, busy: "another tidemark job is running", then: "nothing done, retry later",
+                      hint: nil, lockingFolder: true)
     }
 
-    /// Takes `folder/file` (creating the folder), or throws exit 75: `busy`, the holder the
-    /// file names, `then`, and `hint`.
-    init(folder: String, file: String, job: String, busy: String, then: String, hint: String?) throws {
+    /// Takes `folder/file` (creating the folder), and with `lockingFolder` the folder itself
+    /// first, or throws exit 75: `busy`, the holder the file names, `then`, and `hint`.
+    init(folder: String, file: String, job: String, busy: String, then: String, hint: String?, lockingFolder: Bool = false) throws {
         try FileSystem.makeFolder(folder)
         let path = (folder as NSString).appendingPathComponent(file)
-        // Checked on a local descriptor, so that a refusal never reaches `deinit` (which
-        // releases and closes only a lock that was taken).
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw FileSystemError("open lock", path) }
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+        func refuse(_ descriptors: Int32...) -> TidemarkError {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            close(descriptor)
-            throw TidemarkError("lock", path, cause: "\(busy)\(holder.isEmpty ? "" : " (\(holder))"); \(then)",
-                                hint: hint, exit: .busy)
+            for descriptor in descriptors where descriptor >= 0 { close(descriptor) }
+            return TidemarkError("lock", path, cause: "\(busy)\(holder.isEmpty ? "" : " (\(holder))"); \(then)",
+                                 hint: holder.isEmpty ? hint ?? "no tidemark job names itself in the lock file: see which process holds it with `fuser -v \(folder) \(path)`" : hint,
+                                 exit: .busy)
         }
+        // Checked on local descriptors, so that a refusal never reaches `deinit` (which
+        // releases and closes only a lock that was taken).
+        var folderDescriptor: Int32 = -1
+        if lockingFolder {
+            folderDescriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard folderDescriptor >= 0 else { throw FileSystemError("open", folder) }
+            if flock(folderDescriptor, LOCK_EX | LOCK_NB) != 0 { throw refuse(folderDescriptor) }
+        }
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            if folderDescriptor >= 0 { close(folderDescriptor) }
+            throw FileSystemError("open lock", path)
+        }
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 { throw refuse(descriptor, folderDescriptor) }
         self.path = path
         fd = descriptor
+        folderFD = folderDescriptor
         ftruncate(fd, 0)
         let note = "\(job) pid \(getpid())\n"
         _ = note.withCString { write(fd, $0, strlen($0)) }
@@ -164,6 +181,10 @@ public final class JobLock {
         ftruncate(fd, 0)
         flock(fd, LOCK_UN)
         close(fd)
+        if folderFD >= 0 {
+            flock(folderFD, LOCK_UN)
+            close(folderFD)
+        }
     }
 }
 

@@ -142,6 +142,29 @@ public enum FileSystem {
         }
     }
 
+    /// The path with every symlink resolved (nil when it does not exist).
+    public static func resolvedPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Whether `path` is `folder` or lies inside it, symlinks resolved (of the part that exists).
+    public static func isSameOrInside(_ path: String, _ folder: String) -> Bool {
+        func resolved(_ p: String) -> String {
+            // The nearest existing ancestor resolved, the rest appended as given.
+            var head = absolutePath(p), tail: [String] = []
+            while resolvedPath(head) == nil, head != "/", !head.isEmpty {
+                tail.insert((head as NSString).lastPathComponent, at: 0)
+                head = (head as NSString).deletingLastPathComponent
+            }
+            let base = resolvedPath(head) ?? head
+            return tail.reduce(base) { ($0 as NSString).appendingPathComponent($1) }
+        }
+        let inner = resolved(path), outer = resolved(folder)
+        return inner == outer || inner.hasPrefix(outer.hasSuffix("/") ? outer : outer + "/")
+    }
+
     public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
