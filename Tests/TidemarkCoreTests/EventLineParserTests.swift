@@ -75,6 +75,10 @@ import Testing
         #expect(reason(#"{"event_id":"e","user_id":"u1","event_type":"click","event_time":"1969-12-31T23:59:59Z"}"#)?.contains("before 1970") == true)
         #expect(reason(#"{"event_id":"e","user_id":"u1","event_type":"click","event_time":"2025-08-01T00:00:01Z"}"#)?.contains("more than 24 h ahead") == true)
         #expect(reason(#"{"event_id":"e",\#(base),"received_time":"yesterday"}"#)?.hasPrefix("received_time \"yesterday\"") == true)
+        // A received_time far ahead (a producer's clock gone wrong) would win every later correction.
+        #expect(reason(#"{"event_id":"e",\#(base),"received_time":"2099-01-01T00:00:00Z"}"#) == #"received_time "2099-01-01T00:00:00Z" is more than 24 h ahead of the ingest clock (2025-07-31T00:00:00.000000000Z)"#)
+        #expect(reason(#"{"event_id":"e","received_time":"2025-08-01T00:00:01Z"}"#)?.contains("more than 24 h ahead") == true)
+        #expect(reason(#"{"event_id":"e",\#(base),"received_time":"2025-08-01T00:00:00Z"}"#) == nil)
         #expect(reason(#"{"event_id":"e","event_id":"f",\#(base)}"#) == #"duplicate key "event_id" in one object"#)
         #expect(reason(#"{"event_id":"e\ud800",\#(base)}"#) == #"invalid JSON string: lone surrogate \uD800"#)
         #expect(reason(#"{"event_id":"e\udc00x",\#(base)}"#) == #"invalid JSON string: lone surrogate \uDC00"#)

@@ -309,6 +309,24 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(last.contains("level=error") && last.contains("exit_code=75"), "\(last)")
     }
 
+    /// Freshness counts what brings data in: a rebuild does not refresh the last success,
+    /// and a source that sends no received_time is aged by event_time, not "no data" forever.
+    @Test func freshnessIgnoresRebuildsAndAgesDataWithoutReceivedTime() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z")])
+        var options = f.options()
+        options.clock = { try! Timestamp.parse("2025-07-30T10:00:30Z").get() }
+        _ = try IngestJob.run(options, logger: quietLogger)
+        var rebuild = RebuildOptions(dataFolder: f.data)
+        rebuild.clock = { try! Timestamp.parse("2025-07-30T12:00:00Z").get() }
+        _ = try RebuildJob.run(rebuild, logger: quietLogger)
+        let run = try Binary.run(["freshness", "--data", f.data, "--now", "2025-07-30T10:05:00Z", "--json"])
+        #expect(run.status == 0, "\(run.stdout)")
+        let o = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        #expect(o["last_success_at"] as? String == "2025-07-30T10:00:30.000000000Z", "\(o)")
+        #expect(o["data_age_seconds"] as? Double == 300, "\(o)")
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])

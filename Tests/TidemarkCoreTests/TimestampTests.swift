@@ -41,6 +41,11 @@ import Testing
     @Test func yearsOutsideTheRepresentableRangeAreRejected() {
         #expect(Timestamp.parse("0000-01-01T00:00:00Z") == .failure(.outOfRange("year 0 is outside 1678...2261")))
         #expect(Timestamp.parse("9999-12-31T23:59:59Z") == .failure(.outOfRange("year 9999 is outside 1678...2261")))
+        // The range holds for the UTC time, which is what is stored and read back.
+        #expect(Timestamp.parse("2261-12-31T23:00:00-05:00") == .failure(.outOfRange("year 2262 in UTC is outside 1678...2261")))
+        #expect(Timestamp.parse("1678-01-01T00:00:00+00:01") == .failure(.outOfRange("year 1677 in UTC is outside 1678...2261")))
+        #expect(parse("2261-12-31T23:00:00+05:00")?.rfc3339 == "2261-12-31T18:00:00.000000000Z")
+        #expect(parse("1678-01-01T00:00:00-00:01")?.rfc3339 == "1678-01-01T00:01:00.000000000Z")
         let t = parse("1900-01-01T00:00:00Z")
         #expect(t!.nanosecondsSinceEpoch < 0)
         #expect(t!.rfc3339 == "1900-01-01T00:00:00.000000000Z")

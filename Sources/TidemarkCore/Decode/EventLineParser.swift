@@ -109,7 +109,14 @@ public struct EventLineParser: Sendable {
         case nil, .null?: receivedTime = nil
         case .string(let text)?:
             switch Timestamp.parse(text) {
-            case .success(let t): receivedTime = t
+            case .success(let t):
+                // A received_time far ahead (a producer's clock gone wrong) would win every
+                // later correction of the event and hold freshness at "fresh": rejected as
+                // event_time is.
+                guard t.nanosecondsSinceEpoch <= now.nanosecondsSinceEpoch + maxFutureSkew else {
+                    return .failure(LineRejection("received_time \(quoted(text)) is more than 24 h ahead of the ingest clock (\(now.rfc3339))"))
+                }
+                receivedTime = t
             case .failure(let e): return .failure(LineRejection("received_time \(quoted(text)): \(e)"))
             }
         case let other?:

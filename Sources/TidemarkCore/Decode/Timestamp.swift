@@ -22,6 +22,10 @@ public struct Timestamp: Comparable, Hashable, Sendable {
     }
 
     public static let nanosPerSecond: Int64 = 1_000_000_000
+    /// The seconds (since 1970) of 1678-01-01T00:00:00Z and of 2262-01-01T00:00:00Z: the UTC
+    /// times accepted are in between, so that every stored text parses again.
+    static let firstSecond = Int64(CivilDate.toDays(year: 1678, month: 1, day: 1)) * 86_400
+    static let endSecond = Int64(CivilDate.toDays(year: 2262, month: 1, day: 1)) * 86_400
     public static let nanosPerHour: Int64 = 3_600 * nanosPerSecond
 
     public var secondsSinceEpoch: Double { Double(nanosecondsSinceEpoch) / 1e9 }
@@ -158,6 +162,12 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         guard year >= 1678 && year <= 2261 else { return .failure(.outOfRange("year \(year) is outside 1678...2261")) }
         let days = Int64(CivilDate.toDays(year: year, month: month, day: day))
         let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second - offsetSeconds)
+        // The offset applied, the UTC time must be in range too: it is what is stored, and
+        // read back (2261-12-31T23:00:00-05:00 is 2262 in UTC).
+        guard seconds >= Timestamp.firstSecond && seconds < Timestamp.endSecond else {
+            let utcYear = CivilDate.fromDays(seconds < 0 ? (seconds - 86_399) / 86_400 : seconds / 86_400).year
+            return .failure(.outOfRange("year \(utcYear) in UTC is outside 1678...2261"))
+        }
         return .success(Timestamp(nanosecondsSinceEpoch: seconds * nanosPerSecond + Int64(nanos)))
     }
 }

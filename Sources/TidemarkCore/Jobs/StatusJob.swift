@@ -74,7 +74,7 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
             let tables = hoursWithoutTable.count == 1 ? "partition table missing for 1 hour" : "partition tables missing for \(hoursWithoutTable.count) hours"
             out += "\(tables): \(TextTable.firstFew(hoursWithoutTable)) (run: tidemark rebuild --hour H for each, or rebuild --all)\n"
         }
-        out += "newest received_time ingested: \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
+        out += "newest data ingested (received_time, else event_time): \(newestReceivedTime ?? "-"); last successful batch: \(lastSuccessAt ?? "never")\n\n"
         var rows = [["batch", "kind", "status", "started", "secs", "files", "dup", "quar", "lines", "new", "upd", "dupl", "del", "late", "rej", "parts", "lag p95"]]
         for b in recentBatches {
             rows.append([String(b.batchID), b.kind, b.status, String(b.startedAt.prefix(19)), b.durationSeconds.map { String(format: "%.2f", $0) } ?? "-",

@@ -77,7 +77,9 @@ enum BatchLog {
         var values = counterValues(s, partitions: s.partitionsTouched.count)
         values["batches_total"] = 1
         try addCounters(values, minus: counted, db)
-        if s.status == "succeeded" {
+        // The pipeline's last success (freshness): a run that brought data in, not a rebuild,
+        // which must not make a failing ingest look alive.
+        if s.status == "succeeded" && s.kind != "rebuild" {
             try setState("last_success_at", s.finishedAt, db)
         }
     }

@@ -90,6 +90,8 @@ enum ReportQueries {
             """, arguments: [limit]).map { ($0[0], $0[1], $0[2], $0[3], $0[4]) }
     }
 
+    /// The newest data ingested: the newest received_time, or for rows without one (a source
+    /// may send none) their event_time, so that such a source is not reported stalled forever.
     static func newestReceivedTime(_ db: Database) throws -> Timestamp? {
         var newest: Timestamp?
         // The newest partitions whose table exists (one lost is reported, not fatal).
@@ -97,7 +99,7 @@ enum ReportQueries {
             SELECT p.table_name FROM partitions p JOIN sqlite_master m ON m.type = 'table' AND m.name = p.table_name
             ORDER BY p.hour DESC LIMIT 3
             """) {
-            if let text = try String.fetchOne(db, sql: "SELECT MAX(received_time) FROM \(table)"),
+            if let text = try String.fetchOne(db, sql: "SELECT MAX(COALESCE(received_time, event_time)) FROM \(table)"),
                let t = try? Timestamp.parse(text).get() {
                 newest = max(newest ?? t, t)
             }
