@@ -153,6 +153,67 @@ import Testing
         #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
     }
 
+    /// A database restored from an older backup forgets files it had applied, which are in
+    /// the archive: validate names them (`archive_in_ledger`) and says to backfill the archive,
+    /// which applies them where they lie (no second copy), and validate passes again.
+    @Test func filesTheLedgerLostAreFoundByValidateAndBackfilledInPlace() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let backup = f.root + "/backup.sqlite"
+        try FileManager.default.copyItem(atPath: f.database, toPath: backup) // ingest ends with a full checkpoint
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z"), tombstoneLine("one")])
+        #expect(try Binary.run(args(f)).status == 0)
+        try FileManager.default.removeItem(atPath: f.database)
+        try FileManager.default.copyItem(atPath: backup, toPath: f.database)
+        #expect(try Binary.run(args(f)).status == 0)
+        let archived = FileSystem.regularFiles(under: f.data + "/archive").count
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 1, "\(validate.stdout)")
+        #expect(validate.stdout.contains("archive_in_ledger") && validate.stdout.contains("2.ndjson.gz is in the archive but not in the ledger"), "\(validate.stdout)")
+        #expect(validate.stdout.contains("hint: the database lost files it had applied"), "\(validate.stdout)")
+        let backfill = try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data])
+        #expect(backfill.status == 0, "\(backfill.stderr)")
+        #expect(try f.row("two") != nil && f.row("one")?.isValid == 0)
+        #expect(FileSystem.regularFiles(under: f.data + "/archive").count == archived)
+        let again = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(again.status == 0, "\(again.stdout)")
+    }
+
+    /// A database lost (deleted, or emptied) beside an archive is not silently started anew,
+    /// which would forget every archived file: ingest and readers refuse, saying how to
+    /// recover; a backfill of the archive into the same data folder is that recovery. Another
+    /// program's database is not taken over either.
+    @Test func aLostDatabaseIsNotStartedAnewBesideItsArchive() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let before = try f.eventRows()
+        for emptied in [false, true] {
+            // Refused runs create no database: there is none to remove the second time.
+            if !emptied { try FileManager.default.removeItem(atPath: f.database) }
+            #expect(!FileManager.default.fileExists(atPath: f.database))
+            if emptied { createTestFile(atPath: f.database, contents: Data()) }
+            for command in [args(f), ["status", "--data", f.data], ["validate", "--data", f.data], ["rebuild", "--all", "--data", f.data]] {
+                let run = try Binary.run(command)
+                #expect(run.status == 66, "\(command[0]): \(run.stderr)")
+                #expect(run.stderr.contains("is missing or empty, but \(f.data)/archive holds files a database recorded"), "\(command[0]): \(run.stderr)")
+            }
+            #expect(try Binary.run(args(f)).stderr.contains("hint: restore tidemark.sqlite from backup, or load the archive into a new data folder"))
+        }
+        let recovered = try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data])
+        #expect(recovered.status == 0, "\(recovered.stderr)")
+        #expect(try f.eventRows() == before)
+        #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+        // Another program's database under the name.
+        let other = TestFolder()
+        try FileManager.default.createDirectory(atPath: other.data, withIntermediateDirectories: true)
+        try DatabaseQueue(path: other.database).write { try $0.execute(sql: "CREATE TABLE accounts (id INTEGER)") }
+        let foreign = try Binary.run(["ingest", "--landing", other.landing, "--data", other.data])
+        #expect(foreign.status == 74 && foreign.stderr.contains("holds tables, but none of tidemark's"), "\(foreign.stderr)")
+        #expect(try DatabaseQueue(path: other.database).read { try $0.tableExists("partitions") } == false)
+    }
+
     /// A file applied and committed whose archive move fails ends the batch with exit 74
     /// naming it; it stays in landing, and the run after the cause is fixed finishes the move
     /// without applying it again.

@@ -109,7 +109,12 @@ public enum IngestJob {
         defer { withExtendedLifetime(landingLock) {} }
         // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
         // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
-        let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8)
+        // A backfill of this data folder's own archive is how a lost database is rebuilt in place
+        // (`BatchRunner.adoptsArchivedFiles`).
+        let recovering = options.kind == .backfill
+            && FileSystem.isSameOrInside(options.landingFolder, (options.dataFolder as NSString).appendingPathComponent("archive"))
+        let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8,
+                                      allowsArchiveWithoutDatabase: recovering)
         for skipped in scan.skipped {
             // An entry that looks meant as data is never ingested unless renamed: say so. So is a
             // folder a backfill does not read.
@@ -168,6 +173,9 @@ struct BatchRunner {
     let session: IngestSession
     let archiveFolder: String
     let quarantineFolder: String
+    /// A backfill of this data folder's own archive (a lost database rebuilt in place): each
+    /// file stays where it is and the ledger records it there, instead of a second copy.
+    let adoptsArchivedFiles: Bool
     var summary = BatchSummary()
     var nextFileID: Int64
     var maxEventTime: Timestamp?
@@ -221,6 +229,8 @@ struct BatchRunner {
         heldFilesLimit = max(16, openFiles - filesAhead - 128)
         archiveFolder = (dataFolder as NSString).appendingPathComponent("archive/" + String(started.rfc3339.prefix(10)))
         quarantineFolder = (dataFolder as NSString).appendingPathComponent("quarantine")
+        adoptsArchivedFiles = options.kind == .backfill
+            && FileSystem.isSameOrInside(options.landingFolder, (options.dataFolder as NSString).appendingPathComponent("archive"))
         let batchID: Int64
         if options.dryRun {
             try db.execute(sql: "BEGIN IMMEDIATE")
@@ -476,7 +486,8 @@ struct BatchRunner {
         LedgerEntry(fileID: f.fileID, name: f.file.name, size: f.held?.size ?? f.file.size, sha256: sha, status: status, reason: nil,
                     duplicateOf: nil, batchID: summary.batchID, counts: LineCounts(), lateEvents: 0,
                     watermarkBefore: status == .applied ? f.watermarkBefore : nil, ingestedAt: now, sourcePath: f.file.path,
-                    location: destination(in: status == .quarantined ? quarantineFolder : archiveFolder, name: f.file.name, fileID: f.fileID))
+                    location: adoptsArchivedFiles && status != .quarantined ? f.file.path
+                        : destination(in: status == .quarantined ? quarantineFolder : archiveFolder, name: f.file.name, fileID: f.fileID))
     }
 
     /// A file has been read to its end (or failed): decide its fate.

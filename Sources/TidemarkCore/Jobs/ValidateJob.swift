@@ -64,11 +64,16 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
             || failed.contains(where: { $0.hasPrefix("replay_") }) {
             steps.append("the tables disagree with what the archive gives: tidemark rebuild --hour H for the hours named above (or rebuild --all) recomputes them from the archived files; then validate again")
         }
+        if failed.contains("archive_in_ledger") {
+            steps.append("the database lost files it had applied (restored from an older backup, or its last commits lost): tidemark backfill --from-dir DATA/archive --data DATA applies them again where they lie (files the ledger holds are skipped)")
+        }
         if failed.contains("line_accounting") {
             steps.append("a file's line counts do not add up: the ledger was edited, or this is a tidemark bug; rebuild does not change the ledger, so please report it with the findings")
         }
         if failed.contains(where: { $0.hasPrefix("source_") }) {
-            steps.append("the tables disagree with the sent log: ingest whatever still waits in landing; validate --replay tells whether the archive agrees with the tables (then the sent log has deliveries the archive lacks) or not (then rebuild --all)")
+            steps.append(failed.contains("archive_in_ledger")
+                ? "the tables disagree with the sent log: first apply the archived files the ledger lacks (above), then validate again"
+                : "the tables disagree with the sent log: ingest whatever still waits in landing; validate --replay tells whether the archive agrees with the tables (then the sent log has deliveries the archive lacks) or not (then rebuild --all)")
         }
         return steps
     }
@@ -340,6 +345,19 @@ struct Validator {
             detail: "every ledger file's archived copy exists with its SHA-256"
                 + (awaitingMove > 0 ? " (\(awaitingMove) committed files still in landing, to be moved)" : ""),
             findings: archive)
+        // The other way round: a file in the archive the ledger does not name was applied by a
+        // database that is gone (restored from an older backup, or its last commits lost with
+        // the WAL): its events are missing, and no rebuild reads it.
+        guard options.hours == nil else { return }
+        let recorded = Set(ledger.map { ($0.location as NSString).standardizingPath })
+        var unrecorded: [String] = [], unrecordedCount = 0
+        let archiveFolder = (FileSystem.absolutePath(dataFolder) as NSString).appendingPathComponent("archive")
+        for path in FileSystem.regularFiles(under: archiveFolder) where !recorded.contains((path as NSString).standardizingPath) {
+            unrecordedCount += 1
+            if unrecorded.count < limit { unrecorded.append("\(path) is in the archive but not in the ledger") }
+        }
+        add("archive_in_ledger", failures: unrecordedCount, checked: unrecordedCount + recorded.count,
+            detail: "every file in the archive is one the ledger recorded", findings: unrecorded)
     }
 
     // MARK: Against a source

@@ -20,25 +20,33 @@ public final class Warehouse {
     public let dataFolder: String
     public let databasePath: String
     let queue: DatabaseQueue
+    private let allowsArchiveWithoutDatabase: Bool
 
     /// Opens (and creates or migrates) the database in `dataFolder`.
     /// - Parameters:
     ///   - create: create the folder and database when missing; otherwise a missing database is exit 66.
     ///   - busyTimeout: how long to wait for another connection's write lock before giving up (exit 75).
+    ///   - allowsArchiveWithoutDatabase: a missing or empty database beside a non-empty archive
+    ///     is refused (the database was lost: a new one would forget those files) unless set,
+    ///     as by a backfill of that archive, which is the recovery.
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
-                cacheMebibytes: Int = 24) throws {
+                cacheMebibytes: Int = 24, allowsArchiveWithoutDatabase: Bool = false) throws {
         _ = Warehouse.tuneSQLiteOnce
         self.dataFolder = dataFolder
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
+        self.allowsArchiveWithoutDatabase = allowsArchiveWithoutDatabase
         if !FileSystem.exists(databasePath) {
             guard create && !readOnly else {
                 if FileSystem.exists(dataFolder) && !FileSystem.isFolder(dataFolder) {
                     throw TidemarkError("open data folder", dataFolder, cause: "not a folder (a file is there)",
                                         hint: "pass the data folder (the one holding tidemark.sqlite) as --data", exit: .noInput)
                 }
+                if Warehouse.archiveHoldsFiles(dataFolder) { throw Warehouse.lostDatabase(dataFolder, databasePath) }
                 throw TidemarkError("open database", databasePath, cause: "no such file",
                                     hint: "run 'tidemark ingest --data \(dataFolder)' first, or pass the right --data", exit: .noInput)
             }
+            // A missing database beside an archive was lost: a new one would forget every file.
+            if Warehouse.archiveHoldsFiles(dataFolder) && !allowsArchiveWithoutDatabase { throw Warehouse.lostDatabase(dataFolder, databasePath) }
             try FileSystem.makeFolder(dataFolder)
         }
         var config = Configuration()
@@ -69,8 +77,14 @@ public final class Warehouse {
                                             hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
                     }
                 }
+                if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
                 try Schema.migrator.migrate(queue)
             } else if try !queue.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
+                if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
+                if try queue.read({ try $0.tableExists("grdb_migrations") == false && Int.fetchOne($0, sql: "SELECT COUNT(*) FROM sqlite_master") == 0 }) {
+                    throw TidemarkError("open database", databasePath, cause: "is empty: it holds no tidemark table",
+                                        hint: "pass the right --data; or restore \(Warehouse.databaseName) from backup", exit: .ioError)
+                }
                 // Readers never write, so they cannot upgrade an older database themselves.
                 throw TidemarkError("open database", databasePath, cause: "written by an earlier version of tidemark and not upgraded yet",
                                     hint: "run 'tidemark ingest' (or backfill or rebuild) once: it upgrades the database before anything else", exit: .ioError)
@@ -78,6 +92,31 @@ public final class Warehouse {
         } catch let error as DatabaseError {
             throw Warehouse.translate(error, operation: "open database", target: databasePath)
         }
+    }
+
+    /// Why this database cannot be tidemark's, if so: tables but none of tidemark's (another
+    /// program's database), or no table at all while the archive holds files a database
+    /// recorded (the database was lost and created anew, or emptied). A new data folder has no
+    /// archive yet.
+    private func notTidemark(_ db: Database) throws -> TidemarkError? {
+        guard try !db.tableExists("grdb_migrations") else { return nil }
+        let recovery = "restore \(Warehouse.databaseName) from backup, or load the archive into a new data folder: tidemark backfill --from-dir \(dataFolder)/archive --data NEW"
+        if try (Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") ?? 0) > 0 {
+            return TidemarkError("open database", databasePath, cause: "holds tables, but none of tidemark's: another program's database?",
+                                 hint: "pass the right --data; " + recovery, exit: .ioError)
+        }
+        return !allowsArchiveWithoutDatabase && Warehouse.archiveHoldsFiles(dataFolder) ? Warehouse.lostDatabase(dataFolder, databasePath, recovery) : nil
+    }
+
+    private static func lostDatabase(_ dataFolder: String, _ databasePath: String, _ recovery: String? = nil) -> TidemarkError {
+        TidemarkError("open database", databasePath, cause: "is missing or empty, but \(dataFolder)/archive holds files a database recorded: the database was lost or replaced, and starting anew would forget them",
+                      hint: recovery ?? "restore \(Warehouse.databaseName) from backup, or load the archive into a new data folder: tidemark backfill --from-dir \(dataFolder)/archive --data NEW",
+                      exit: .noInput)
+    }
+
+    /// Whether the data folder's archive holds at least one file.
+    static func archiveHoldsFiles(_ dataFolder: String) -> Bool {
+        !FileSystem.regularFiles(under: (dataFolder as NSString).appendingPathComponent("archive")).isEmpty
     }
 
     /// Runs `body` on the connection outside any transaction; the body manages transactions.
@@ -112,7 +151,7 @@ public final class Warehouse {
                                  hint: "free space on the data folder's file system, then rerun: nothing was half-applied", exit: .ioError)
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
-                                 hint: "restore from backup, or reload the archive into a new data folder: for d in DATA/archive/*/; do tidemark backfill --from-dir \"$d\" --data NEW; done", exit: .ioError)
+                                 hint: "restore from backup, or load the archive into a new data folder: tidemark backfill --from-dir DATA/archive --data NEW", exit: .ioError)
         case .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_PERM:
             return TidemarkError(operation, target, cause: error.message ?? "I/O error",
                                  hint: "check permissions and free space of the data folder", exit: .ioError)
