@@ -234,6 +234,35 @@ import Testing
         #expect(second.filesApplied == 1 && second.lines.new == 112_000)
     }
 
+    /// An event whose correction moves it to another hour leaves the same tables whether both
+    /// deliveries come in one batch or in two: the hour it left keeps an (empty) table either
+    /// way, and a rebuild finds every hour as it is.
+    @Test func anEventMovedOutOfAnHourLeavesTheSameTablesInOneBatchOrTwo() throws {
+        let first = recordLine("e1", user: "u1", type: "click", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:01Z")
+        let moved = recordLine("e1", user: "u1", type: "click", time: "2025-07-30T11:10:00Z", received: "2025-07-30T11:10:01Z")
+        func tables(_ f: TestFolder) throws -> [String] {
+            try f.query { db in
+                try Row.fetchAll(db, sql: "SELECT hour, table_name, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" }
+                    + String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events_%' ORDER BY name")
+                    + Row.fetchAll(db, sql: "SELECT * FROM hourly_summary ORDER BY hour").map { "\($0["hour"]!) \($0["event_type"]!) \($0["valid_events"]!)" }
+            }
+        }
+        let oneBatch = TestFolder()
+        oneBatch.land("1.ndjson.gz", [first, moved])
+        try oneBatch.ingest()
+        let twoBatches = TestFolder()
+        twoBatches.land("1.ndjson.gz", [first])
+        try twoBatches.ingest()
+        twoBatches.land("2.ndjson.gz", [moved])
+        try twoBatches.ingest()
+        #expect(try tables(oneBatch) == tables(twoBatches))
+        #expect(try tables(oneBatch).contains("events_2025073010"))
+        for f in [oneBatch, twoBatches] {
+            let rebuild = try RebuildJob.run(RebuildOptions(dataFolder: f.data), logger: quietLogger)
+            #expect(rebuild.hours.map(\.outcome) == ["unchanged", "unchanged"], "\(rebuild.hours)")
+        }
+    }
+
     /// Same inputs give the same tables whatever the file order and batch boundaries.
     @Test func anyOrderAndBatchSplitGivesIdenticalTables() throws {
         var random = SeededRandom(seed: 5)
@@ -282,10 +311,17 @@ import Testing
             let report = try ValidateJob.run(ValidateOptions(dataFolder: f.data), logger: quietLogger)
             #expect(report.failedChecks == [], "trial \(trial)")
             let rows = try f.eventRows()
+            // The summaries, and the partitions themselves: which tables exist, their counts and checksums.
             let summary = try f.query { db in
                 try Row.fetchAll(db, sql: "SELECT hour, event_type, valid_events, distinct_users, deleted_events FROM hourly_summary ORDER BY hour, event_type")
                     .map { "\($0)" }
+                + Row.fetchAll(db, sql: "SELECT hour, table_name, row_count, valid_count, checksum FROM partitions ORDER BY hour").map { "\($0)" }
+                + String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events_%' ORDER BY name")
             }
+            // Rebuilt from the archive, every hour is found as it is.
+            let rebuild = try RebuildJob.run(RebuildOptions(dataFolder: f.data), logger: quietLogger)
+            let allUnchanged = rebuild.hours.allSatisfy { $0.isUnchanged }
+            #expect(allUnchanged, "trial \(trial): \(rebuild.hours.map { "\($0.hour) \($0.outcome)" })")
             if let reference {
                 #expect(rows == reference, "trial \(trial)")
                 #expect(summary == referenceSummary, "trial \(trial)")

@@ -400,6 +400,10 @@ extension MergeWriter {
         defer { fold?.cancel() }
         let stored = try readStoredStates(group)
         let merged = try merge(group, stored, fold: fold)
+        // Every hour an event passed through has a table, even when it left that hour within
+        // this group: the same files in one batch or in several give the same tables (in
+        // several, the row was written there, then moved out, leaving the table).
+        for move in merged.moves { try ensureTable(move.from) }
         let (appended, newCount) = try writeChanges(group, stored, merged.states)
         for move in merged.moves {
             try db.cachedStatement(sql: "INSERT INTO event_moves (event_id, from_hour, to_hour, batch_id) VALUES (?, ?, ?, ?)")
