@@ -34,6 +34,9 @@ struct BackfillCommand: ParsableCommand {
 
     @OptionGroup var apply: ApplyOptions
 
+    @Option(help: "Write Prometheus textfile metrics here after the backfill (atomically): the cumulative counters, and the backfill as the last batch.")
+    var metricsFile: String?
+
     func validate() throws {
         for (flag, value) in [("--since", since), ("--until", until)] {
             if let value, (try? Timestamp.parse(value).get()) == nil { throw ValidationError("\(flag) \(value) is not an RFC 3339 time") }
@@ -64,6 +67,7 @@ struct BackfillCommand: ParsableCommand {
             } else if shared.verbose || isatty(1) == 1 {
                 print(summary.oneLine + (summary.filesSkipped > 0 ? ", \(summary.filesSkipped) files already ingested" : ""))
             }
+            if let metricsFile, !dryRun { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
             if let unreadable = summary.endError { throw unreadable }
         } catch {
             throw fail(error)

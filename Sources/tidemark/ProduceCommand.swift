@@ -13,8 +13,10 @@ struct ProduceCommand: ParsableCommand {
         abstract: "Simulate the event source: publish gzipped NDJSON files into the landing folder and keep a sent log.",
         discussion: """
             Real time (default): one file per second (--file-seconds) with --rate events per second, \
-            until --count, --duration or SIGINT/SIGTERM; on a signal or at the end, everything held \
-            back (late records, corrections, redeliveries) is published at once, then exit 0. \
+            until --count, --duration or SIGINT/SIGTERM; on a signal or at the end, what is held \
+            back (late records, corrections, redeliveries) goes out one file a second, no file before \
+            the time it is named for, then exit 0 (a second signal, a second or more after the first, \
+            ends that wait and exits at once). \
             --fast: simulated clock from --start, no sleeping; at the end what is held back goes out \
             in the following simulated seconds' files (also on SIGINT/SIGTERM, which stop new \
             events). Same --seed and options, same bytes.

@@ -15,7 +15,7 @@ struct RebuildCommand: ParsableCommand {
     @OptionGroup var shared: SharedOptions
     @OptionGroup var hours: HourRangeOptions
 
-    @Flag(help: "Rebuild every partition.")
+    @Flag(help: "Rebuild every hour that has a partition, a table, archived files or lookup entries.")
     var all = false
 
     @Flag(help: "Show per hour the rows that would be added, changed or removed; write nothing.")

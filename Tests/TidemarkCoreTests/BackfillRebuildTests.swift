@@ -494,6 +494,23 @@ import Testing
         try Binary.run(["backfill", "--from-dir", from, "--data", f.data] + extra, environment: env)
     }
 
+    /// Backfill writes the metrics file too: the counters include its files, and it is the
+    /// last batch; the backlog gauges, which are the landing folder's, are left out.
+    @Test func backfillWritesTheMetricsFile() throws {
+        let f = TestFolder()
+        let source = f.root + "/old"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        f.land("a.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:02Z")], folder: source)
+        let run = try backfill(f, from: source, extra: ["--metrics-file", f.root + "/tidemark.prom"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let metrics = try parsePrometheus(try String(contentsOfFile: f.root + "/tidemark.prom", encoding: .utf8))
+        #expect(metrics["tidemark_files_applied_total"]?.value == 1 && metrics["tidemark_last_batch_files"]?.value == 1)
+        #expect(metrics["tidemark_event_delay_max_seconds"]?.value == 2)
+        #expect(metrics["tidemark_backlog_files"] == nil)
+        let dry = try backfill(f, from: source, extra: ["--dry-run", "--metrics-file", f.root + "/dry.prom"])
+        #expect(dry.status == 0 && !FileManager.default.fileExists(atPath: f.root + "/dry.prom"))
+    }
+
     /// A subfolder of the backfill source that cannot be read: the rest is applied, the run
     /// ends with exit 74 naming the folder, and a rerun once it is readable takes its files.
     /// Run as the user nobody: root reads everything.

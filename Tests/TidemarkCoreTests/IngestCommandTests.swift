@@ -289,8 +289,11 @@ import Testing
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z"), "not json"])
         f.landBytes("2.ndjson.gz", Array("not gzip at all".utf8))
+        f.land("3.ndjson.gz", [recordLine("f", time: "2025-07-30T10:00:00Z")])
         let run = try Binary.run(args(f, ["--dry-run"]))
         #expect(run.status == 0, "\(run.stderr)")
+        // Listed in name order, the order files are taken in, whatever order each was settled in.
+        #expect(run.stdout.split(separator: "\n").dropLast().map { $0.prefix(11) } == ["1.ndjson.gz", "2.ndjson.gz", "3.ndjson.gz"], "\(run.stdout)")
         #expect(run.stdout.contains("1.ndjson.gz\tapply\t2 lines\t2025-07-30T10"), "\(run.stdout)")
         #expect(run.stdout.contains("2.ndjson.gz\tquarantine: not a gzip file"), "\(run.stdout)")
         #expect(run.stdout.contains("would touch 1 hours: 2025-07-30T10"), "\(run.stdout)")
@@ -402,7 +405,7 @@ import Testing
         let codes: [String: [Int]] = [
             "ingest": [0, 64, 66, 74, 75], "backfill": [0, 64, 66, 74, 75], "produce": [0, 64, 74, 75],
             "validate": [0, 1, 64, 66, 74, 75], "rebuild": [0, 64, 65, 66, 74, 75], "status": [0, 64, 66, 74],
-            "freshness": [0, 1, 2, 64, 66], "report": [0, 64, 66, 74], "demo": [0, 1, 64, 65, 66, 74, 75],
+            "freshness": [0, 1, 2, 64, 66, 74], "report": [0, 64, 66, 74], "demo": [0, 1, 64, 65, 66, 74, 75],
         ]
         for (command, expected) in codes {
             let help = try Binary.run([command, "--help"])

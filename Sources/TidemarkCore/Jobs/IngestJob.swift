@@ -337,6 +337,8 @@ struct BatchRunner {
         } else {
             try commitChunk()
         }
+        // Listed in name order, the order files are taken in (each is added as it is settled).
+        summary.files.sort { utf8Less($0.name, $1.name) }
         summary.tombstonesPending = session.pendingTombstones
         summary.partitionsCreated = session.writer.createdHours.count
         summary.lag = BatchSummary.Percentiles(lags)

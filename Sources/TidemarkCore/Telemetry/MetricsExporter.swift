@@ -30,8 +30,10 @@ public enum MetricsExporter {
             gauge("last_batch_lines", "Lines read by the last batch.", Double(s.lines.read))
             gauge("last_batch_partitions_touched", "Partitions (hours) whose rows and summaries the last batch changed.", Double(s.partitionsTouched.count))
             gauge("tombstones_pending", "Tombstones still waiting for their event.", Double(s.tombstonesPending))
-            gauge("backlog_files", "Files left in the landing folder after the last batch.", Double(s.backlogFiles))
-            gauge("backlog_bytes", "Bytes left in the landing folder after the last batch.", Double(s.backlogBytes))
+            if s.kind == "ingest" { // a backfill's are its source folder's, not landing's
+                gauge("backlog_files", "Files left in the landing folder after the last batch.", Double(s.backlogFiles))
+                gauge("backlog_bytes", "Bytes left in the landing folder after the last batch.", Double(s.backlogBytes))
+            }
         }
         let timings = last.flatMap { $0.lag.count > 0 ? StoredTimings(lag: $0.lag, eventDelay: $0.eventDelay) : nil } ?? latestTimings
         if let t = timings {
