@@ -214,6 +214,22 @@ import Testing
         #expect(try DatabaseQueue(path: other.database).read { try $0.tableExists("partitions") } == false)
     }
 
+    /// A partition table dropped by hand stops the next batch that writes there, and the
+    /// error says which rebuild restores it; after that rebuild the batch goes through.
+    @Test func aDroppedPartitionTableStopsIngestWithTheRebuildToRun() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        try f.execute("DROP TABLE events_2025073010")
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:30:00Z")])
+        let stopped = try Binary.run(args(f))
+        #expect(stopped.status == 74, "\(stopped.stderr)")
+        #expect(stopped.stderr.contains("a partition table is missing") && stopped.stderr.contains("hint: run 'tidemark rebuild --hour 2025-07-30T10'"), "\(stopped.stderr)")
+        #expect(try Binary.run(["rebuild", "--hour", "2025-07-30T10", "--data", f.data]).status == 0)
+        #expect(try Binary.run(args(f)).status == 0)
+        #expect(try f.row("one") != nil && f.row("two") != nil)
+    }
+
     /// A file applied and committed whose archive move fails ends the batch with exit 74
     /// naming it; it stays in landing, and the run after the cause is fixed finishes the move
     /// without applying it again.

@@ -61,6 +61,8 @@ import Testing
     }
 
     @Test func hoursAndTableNames() {
+        #expect(PartitionHour.fromTableName("events_2025073011")?.label == "2025-07-30T11")
+        #expect(PartitionHour.fromTableName("events_2025073024") == nil && PartitionHour.fromTableName("events_20250730") == nil)
         let t = parse("2025-07-30T10:59:59.999Z")!
         #expect(t.hour.label == "2025-07-30T10")
         #expect(t.hour.tableName == "events_2025073010")

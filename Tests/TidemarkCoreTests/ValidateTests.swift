@@ -177,6 +177,15 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
         let after = try Binary.run(["validate", "--data", f.data, "--landing", f.landing, "--sent-log", f.sent])
         #expect(after.status == 0 && !after.stdout.contains("landing_backlog"), "\(after.stdout)")
+        // A landing folder that cannot be read is said to be unknown, not taken as empty.
+        let unknown = try Binary.run(["validate", "--data", f.data, "--landing", f.root + "/no-landing", "--sent-log", f.sent])
+        #expect(unknown.status == 0 && unknown.stdout.contains("the landing folder could not be read"), "\(unknown.stdout)")
+        // A quarantined file is listed for information: its events are not in the tables.
+        f.landBytes("bad.ndjson.gz", Array("not gzip".utf8))
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let quarantined = try Binary.run(["validate", "--data", f.data])
+        #expect(quarantined.status == 0, "\(quarantined.stdout)")
+        #expect(quarantined.stdout.contains("quarantined_files") && quarantined.stdout.contains("bad.ndjson.gz: not a gzip file"), "\(quarantined.stdout)")
     }
 
     @Test func deletedRowRemovedIsDetected() throws {

@@ -220,6 +220,15 @@ public struct PartitionHour: Comparable, Hashable, Sendable, CustomStringConvert
 
     public var description: String { label }
 
+    /// The hour a table name `events_YYYYMMDDHH` stands for.
+    public static func fromTableName(_ name: String) -> PartitionHour? {
+        let digits = Array(name.utf8.dropFirst("events_".count))
+        guard name.hasPrefix("events_"), digits.count == 10, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        let d = String(decoding: digits, as: UTF8.self)
+        func part(_ from: Int, _ length: Int) -> Substring { d.dropFirst(from).prefix(length) }
+        return parse("\(part(0, 4))-\(part(4, 2))-\(part(6, 2))T\(part(8, 2))")
+    }
+
     /// Parses `YYYY-MM-DDTHH` (as printed by `label`), also accepting a full RFC 3339 time.
     public static func parse(_ text: String) -> PartitionHour? {
         if case .success(let t) = Timestamp.parse(text) { return t.hour }

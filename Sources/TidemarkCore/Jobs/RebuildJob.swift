@@ -404,7 +404,7 @@ public enum RebuildJob {
         for file in files {
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else {
                 throw TidemarkError("rebuild", file.location, cause: "archived file \(file.name) (ledger file \(file.fileID)) is missing",
-                                    hint: "restore it from backup into that path, then rerun", exit: .noInput)
+                                    hint: "restore it from backup into that path, then rerun; hours rebuilt before this one stay rebuilt, and other hours can be rebuilt one at a time with --hour H (validate names the hours that need it)", exit: .noInput)
             }
             paths.append(path)
         }
@@ -441,7 +441,7 @@ public enum RebuildJob {
             }
             guard let end = piece.end else { continue }
             let changed = TidemarkError("rebuild", file.location, cause: "archived file \(file.name) no longer matches its SHA-256 in the ledger",
-                                        hint: "restore the original file; rebuild refuses to use changed raw data", exit: .dataError)
+                                        hint: "restore the original file; rebuild refuses to use changed raw data (hours rebuilt before this one stay rebuilt; others can be rebuilt one at a time with --hour H)", exit: .dataError)
             switch end {
             case .success(let summary):
                 guard summary.sha256 == file.sha256 else { throw changed }

@@ -148,7 +148,7 @@ public final class Warehouse {
                                  hint: "run 'tidemark validate' to find the inconsistency, then 'tidemark rebuild' the hours it names", exit: .ioError)
         case .SQLITE_FULL:
             return TidemarkError(operation, target, cause: "disk full (the transaction was rolled back)",
-                                 hint: "free space on the data folder's file system, then rerun: nothing was half-applied", exit: .ioError)
+                                 hint: "free space on the data folder's file system (not by deleting archive/: rebuild and validate need every file there), then rerun: nothing was half-applied", exit: .ioError)
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
                                  hint: "restore from backup, or load the archive into a new data folder: tidemark backfill --from-dir DATA/archive --data NEW", exit: .ioError)
@@ -156,6 +156,13 @@ public final class Warehouse {
             return TidemarkError(operation, target, cause: error.message ?? "I/O error",
                                  hint: "check permissions and free space of the data folder", exit: .ioError)
         default:
+            // A partition table dropped by hand: rebuild restores it from the archive.
+            if let message = error.message, let range = message.range(of: "no such table: events_") {
+                let table = String(message[range.lowerBound...].dropFirst("no such table: ".count).prefix(while: { $0.isNumber || $0 == "_" || $0.isLetter }))
+                let hour = PartitionHour.fromTableName(table).map { " --hour \($0)" } ?? " --all"
+                return TidemarkError(operation, target, cause: "\(message) (code \(error.resultCode.rawValue)): a partition table is missing",
+                                     hint: "run 'tidemark rebuild\(hour)' to restore it from the archived files, then rerun", exit: .ioError)
+            }
             return TidemarkError(operation, target, cause: "\(error.message ?? "SQLite error") (code \(error.resultCode.rawValue))", exit: .ioError)
         }
     }
