@@ -30,6 +30,7 @@ struct FreshnessCommand: ParsableCommand {
     }
 
     func run() throws {
+        _ = shared.makeLogger() // errors follow --log-format
         let clock = now.flatMap { try? Timestamp.parse($0).get() } ?? Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970)
         do {
             let report = try FreshnessReport.check(dataFolder: shared.dataFolder, warnAfter: FreshnessReport.parseDuration(warnAfter)!,

@@ -28,7 +28,7 @@ struct IngestCommand: ParsableCommand {
     @Flag(help: "Decode and merge, report what would change, write nothing and move nothing.")
     var dryRun = false
 
-    @Flag(help: "Print the batch summary as one JSON document on stdout.")
+    @Flag(help: "Print the batch summary as one JSON document on stdout (with --loop, one line per batch: JSON Lines).")
     var json = false
 
     @OptionGroup var apply: ApplyOptions
@@ -65,7 +65,8 @@ struct IngestCommand: ParsableCommand {
         options.filesPerCommit = filesPerCommit
         StopSignal.install()
         let report = { (summary: BatchSummary) in
-            if json { printJSON(try summary.jsonText()) } else if dryRun { printDryRunPlan(summary) }
+            // A loop prints one document per batch, each on its own line (JSON Lines).
+            if json { printJSON(try summary.jsonText(oneLine: loop)) } else if dryRun { printDryRunPlan(summary) }
             if let metricsFile, !dryRun { try MetricsExporter.write(dataFolder: shared.dataFolder, to: metricsFile, last: summary) }
         }
         do {

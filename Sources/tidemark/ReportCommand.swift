@@ -13,6 +13,7 @@ struct ReportCommand: ParsableCommand {
     var html: String
 
     func run() throws {
+        _ = shared.makeLogger() // errors follow --log-format
         do {
             try HTMLReport.write(dataFolder: shared.dataFolder, to: html)
         } catch {

@@ -25,6 +25,7 @@ struct StatusCommand: ParsableCommand {
     }
 
     func run() throws {
+        _ = shared.makeLogger() // errors follow --log-format
         do {
             let report = try StatusJob.run(dataFolder: shared.dataFolder, landingFolder: shared.landingFolder, batches: batches, rejected: rejected)
             if json { printJSON(try report.jsonText()) } else { print(report.text, terminator: "") }

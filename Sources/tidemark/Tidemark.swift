@@ -1,8 +1,36 @@
 import ArgumentParser
+import Foundation
 import TidemarkCore
 
 @main
 struct Tidemark: ParsableCommand {
+    /// As `ParsableCommand.main`, except that a usage error follows `--log-format json|logfmt`
+    /// when it was given (and parsed far enough to be known): one record, like other errors.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure || code.rawValue == 64, let format = requestedLogFormat, format != .text {
+                LogSetup.bootstrap(format: format, verbose: false)
+                _ = fail(TidemarkError("usage", "", cause: message(for: error), hint: "see tidemark --help", exit: .usage))
+                Foundation.exit(code.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
+
+    /// `--log-format F` or `--log-format=F` on the command line, when F is a known format.
+    private static var requestedLogFormat: LogFormat? {
+        let arguments = CommandLine.arguments
+        for (n, argument) in arguments.enumerated() {
+            if argument == "--log-format", n + 1 < arguments.count { return LogFormat(rawValue: arguments[n + 1]) }
+            if argument.hasPrefix("--log-format=") { return LogFormat(rawValue: String(argument.dropFirst("--log-format=".count))) }
+        }
+        return nil
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "tidemark",
         abstract: "Land user-activity events into hourly SQLite partitions, exactly, from gzipped NDJSON files.",

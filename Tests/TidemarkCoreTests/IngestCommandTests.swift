@@ -684,10 +684,11 @@ import Testing
         let f = TestFolder()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2"]
-        let log = f.root + "/loop.log"
+        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--loop", "--interval", "0.2", "--json"]
+        let log = f.root + "/loop.log", out = f.root + "/loop.out"
         createTestFile(atPath: log, contents: nil)
-        process.standardOutput = FileHandle.nullDevice
+        createTestFile(atPath: out, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: out)
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
         func applied() -> Int {
@@ -722,6 +723,13 @@ import Testing
         #expect(batches >= 3)
         let warnings = try String(contentsOfFile: log, encoding: .utf8)
         #expect(warnings.contains("skipped a batch") && warnings.contains("another tidemark job is running"), "\(warnings)")
+        // --json in a loop: one document per line (JSON Lines), one per batch run.
+        let documents = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        #expect(documents.count >= 3)
+        for line in documents {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["batch_id"] != nil, "\(line)")
+        }
     }
 
     @Test func logFormatsAreStructured() throws {
@@ -741,12 +749,19 @@ import Testing
         let logfmt = try Binary.run(args(f, ["--log-format", "logfmt"]))
         #expect(logfmt.stderr.contains("level=warning") && logfmt.stderr.contains("file=3.ndjson.gz"))
         // An error that ends the command is one record in the same format, with its hint.
-        let missing = try Binary.run(["ingest", "--landing", f.root + "/nowhere", "--data", f.data, "--log-format", "json"])
-        #expect(missing.status == 66)
-        let errorLines = missing.stderr.split(separator: "\n")
-        #expect(errorLines.count == 1, "\(missing.stderr)")
-        let record = try JSONSerialization.jsonObject(with: Data((errorLines.first ?? "").utf8)) as? [String: Any]
-        #expect(record?["level"] as? String == "error" && record?["exit_code"] as? String == "66" && record?["hint"] != nil, "\(missing.stderr)")
+        // The exit code is a number. Every command does it (the readers too), and so does a
+        // usage error, which the argument parser would print as text.
+        for (command, status) in [(["ingest", "--landing", f.root + "/nowhere", "--data", f.data], 66),
+                                  (["status", "--data", f.root + "/nowhere"], 66), (["freshness", "--data", f.root + "/nowhere"], 66),
+                                  (["report", "--data", f.root + "/nowhere", "--html", f.root + "/r.html"], 66),
+                                  (["rebuild", "--data", f.data], 64), (["ingest", "--no-such-flag"], 64)] {
+            let missing = try Binary.run(command + ["--log-format", "json"])
+            #expect(missing.status == Int32(status), "\(command)")
+            let errorLines = missing.stderr.split(separator: "\n")
+            #expect(errorLines.count == 1, "\(command): \(missing.stderr)")
+            let record = try JSONSerialization.jsonObject(with: Data((errorLines.first ?? "").utf8)) as? [String: Any]
+            #expect(record?["level"] as? String == "error" && record?["exit_code"] as? Int == status && record?["hint"] != nil, "\(command): \(missing.stderr)")
+        }
     }
 
     @Test func crashBeforeCommitAppliesNothing() throws {

@@ -109,6 +109,18 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"))
     }
 
+    /// Output files go where asked: a missing folder is created (as for --metrics-file), and
+    /// an error names the file asked for, not the temporary one written first.
+    @Test func reportAndMetricsPathsAreCreatedAndNamedInErrors() throws {
+        let (f, _) = try Self.demo.get()
+        let nested = f.root + "/out/deeper/report.html"
+        #expect(try Binary.run(["report", "--data", f.root + "/demo/data", "--html", nested]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: nested))
+        let folder = f.root + "/out/deeper"
+        let onFolder = try Binary.run(["report", "--data", f.root + "/demo/data", "--html", folder])
+        #expect(onFolder.status == 74 && onFolder.stderr.contains("error: write \(folder): Is a directory") && !onFolder.stderr.contains(".tmp"), "\(onFolder.stderr)")
+    }
+
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile(atPath:))
 
     /// Shown as skipped, not passed, where Chromium is not installed (apt-get install chromium).

@@ -51,9 +51,19 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
 /// Small POSIX helpers with checked return codes.
 public enum FileSystem {
     /// Publishes `bytes` at `path` atomically (`publish`): a reader sees the whole file or none.
+    /// Writes `bytes` to `path` atomically (a temporary file beside it, renamed over it),
+    /// creating its folder if need be. Errors name `path`, the file asked for, not the
+    /// temporary one.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        try publish(path) { fd, temporary in
-            try bytes.withUnsafeBytes { if let base = $0.baseAddress { try writeAll(fd, base, $0.count, path: temporary) } }
+        do {
+            if let folder = parentFolder(of: path) { try makeFolder(folder) }
+            try publish(path) { fd, temporary in
+                try bytes.withUnsafeBytes { if let base = $0.baseAddress { try writeAll(fd, base, $0.count, path: temporary) } }
+            }
+        } catch var error as FileSystemError {
+            error.operation = "write"
+            error.path = path
+            throw error
         }
     }
 

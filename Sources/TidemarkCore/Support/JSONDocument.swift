@@ -4,9 +4,10 @@ import Foundation
 public protocol JSONDocument: Encodable {}
 
 extension JSONDocument {
-    public func jsonText() throws -> String {
+    /// `oneLine`: the document on one line (JSON Lines), for a stream of them (`ingest --loop`).
+    public func jsonText(oneLine: Bool = false) throws -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = oneLine ? [.sortedKeys] : [.prettyPrinted, .sortedKeys]
         encoder.keyEncodingStrategy = .convertToSnakeCase
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }

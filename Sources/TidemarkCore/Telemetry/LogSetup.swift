@@ -78,7 +78,9 @@ public struct StderrLogHandler: LogHandler {
                 out.append(UInt8(ascii: ","))
                 JSONValue.writeString(key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                JSONValue.writeString("\(merged[key]!)", to: &out)
+                let value = "\(merged[key]!)"
+                // The exit code is a number, as a log pipeline compares it.
+                if key == "exit_code", Int(value) != nil { out += Array(value.utf8) } else { JSONValue.writeString(value, to: &out) }
             }
             out.append(UInt8(ascii: "}"))
             line = String(decoding: out, as: UTF8.self)

@@ -65,7 +65,6 @@ public enum MetricsExporter {
             (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db), try StatusQueries.latestTimings(db))
         }
         let text = render(counters: counters, last: last, lastSuccess: lastSuccess, latestTimings: timings)
-        if let folder = FileSystem.parentFolder(of: path) { try FileSystem.makeFolder(folder) }
         try FileSystem.writeAtomically(Array(text.utf8), to: path)
     }
 }
