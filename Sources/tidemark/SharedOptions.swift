@@ -18,6 +18,16 @@ struct SharedOptions: ParsableArguments {
     @Flag(name: [.short, .long], help: "Log progress at info level (default: quiet unless something is wrong).")
     var verbose = false
 
+    func validate() throws {
+        // An empty value would put the database, or take files, in the working directory.
+        for (flag, variable, value) in [("--landing", "TIDEMARK_LANDING", landing), ("--data", "TIDEMARK_DATA", data)] {
+            if value == "" { throw ValidationError("\(flag) is empty: give a folder") }
+            if value == nil, ProcessInfo.processInfo.environment[variable] == "" {
+                throw ValidationError("\(variable) is set but empty: unset it, or set it to a folder (or pass \(flag))")
+            }
+        }
+    }
+
     var landingFolder: String {
         landing ?? ProcessInfo.processInfo.environment["TIDEMARK_LANDING"] ?? "landing"
     }

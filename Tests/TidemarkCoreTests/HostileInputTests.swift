@@ -164,7 +164,7 @@ import Testing
         #expect(s.filesApplied == names.count)
         let locations = try f.query { try String.fetchAll($0, sql: "SELECT location FROM ingested_files ORDER BY file_id") }
         #expect(locations.allSatisfy { FileManager.default.fileExists(atPath: $0) })
-        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
+        #expect(try f.landingEntries().isEmpty)
         var options = ValidateOptions(dataFolder: f.data)
         options.replay = true
         #expect(try ValidateJob.run(options, logger: quietLogger).ok)

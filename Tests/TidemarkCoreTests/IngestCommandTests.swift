@@ -73,12 +73,12 @@ import Testing
         f.land("2.ndjson.gz", [recordLine("second", time: "2025-07-30T10:00:00Z")])
         let killed = try Binary.run(args(f), environment: ["TIDEMARK_FAULT": "after-capture"])
         #expect(killed.status == SIGKILL)
-        let left = try FileManager.default.contentsOfDirectory(atPath: f.landing).sorted()
+        let left = try f.landingEntries()
         #expect(left == ["2.ndjson.gz", "captured-1-1.ndjson.gz"], "\(left)")
         let next = try Binary.run(args(f, ["--json"]))
         // Both were committed together: the capture and the file not moved yet are healed.
         #expect(next.status == 0 && next.stdout.contains("\"files_healed\" : 2"), "\(next.stdout)\(next.stderr)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
+        #expect(try f.landingEntries().isEmpty)
         #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 2)
         #expect(try f.archivedPath("1.ndjson.gz") != nil && f.archivedPath("2.ndjson.gz") != nil)
         let check = try Binary.run(["validate", "--data", f.data, "--replay"])
@@ -95,7 +95,7 @@ import Testing
         let run = try Binary.run(args(f, ["--json"]), openFilesLimit: 128)
         #expect(run.status == 0, "\(run.stderr.suffix(500))")
         #expect(run.stdout.contains("\"files_quarantined\" : 200") && run.stdout.contains("\"files_applied\" : 1"), "\(run.stdout.prefix(400))")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).isEmpty)
+        #expect(try f.landingEntries().isEmpty)
     }
 
     /// A file removed from landing after it was read and applied, before it is archived, is
@@ -121,6 +121,9 @@ import Testing
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         var second: BinaryRun?
         let first = try runPaused(at: "before-decode", args(f), f) {
+            // Without the landing folder's claim (two first runs at once), the lock on the
+            // landing folder is what keeps the second out.
+            try FileManager.default.removeItem(atPath: f.landing + "/" + LandingClaim.fileName)
             second = try Binary.run(["ingest", "--landing", f.landing, "--data", f.root + "/other-data"])
         }
         #expect(first.status == 0, "\(first.stderr)")
@@ -129,9 +132,43 @@ import Testing
         #expect(refused.stderr.contains("error: lock \(f.landing): another ingest is taking files from this landing folder"), "\(refused.stderr)")
         #expect(refused.stderr.contains("give each its own landing folder"), "\(refused.stderr)")
         #expect(try f.row("one") != nil)
-        // Once the first is done, the folder is free again (and the file is archived).
+        // Once the first is done, the landing folder's lock is free again (the claim, removed
+        // above, is not there to refuse the other data folder).
         let after = try Binary.run(["ingest", "--landing", f.landing, "--data", f.root + "/other-data"])
         #expect(after.status == 0, "\(after.stderr)")
+    }
+
+    /// A mistyped --data (or an unset or empty TIDEMARK_DATA) must not start a new warehouse
+    /// and move the waiting files into it: the landing folder names the data folder it feeds,
+    /// by the id in its database. The same data folder moved, or copied and restored, keeps
+    /// that id and goes on; removing the claim file is how ingestion moves for good.
+    @Test func aLandingFolderFeedsTheDataFolderItStartedWith() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let claim = f.landing + "/" + LandingClaim.fileName
+        #expect(FileManager.default.fileExists(atPath: claim))
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        for (data, environment) in [(f.root + "/dta", [:]), (f.root + "/unset", ["TIDEMARK_DATA": f.root + "/unset"])] {
+            let command = environment.isEmpty ? ["ingest", "--landing", f.landing, "--data", data] : ["ingest", "--landing", f.landing]
+            let refused = try Binary.run(command, environment: environment)
+            #expect(refused.status == 64, "\(refused.stderr)")
+            #expect(refused.stderr.contains("this landing folder feeds the data folder \(FileSystem.resolvedPath(f.data)!)") && refused.stderr.contains("hint: pass --data"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: data))
+            let dry = try Binary.run(command + ["--dry-run"], environment: environment)
+            #expect(dry.status == 64, "\(dry.stderr)")
+        }
+        #expect(try Binary.run(["ingest", "--landing", f.landing], environment: ["TIDEMARK_DATA": ""]).status == 64)
+        #expect(FileManager.default.fileExists(atPath: f.landing + "/2.ndjson.gz"))
+        // The data folder moved: same id, it goes on, and the claim names the new place.
+        let moved = f.root + "/moved-data"
+        try FileManager.default.moveItem(atPath: f.data, toPath: moved)
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", moved]).status == 0)
+        #expect(try String(contentsOfFile: claim, encoding: .utf8).contains(FileSystem.resolvedPath(moved)!))
+        // Moving ingestion elsewhere for good: remove the claim.
+        try FileManager.default.removeItem(atPath: claim)
+        f.land("3.ndjson.gz", [recordLine("three", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.root + "/new-home"]).status == 0)
     }
 
     /// A landing folder inside the data folder (a mistyped --landing naming an archive day)
@@ -205,6 +242,10 @@ import Testing
         #expect(recovered.status == 0, "\(recovered.stderr)")
         #expect(try f.eventRows() == before)
         #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+        // Ingest goes on into the recovered folder: the landing folder knows it by its place.
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        let next = try Binary.run(args(f))
+        #expect(try next.status == 0 && f.row("two") != nil, "\(next.stderr)")
         // Another program's database under the name.
         let other = TestFolder()
         try FileManager.default.createDirectory(atPath: other.data, withIntermediateDirectories: true)
@@ -399,7 +440,7 @@ import Testing
         }
         #expect(run.status == 74, "\(run.stderr)")
         #expect(run.stderr.contains("error: archive \(path): "), "\(run.stderr)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing) == ["1.ndjson.gz"])
+        #expect(try f.landingEntries() == ["1.ndjson.gz"])
         try FileManager.default.removeItem(atPath: obstacle)
         let next = try Binary.run(args(f))
         #expect(next.status == 0 && !FileManager.default.fileExists(atPath: path), "\(next.stderr)")
@@ -526,7 +567,7 @@ import Testing
         #expect(object?["files_applied"] as? Int == 2)
         #expect(object?["backlog_files"] as? Int == 3)
         #expect((object?["backlog_bytes"] as? Int ?? 0) > 0)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).sorted() == ["2.ndjson.gz", "3.ndjson.gz", "4.ndjson.gz"])
+        #expect(try f.landingEntries() == ["2.ndjson.gz", "3.ndjson.gz", "4.ndjson.gz"])
     }
 
     @Test func missingLandingFolderExits66() throws {

@@ -453,7 +453,7 @@ import Testing
         for n in 0..<7 { f.land("\(n).ndjson.gz", [recordLine("d\(n)", time: "2025-07-30T10:00:00Z")]) }
         let s = try f.ingest { $0.dryRun = true; $0.filesPerCommit = 2 }
         #expect(s.lines.new == 7 && s.files.count == 7)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: f.landing).count == 7)
+        #expect(try f.landingEntries().count == 7)
         #expect(!FileManager.default.fileExists(atPath: f.data))
     }
 

@@ -97,6 +97,11 @@ final class TestFolder: @unchecked Sendable {
         return try queue.read(body)
     }
 
+    /// What the landing folder holds, less the claim ingest keeps there (`LandingClaim`).
+    func landingEntries() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: landing).filter { $0 != LandingClaim.fileName }.sorted()
+    }
+
     /// One integer the query returns (a count, mostly).
     func integer(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws -> Int? {
         try query { try Int.fetchOne($0, sql: sql, arguments: arguments) }

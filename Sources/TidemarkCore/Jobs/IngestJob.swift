@@ -102,6 +102,14 @@ public enum IngestJob {
             ? NSTemporaryDirectory() + "tidemark-dry-run-\(UUID().uuidString)" : nil
         defer { if let dryRunFolder { try? FileManager.default.removeItem(atPath: dryRunFolder) } }
         let storeFolder = dryRunFolder ?? options.dataFolder
+        // A landing folder that feeds another data folder is refused before this one (a new
+        // one, with no database yet) is created (`LandingClaim`); the ids are compared below.
+        // (A data folder whose database is gone but whose archive is not is refused below, with
+        // what to do about it.)
+        if options.kind == .ingest && !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
+            && !Warehouse.archiveHoldsFiles(options.dataFolder) {
+            try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: nil, record: false)
+        }
         let lock = try JobLock(dataFolder: storeFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
         // Ingest moves files out of landing; backfill and dry runs leave their source alone.
@@ -134,6 +142,11 @@ public enum IngestJob {
         let started = options.clock()
         let wallStart = Date()
         return try warehouse.withConnection { db in
+            if options.kind == .ingest {
+                // One landing folder feeds one data folder, for good (`LandingClaim`).
+                let id = try BatchLog.dataFolderID(create: !options.dryRun, db)
+                try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: id, record: !options.dryRun)
+            }
             var runner = try BatchRunner(options: options, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
             do {
                 try runner.process(files)
