@@ -526,7 +526,9 @@ import Glibc
         let folder = TestFolder()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = ["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "20", "--file-seconds", "10"]
+        // Files of 30 s: without the second signal it would wait about 28 s more, so a bound
+        // of 10 s tells the two apart even on a busy machine.
+        process.arguments = ["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "20", "--file-seconds", "30"]
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
@@ -544,8 +546,8 @@ import Glibc
         #expect(process.isRunning, "the first SIGTERM (twice at once) should leave it waiting for the file built ahead")
         let second = Date()
         process.terminate()
-        while process.isRunning && Date().timeIntervalSince(second) < 15 { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(!process.isRunning && Date().timeIntervalSince(second) < 3, "still waiting \(Date().timeIntervalSince(second)) s after the second SIGTERM")
+        while process.isRunning && Date().timeIntervalSince(second) < 40 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!process.isRunning && Date().timeIntervalSince(second) < 10, "still waiting \(Date().timeIntervalSince(second)) s after the second SIGTERM")
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         #expect(process.terminationReason == .exit && process.terminationStatus == 0)
