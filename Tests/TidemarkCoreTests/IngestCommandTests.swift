@@ -291,6 +291,28 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    /// A disk that fills while files are moved to the archive: the batch takes no more files
+    /// (its next commit would fail too), warns about the first few moves and sums up the rest,
+    /// ends with exit 74 naming how many files stay in landing, prints its summary, and the
+    /// next run, with space again, moves them without applying them again.
+    @Test func aFullDiskDuringArchiveMovesEndsTheBatchWithEveryFileAccountedFor() throws {
+        let f = TestFolder()
+        for n in 0..<40 { f.land(String(format: "%02d.ndjson.gz", n), [recordLine("e\(n)", time: "2025-07-30T10:00:00Z")]) }
+        let full = try Binary.run(args(f, ["--json", "--files-per-commit", "10"]), environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "5"])
+        #expect(full.status == 74, "\(full.stderr)")
+        #expect(full.stderr.contains("no space left to archive files: ending the batch"), "\(full.stderr)")
+        #expect(full.stderr.components(separatedBy: "could not move file after commit").count - 1 == 3, "\(full.stderr)")
+        #expect(full.stderr.contains("2 more files could not be moved after their commit"), "\(full.stderr)")
+        #expect(full.stderr.contains("and 4 more files (see --json)") && full.stderr.contains("(5 in all)"), "\(full.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(full.stdout.utf8)) as? [String: Any]
+        #expect((summary?["unarchived_files"] as? [Any])?.count == 5 && summary?["files_applied"] as? Int == 10, "\(full.stdout)")
+        #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 10)
+        let next = try Binary.run(args(f, ["--json"]))
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(try f.landingEntries().isEmpty && f.integer("SELECT COUNT(*) FROM ingested_files") == 40)
+        #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+    }
+
     /// A file written in place (no temporary name) and caught half-written is left in landing
     /// while it was modified within `--settle-seconds`, then applied whole once written; one
     /// that still ends early after that is quarantined, the log saying where and how to retry.

@@ -156,15 +156,29 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect((o["quarantined"] as? [[String: Any]])?.first?["reason"] as? String == "not a gzip file (bad header)")
         #expect((o["recent_batches"] as? [[String: Any]])?.first?["files_applied"] as? Int == 1)
         let text = try Binary.run(["status", "--landing", f.landing, "--data", f.data])
-        #expect(text.stdout.contains("recent batches:") && text.stdout.contains("quarantined files:"))
-        // While another job runs (holds the lock and has a batch open), status still answers.
-        let lock = try JobLock(dataFolder: f.data, job: "ingest")
+        #expect(text.stdout.contains("recent batches (runs that found nothing to do left out):") && text.stdout.contains("quarantined files:"))
+        // Runs that found nothing to do (a cron minute with nothing new) do not push the
+        // batches that did something out of view.
+        for _ in 0..<3 { #expect(try Binary.run(["ingest", "--landing", f.root + "/empty-landing-\(UUID())", "--data", f.data]).status == 66) }
+        try FileManager.default.removeItem(atPath: f.landing + "/3-waiting.ndjson.gz")
+        for _ in 0..<3 { #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0) }
+        func recentBatches() throws -> [[String: Any]] {
+            let run = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
+            #expect(run.status == 0)
+            return (try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any])["recent_batches"] as! [[String: Any]]
+        }
+        let shown = try recentBatches()
+        #expect(shown.count == 1, "\(shown)")
+        // While another job runs (holds the lock and has a batch open), status still answers;
+        // a batch left "running" by a job that is gone (killed) shows as interrupted.
+        var lock: JobLock? = try JobLock(dataFolder: f.data, job: "ingest")
         try f.execute("INSERT INTO batches (kind, status, started_at) VALUES ('ingest', 'running', '2025-07-30T10:05:00Z')")
-        let during = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--json"])
-        #expect(during.status == 0)
-        let batches = (try JSONSerialization.jsonObject(with: Data(during.stdout.utf8)) as! [String: Any])["recent_batches"] as! [[String: Any]]
-        #expect(batches.last?["status"] as? String == "running")
+        #expect(try recentBatches().last?["status"] as? String == "running")
         withExtendedLifetime(lock) {}
+        lock = nil
+        #expect(try recentBatches().last?["status"] as? String == "interrupted")
+        try FileManager.default.removeItem(atPath: f.data + "/tidemark.lock")
+        #expect(try recentBatches().last?["status"] as? String == "interrupted")
     }
 
     /// A landing folder that cannot be read is named, not shown as an empty backlog.

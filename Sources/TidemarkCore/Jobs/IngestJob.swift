@@ -172,6 +172,13 @@ public enum IngestJob {
                 return summary
             } catch {
                 runner.abandon(error)
+                // Files committed by earlier chunks whose move failed are still in landing: say
+                // so, since the error itself is about something else (the last commit).
+                if !runner.unarchived.isEmpty, var failure = error as? TidemarkError {
+                    failure.hint = (failure.hint.map { $0 + "; " } ?? "")
+                        + "\(runner.unarchived.count) files committed earlier in this batch could not be moved to the archive and stay in landing; the next run moves them without applying them again"
+                    throw failure
+                }
                 throw error
             }
         }
@@ -226,6 +233,11 @@ struct BatchRunner {
     /// Files applied and committed whose move out of landing failed (disk full, permissions):
     /// the next run finishes the move; the batch ends with exit 74 naming them.
     var unarchived: [(path: String, error: FileSystemError)] = []
+    /// A move after a commit failed for want of space: the batch takes no more files (the
+    /// next commit would fail too) and ends with exit 74 naming what it could not move.
+    var outOfSpace = false
+    /// Move failures warned about one by one; the rest are summed up at the end of the batch.
+    static let moveWarningsShown = 3
     /// Files whose fate this run decided (applied, duplicate, quarantined, healed, skipped).
     var settled: (files: Int, bytes: Int64) = (0, 0)
     let now: Timestamp
@@ -290,6 +302,10 @@ struct BatchRunner {
                     logger.notice("stop requested: ending the batch after the files already applied")
                     break
                 }
+                if outOfSpace {
+                    logger.warning("no space left to archive files: ending the batch after the files already applied (they stay in landing until the next run moves them); free space on the data folder's file system, not in archive/")
+                    break
+                }
                 inFlight = InFlightFile(file: toDecode[piece.fileIndex], fileID: nextFileID,
                                         watermarkBefore: maxEventTime.map { $0 + -options.allowedLateness }, maxEventTime: maxEventTime)
                 nextFileID += 1
@@ -352,6 +368,9 @@ struct BatchRunner {
         }
         // Listed in name order, the order files are taken in (each is added as it is settled).
         summary.files.sort { utf8Less($0.name, $1.name) }
+        if unarchived.count > BatchRunner.moveWarningsShown {
+            logger.warning("\(unarchived.count - BatchRunner.moveWarningsShown) more files could not be moved after their commit; the next run will retry them (--json lists every one under unarchived_files)")
+        }
         summary.tombstonesPending = session.pendingTombstones
         summary.partitionsCreated = session.writer.createdHours.count
         summary.lag = BatchSummary.Percentiles(lags)
@@ -383,9 +402,13 @@ struct BatchRunner {
                 try place(from: move.from, to: move.to, held: move.held, fileID: move.fileID)
             } catch {
                 // The ledger already says where the file belongs; the next run finishes the move.
-                logger.warning("could not move file after commit; the next run will retry",
-                               metadata: ["file": "\(move.from)", "error": "\(error)"])
-                unarchived.append((move.from, error as? FileSystemError ?? FileSystemError("archive", move.from, cause: "\(error)")))
+                let failure = error as? FileSystemError ?? FileSystemError("archive", move.from, cause: "\(error)")
+                if unarchived.count < BatchRunner.moveWarningsShown {
+                    logger.warning("could not move file after commit; the next run will retry",
+                                   metadata: ["file": "\(move.from)", "error": "\(error)"])
+                }
+                unarchived.append((move.from, failure))
+                if failure.isNoSpace { outOfSpace = true }
                 noteLeftInLanding(move.from)
             }
         }
@@ -401,6 +424,7 @@ struct BatchRunner {
     /// Moves (ingest) or copies (backfill) a file to its archive or quarantine place: the
     /// content read (`held`), even when another file was put under its name meanwhile.
     private mutating func place(from source: String, to destination: String, held: HeldLandingFile, fileID: Int64) throws {
+        if FaultPoint.archiveIsFull() { throw FileSystemError("archive", destination, errno: ENOSPC) }
         if let folder = FileSystem.parentFolder(of: destination) { try FileSystem.makeFolder(folder) }
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }

@@ -82,7 +82,7 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
                          String(b.eventsUpdated), String(b.duplicates), String(b.deletedByFlag + b.deletedByTombstone), String(b.lateEvents),
                          String(b.rejectedLines), String(b.partitionsTouched), b.lagP95Seconds.map { String(format: "%.1f s", $0) } ?? "-"])
         }
-        out += "recent batches:\n" + TextTable.render(rows)
+        out += "recent batches (runs that found nothing to do left out):\n" + TextTable.render(rows)
         if !recentlyReprocessed.isEmpty {
             out += "\npartitions recently reprocessed: " + recentlyReprocessed.map { "\($0.hour) (batch \($0.batchID))" }.joined(separator: ", ") + "\n"
         }
@@ -111,6 +111,9 @@ public enum StatusJob {
             landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? message
             landingHint = hint
         }
+        // A batch still marked running when no job holds the lock was killed (or its disk was
+        // full when it tried to say it failed): shown as interrupted, which the next run heals.
+        let jobRunning = JobLock.isHeld(dataFolder: dataFolder)
         return try warehouse.read { db in
             let totals = try ReportQueries.totals(db)
             var report = StatusReport(
@@ -118,8 +121,9 @@ public enum StatusJob {
                 ledgerFiles: totals.files, backlogFiles: scan?.files.count, backlogBytes: scan?.totalBytes, landingError: landingError, landingHint: landingHint,
                 newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
                 lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
-                recentBatches: try ReportQueries.batches(limit: batches, db).map {
-                    StatusReport.Batch(batchID: $0.batchID, kind: $0.kind, status: $0.status, startedAt: $0.startedAt, durationSeconds: $0.duration,
+                recentBatches: try ReportQueries.batches(limit: batches, skippingIdle: true, db).map {
+                    StatusReport.Batch(batchID: $0.batchID, kind: $0.kind, status: $0.status == "running" && !jobRunning ? "interrupted" : $0.status,
+                                       startedAt: $0.startedAt, durationSeconds: $0.duration,
                                        filesApplied: $0.files, filesDuplicate: $0.duplicateFiles, filesQuarantined: $0.quarantined,
                                        linesRead: $0.lines, eventsNew: $0.new, eventsUpdated: $0.updated, duplicates: $0.duplicate,
                                        deletedByFlag: $0.deletedFlag, deletedByTombstone: $0.deletedTombstone, lateEvents: $0.late,

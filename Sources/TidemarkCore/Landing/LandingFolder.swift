@@ -175,6 +175,16 @@ public final class JobLock {
         _ = note.withCString { write(fd, $0, strlen($0)) }
     }
 
+    /// Whether a live process holds the data folder's job lock, as far as its lock file says
+    /// (the holder writes its pid there and empties it on release; a killed holder leaves a
+    /// pid that is no longer running). Reads only: takes no lock.
+    public static func isHeld(dataFolder: String) -> Bool {
+        let path = (dataFolder as NSString).appendingPathComponent("tidemark.lock")
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let pid = text.split(separator: " ").last.flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
     deinit {
         // Empty again before it is released: the next holder (not necessarily tidemark: an
         // operator's `flock`) must not be shown this process's pid.

@@ -45,6 +45,15 @@ public enum FaultPoint {
         close(fd)
     }
 
+    /// Test hook for the disk-full path of archive moves: with `TIDEMARK_ARCHIVE_SPACE_FILES`
+    /// set to N, the moves after the first N of a run fail as on a full disk (ENOSPC), which
+    /// a test cannot otherwise cause without mounting a small file system.
+    static func archiveIsFull() -> Bool {
+        guard let raw = getenv("TIDEMARK_ARCHIVE_SPACE_FILES"), let room = Int(String(cString: raw)) else { return false }
+        return archiveMoves.add(1, ordering: .relaxed).newValue > room
+    }
+    private static let archiveMoves = Atomic<Int>(0)
+
     public static func hit(_ name: String) {
         guard let configured, configured.name == name else { return }
         let count = hits.add(1, ordering: .relaxed).newValue

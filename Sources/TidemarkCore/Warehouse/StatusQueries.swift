@@ -48,13 +48,18 @@ enum ReportQueries {
             """).map { HourRow(hour: $0[0], valid: $0[1], deleted: $0[2], late: $0[3]) }
     }
 
-    static func batches(limit: Int?, _ db: Database) throws -> [BatchRow] {
+    /// The most recent batches, oldest first. `skippingIdle`: leave out runs that found
+    /// nothing to do (a cron minute with an empty landing folder), which would push the
+    /// batches that did something out of view.
+    static func batches(limit: Int?, skippingIdle: Bool = false, _ db: Database) throws -> [BatchRow] {
         let rows = try Row.fetchAll(db, sql: """
             SELECT batch_id, kind, status, started_at, duration_seconds, files_applied, files_duplicate, files_quarantined,
                    lines_read, events_new, events_updated, events_duplicate, events_stale, deleted_by_flag, deleted_by_tombstone,
                    late_events, rejected_lines, partitions_touched, lag_p50_seconds, lag_p95_seconds, lag_max_seconds,
                    tombstones_pending, backlog_files, backlog_bytes, error
-            FROM batches ORDER BY batch_id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+            FROM batches
+            \(skippingIdle ? "WHERE NOT (status = 'succeeded' AND files_applied + files_duplicate + files_quarantined + lines_read + partitions_touched = 0)" : "")
+            ORDER BY batch_id DESC \(limit.map { "LIMIT \($0)" } ?? "")
             """)
         return rows.reversed().map {
             BatchRow(batchID: $0[0], kind: $0[1], status: $0[2], startedAt: $0[3], duration: $0[4], files: $0[5], duplicateFiles: $0[6],
