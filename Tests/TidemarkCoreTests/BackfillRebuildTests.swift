@@ -511,6 +511,22 @@ import Testing
         #expect(dry.status == 0 && !FileManager.default.fileExists(atPath: f.root + "/dry.prom"))
     }
 
+    /// A backfill whose archive copies failed (a full disk) leaves ledger rows whose copies
+    /// are missing: validate says so (it does not read the backfill source in their place),
+    /// and running the backfill again finishes the copies.
+    @Test func aBackfillsFailedArchiveCopiesAreReportedUntilItRunsAgain() throws {
+        let f = TestFolder()
+        let source = f.root + "/old"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        for n in 0..<3 { f.land("\(n).ndjson.gz", [recordLine("b\(n)", time: "2025-07-30T10:00:00Z")], folder: source) }
+        let full = try backfill(f, from: source, env: ["TIDEMARK_ARCHIVE_SPACE_FILES": "1"])
+        #expect(full.status == 74, "\(full.stderr)")
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 1 && validate.stdout.contains("a backfill's copy that failed: run that backfill again"), "\(validate.stdout)")
+        #expect(try backfill(f, from: source).status == 0)
+        #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+    }
+
     /// A subfolder of the backfill source that cannot be read: the rest is applied, the run
     /// ends with exit 74 naming the folder, and a rerun once it is readable takes its files.
     /// Run as the user nobody: root reads everything.

@@ -181,6 +181,18 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(try recentBatches().last?["status"] as? String == "interrupted")
     }
 
+    /// A reader run by a user who cannot write the data folder (readers too need to: SQLite's
+    /// WAL index) is told so and what to do, not just "check permissions".
+    @Test(.enabled(if: Binary.forNobody != nil, "needs root and setpriv, to run the binary as the user nobody"))
+    func aReaderWithoutWriteAccessIsToldWhy() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let run = try Binary.run(["status", "--landing", f.landing, "--data", f.data], asNobody: Binary.forNobody)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("hint: every command, the readers too, needs write access to the data folder"), "\(run.stderr)")
+    }
+
     /// A landing folder that cannot be read is named, not shown as an empty backlog.
     @Test func statusNamesAMissingLandingFolder() throws {
         let f = TestFolder()

@@ -181,11 +181,18 @@ enum ValidationQueries {
         var sha256: String
         var location: String
         var sourcePath: String
+        /// Recorded by a backfill, whose source is not emptied: its archive copy is not a move
+        /// in progress when missing, but one the backfill must finish.
+        var byBackfill: Bool
     }
 
     static func ledgerFiles(dataFolder: String, _ db: Database) throws -> [LedgerFile] {
-        try Row.fetchAll(db, sql: "SELECT file_id, name, status, sha256, location, source_path FROM ingested_files ORDER BY file_id").map {
-            LedgerFile(fileID: $0[0], name: $0[1], status: $0[2], sha256: $0[3], location: Ledger.currentPath(of: $0[4], dataFolder: dataFolder), sourcePath: $0[5])
+        try Row.fetchAll(db, sql: """
+            SELECT f.file_id, f.name, f.status, f.sha256, f.location, f.source_path, COALESCE(b.kind = 'backfill', 0)
+            FROM ingested_files f LEFT JOIN batches b ON b.batch_id = f.batch_id ORDER BY f.file_id
+            """).map {
+            LedgerFile(fileID: $0[0], name: $0[1], status: $0[2], sha256: $0[3], location: Ledger.currentPath(of: $0[4], dataFolder: dataFolder), sourcePath: $0[5],
+                       byBackfill: $0[6])
         }
     }
 

@@ -152,7 +152,13 @@ public final class Warehouse {
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
                                  hint: "restore from backup, or load the archive into a new data folder: tidemark backfill --from-dir DATA/archive --data NEW", exit: .ioError)
-        case .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_PERM:
+        case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
+            // Readers too write beside the database: SQLite's WAL keeps its index in a
+            // shared-memory file (tidemark.sqlite-shm) that every connection maps read-write.
+            return TidemarkError(operation, target, cause: error.message ?? "cannot open the database",
+                                 hint: "every command, the readers too, needs write access to the data folder and its tidemark.sqlite* files (SQLite's WAL keeps a shared-memory file there): run as the user that runs ingest, or remount the file system read-write; a full disk gives this too",
+                                 exit: .ioError)
+        case .SQLITE_IOERR:
             return TidemarkError(operation, target, cause: error.message ?? "I/O error",
                                  hint: "check permissions and free space of the data folder", exit: .ioError)
         default:
