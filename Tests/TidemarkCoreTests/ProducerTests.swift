@@ -341,6 +341,12 @@ import Glibc
         let firstLanding = try Self.names(folder.landing)
         let firstSent = try Self.names(folder.sent)
         let firstSentBytes = try firstSent.map { try FileSystem.readAll(folder.sent + "/" + $0) }
+        func eventIDs() throws -> Set<String> {
+            Set(try Self.readSentLog(folder.sent).compactMap { entry in
+                (try? JSONSerialization.jsonObject(with: Data(entry.text)) as? [String: Any])?["event_id"] as? String
+            })
+        }
+        let firstIDs = try eventIDs()
 
         // Leftovers of a killed producer's writes go; other hidden files stay.
         for path in [folder.landing + "/.events-000000999-20250730T100000Z.ndjson.gz.tmp",
@@ -362,6 +368,9 @@ import Glibc
         #expect(newNames.count == again.files)
         #expect(newNames.allSatisfy { Producer.landingSequence(of: $0)! > highestFirst })
         try Self.expectAgreement(folder, try Self.readLanding(folder.landing))
+        // The restarted run sends new events, as a real source does after a restart.
+        let newIDs = try eventIDs().subtracting(firstIDs)
+        #expect(newIDs.count == 500, "\(newIDs.count) new event ids")
     }
 
     @Test func fileSecondsGroupsSlotsAndKeepsCorrectionsAfterTheirEvent() throws {

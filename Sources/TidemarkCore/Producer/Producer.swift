@@ -38,7 +38,8 @@ import Logging
 ///
 /// A restarted producer never reuses names: sent-log numbering continues after the highest
 /// existing file, landing numbering after the highest number in the last sent-log file and in
-/// the landing folder. (The same seed and start produce the same events again, as redeliveries.)
+/// the landing folder, and its events are new ones (its generator is seeded from the seed and
+/// the sent log's next number), as a real source's are after a restart.
 public final class Producer {
     public let options: ProducerOptions
     public private(set) var summary = ProducerSummary()
@@ -124,6 +125,12 @@ public final class Producer {
         removeLeftoverTemporaryFiles()
         try recoverInterruptedBatch()
         try continueNumbering()
+        // A restart (the sent log goes on from an earlier run) makes new events, as a real
+        // source does after a restart, rather than the first run's ids again with new times
+        // (which ingest would take for corrections). A fresh folder keeps "same seed, same bytes".
+        if nextSentSequence > 1 {
+            rng = SeededGenerator(seed: options.seed &+ UInt64(nextSentSequence) &* 0x9E37_79B9_7F4A_7C15)
+        }
     }
 
     /// The simulated time up to which files have been built.
