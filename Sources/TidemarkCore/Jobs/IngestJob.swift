@@ -551,7 +551,10 @@ struct BatchRunner {
             // batch ends with exit 74 naming it.
             if f.streaming { try abortStreaming(&f) }
             unreadable.append(error)
-            logger.error("cannot read landing file; left in place", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
+            // The first few one by one; the batch's end error sums up the rest.
+            if unreadable.count <= BatchRunner.moveWarningsShown {
+                logger.error("cannot read landing file; left in place", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
+            }
             return
         case .success(let summary):
             gz = summary

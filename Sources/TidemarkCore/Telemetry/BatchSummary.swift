@@ -1,3 +1,4 @@
+import Foundation
 /// The metrics of one batch (ingest, backfill or rebuild), stored in `batches` and printed
 /// with `--json`.
 public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
@@ -52,17 +53,25 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     /// others with their causes (up to five in all; `--json` lists every one).
     public var unreadableError: TidemarkError? {
         guard let first = unreadable.first else { return nil }
+        // Files gone from the folder while the batch ran (renamed or removed by someone else)
+        // do not "stay": say what became of them.
+        let gone = unreadable.filter { $0.cause == String(cString: strerror(ENOENT)) }.count
         guard unreadable.count > 1 else {
-            let stays = kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
+            let stays = gone == 1 ? "it was renamed or removed while the batch ran; renamed within the folder, the next run takes it"
+                : kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
+            let fix = gone == 1 ? "" : (first.hint.map { $0 + "; " } ?? "fix what the error says; ")
             return TidemarkError("read", first.path, cause: first.cause,
-                                 hint: "nothing of it was applied (the other files were): fix what the error says; \(stays)", exit: .ioError)
+                                 hint: "nothing of it was applied (the other files were): \(fix)\(stays)", exit: .ioError)
         }
         let named = unreadable.dropFirst().prefix(4).map { "\($0.path): \($0.cause)" }
         let unnamed = unreadable.count - 1 - named.count
         let more = "; also " + named.joined(separator: "; ") + (unnamed > 0 ? "; and \(unnamed) more (see --json)" : "")
         let stay = kind == "backfill" ? "they stay where they are and a rerun takes them" : "they stay in the landing folder and the next run takes them"
+        let goneNote = gone == unreadable.count ? "they were renamed or removed while the batch ran; those renamed within the folder are taken by the next run"
+            : gone > 0 ? "\(gone) of them were renamed or removed while the batch ran; for the others, fix what the errors say; \(stay)"
+            : "fix what the errors say; \(stay)"
         return TidemarkError("read", first.path, cause: first.cause + more,
-                             hint: "none of these \(unreadable.count) files was applied (every other file was): fix what the errors say; \(stay)",
+                             hint: "none of these \(unreadable.count) files was applied (every other file was): \(goneNote)",
                              exit: .ioError)
     }
 
