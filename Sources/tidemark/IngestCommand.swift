@@ -46,6 +46,7 @@ struct IngestCommand: ParsableCommand {
     var filesPerCommit: Int = 256
 
     func validate() throws {
+        try SharedOptions.refuseEmpty("--landing", "TIDEMARK_LANDING", shared.landing)
         if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
         if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }

@@ -19,12 +19,17 @@ struct SharedOptions: ParsableArguments {
     var verbose = false
 
     func validate() throws {
-        // An empty value would put the database, or take files, in the working directory.
-        for (flag, variable, value) in [("--landing", "TIDEMARK_LANDING", landing), ("--data", "TIDEMARK_DATA", data)] {
-            if value == "" { throw ValidationError("\(flag) is empty: give a folder") }
-            if value == nil, ProcessInfo.processInfo.environment[variable] == "" {
-                throw ValidationError("\(variable) is set but empty: unset it, or set it to a folder (or pass \(flag))")
-            }
+        // An empty value would put the database in the working directory. (Landing is checked
+        // by ingest, which takes files from it: an empty TIDEMARK_LANDING in a unit file must
+        // not stop the commands that never read it.)
+        try SharedOptions.refuseEmpty("--data", "TIDEMARK_DATA", data)
+    }
+
+    /// Throws when the flag was given empty, or left out while its variable is set but empty.
+    static func refuseEmpty(_ flag: String, _ variable: String, _ value: String?) throws {
+        if value == "" { throw ValidationError("\(flag) is empty: give a folder") }
+        if value == nil, ProcessInfo.processInfo.environment[variable] == "" {
+            throw ValidationError("\(variable) is set but empty: unset it, or set it to a folder (or pass \(flag))")
         }
     }
 

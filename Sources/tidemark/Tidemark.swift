@@ -12,7 +12,8 @@ struct Tidemark: ParsableCommand {
             try command.run()
         } catch {
             let code = exitCode(for: error)
-            if code == .validationFailure || code.rawValue == 64, let format = requestedLogFormat, format != .text {
+            // Only errors the parser raised: a command's own refusal (an ExitCode) is logged already.
+            if !(error is ExitCode), code == .validationFailure || code.rawValue == 64, let format = requestedLogFormat, format != .text {
                 LogSetup.bootstrap(format: format, verbose: false)
                 _ = fail(TidemarkError("usage", "", cause: message(for: error), hint: "see tidemark --help", exit: .usage))
                 Foundation.exit(code.rawValue)

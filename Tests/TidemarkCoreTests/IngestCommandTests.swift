@@ -165,6 +165,32 @@ import Testing
         try FileManager.default.moveItem(atPath: f.data, toPath: moved)
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", moved]).status == 0)
         #expect(try String(contentsOfFile: claim, encoding: .utf8).contains(FileSystem.resolvedPath(moved)!))
+        // A copy of the data folder, while the original still exists, is refused; so is the
+        // original's path holding an empty folder (a disk that did not mount) or a database
+        // copied in from another data folder.
+        let copy = f.root + "/copy-data"
+        try FileManager.default.copyItem(atPath: moved, toPath: copy)
+        let intoCopy = try Binary.run(["ingest", "--landing", f.landing, "--data", copy])
+        #expect(intoCopy.status == 64 && intoCopy.stderr.contains("is a copy of the data folder"), "\(intoCopy.stderr)")
+        try FileManager.default.removeItem(atPath: copy)
+        let unmounted = f.root + "/unmounted"
+        try FileManager.default.moveItem(atPath: moved, toPath: unmounted)
+        try FileManager.default.createDirectory(atPath: moved, withIntermediateDirectories: true)
+        let empty = try Binary.run(["ingest", "--landing", f.landing, "--data", moved])
+        #expect(empty.status == 64 && empty.stderr.contains("disk is not mounted"), "\(empty.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: moved).isEmpty)
+        try FileManager.default.removeItem(atPath: moved)
+        try FileManager.default.moveItem(atPath: unmounted, toPath: moved)
+        let stranger = TestFolder()
+        stranger.land("s.ndjson.gz", [recordLine("s", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(["ingest", "--landing", stranger.landing, "--data", stranger.data]).status == 0)
+        try FileManager.default.moveItem(atPath: moved + "/tidemark.sqlite", toPath: f.root + "/own.sqlite")
+        try FileManager.default.copyItem(atPath: stranger.database, toPath: moved + "/tidemark.sqlite")
+        let wrongDatabase = try Binary.run(["ingest", "--landing", f.landing, "--data", moved])
+        #expect(wrongDatabase.status == 64 && wrongDatabase.stderr.contains("belongs to another data folder"), "\(wrongDatabase.stderr)")
+        try FileManager.default.removeItem(atPath: moved + "/tidemark.sqlite")
+        try FileManager.default.moveItem(atPath: f.root + "/own.sqlite", toPath: moved + "/tidemark.sqlite")
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", moved]).status == 0)
         // Moving ingestion elsewhere for good: remove the claim.
         try FileManager.default.removeItem(atPath: claim)
         f.land("3.ndjson.gz", [recordLine("three", time: "2025-07-30T10:00:00Z")])
@@ -188,6 +214,17 @@ import Testing
         }
         #expect(FileManager.default.fileExists(atPath: archived))
         #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+        // Another data folder's archive is refused as well; a folder of the data folder that is
+        // neither its archive nor its quarantine (DATA/incoming) is a landing folder like any.
+        let other = TestFolder()
+        let intoOther = try Binary.run(["ingest", "--landing", day, "--data", other.data])
+        #expect(intoOther.status == 64 && intoOther.stderr.contains("lies in its archive or quarantine"), "\(intoOther.stderr)")
+        #expect(FileManager.default.fileExists(atPath: archived) && !FileManager.default.fileExists(atPath: other.data))
+        let incoming = other.data + "/incoming"
+        try FileManager.default.createDirectory(atPath: incoming, withIntermediateDirectories: true)
+        other.land("i.ndjson.gz", [recordLine("in", time: "2025-07-30T10:00:00Z")], folder: incoming)
+        #expect(try Binary.run(["ingest", "--landing", incoming, "--data", other.data]).status == 0)
+        #expect(try other.row("in") != nil)
     }
 
     /// A database restored from an older backup forgets files it had applied, which are in
@@ -217,6 +254,52 @@ import Testing
         #expect(again.status == 0, "\(again.stdout)")
     }
 
+    /// After a restore from an older backup, file ids repeat: a new file is never archived
+    /// over one the restored ledger forgot (the move would replace it), and a redelivery the
+    /// lost database had archived is recorded where it lies by the backfill that recovers, so
+    /// that validate passes again.
+    @Test func aRestoredDatabaseNeverArchivesOverTheFilesItForgot() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let backup = f.root + "/backup.sqlite"
+        try FileManager.default.copyItem(atPath: f.database, toPath: backup)
+        // Applied after the backup: a file named like the first (archived as ID-NAME) and a redelivery.
+        f.land("1.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        f.land("2-again.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        try FileManager.default.removeItem(atPath: f.database)
+        try FileManager.default.copyItem(atPath: backup, toPath: f.database)
+        let forgotten = Warehouse.archivedDataFiles(f.data).sorted()
+        let forgottenBytes = try forgotten.map { try FileSystem.readAll($0) }
+        // The same names again, with the ids the lost database gave.
+        f.land("1.ndjson.gz", [recordLine("three", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        #expect(try forgotten.map { try FileSystem.readAll($0) } == forgottenBytes, "an archived file was replaced")
+        let validate = try Binary.run(["validate", "--data", f.data])
+        #expect(validate.status == 1 && validate.stdout.contains("archive_in_ledger"), "\(validate.stdout)")
+        #expect(try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data]).status == 0)
+        let again = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(again.status == 0, "\(again.stdout)")
+        #expect(try f.row("two") != nil && f.row("three") != nil)
+        // A rerun of the recovery changes nothing.
+        let ledger = try f.integer("SELECT COUNT(*) FROM ingested_files")
+        #expect(try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data]).status == 0)
+        #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == ledger)
+    }
+
+    /// A batch killed after it opened (its row still "running") shows as interrupted in
+    /// status once the job is gone, although its pid is still in the lock file.
+    @Test func aKilledBatchShowsAsInterrupted() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        let run = try Binary.run(args(f), environment: ["TIDEMARK_FAULT": "mid-file"])
+        #expect(run.status == SIGKILL)
+        #expect(try String(contentsOfFile: f.data + "/tidemark.lock", encoding: .utf8).hasPrefix("ingest pid "))
+        let status = try Binary.run(["status", "--landing", f.landing, "--data", f.data])
+        #expect(status.stdout.contains("interrupted"), "\(status.stdout)")
+    }
+
     /// A database lost (deleted, or emptied) beside an archive is not silently started anew,
     /// which would forget every archived file: ingest and readers refuse, saying how to
     /// recover; a backfill of the archive into the same data folder is that recovery. Another
@@ -236,7 +319,7 @@ import Testing
                 #expect(run.status == 66, "\(command[0]): \(run.stderr)")
                 #expect(run.stderr.contains("is missing or empty, but \(f.data)/archive holds files a database recorded"), "\(command[0]): \(run.stderr)")
             }
-            #expect(try Binary.run(args(f)).stderr.contains("hint: restore tidemark.sqlite from backup, or load the archive into a new data folder"))
+            #expect(try Binary.run(args(f)).stderr.contains("hint: rebuild it in place from the archive: tidemark backfill --from-dir \(f.data)/archive --data \(f.data)"))
         }
         let recovered = try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data])
         #expect(recovered.status == 0, "\(recovered.stderr)")
@@ -252,7 +335,10 @@ import Testing
         try DatabaseQueue(path: other.database).write { try $0.execute(sql: "CREATE TABLE accounts (id INTEGER)") }
         let foreign = try Binary.run(["ingest", "--landing", other.landing, "--data", other.data])
         #expect(foreign.status == 74 && foreign.stderr.contains("holds tables, but none of tidemark's"), "\(foreign.stderr)")
+        // Left as it was: no tables added, not switched to WAL.
         #expect(try DatabaseQueue(path: other.database).read { try $0.tableExists("partitions") } == false)
+        #expect(try DatabaseQueue(path: other.database).read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "delete")
+        #expect(!FileManager.default.fileExists(atPath: other.database + "-wal"))
     }
 
     /// A partition table dropped by hand stops the next batch that writes there, and the
@@ -836,7 +922,8 @@ import Testing
         for (command, status) in [(["ingest", "--landing", f.root + "/nowhere", "--data", f.data], 66),
                                   (["status", "--data", f.root + "/nowhere"], 66), (["freshness", "--data", f.root + "/nowhere"], 66),
                                   (["report", "--data", f.root + "/nowhere", "--html", f.root + "/r.html"], 66),
-                                  (["rebuild", "--data", f.data], 64), (["ingest", "--no-such-flag"], 64)] {
+                                  (["rebuild", "--data", f.data], 64), (["ingest", "--no-such-flag"], 64),
+                                  (["ingest", "--landing", f.data + "/archive", "--data", f.data], 64)] {
             let missing = try Binary.run(command + ["--log-format", "json"])
             #expect(missing.status == Int32(status), "\(command)")
             let errorLines = missing.stderr.split(separator: "\n")

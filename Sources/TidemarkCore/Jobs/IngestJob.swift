@@ -37,6 +37,11 @@ public struct IngestOptions: Sendable {
 
     public enum Kind: String, Sendable { case ingest, backfill }
 
+    /// A backfill of this data folder's own archive (a lost database rebuilt in place).
+    var backfillsOwnArchive: Bool {
+        kind == .backfill && FileSystem.isSameOrInside(landingFolder, (dataFolder as NSString).appendingPathComponent("archive"))
+    }
+
     public init(landingFolder: String, dataFolder: String) {
         self.landingFolder = landingFolder
         self.dataFolder = dataFolder
@@ -79,12 +84,15 @@ public enum IngestJob {
         var options = options
         options.landingFolder = FileSystem.absolutePath(options.landingFolder)
         options.dataFolder = FileSystem.absolutePath(options.dataFolder)
-        // Landing inside the data folder (its archive, say): ingest would take archived files
-        // for new ones and move them onto themselves, removing them.
-        if options.kind == .ingest && FileSystem.isSameOrInside(options.landingFolder, options.dataFolder) {
-            throw TidemarkError("ingest", options.landingFolder, cause: "the landing folder is the data folder \(options.dataFolder) or inside it (its archive or quarantine?): ingest would move the files there onto themselves",
-                                hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir DATA/archive'",
-                                exit: .usage)
+        if options.kind == .ingest {
+            // Landing in a data folder's archive (a mistyped --landing): ingest would take the
+            // archived files for new ones and remove them. And a landing folder that feeds another
+            // data folder is refused before this one is created (`LandingClaim`).
+            try LandingClaim.refuseInsideDataFolder(landingFolder: options.landingFolder, dataFolder: options.dataFolder)
+            if !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)) && !Warehouse.archiveHoldsFiles(options.dataFolder) {
+                try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder,
+                                       dataFolderID: DataFolderIdentity.read(dataFolder: options.dataFolder), record: false)
+            }
         }
         // The source first: a missing one (exit 66) leaves no data folder behind.
         let scan = options.kind == .backfill
@@ -102,14 +110,6 @@ public enum IngestJob {
             ? NSTemporaryDirectory() + "tidemark-dry-run-\(UUID().uuidString)" : nil
         defer { if let dryRunFolder { try? FileManager.default.removeItem(atPath: dryRunFolder) } }
         let storeFolder = dryRunFolder ?? options.dataFolder
-        // A landing folder that feeds another data folder is refused before this one (a new
-        // one, with no database yet) is created (`LandingClaim`); the ids are compared below.
-        // (A data folder whose database is gone but whose archive is not is refused below, with
-        // what to do about it.)
-        if options.kind == .ingest && !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
-            && !Warehouse.archiveHoldsFiles(options.dataFolder) {
-            try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: nil, record: false)
-        }
         let lock = try JobLock(dataFolder: storeFolder, job: options.kind.rawValue)
         defer { withExtendedLifetime(lock) {} }
         // Ingest moves files out of landing; backfill and dry runs leave their source alone.
@@ -117,12 +117,9 @@ public enum IngestJob {
         defer { withExtendedLifetime(landingLock) {} }
         // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
         // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
-        // A backfill of this data folder's own archive is how a lost database is rebuilt in place
-        // (`BatchRunner.adoptsArchivedFiles`).
-        let recovering = options.kind == .backfill
-            && FileSystem.isSameOrInside(options.landingFolder, (options.dataFolder as NSString).appendingPathComponent("archive"))
+        // A backfill of this data folder's own archive is how a lost database is rebuilt in place.
         let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8,
-                                      allowsArchiveWithoutDatabase: recovering)
+                                      allowsArchiveWithoutDatabase: options.backfillsOwnArchive)
         for skipped in scan.skipped {
             // An entry that looks meant as data is never ingested unless renamed: say so. So is a
             // folder a backfill does not read.
@@ -143,8 +140,11 @@ public enum IngestJob {
         let wallStart = Date()
         return try warehouse.withConnection { db in
             if options.kind == .ingest {
-                // One landing folder feeds one data folder, for good (`LandingClaim`).
-                let id = try BatchLog.dataFolderID(create: !options.dryRun, db)
+                // One landing folder feeds one data folder, for good (`LandingClaim`), known by
+                // its id (`DataFolderIdentity`), which its database keeps too.
+                let stored = dryRunFolder == nil ? try BatchLog.dataFolderID(db) : nil
+                let id = try DataFolderIdentity.establish(dataFolder: options.dataFolder, databaseID: stored, record: !options.dryRun)
+                if !options.dryRun, stored == nil, let id { try BatchLog.setDataFolderID(id, db) }
                 try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: id, record: !options.dryRun)
             }
             var runner = try BatchRunner(options: options, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
@@ -174,7 +174,9 @@ public enum IngestJob {
                 runner.abandon(error)
                 // Files committed by earlier chunks whose move failed are still in landing: say
                 // so, since the error itself is about something else (the last commit).
-                if !runner.unarchived.isEmpty, var failure = error as? TidemarkError {
+                let described = (error as? TidemarkError)
+                    ?? (error as? DatabaseError).map { Warehouse.translate($0, operation: "write database", target: warehouse.databasePath) }
+                if !runner.unarchived.isEmpty, var failure = described {
                     failure.hint = (failure.hint.map { $0 + "; " } ?? "")
                         + "\(runner.unarchived.count) files committed earlier in this batch could not be moved to the archive and stay in landing; the next run moves them without applying them again"
                     throw failure
@@ -254,8 +256,7 @@ struct BatchRunner {
         heldFilesLimit = max(16, openFiles - filesAhead - 128)
         archiveFolder = (dataFolder as NSString).appendingPathComponent("archive/" + String(started.rfc3339.prefix(10)))
         quarantineFolder = (dataFolder as NSString).appendingPathComponent("quarantine")
-        adoptsArchivedFiles = options.kind == .backfill
-            && FileSystem.isSameOrInside(options.landingFolder, (options.dataFolder as NSString).appendingPathComponent("archive"))
+        adoptsArchivedFiles = options.backfillsOwnArchive
         let batchID: Int64
         if options.dryRun {
             try db.execute(sql: "BEGIN IMMEDIATE")
@@ -366,7 +367,8 @@ struct BatchRunner {
         } else {
             try commitChunk()
         }
-        // Listed in name order, the order files are taken in (each is added as it is settled).
+        // Listed in name order, the order ingest takes files in (each is added as it is settled;
+        // a backfill of subfolders takes them in path order, which differs only across folders).
         summary.files.sort { utf8Less($0.name, $1.name) }
         if unarchived.count > BatchRunner.moveWarningsShown {
             logger.warning("\(unarchived.count - BatchRunner.moveWarningsShown) more files could not be moved after their commit; the next run will retry them (--json lists every one under unarchived_files)")
@@ -470,10 +472,21 @@ struct BatchRunner {
         }
     }
 
+    /// Where a file goes: its own name in the folder, else `ID-NAME`, else `ID-K-NAME`: never a
+    /// name taken, since the move (a rename) would replace what is there. (After a database
+    /// restored from an older backup, file ids repeat while the archive keeps the files of the
+    /// ids it forgot.)
     private func destination(in folder: String, name: String, fileID: Int64) -> String {
+        func free(_ path: String) -> Bool { !FileSystem.exists(path) && !pendingMoves.contains(where: { $0.to == path }) }
         let plain = (folder as NSString).appendingPathComponent(name)
-        if !FileSystem.exists(plain) && !pendingMoves.contains(where: { $0.to == plain }) { return plain }
-        return (folder as NSString).appendingPathComponent("\(fileID)-\(name)")
+        if free(plain) { return plain }
+        var candidate = (folder as NSString).appendingPathComponent("\(fileID)-\(name)")
+        var k = 2
+        while !free(candidate) {
+            candidate = (folder as NSString).appendingPathComponent("\(fileID)-\(k)-\(name)")
+            k += 1
+        }
+        return candidate
     }
 
     /// A landing file whose ledger row committed but whose move did not happen (crash in
@@ -489,8 +502,9 @@ struct BatchRunner {
         // operator is a new attempt.
         guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
-        // Never remove the archived copy itself (landing reached through a symlink into the archive).
-        if let here = FileSystem.resolvedPath(file.path), here == FileSystem.resolvedPath(match.location) {
+        // Never remove the archived copy itself (landing reached through a symlink or a bind
+        // mount into the archive): the same file, and not a second hard link to it.
+        if FileSystem.sameFile(file.path, match.location) && FileSystem.linkCount(file.path) == 1 {
             throw TidemarkError("ingest", file.path, cause: "this landing file is the archived copy \(match.location) itself",
                                 hint: "point --landing at the folder the producer writes to, not into the data folder", exit: .usage)
         }
@@ -514,7 +528,13 @@ struct BatchRunner {
         // Backfill leaves its source alone and identifies files by content only; it finishes
         // an archive copy that a killed run left undone.
         let held = try HeldLandingFile(opening: file.path)
-        guard let known = try session.ledgerLocation(sha256: held.sha256()) else { return false }
+        let sha = try held.sha256()
+        guard let known = try session.ledgerLocation(sha256: sha) else { return false }
+        // A backfill of this data folder's own archive: a file whose content the ledger knows,
+        // but not at this place (a redelivery a lost database had archived), is decoded and
+        // recorded where it lies, as duplicate content; else the archive would keep a file the
+        // ledger does not name.
+        if adoptsArchivedFiles, try !session.ledgerRecords(sha256: sha, at: file.path) { return false }
         if options.dryRun { summary.files.append(.init(name: file.name, outcome: "already ingested (same content in the ledger)", lines: 0, hours: [])) }
         if !options.dryRun { try place(from: file.path, to: known, held: held, fileID: 0) } // backfill: a copy, no file id needed
         summary.filesSkipped += 1

@@ -111,11 +111,13 @@ public enum StatusJob {
             landingError = (error as? TidemarkError).map { "\($0.target): \($0.cause)" } ?? message
             landingHint = hint
         }
-        // A batch still marked running when no job holds the lock was killed (or its disk was
-        // full when it tried to say it failed): shown as interrupted, which the next run heals.
-        let jobRunning = JobLock.isHeld(dataFolder: dataFolder)
         return try warehouse.read { db in
+            // A batch still marked running when no job holds the lock was killed (or its disk
+            // was full when it tried to say it failed): shown as interrupted, which the next run
+            // heals. Asked once the snapshot has begun (its first read), so that a batch it shows
+            // was open before.
             let totals = try ReportQueries.totals(db)
+            let jobRunning = JobLock.isHeld(dataFolder: dataFolder)
             var report = StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
                 ledgerFiles: totals.files, backlogFiles: scan?.files.count, backlogBytes: scan?.totalBytes, landingError: landingError, landingHint: landingHint,
@@ -167,7 +169,7 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
     public static func check(dataFolder: String, warnAfter: Double, errorAfter: Double, now: Timestamp) throws -> FreshnessReport {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
         let (newest, lastSuccess) = try warehouse.read { db in
-            (try ReportQueries.newestReceivedTime(db), try StatusQueries.lastSuccess(db))
+            (try ReportQueries.newestReceivedTime(notAfter: now, db), try StatusQueries.lastSuccess(db))
         }
         let dataAge = newest.map { now.secondsSinceEpoch - $0.secondsSinceEpoch }
         let runAge = lastSuccess.map { now.secondsSinceEpoch - $0.secondsSinceEpoch }

@@ -55,7 +55,7 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
         func any(_ names: [String]) -> Bool { names.contains { failed.contains($0) } }
         var steps: [String] = []
         if failed.contains("sqlite_integrity") {
-            steps.append("the database file is damaged: restore it from backup, or backfill the archive into a new data folder (tidemark backfill --from-dir DATA/archive --data NEW)")
+            steps.append("the database file is damaged: move it aside, then " + Warehouse.recovery("DATA"))
         }
         if failed.contains("archived_files") {
             steps.append("an archived file is missing or changed: restore it from backup into the path named; until then rebuild refuses the hours it feeds")
@@ -113,8 +113,12 @@ public enum ValidateJob {
             throw TidemarkError("read sent log", sent, cause: "no such folder", hint: "pass the producer's --sent-log folder", exit: .noInput)
         }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
+        // Listed before the snapshot begins: a file moved into the archive later was committed
+        // later too, and must not be taken for one the ledger lost (`archive_in_ledger`).
+        let archived = Warehouse.archivedDataFiles(options.dataFolder)
         return try warehouse.read { db in
             var v = try Validator(options: options, db: db, logger: logger, progress: progress ?? { _ in })
+            v.archivedBeforeSnapshot = archived
             try v.runAll(dataFolder: options.dataFolder)
             return v.report
         }
@@ -135,6 +139,8 @@ struct Validator {
     var recountedSummaries: [Int: [String]] = [:]
     /// The event_ids with a tombstone waiting in `pending_tombstones`, read once per run.
     let waitingTombstones: Set<ExactText>
+    /// The data files in the archive, listed before the read snapshot began.
+    var archivedBeforeSnapshot: [String] = []
     var limit: Int { options.sampleLimit }
 
     init(options: ValidateOptions, db: Database, logger: Logger, progress: @escaping (String) -> Void) throws {
@@ -334,6 +340,8 @@ struct Validator {
         var archive: [String] = []
         var awaitingMove = 0
         let ledger = try ValidationQueries.ledgerFiles(dataFolder: dataFolder, db)
+        // A job running now (a backfill between its commit and its copies) is not a failure.
+        let backfillMayBeCopying = JobLock.isHeld(dataFolder: dataFolder)
         let retried = try Ledger.retriedQuarantines(db)
         for (n, file) in ledger.enumerated() {
             if n % 500 == 0 { progress("checking archived files \(n)/\(ledger.count)") }
@@ -344,7 +352,7 @@ struct Validator {
                 // Committed but not moved yet (a batch in progress, or one that died between its
                 // commit and the move, which the next run finishes): the file is still where it was.
                 // A backfill's copy is finished only by running that backfill again.
-                if file.byBackfill && file.status != "quarantined" {
+                if file.byBackfill && file.status != "quarantined" && !backfillMayBeCopying {
                     archive.append("file \(file.name): archived copy \(file.location) is missing (a backfill's copy that failed: run that backfill again, from \(file.sourcePath))")
                     continue
                 }
@@ -371,8 +379,7 @@ struct Validator {
         guard options.hours == nil else { return }
         let recorded = Set(ledger.map { ($0.location as NSString).standardizingPath })
         var unrecorded: [String] = [], unrecordedCount = 0
-        let archiveFolder = (FileSystem.absolutePath(dataFolder) as NSString).appendingPathComponent("archive")
-        for path in FileSystem.regularFiles(under: archiveFolder) where !recorded.contains((path as NSString).standardizingPath) {
+        for path in archivedBeforeSnapshot where !recorded.contains((path as NSString).standardizingPath) {
             unrecordedCount += 1
             if unrecorded.count < limit { unrecorded.append("\(path) is in the archive but not in the ledger") }
         }

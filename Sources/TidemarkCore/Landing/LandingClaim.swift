@@ -1,35 +1,92 @@
 import Foundation
 
+/// A data folder's identity: `DATA/.tidemark-id`, a random id written by the first ingest, also
+/// kept in the database. It stays with the folder when it is moved, copied or has its database
+/// restored or rebuilt in place; a folder without it (a new one, an empty mount point whose disk
+/// did not mount) is not the one a landing folder feeds. A database whose id differs is
+/// another data folder's (copied in by mistake) and is refused.
+enum DataFolderIdentity {
+    static let fileName = ".tidemark-id"
+
+    static func read(dataFolder: String) -> String? {
+        (try? String(contentsOfFile: (dataFolder as NSString).appendingPathComponent(fileName), encoding: .utf8))
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The folder's id: its file's, else its database's (`databaseID`), else a new one; with
+    /// `record`, the file is written when missing. Throws when the database is another folder's.
+    static func establish(dataFolder: String, databaseID: String?, record: Bool) throws -> String? {
+        if let id = read(dataFolder: dataFolder) {
+            if let databaseID, databaseID != id {
+                let path = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
+                throw TidemarkError("open database", path, cause: "belongs to another data folder (its id \(databaseID) is not \(id), the one in \(fileName)): copied here from elsewhere?",
+                                    hint: "put back this data folder's own database (from its backup); if this database is meant to be the folder's from now on, remove \((dataFolder as NSString).appendingPathComponent(fileName))",
+                                    exit: .usage)
+            }
+            return id
+        }
+        let id = databaseID ?? (record ? UUID().uuidString.lowercased() : nil)
+        if record, let id { try FileSystem.writeAtomically(Array("\(id)\n".utf8), to: (dataFolder as NSString).appendingPathComponent(fileName)) }
+        return id
+    }
+}
+
 /// Which data folder a landing folder feeds: `LANDING/.tidemark-data-folder` names the data
-/// folder's id (kept in its database) and, for people, its path. Written by the first ingest
-/// from the landing folder; a later ingest into another data folder (a mistyped `--data`, an
-/// unset `TIDEMARK_DATA` under cron, which would start a new warehouse and move every waiting
-/// file into it) is refused. A copy, move or restore of the data folder keeps its id; a
-/// database rebuilt in place keeps its path.
+/// folder's id (`DataFolderIdentity`) and, for people, its path. Written by the first ingest
+/// from the landing folder. A later ingest into another data folder (a mistyped `--data`, an
+/// unset `TIDEMARK_DATA` under cron, an empty mount point whose disk did not mount: each would
+/// start a new warehouse and move every waiting file into it), or into a copy of the data
+/// folder while the original still exists, is refused. A moved data folder goes on.
 /// Scans skip dot-files, so the file is never taken for data.
 public enum LandingClaim {
     public static let fileName = ".tidemark-data-folder"
 
-    /// Checks the claim, and records it when there is none (or the data folder moved).
-    /// `dataFolderID` is nil for a data folder with no database yet.
+    /// Checks the claim, and with `record` writes it when there is none (or the data folder moved).
+    /// `dataFolderID` is nil for a data folder with no identity yet.
     static func check(landingFolder: String, dataFolder: String, dataFolderID: String?, record: Bool) throws {
         let path = (landingFolder as NSString).appendingPathComponent(fileName)
-        let here = FileSystem.resolvedPath(dataFolder) ?? FileSystem.absolutePath(dataFolder)
+        let here = FileSystem.canonicalPath(dataFolder)
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             let claimedID = lines.first ?? "", claimedPath = lines.count > 1 ? lines[1] : "?"
-            // The same data folder by id (moved, copied, restored) or by place (its database
-            // rebuilt by a backfill of its archive, which makes a new id).
-            guard claimedID == dataFolderID || claimedPath == here else {
-                throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)), not \(here): a second data folder would start anew and take the files",
-                                    hint: "pass --data \(claimedPath) (or set TIDEMARK_DATA); to move ingestion to \(here) for good, remove \(path)",
+            let move = "to move ingestion to \(here) for good, remove \(path)"
+            guard claimedID == dataFolderID else {
+                throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)); \(here) is another one (or that folder's disk is not mounted, or its \(DataFolderIdentity.fileName) is gone): a second data folder would start anew and take the files",
+                                    hint: "pass --data \(claimedPath) (or set TIDEMARK_DATA); \(move)", exit: .usage)
+            }
+            if claimedPath == here { return }
+            // The same id somewhere else: a move (the old place is gone) or a copy (it is not).
+            if DataFolderIdentity.read(dataFolder: claimedPath) == claimedID {
+                throw TidemarkError("ingest", landingFolder, cause: "\(here) is a copy of the data folder \(claimedPath), which this landing folder feeds and which still exists: one landing folder feeds one data folder",
+                                    hint: "ingest into \(claimedPath); if the copy is to take over, remove or rename the original first (or \(move))", exit: .usage)
+            }
+        }
+        guard record, let dataFolderID else { return }
+        try FileSystem.writeAtomically(Array("\(dataFolderID)\n\(here)\n".utf8), to: path)
+    }
+
+    /// Refuses a landing folder that is a data folder, or lies in one's archive or quarantine
+    /// (this one's or any other's: a mistyped `--landing`), before anything moves: ingest would
+    /// take each archived file for a landed copy and remove it.
+    static func refuseInsideDataFolder(landingFolder: String, dataFolder: String) throws {
+        let landing = FileSystem.canonicalPath(landingFolder)
+        var candidates = [FileSystem.canonicalPath(dataFolder)]
+        var ancestor = landing
+        while true {
+            if FileSystem.exists((ancestor as NSString).appendingPathComponent(Warehouse.databaseName))
+                || FileSystem.exists((ancestor as NSString).appendingPathComponent(DataFolderIdentity.fileName)) {
+                candidates.append(ancestor)
+            }
+            if ancestor == "/" || ancestor.isEmpty { break }
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        for data in candidates {
+            let places = [data, (data as NSString).appendingPathComponent("archive"), (data as NSString).appendingPathComponent("quarantine")]
+            if landing == data || places.dropFirst().contains(where: { FileSystem.isSameOrInside(landing, $0) }) {
+                throw TidemarkError("ingest", landingFolder, cause: "the landing folder is the data folder \(data) or lies in its archive or quarantine: ingest would move the files there onto themselves",
+                                    hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir DATA/archive --data DATA'",
                                     exit: .usage)
             }
-            if (claimedPath == here && claimedID == dataFolderID) || !record { return }
-        } else if !record {
-            return
         }
-        guard let dataFolderID else { return }
-        try FileSystem.writeAtomically(Array("\(dataFolderID)\n\(here)\n".utf8), to: path)
     }
 }

@@ -159,14 +159,29 @@ public final class JobLock {
         if lockingFolder {
             folderDescriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             guard folderDescriptor >= 0 else { throw FileSystemError("open", folder) }
-            if flock(folderDescriptor, LOCK_EX | LOCK_NB) != 0 { throw refuse(folderDescriptor) }
+            if flock(folderDescriptor, LOCK_EX | LOCK_NB) != 0 {
+                let failure = errno
+                guard failure == EWOULDBLOCK else {
+                    close(folderDescriptor)
+                    throw FileSystemError("lock", folder, errno: failure) // e.g. a file system without locks
+                }
+                throw refuse(folderDescriptor)
+            }
         }
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             if folderDescriptor >= 0 { close(folderDescriptor) }
             throw FileSystemError("open lock", path)
         }
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 { throw refuse(descriptor, folderDescriptor) }
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            let failure = errno
+            guard failure == EWOULDBLOCK else {
+                close(descriptor)
+                if folderDescriptor >= 0 { close(folderDescriptor) }
+                throw FileSystemError("lock", path, errno: failure)
+            }
+            throw refuse(descriptor, folderDescriptor)
+        }
         self.path = path
         fd = descriptor
         folderFD = folderDescriptor
@@ -175,14 +190,19 @@ public final class JobLock {
         _ = note.withCString { write(fd, $0, strlen($0)) }
     }
 
-    /// Whether a live process holds the data folder's job lock, as far as its lock file says
-    /// (the holder writes its pid there and empties it on release; a killed holder leaves a
-    /// pid that is no longer running). Reads only: takes no lock.
+    /// Whether a job holds the data folder's lock: a shared `flock` on the folder is tried
+    /// and, if granted, dropped at once. (The pid in the lock file would mislead across PID
+    /// namespaces, or once reused.) A job starting in that instant meets the lock and exits
+    /// 75, as for any overlapping run; the next one goes ahead.
     public static func isHeld(dataFolder: String) -> Bool {
-        let path = (dataFolder as NSString).appendingPathComponent("tidemark.lock")
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              let pid = text.split(separator: " ").last.flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
+        let fd = open(dataFolder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return errno == EWOULDBLOCK
     }
 
     deinit {

@@ -159,20 +159,29 @@ public enum FileSystem {
         return String(cString: resolved)
     }
 
-    /// Whether `path` is `folder` or lies inside it, symlinks resolved (of the part that exists).
-    public static func isSameOrInside(_ path: String, _ folder: String) -> Bool {
-        func resolved(_ p: String) -> String {
-            // The nearest existing ancestor resolved, the rest appended as given.
-            var head = absolutePath(p), tail: [String] = []
-            while resolvedPath(head) == nil, head != "/", !head.isEmpty {
-                tail.insert((head as NSString).lastPathComponent, at: 0)
-                head = (head as NSString).deletingLastPathComponent
-            }
-            let base = resolvedPath(head) ?? head
-            return tail.reduce(base) { ($0 as NSString).appendingPathComponent($1) }
+    /// `path` from the root, with every symlink of the part that exists resolved and `.`,
+    /// `..` and repeated or trailing slashes removed: one spelling per place.
+    public static func canonicalPath(_ path: String) -> String {
+        var head = (absolutePath(path) as NSString).standardizingPath, tail: [String] = []
+        while resolvedPath(head) == nil, head != "/", !head.isEmpty {
+            tail.insert((head as NSString).lastPathComponent, at: 0)
+            head = (head as NSString).deletingLastPathComponent
         }
-        let inner = resolved(path), outer = resolved(folder)
-        return inner == outer || inner.hasPrefix(outer.hasSuffix("/") ? outer : outer + "/")
+        let base = resolvedPath(head) ?? head
+        return (tail.reduce(base) { ($0 as NSString).appendingPathComponent($1) } as NSString).standardizingPath
+    }
+
+    /// Whether `path` is `folder` or lies inside it (`canonicalPath` of both).
+    public static func isSameOrInside(_ path: String, _ folder: String) -> Bool {
+        let inner = canonicalPath(path), outer = canonicalPath(folder)
+        return inner == outer || inner.hasPrefix(outer == "/" ? "/" : outer + "/")
+    }
+
+    /// Whether two paths name the same file (device and inode), whatever the mounts or links
+    /// between them; false when either cannot be read.
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var x = stat(), y = stat()
+        return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
 
     /// The regular files under `folder`, at any depth (symlinks not followed), as
@@ -184,6 +193,12 @@ public enum FileSystem {
             if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular { found.append((folder as NSString).appendingPathComponent(name)) }
         }
         return found
+    }
+
+    /// How many names the file has (hard links); 0 when it cannot be read.
+    public static func linkCount(_ path: String) -> Int {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_nlink) : 0
     }
 
     public static func exists(_ path: String) -> Bool {

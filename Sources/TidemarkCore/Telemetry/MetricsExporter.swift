@@ -10,7 +10,7 @@ public enum MetricsExporter {
     /// has none of its own, and the gauges stay in the file with those values instead of
     /// vanishing (a series that comes and goes breaks `absent()` alerts and graphs).
     public static func render(counters: [String: Int64], last: BatchSummary?, lastSuccess: Timestamp?,
-                              latestTimings: StoredTimings? = nil) -> String {
+                              latestTimings: StoredTimings? = nil, landingBacklog: (files: Int, bytes: Int64)? = nil) -> String {
         var out = ""
         for (key, value) in counters.sorted(by: { $0.key < $1.key }) {
             let name = "tidemark_" + key
@@ -30,9 +30,11 @@ public enum MetricsExporter {
             gauge("last_batch_lines", "Lines read by the last batch.", Double(s.lines.read))
             gauge("last_batch_partitions_touched", "Partitions (hours) whose rows and summaries the last batch changed.", Double(s.partitionsTouched.count))
             gauge("tombstones_pending", "Tombstones still waiting for their event.", Double(s.tombstonesPending))
-            if s.kind == "ingest" { // a backfill's are its source folder's, not landing's
-                gauge("backlog_files", "Files left in the landing folder after the last batch.", Double(s.backlogFiles))
-                gauge("backlog_bytes", "Bytes left in the landing folder after the last batch.", Double(s.backlogBytes))
+            // A backfill's own backlog is its source folder's: the landing folder's is the last ingest's.
+            let backlog = s.kind == "ingest" ? (files: s.backlogFiles, bytes: s.backlogBytes) : landingBacklog
+            if let backlog {
+                gauge("backlog_files", "Files left in the landing folder after the last ingest.", Double(backlog.files))
+                gauge("backlog_bytes", "Bytes left in the landing folder after the last ingest.", Double(backlog.bytes))
             }
         }
         let timings = last.flatMap { $0.lag.count > 0 ? StoredTimings(lag: $0.lag, eventDelay: $0.eventDelay) : nil } ?? latestTimings
@@ -61,10 +63,10 @@ public enum MetricsExporter {
     /// Reads the cumulative counters from the warehouse and writes the textfile.
     public static func write(dataFolder: String, to path: String, last: BatchSummary?) throws {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false)
-        let (counters, lastSuccess, timings) = try warehouse.read { db in
-            (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db), try StatusQueries.latestTimings(db))
+        let (counters, lastSuccess, timings, backlog) = try warehouse.read { db in
+            (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db), try StatusQueries.latestTimings(db), try StatusQueries.lastIngestBacklog(db))
         }
-        let text = render(counters: counters, last: last, lastSuccess: lastSuccess, latestTimings: timings)
+        let text = render(counters: counters, last: last, lastSuccess: lastSuccess, latestTimings: timings, landingBacklog: backlog)
         try FileSystem.writeAtomically(Array(text.utf8), to: path)
     }
 }

@@ -89,17 +89,17 @@ enum BatchLog {
         try db.execute(sql: "UPDATE batches SET status = 'failed', error = ? WHERE batch_id = ?", arguments: [error, batchID])
     }
 
-    /// The data folder's id (`LandingClaim`), made at its first use: it stays with the
-    /// database through copies, moves and restores. Nil when absent and `create` is false.
-    static func dataFolderID(create: Bool, _ db: Database) throws -> String? {
-        if let id = try state("data_folder_id", db).flatMap(String.fromDatabaseValue) { return id }
-        guard create else { return nil }
-        let id = UUID().uuidString.lowercased()
+    /// The data folder's id as its database keeps it (`DataFolderIdentity`), nil before the
+    /// first ingest recorded it.
+    static func dataFolderID(_ db: Database) throws -> String? {
+        try state("data_folder_id", db).flatMap(String.fromDatabaseValue)
+    }
+
+    static func setDataFolderID(_ id: String, _ db: Database) throws {
         try db.inTransaction {
             try setState("data_folder_id", id, db)
             return .commit
         }
-        return id
     }
 
     static func state(_ key: String, _ db: Database) throws -> DatabaseValue? {

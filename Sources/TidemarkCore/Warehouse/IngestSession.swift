@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import GRDBSQLite
 
@@ -72,6 +73,12 @@ final class IngestSession {
     /// Where the ledger says a file with this content lies, if it has one.
     func ledgerLocation(sha256: String) throws -> String? {
         try Ledger.location(sha256: sha256, dataFolder: dataFolder, db)
+    }
+
+    /// Whether the ledger records this content at `path` (of this data folder).
+    func ledgerRecords(sha256: String, at path: String) throws -> Bool {
+        let here = (Ledger.currentPath(of: path, dataFolder: dataFolder) as NSString).standardizingPath
+        return try Ledger.locations(sha256: sha256, dataFolder: dataFolder, db).contains { ($0 as NSString).standardizingPath == here }
     }
 
     /// Commits; `beforeCommit` runs in the transaction, once the hours touched are counted.

@@ -11,11 +11,12 @@ enum StatusQueries {
         return out
     }
 
-    /// The lag and delay of the newest batch that read events (nil: none has).
+    /// The lag and delay of the newest ingest batch that read events (nil: none has).
     static func latestTimings(_ db: Database) throws -> MetricsExporter.StoredTimings? {
+        // Ingest's: a backfill of old files has a lag of days that says nothing of the pipeline.
         guard let row = try Row.fetchOne(db, sql: """
             SELECT lag_p50_seconds, lag_p95_seconds, lag_max_seconds, delay_p50_seconds, delay_p95_seconds, delay_max_seconds
-            FROM batches WHERE lag_max_seconds IS NOT NULL ORDER BY batch_id DESC LIMIT 1
+            FROM batches WHERE lag_max_seconds IS NOT NULL AND kind = 'ingest' ORDER BY batch_id DESC LIMIT 1
             """) else { return nil }
         func percentiles(_ first: Int) -> BatchSummary.Percentiles {
             var p = BatchSummary.Percentiles()
@@ -23,6 +24,13 @@ enum StatusQueries {
             return p
         }
         return MetricsExporter.StoredTimings(lag: percentiles(0), eventDelay: percentiles(3))
+    }
+
+    /// The landing backlog the last ingest left (files, bytes), for a metrics file a backfill writes.
+    static func lastIngestBacklog(_ db: Database) throws -> (files: Int, bytes: Int64)? {
+        try Row.fetchOne(db, sql: """
+            SELECT backlog_files, backlog_bytes FROM batches WHERE kind = 'ingest' AND backlog_files IS NOT NULL ORDER BY batch_id DESC LIMIT 1
+            """).map { ($0[0], $0[1] ?? 0) }
     }
 
     static func lastSuccess(_ db: Database) throws -> Timestamp? {
@@ -58,7 +66,7 @@ enum ReportQueries {
                    late_events, rejected_lines, partitions_touched, lag_p50_seconds, lag_p95_seconds, lag_max_seconds,
                    tombstones_pending, backlog_files, backlog_bytes, error
             FROM batches
-            \(skippingIdle ? "WHERE NOT (status = 'succeeded' AND files_applied + files_duplicate + files_quarantined + lines_read + partitions_touched = 0)" : "")
+            \(skippingIdle ? "WHERE NOT (status = 'succeeded' AND files_applied + files_duplicate + files_quarantined + lines_read + partitions_touched = 0 AND COALESCE(backlog_files, 0) = 0)" : "")
             ORDER BY batch_id DESC \(limit.map { "LIMIT \($0)" } ?? "")
             """)
         return rows.reversed().map {
@@ -97,14 +105,17 @@ enum ReportQueries {
 
     /// The newest data ingested: the newest received_time, or for rows without one (a source
     /// may send none) their event_time, so that such a source is not reported stalled forever.
-    static func newestReceivedTime(_ db: Database) throws -> Timestamp? {
+    /// Rows dated after `notAfter` (a producer clock running ahead, up to the 24 h the parser
+    /// allows) are left out, so that they cannot hold the data age at "fresh" through a stall.
+    static func newestReceivedTime(notAfter: Timestamp? = nil, _ db: Database) throws -> Timestamp? {
         var newest: Timestamp?
         // The newest partitions whose table exists (one lost is reported, not fatal).
         for table in try String.fetchAll(db, sql: """
             SELECT p.table_name FROM partitions p JOIN sqlite_master m ON m.type = 'table' AND m.name = p.table_name
             ORDER BY p.hour DESC LIMIT 3
             """) {
-            if let text = try String.fetchOne(db, sql: "SELECT MAX(COALESCE(received_time, event_time)) FROM \(table)"),
+            if let text = try String.fetchOne(db, sql: "SELECT MAX(t) FROM (SELECT COALESCE(received_time, event_time) AS t FROM \(table)) WHERE t <= ?",
+                                              arguments: [(notAfter ?? Timestamp(nanosecondsSinceEpoch: .max)).rfc3339]),
                let t = try? Timestamp.parse(text).get() {
                 newest = max(newest ?? t, t)
             }
@@ -120,7 +131,7 @@ enum ReportQueries {
     }
 
     static func lastSuccessfulBatchEnd(_ db: Database) throws -> Timestamp? {
-        guard let text = try String.fetchOne(db, sql: "SELECT MAX(finished_at) FROM batches WHERE status = 'succeeded'") else { return nil }
+        guard let text = try String.fetchOne(db, sql: "SELECT MAX(finished_at) FROM batches WHERE status = 'succeeded' AND kind != 'rebuild'") else { return nil }
         return try? Timestamp.parse(text).get()
     }
 

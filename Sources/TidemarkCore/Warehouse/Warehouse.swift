@@ -67,6 +67,8 @@ public final class Warehouse {
         do {
             queue = try DatabaseQueue(path: databasePath, configuration: config)
             if !readOnly {
+                // Before anything is written: another program's database is left as it was.
+                if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
                 try queue.writeWithoutTransaction { db in
                     // 8 KiB pages: half the read/write calls of 4 KiB on a million-row load, and
                     // still small B-tree cells moves. Only takes effect on a new, empty database.
@@ -77,7 +79,6 @@ public final class Warehouse {
                                             hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
                     }
                 }
-                if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
                 try Schema.migrator.migrate(queue)
             } else if try !queue.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
                 if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
@@ -100,7 +101,7 @@ public final class Warehouse {
     /// archive yet.
     private func notTidemark(_ db: Database) throws -> TidemarkError? {
         guard try !db.tableExists("grdb_migrations") else { return nil }
-        let recovery = "restore \(Warehouse.databaseName) from backup, or load the archive into a new data folder: tidemark backfill --from-dir \(dataFolder)/archive --data NEW"
+        let recovery = Warehouse.recovery(dataFolder)
         if try (Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") ?? 0) > 0 {
             return TidemarkError("open database", databasePath, cause: "holds tables, but none of tidemark's: another program's database?",
                                  hint: "pass the right --data; " + recovery, exit: .ioError)
@@ -110,13 +111,28 @@ public final class Warehouse {
 
     private static func lostDatabase(_ dataFolder: String, _ databasePath: String, _ recovery: String? = nil) -> TidemarkError {
         TidemarkError("open database", databasePath, cause: "is missing or empty, but \(dataFolder)/archive holds files a database recorded: the database was lost or replaced, and starting anew would forget them",
-                      hint: recovery ?? "restore \(Warehouse.databaseName) from backup, or load the archive into a new data folder: tidemark backfill --from-dir \(dataFolder)/archive --data NEW",
+                      hint: recovery ?? Warehouse.recovery(dataFolder),
                       exit: .noInput)
+    }
+
+    /// How to get a database back: rebuilt in place from the archive (the landing folder goes
+    /// on feeding this data folder), or restored from backup.
+    static func recovery(_ dataFolder: String) -> String {
+        "rebuild it in place from the archive: tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder); or restore \(Warehouse.databaseName) from backup (validate then names archived files the backup had not recorded)"
     }
 
     /// Whether the data folder's archive holds at least one file.
     static func archiveHoldsFiles(_ dataFolder: String) -> Bool {
-        !FileSystem.regularFiles(under: (dataFolder as NSString).appendingPathComponent("archive")).isEmpty
+        !archivedDataFiles(dataFolder).isEmpty
+    }
+
+    /// The files in the data folder's archive that hold data (what a backfill of it reads:
+    /// landing suffixes, no dot-files), at any depth; not a note someone left there.
+    static func archivedDataFiles(_ dataFolder: String) -> [String] {
+        FileSystem.regularFiles(under: (FileSystem.absolutePath(dataFolder) as NSString).appendingPathComponent("archive")).filter {
+            let name = ($0 as NSString).lastPathComponent
+            return !name.hasPrefix(".") && LandingFolder.hasLandingSuffix(name)
+        }
     }
 
     /// Runs `body` on the connection outside any transaction; the body manages transactions.
@@ -151,7 +167,7 @@ public final class Warehouse {
                                  hint: "free space on the data folder's file system (not by deleting archive/: rebuild and validate need every file there), then rerun: nothing was half-applied", exit: .ioError)
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
-                                 hint: "restore from backup, or load the archive into a new data folder: tidemark backfill --from-dir DATA/archive --data NEW", exit: .ioError)
+                                 hint: "move the damaged file aside, then " + Warehouse.recovery("DATA"), exit: .ioError)
         case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
             // Readers too write beside the database: SQLite's WAL keeps its index in a
             // shared-memory file (tidemark.sqlite-shm) that every connection maps read-write.
