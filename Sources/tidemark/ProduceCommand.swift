@@ -79,6 +79,7 @@ struct ProduceCommand: ParsableCommand {
     var fileSeconds: Int = 1
 
     func validate() throws {
+        try SharedOptions.refuseEmpty("--landing", "TIDEMARK_LANDING", shared.landing)
         if fast && count == nil && duration == nil {
             throw ValidationError("--fast needs --count or --duration, or it would never end")
         }

@@ -329,6 +329,14 @@ import Testing
         f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
         let next = try Binary.run(args(f))
         #expect(try next.status == 0 && f.row("two") != nil, "\(next.stderr)")
+        // A folder with no id file either (made before ids were kept in one): the rebuilt
+        // database takes the id of the landing folder's claim, which names this place.
+        try FileManager.default.removeItem(atPath: f.data + "/.tidemark-id")
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: f.database + suffix) }
+        #expect(try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data]).status == 0)
+        f.land("3.ndjson.gz", [recordLine("three", time: "2025-07-30T10:00:00Z")])
+        let legacy = try Binary.run(args(f))
+        #expect(try legacy.status == 0 && f.row("three") != nil, "\(legacy.stderr)")
         // Another program's database under the name.
         let other = TestFolder()
         try FileManager.default.createDirectory(atPath: other.data, withIntermediateDirectories: true)

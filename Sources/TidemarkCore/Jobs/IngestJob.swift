@@ -142,10 +142,19 @@ public enum IngestJob {
             if options.kind == .ingest {
                 // One landing folder feeds one data folder, for good (`LandingClaim`), known by
                 // its id (`DataFolderIdentity`), which its database keeps too.
+                // Nothing is written before the claim is checked. A folder with no id at all
+                // (one from before ids were kept in a file, whose database was rebuilt in place)
+                // takes the id its landing folder's claim gives it, if that claim names this place.
                 let stored = dryRunFolder == nil ? try BatchLog.dataFolderID(db) : nil
-                let id = try DataFolderIdentity.establish(dataFolder: options.dataFolder, databaseID: stored, record: !options.dryRun)
-                if !options.dryRun, stored == nil, let id { try BatchLog.setDataFolderID(id, db) }
-                try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: id, record: !options.dryRun)
+                let adopted = stored == nil && DataFolderIdentity.read(dataFolder: options.dataFolder) == nil
+                    ? LandingClaim.claimedID(landingFolder: options.landingFolder, naming: options.dataFolder) : nil
+                let known = try DataFolderIdentity.establish(dataFolder: options.dataFolder, databaseID: stored ?? adopted, record: false)
+                try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: known, record: false)
+                if !options.dryRun {
+                    let id = try DataFolderIdentity.establish(dataFolder: options.dataFolder, databaseID: stored ?? adopted, record: true)
+                    if stored == nil, let id { try BatchLog.setDataFolderID(id, db) }
+                    try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: id, record: true)
+                }
             }
             var runner = try BatchRunner(options: options, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
             do {
@@ -503,8 +512,10 @@ struct BatchRunner {
         guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
         if options.dryRun { return true }
         // Never remove the archived copy itself (landing reached through a symlink or a bind
-        // mount into the archive): the same file, and not a second hard link to it.
-        if FileSystem.sameFile(file.path, match.location) && FileSystem.linkCount(file.path) == 1 {
+        // mount into the archive): the same name in the same folder. (A hard link elsewhere is
+        // another name, which may go.)
+        if FileSystem.sameFile(FileSystem.parentFolder(of: file.path) ?? ".", FileSystem.parentFolder(of: match.location) ?? ".")
+            && (file.path as NSString).lastPathComponent == (match.location as NSString).lastPathComponent {
             throw TidemarkError("ingest", file.path, cause: "this landing file is the archived copy \(match.location) itself",
                                 hint: "point --landing at the folder the producer writes to, not into the data folder", exit: .usage)
         }

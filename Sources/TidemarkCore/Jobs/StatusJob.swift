@@ -121,7 +121,7 @@ public enum StatusJob {
             var report = StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
                 ledgerFiles: totals.files, backlogFiles: scan?.files.count, backlogBytes: scan?.totalBytes, landingError: landingError, landingHint: landingHint,
-                newestReceivedTime: try ReportQueries.newestReceivedTime(db)?.rfc3339,
+                newestReceivedTime: try ReportQueries.newestReceivedTime(notAfter: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970), db)?.rfc3339,
                 lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
                 recentBatches: try ReportQueries.batches(limit: batches, skippingIdle: true, db).map {
                     StatusReport.Batch(batchID: $0.batchID, kind: $0.kind, status: $0.status == "running" && !jobRunning ? "interrupted" : $0.status,

@@ -115,7 +115,7 @@ public enum ValidateJob {
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
         // Listed before the snapshot begins: a file moved into the archive later was committed
         // later too, and must not be taken for one the ledger lost (`archive_in_ledger`).
-        let archived = Warehouse.archivedDataFiles(options.dataFolder)
+        let archived = options.hours == nil ? Warehouse.archivedDataFiles(options.dataFolder) : []
         return try warehouse.read { db in
             var v = try Validator(options: options, db: db, logger: logger, progress: progress ?? { _ in })
             v.archivedBeforeSnapshot = archived

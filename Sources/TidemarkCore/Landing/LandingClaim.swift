@@ -41,20 +41,33 @@ enum DataFolderIdentity {
 public enum LandingClaim {
     public static let fileName = ".tidemark-data-folder"
 
+    /// The id the landing folder's claim gives, when it names this data folder's place.
+    static func claimedID(landingFolder: String, naming dataFolder: String) -> String? {
+        guard let claim = read(landingFolder: landingFolder), claim.path == FileSystem.canonicalPath(dataFolder) else { return nil }
+        return claim.id
+    }
+
+    private static func read(landingFolder: String) -> (id: String, path: String)? {
+        guard let text = try? String(contentsOfFile: (landingFolder as NSString).appendingPathComponent(fileName), encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        return (lines.first ?? "", lines.count > 1 ? lines[1] : "?")
+    }
+
     /// Checks the claim, and with `record` writes it when there is none (or the data folder moved).
     /// `dataFolderID` is nil for a data folder with no identity yet.
     static func check(landingFolder: String, dataFolder: String, dataFolderID: String?, record: Bool) throws {
         let path = (landingFolder as NSString).appendingPathComponent(fileName)
         let here = FileSystem.canonicalPath(dataFolder)
-        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            let claimedID = lines.first ?? "", claimedPath = lines.count > 1 ? lines[1] : "?"
+        if let (claimedID, claimedPath) = read(landingFolder: landingFolder) {
             let move = "to move ingestion to \(here) for good, remove \(path)"
             guard claimedID == dataFolderID else {
                 throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)); \(here) is another one (or that folder's disk is not mounted, or its \(DataFolderIdentity.fileName) is gone): a second data folder would start anew and take the files",
                                     hint: "pass --data \(claimedPath) (or set TIDEMARK_DATA); \(move)", exit: .usage)
             }
             if claimedPath == here { return }
+            // The same folder under another spelling (a bind mount, a symlink made later).
+            let idFile = { (folder: String) in (folder as NSString).appendingPathComponent(DataFolderIdentity.fileName) }
+            if FileSystem.sameFile(idFile(claimedPath), idFile(here)) { return }
             // The same id somewhere else: a move (the old place is gone) or a copy (it is not).
             if DataFolderIdentity.read(dataFolder: claimedPath) == claimedID {
                 throw TidemarkError("ingest", landingFolder, cause: "\(here) is a copy of the data folder \(claimedPath), which this landing folder feeds and which still exists: one landing folder feeds one data folder",

@@ -190,19 +190,21 @@ public final class JobLock {
         _ = note.withCString { write(fd, $0, strlen($0)) }
     }
 
-    /// Whether a job holds the data folder's lock: a shared `flock` on the folder is tried
-    /// and, if granted, dropped at once. (The pid in the lock file would mislead across PID
-    /// namespaces, or once reused.) A job starting in that instant meets the lock and exits
-    /// 75, as for any overlapping run; the next one goes ahead.
+    /// Whether a job holds the data folder's lock, read from the kernel's table of locks
+    /// (`/proc/locks`: a `FLOCK` on the folder's device and inode), so that asking takes no
+    /// lock (a job starting then would exit 75) and does not trust the pid in the lock file
+    /// (wrong across PID namespaces, or once reused). False where that table cannot be read.
     public static func isHeld(dataFolder: String) -> Bool {
-        let fd = open(dataFolder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return false
+        var info = stat()
+        guard stat(dataFolder, &info) == 0, let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return false }
+        // glibc's major() and minor(), which Swift does not import.
+        let dev = UInt64(info.st_dev)
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)), minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        let device = String(format: "%02llx:%02llx:%llu", major, minor, UInt64(info.st_ino))
+        return table.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            return fields.count > 5 && fields[1] == "FLOCK" && fields[5] == device
         }
-        return errno == EWOULDBLOCK
     }
 
     deinit {
@@ -229,7 +231,10 @@ public final class LandingLock {
         let descriptor = open(landingFolder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw FileSystemError("open", landingFolder) }
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            let failure = errno
             close(descriptor)
+            // Only a lock held is "busy"; a file system without locks is an I/O error.
+            guard failure == EWOULDBLOCK else { throw FileSystemError("lock", landingFolder, errno: failure) }
             throw TidemarkError("lock", landingFolder, cause: "another ingest is taking files from this landing folder; nothing done",
                                 hint: "one landing folder feeds one data folder: if the other ingest (see `fuser -v \(landingFolder)`) uses another --data, give each its own landing folder",
                                 exit: .busy)

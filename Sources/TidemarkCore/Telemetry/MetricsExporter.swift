@@ -37,14 +37,15 @@ public enum MetricsExporter {
                 gauge("backlog_bytes", "Bytes left in the landing folder after the last ingest.", Double(backlog.bytes))
             }
         }
-        let timings = last.flatMap { $0.lag.count > 0 ? StoredTimings(lag: $0.lag, eventDelay: $0.eventDelay) : nil } ?? latestTimings
+        // Ingest's: a backfill of old files has a lag of days that says nothing of the pipeline.
+        let timings = last.flatMap { $0.kind == "ingest" && $0.lag.count > 0 ? StoredTimings(lag: $0.lag, eventDelay: $0.eventDelay) : nil } ?? latestTimings
         if let t = timings {
-            gauge("ingestion_lag_p50_seconds", "Median ingest time minus received_time in the last batch that read events.", t.lag.p50)
-            gauge("ingestion_lag_p95_seconds", "95th percentile ingest time minus received_time in the last batch that read events.", t.lag.p95)
-            gauge("ingestion_lag_max_seconds", "Largest ingest time minus received_time in the last batch that read events.", t.lag.max)
-            gauge("event_delay_p50_seconds", "Median received_time minus event_time in the last batch that read events.", t.eventDelay.p50)
-            gauge("event_delay_p95_seconds", "95th percentile received_time minus event_time in the last batch that read events.", t.eventDelay.p95)
-            gauge("event_delay_max_seconds", "Largest received_time minus event_time in the last batch that read events.", t.eventDelay.max)
+            gauge("ingestion_lag_p50_seconds", "Median ingest time minus received_time in the last ingest batch that read events.", t.lag.p50)
+            gauge("ingestion_lag_p95_seconds", "95th percentile ingest time minus received_time in the last ingest batch that read events.", t.lag.p95)
+            gauge("ingestion_lag_max_seconds", "Largest ingest time minus received_time in the last ingest batch that read events.", t.lag.max)
+            gauge("event_delay_p50_seconds", "Median received_time minus event_time in the last ingest batch that read events.", t.eventDelay.p50)
+            gauge("event_delay_p95_seconds", "95th percentile received_time minus event_time in the last ingest batch that read events.", t.eventDelay.p95)
+            gauge("event_delay_max_seconds", "Largest received_time minus event_time in the last ingest batch that read events.", t.eventDelay.max)
         }
         return out
     }

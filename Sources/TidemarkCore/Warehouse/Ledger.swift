@@ -68,16 +68,16 @@ public struct LineCounts: Sendable, Equatable, Codable {
 
 /// SQL of the ledger.
 enum Ledger {
-    /// Where the ledger says a file with this content lies, whatever its status (backfill's
-    /// already-ingested check, once per source file: indexed by `ingested_files_content`). A
-    /// rerun of a backfill must change nothing, quarantined content included; a quarantined file
-    /// is retried by putting it back into the landing folder.
     /// Every place the ledger records this content at (`currentPath` of each row).
     static func locations(sha256: String, dataFolder: String, _ db: Database) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id", arguments: [sha256])
             .map { currentPath(of: $0, dataFolder: dataFolder) }
     }
 
+    /// Where the ledger says a file with this content lies, whatever its status (backfill's
+    /// already-ingested check, once per source file: indexed by `ingested_files_content`). A
+    /// rerun of a backfill must change nothing, quarantined content included; a quarantined file
+    /// is retried by putting it back into the landing folder.
     static func location(sha256: String, dataFolder: String, _ db: Database) throws -> String? {
         try String.fetchOne(db, sql: "SELECT location FROM ingested_files WHERE sha256 = ? ORDER BY file_id LIMIT 1", arguments: [sha256])
             .map { currentPath(of: $0, dataFolder: dataFolder) }

@@ -109,11 +109,12 @@ enum ReportQueries {
     /// allows) are left out, so that they cannot hold the data age at "fresh" through a stall.
     static func newestReceivedTime(notAfter: Timestamp? = nil, _ db: Database) throws -> Timestamp? {
         var newest: Timestamp?
-        // The newest partitions whose table exists (one lost is reported, not fatal).
+        // The newest partitions whose table exists (one lost is reported, not fatal), none of
+        // them for an hour after `notAfter`.
         for table in try String.fetchAll(db, sql: """
             SELECT p.table_name FROM partitions p JOIN sqlite_master m ON m.type = 'table' AND m.name = p.table_name
-            ORDER BY p.hour DESC LIMIT 3
-            """) {
+            WHERE p.hour <= ? ORDER BY p.hour DESC LIMIT 3
+            """, arguments: [notAfter.map { $0.hour.label } ?? "9999"]) {
             if let text = try String.fetchOne(db, sql: "SELECT MAX(t) FROM (SELECT COALESCE(received_time, event_time) AS t FROM \(table)) WHERE t <= ?",
                                               arguments: [(notAfter ?? Timestamp(nanosecondsSinceEpoch: .max)).rfc3339]),
                let t = try? Timestamp.parse(text).get() {
