@@ -177,7 +177,8 @@ import Testing
         try FileManager.default.moveItem(atPath: moved, toPath: unmounted)
         try FileManager.default.createDirectory(atPath: moved, withIntermediateDirectories: true)
         let empty = try Binary.run(["ingest", "--landing", f.landing, "--data", moved])
-        #expect(empty.status == 64 && empty.stderr.contains("disk is not mounted"), "\(empty.stderr)")
+        #expect(empty.status == 64 && empty.stderr.contains("has no .tidemark-id now: an empty folder where it was (its disk not mounted?)")
+                && empty.stderr.contains("hint: mount the data folder's disk"), "\(empty.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: moved).isEmpty)
         try FileManager.default.removeItem(atPath: moved)
         try FileManager.default.moveItem(atPath: unmounted, toPath: moved)
@@ -186,8 +187,12 @@ import Testing
         #expect(try Binary.run(["ingest", "--landing", stranger.landing, "--data", stranger.data]).status == 0)
         try FileManager.default.moveItem(atPath: moved + "/tidemark.sqlite", toPath: f.root + "/own.sqlite")
         try FileManager.default.copyItem(atPath: stranger.database, toPath: moved + "/tidemark.sqlite")
-        let wrongDatabase = try Binary.run(["ingest", "--landing", f.landing, "--data", moved])
-        #expect(wrongDatabase.status == 64 && wrongDatabase.stderr.contains("belongs to another data folder"), "\(wrongDatabase.stderr)")
+        for command in [["ingest", "--landing", f.landing, "--data", moved], ["backfill", "--from-dir", moved + "/archive", "--data", moved],
+                        ["rebuild", "--all", "--data", moved], ["validate", "--data", moved]] {
+            let wrongDatabase = try Binary.run(command)
+            #expect(wrongDatabase.status == 64 && wrongDatabase.stderr.contains("belongs to another data folder"), "\(command[0]): \(wrongDatabase.stderr)")
+        }
+        #expect(try DatabaseQueue(path: moved + "/tidemark.sqlite").read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ingested_files") } == 1)
         try FileManager.default.removeItem(atPath: moved + "/tidemark.sqlite")
         try FileManager.default.moveItem(atPath: f.root + "/own.sqlite", toPath: moved + "/tidemark.sqlite")
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", moved]).status == 0)
@@ -210,15 +215,23 @@ import Testing
         for landing in [day, f.data, f.data + "/quarantine", f.root + "/linked-day"] {
             let run = try Binary.run(["ingest", "--landing", landing, "--data", f.data])
             #expect(run.status == 64, "\(landing): \(run.stderr)")
-            #expect(run.stderr.contains("the landing folder is the data folder") && run.stderr.contains("backfill --from-dir DATA/archive"), "\(run.stderr)")
+            #expect(run.stderr.contains("ingest would move the files there onto themselves") && run.stderr.contains("'tidemark backfill"), "\(run.stderr)")
         }
+        // An archive day folder is marked as such, so that it is refused under any path (a bind
+        // mount elsewhere, which the path checks cannot see).
+        #expect(FileManager.default.fileExists(atPath: day + "/.tidemark-archive-folder"))
+        #expect(try Binary.run(["ingest", "--landing", day, "--data", f.data]).stderr.contains("it holds .tidemark-archive-folder"))
         #expect(FileManager.default.fileExists(atPath: archived))
         #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
         // Another data folder's archive is refused as well; a folder of the data folder that is
         // neither its archive nor its quarantine (DATA/incoming) is a landing folder like any.
         let other = TestFolder()
         let intoOther = try Binary.run(["ingest", "--landing", day, "--data", other.data])
-        #expect(intoOther.status == 64 && intoOther.stderr.contains("lies in its archive or quarantine"), "\(intoOther.stderr)")
+        #expect(intoOther.status == 64 && intoOther.stderr.contains("a data folder's archive or quarantine folder"), "\(intoOther.stderr)")
+        // Without the mark (an archive from before marks were kept), the path still tells.
+        try FileManager.default.removeItem(atPath: day + "/.tidemark-archive-folder")
+        let unmarked = try Binary.run(["ingest", "--landing", day, "--data", other.data])
+        #expect(unmarked.status == 64 && unmarked.stderr.contains("lies in its archive or quarantine"), "\(unmarked.stderr)")
         #expect(FileManager.default.fileExists(atPath: archived) && !FileManager.default.fileExists(atPath: other.data))
         let incoming = other.data + "/incoming"
         try FileManager.default.createDirectory(atPath: incoming, withIntermediateDirectories: true)

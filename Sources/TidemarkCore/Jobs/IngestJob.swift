@@ -436,7 +436,12 @@ struct BatchRunner {
     /// content read (`held`), even when another file was put under its name meanwhile.
     private mutating func place(from source: String, to destination: String, held: HeldLandingFile, fileID: Int64) throws {
         if FaultPoint.archiveIsFull() { throw FileSystemError("archive", destination, errno: ENOSPC) }
-        if let folder = FileSystem.parentFolder(of: destination) { try FileSystem.makeFolder(folder) }
+        if let folder = FileSystem.parentFolder(of: destination) {
+            try FileSystem.makeFolder(folder)
+            // Marks an archive day or quarantine folder as such: reached under another path (a
+            // bind mount), it is still refused as a landing folder.
+            LandingClaim.markDataFolderPart(folder)
+        }
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }
         } else {
@@ -584,7 +589,7 @@ struct BatchRunner {
             unreadable.append(error)
             // The first few one by one; the batch's end error sums up the rest.
             if unreadable.count <= BatchRunner.moveWarningsShown {
-                logger.error("cannot read landing file; left in place", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
+                logger.warning("cannot read landing file; left in place (the run ends with exit 74)", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
             }
             return
         case .success(let summary):

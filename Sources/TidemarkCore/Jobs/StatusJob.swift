@@ -121,7 +121,7 @@ public enum StatusJob {
             var report = StatusReport(
                 events: totals.events, validEvents: totals.valid, partitions: totals.partitions, pendingTombstones: totals.pending,
                 ledgerFiles: totals.files, backlogFiles: scan?.files.count, backlogBytes: scan?.totalBytes, landingError: landingError, landingHint: landingHint,
-                newestReceivedTime: try ReportQueries.newestReceivedTime(notAfter: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970), db)?.rfc3339,
+                newestReceivedTime: try ReportQueries.newestReceivedTime(notAfter: Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970) + FreshnessReport.clockSkew, db)?.rfc3339,
                 lastSuccessAt: try ReportQueries.lastSuccessfulBatchEnd(db)?.rfc3339,
                 recentBatches: try ReportQueries.batches(limit: batches, skippingIdle: true, db).map {
                     StatusReport.Batch(batchID: $0.batchID, kind: $0.kind, status: $0.status == "running" && !jobRunning ? "interrupted" : $0.status,
@@ -158,6 +158,9 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
     public var errorAfterSeconds: Double
     public var reason: String
 
+    /// How far ahead of this machine's clock a row may be dated and still count as data.
+    static let clockSkew: Double = 5 * 60
+
     /// Parses durations like `90s`, `10m`, `1h`, `2d` (a bare number is seconds).
     public static func parseDuration(_ text: String) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
@@ -169,9 +172,11 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
     public static func check(dataFolder: String, warnAfter: Double, errorAfter: Double, now: Timestamp) throws -> FreshnessReport {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
         let (newest, lastSuccess) = try warehouse.read { db in
-            (try ReportQueries.newestReceivedTime(notAfter: now, db), try StatusQueries.lastSuccess(db))
+            // A few minutes of clock skew between the source and this machine are allowed for;
+            // rows dated further ahead are left out (they would hold the age at "fresh").
+            (try ReportQueries.newestReceivedTime(notAfter: now + FreshnessReport.clockSkew, db), try StatusQueries.lastSuccess(db))
         }
-        let dataAge = newest.map { now.secondsSinceEpoch - $0.secondsSinceEpoch }
+        let dataAge = newest.map { max(0, now.secondsSinceEpoch - $0.secondsSinceEpoch) }
         let runAge = lastSuccess.map { now.secondsSinceEpoch - $0.secondsSinceEpoch }
         var report = FreshnessReport(status: "ok", exitCode: 0, newestReceivedTime: newest?.rfc3339, dataAgeSeconds: dataAge,
                                      lastSuccessAt: lastSuccess?.rfc3339, lastSuccessAgeSeconds: runAge,

@@ -61,8 +61,13 @@ public enum LandingClaim {
         if let (claimedID, claimedPath) = read(landingFolder: landingFolder) {
             let move = "to move ingestion to \(here) for good, remove \(path)"
             guard claimedID == dataFolderID else {
-                throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)); \(here) is another one (or that folder's disk is not mounted, or its \(DataFolderIdentity.fileName) is gone): a second data folder would start anew and take the files",
-                                    hint: "pass --data \(claimedPath) (or set TIDEMARK_DATA); \(move)", exit: .usage)
+                let which = claimedPath == here && dataFolderID == nil
+                    ? "but \(here) has no \(DataFolderIdentity.fileName) now: an empty folder where it was (its disk not mounted?), or the file removed"
+                    : "\(here) is another one (or that folder's disk is not mounted, or its \(DataFolderIdentity.fileName) is gone)"
+                throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)); \(which): a second data folder would start anew and take the files",
+                                    hint: claimedPath == here && dataFolderID == nil
+                                        ? "mount the data folder's disk (or put back its \(DataFolderIdentity.fileName)), then rerun; \(move)"
+                                        : "pass --data \(claimedPath) (or set TIDEMARK_DATA); \(move)", exit: .usage)
             }
             if claimedPath == here { return }
             // The same folder under another spelling (a bind mount, a symlink made later).
@@ -78,11 +83,28 @@ public enum LandingClaim {
         try FileSystem.writeAtomically(Array("\(dataFolderID)\n\(here)\n".utf8), to: path)
     }
 
+    /// The file that marks an archive day folder or the quarantine folder.
+    static let partMarker = ".tidemark-archive-folder"
+
+    /// Marks a folder of a data folder's archive or quarantine (once; a failure only loses the
+    /// mark, which the path checks back up).
+    static func markDataFolderPart(_ folder: String) {
+        let path = (folder as NSString).appendingPathComponent(partMarker)
+        guard !FileSystem.exists(path) else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        if fd >= 0 { close(fd) }
+    }
+
     /// Refuses a landing folder that is a data folder, or lies in one's archive or quarantine
     /// (this one's or any other's: a mistyped `--landing`), before anything moves: ingest would
     /// take each archived file for a landed copy and remove it.
     static func refuseInsideDataFolder(landingFolder: String, dataFolder: String) throws {
         let landing = FileSystem.canonicalPath(landingFolder)
+        if FileSystem.exists((landing as NSString).appendingPathComponent(partMarker)) {
+            throw TidemarkError("ingest", landingFolder, cause: "the landing folder is a data folder's archive or quarantine folder (it holds \(partMarker)), reached under another path: ingest would move the files there onto themselves",
+                                hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill'",
+                                exit: .usage)
+        }
         var candidates = [FileSystem.canonicalPath(dataFolder)]
         var ancestor = landing
         while true {
@@ -97,7 +119,7 @@ public enum LandingClaim {
             let places = [data, (data as NSString).appendingPathComponent("archive"), (data as NSString).appendingPathComponent("quarantine")]
             if landing == data || places.dropFirst().contains(where: { FileSystem.isSameOrInside(landing, $0) }) {
                 throw TidemarkError("ingest", landingFolder, cause: "the landing folder is the data folder \(data) or lies in its archive or quarantine: ingest would move the files there onto themselves",
-                                    hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir DATA/archive --data DATA'",
+                                    hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir \(data)/archive --data \(data)'",
                                     exit: .usage)
             }
         }

@@ -82,6 +82,11 @@ public final class Warehouse {
                 try Schema.migrator.migrate(queue)
             } else if try !queue.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
                 if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
+                // The first ingest may be creating it (or an upgrade running) right now.
+                if JobLock.isHeld(dataFolder: dataFolder) {
+                    throw TidemarkError("open database", databasePath, cause: "is being created or upgraded by a job running now",
+                                        hint: "retry in a moment", exit: .busy)
+                }
                 if try queue.read({ try $0.tableExists("grdb_migrations") == false && Int.fetchOne($0, sql: "SELECT COUNT(*) FROM sqlite_master") == 0 }) {
                     throw TidemarkError("open database", databasePath, cause: "is empty: it holds no tidemark table",
                                         hint: "pass the right --data; or restore \(Warehouse.databaseName) from backup", exit: .ioError)
@@ -89,6 +94,11 @@ public final class Warehouse {
                 // Readers never write, so they cannot upgrade an older database themselves.
                 throw TidemarkError("open database", databasePath, cause: "written by an earlier version of tidemark and not upgraded yet",
                                     hint: "run 'tidemark ingest' (or backfill or rebuild) once: it upgrades the database before anything else", exit: .ioError)
+            }
+            // A database copied in from another data folder (its id is not the folder's) is
+            // refused by every command: a backfill or rebuild would mix two warehouses.
+            if let stored = try queue.read({ try BatchLog.dataFolderID($0) }) {
+                _ = try DataFolderIdentity.establish(dataFolder: dataFolder, databaseID: stored, record: false)
             }
         } catch let error as DatabaseError {
             throw Warehouse.translate(error, operation: "open database", target: databasePath)
