@@ -39,6 +39,8 @@ public struct ValidationCheck: Codable, Sendable, Equatable {
 public struct ValidationReport: Codable, Sendable, JSONDocument {
     public var ok: Bool { !checks.contains { $0.status == .failed } }
     public var checks: [ValidationCheck] = []
+    /// The data folder validated, named in the next steps (not part of the JSON).
+    public var dataFolder = "DATA"
 
     enum CodingKeys: String, CodingKey { case ok, checks, nextSteps = "next_steps" }
 
@@ -55,7 +57,7 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
         func any(_ names: [String]) -> Bool { names.contains { failed.contains($0) } }
         var steps: [String] = []
         if failed.contains("sqlite_integrity") {
-            steps.append("the database file is damaged: move it aside, then " + Warehouse.recovery("DATA"))
+            steps.append("the database file is damaged: move it aside, then " + Warehouse.recovery(dataFolder))
         }
         if failed.contains("archived_files") {
             steps.append("an archived file is missing or changed: restore it from backup into the path named; until then rebuild refuses the hours it feeds")
@@ -65,7 +67,7 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
             steps.append("the tables disagree with what the archive gives: tidemark rebuild --hour H for the hours named above (or rebuild --all) recomputes them from the archived files; then validate again")
         }
         if failed.contains("archive_in_ledger") {
-            steps.append("the database lost files it had applied (restored from an older backup, or its last commits lost): tidemark backfill --from-dir DATA/archive --data DATA applies them again where they lie (files the ledger holds are skipped)")
+            steps.append("the database lost files it had applied (restored from an older backup, or its last commits lost): tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder) applies them again where they lie (files the ledger holds are skipped)")
         }
         if failed.contains("line_accounting") {
             steps.append("a file's line counts do not add up: the ledger was edited, or this is a tidemark bug; rebuild does not change the ledger, so please report it with the findings")
@@ -120,6 +122,7 @@ public enum ValidateJob {
             var v = try Validator(options: options, db: db, logger: logger, progress: progress ?? { _ in })
             v.archivedBeforeSnapshot = archived
             try v.runAll(dataFolder: options.dataFolder)
+            v.report.dataFolder = options.dataFolder
             return v.report
         }
     }
