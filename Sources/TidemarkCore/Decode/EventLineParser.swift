@@ -37,6 +37,12 @@ public struct EventLineParser: Sendable {
     public var now: Timestamp
     public var maxFutureSkew: Int64 = 24 * Timestamp.nanosPerHour
 
+    /// The rejection of a time more than `maxFutureSkew` past the ingest clock, if it is.
+    private func tooFarAhead(_ time: Timestamp, _ field: String, _ text: String) -> LineRejection? {
+        guard time.nanosecondsSinceEpoch > now.nanosecondsSinceEpoch + maxFutureSkew else { return nil }
+        return LineRejection("\(field) \(quoted(text)) is more than \(maxFutureSkew / Timestamp.nanosPerHour) h ahead of the ingest clock (\(now.rfc3339))")
+    }
+
     public init(now: Timestamp) { self.now = now }
 
     public func parse(_ line: UnsafeRawBufferPointer) -> Result<Delivery, LineRejection> {
@@ -113,9 +119,7 @@ public struct EventLineParser: Sendable {
                 // A received_time far ahead (a producer's clock gone wrong) would win every
                 // later correction of the event and hold freshness at "fresh": rejected as
                 // event_time is.
-                guard t.nanosecondsSinceEpoch <= now.nanosecondsSinceEpoch + maxFutureSkew else {
-                    return .failure(LineRejection("received_time \(quoted(text)) is more than 24 h ahead of the ingest clock (\(now.rfc3339))"))
-                }
+                if let ahead = tooFarAhead(t, "received_time", text) { return .failure(ahead) }
                 receivedTime = t
             case .failure(let e): return .failure(LineRejection("received_time \(quoted(text)): \(e)"))
             }
@@ -175,10 +179,7 @@ public struct EventLineParser: Sendable {
         guard eventTime.nanosecondsSinceEpoch >= 0 else {
             return .failure(LineRejection("event_time \(quoted(eventTimeText)) is before 1970"))
         }
-        guard eventTime.nanosecondsSinceEpoch <= now.nanosecondsSinceEpoch + maxFutureSkew else {
-            return .failure(LineRejection(
-                "event_time \(quoted(eventTimeText)) is more than 24 h ahead of the ingest clock (\(now.rfc3339))"))
-        }
+        if let ahead = tooFarAhead(eventTime, "event_time", eventTimeText) { return .failure(ahead) }
         let extra = fields.extra.isEmpty ? nil : JSONValue.object(fields.extra).canonicalText
         return .success(.record(EventRecord(
             eventID: id, userID: userID, eventType: eventType, eventTime: eventTime,

@@ -165,7 +165,7 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         // The offset applied, the UTC time must be in range too: it is what is stored, and
         // read back (2261-12-31T23:00:00-05:00 is 2262 in UTC).
         guard seconds >= Timestamp.firstSecond && seconds < Timestamp.endSecond else {
-            let utcYear = CivilDate.fromDays(seconds < 0 ? (seconds - 86_399) / 86_400 : seconds / 86_400).year
+            let utcYear = CivilDate.fromDays(floorDiv(seconds, 86_400)).year
             return .failure(.outOfRange("year \(utcYear) in UTC is outside 1678...2261"))
         }
         return .success(Timestamp(nanosecondsSinceEpoch: seconds * nanosPerSecond + Int64(nanos)))

@@ -313,7 +313,7 @@ struct BatchRunner {
                     break
                 }
                 if outOfSpace {
-                    logger.warning("no space left to archive files: ending the batch after the files already applied (they stay in landing until the next run moves them); free space on the data folder's file system, not in archive/")
+                    logger.warning("no space left to archive files: ending the batch after the files already applied (they stay in landing until the next run moves them); free space on the data folder's file system, but do not delete files from archive/ to make room: the ledger points at them")
                     break
                 }
                 inFlight = InFlightFile(file: toDecode[piece.fileIndex], fileID: nextFileID,

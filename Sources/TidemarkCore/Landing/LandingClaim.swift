@@ -116,8 +116,8 @@ public enum LandingClaim {
             ancestor = (ancestor as NSString).deletingLastPathComponent
         }
         for data in candidates {
-            let places = [data, (data as NSString).appendingPathComponent("archive"), (data as NSString).appendingPathComponent("quarantine")]
-            if landing == data || places.dropFirst().contains(where: { FileSystem.isSameOrInside(landing, $0) }) {
+            let parts = [(data as NSString).appendingPathComponent("archive"), (data as NSString).appendingPathComponent("quarantine")]
+            if landing == data || parts.contains(where: { FileSystem.isSameOrInside(landing, $0) }) {
                 throw TidemarkError("ingest", landingFolder, cause: "the landing folder is the data folder \(data) or lies in its archive or quarantine: ingest would move the files there onto themselves",
                                     hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir \(data)/archive --data \(data)'",
                                     exit: .usage)

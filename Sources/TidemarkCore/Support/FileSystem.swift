@@ -50,7 +50,6 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
 
 /// Small POSIX helpers with checked return codes.
 public enum FileSystem {
-    /// Publishes `bytes` at `path` atomically (`publish`): a reader sees the whole file or none.
     /// Writes `bytes` to `path` atomically (a temporary file beside it, renamed over it),
     /// creating its folder if need be. Errors name `path`, the file asked for, not the
     /// temporary one.
@@ -193,12 +192,6 @@ public enum FileSystem {
             if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular { found.append((folder as NSString).appendingPathComponent(name)) }
         }
         return found
-    }
-
-    /// How many names the file has (hard links); 0 when it cannot be read.
-    public static func linkCount(_ path: String) -> Int {
-        var info = stat()
-        return stat(path, &info) == 0 ? Int(info.st_nlink) : 0
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -177,7 +177,7 @@ public final class Warehouse {
                                  hint: "free space on the data folder's file system (not by deleting archive/: rebuild and validate need every file there), then rerun: nothing was half-applied", exit: .ioError)
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return TidemarkError(operation, target, cause: "database file is corrupt: \(error.message ?? "")",
-                                 hint: "move the damaged file aside, then " + Warehouse.recovery("DATA"), exit: .ioError)
+                                 hint: "move the damaged file aside, then " + Warehouse.recovery(FileSystem.parentFolder(of: target) ?? "DATA"), exit: .ioError)
         case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
             // Readers too write beside the database: SQLite's WAL keeps its index in a
             // shared-memory file (tidemark.sqlite-shm) that every connection maps read-write.
