@@ -254,7 +254,7 @@ import Testing
         try FileManager.default.removeItem(atPath: f.database)
         try FileManager.default.copyItem(atPath: backup, toPath: f.database)
         #expect(try Binary.run(args(f)).status == 0)
-        let archived = FileSystem.regularFiles(under: f.data + "/archive").count
+        let archived = Warehouse.archivedDataFiles(f.data).count
         let validate = try Binary.run(["validate", "--data", f.data])
         #expect(validate.status == 1, "\(validate.stdout)")
         #expect(validate.stdout.contains("archive_in_ledger") && validate.stdout.contains("2.ndjson.gz is in the archive but not in the ledger"), "\(validate.stdout)")
@@ -262,7 +262,7 @@ import Testing
         let backfill = try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data])
         #expect(backfill.status == 0, "\(backfill.stderr)")
         #expect(try f.row("two") != nil && f.row("one")?.isValid == 0)
-        #expect(FileSystem.regularFiles(under: f.data + "/archive").count == archived)
+        #expect(Warehouse.archivedDataFiles(f.data).count == archived)
         let again = try Binary.run(["validate", "--data", f.data, "--replay"])
         #expect(again.status == 0, "\(again.stdout)")
     }

@@ -183,17 +183,6 @@ public enum FileSystem {
         return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
 
-    /// The regular files under `folder`, at any depth (symlinks not followed), as
-    /// `folder/.../name`; none when it cannot be read.
-    public static func regularFiles(under folder: String) -> [String] {
-        guard let walker = FileManager.default.enumerator(atPath: folder) else { return [] }
-        var found: [String] = []
-        while let name = walker.nextObject() as? String {
-            if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular { found.append((folder as NSString).appendingPathComponent(name)) }
-        }
-        return found
-    }
-
     public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0

@@ -136,13 +136,12 @@ public final class Warehouse {
         !archivedDataFiles(dataFolder).isEmpty
     }
 
-    /// The files in the data folder's archive that hold data (what a backfill of it reads:
-    /// landing suffixes, no dot-files), at any depth; not a note someone left there.
+    /// The files in the data folder's archive that hold data, at any depth: exactly what a
+    /// backfill of it reads (`LandingFolder.scan`), not a note someone left there.
     static func archivedDataFiles(_ dataFolder: String) -> [String] {
-        FileSystem.regularFiles(under: (FileSystem.absolutePath(dataFolder) as NSString).appendingPathComponent("archive")).filter {
-            let name = ($0 as NSString).lastPathComponent
-            return !name.hasPrefix(".") && LandingFolder.hasLandingSuffix(name)
-        }
+        let archive = (FileSystem.absolutePath(dataFolder) as NSString).appendingPathComponent("archive")
+        guard FileSystem.isFolder(archive), let scan = try? LandingFolder.scan(archive, recursive: true) else { return [] }
+        return scan.files.map(\.path)
     }
 
     /// Runs `body` on the connection outside any transaction; the body manages transactions.
