@@ -90,8 +90,8 @@ public enum IngestJob {
             // data folder is refused before this one is created (`LandingClaim`).
             try LandingClaim.refuseInsideDataFolder(landingFolder: options.landingFolder, dataFolder: options.dataFolder)
             if !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)) && !Warehouse.archiveHoldsFiles(options.dataFolder) {
-                try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder,
-                                       dataFolderID: DataFolderIdentity.read(dataFolder: options.dataFolder), record: false)
+                _ = try LandingClaim.bind(landingFolder: options.landingFolder, dataFolder: options.dataFolder,
+                                          storedID: nil, databaseExists: false, record: false)
             }
         }
         // The source first: a missing one (exit 66) leaves no data folder behind.
@@ -142,18 +142,12 @@ public enum IngestJob {
             if options.kind == .ingest {
                 // One landing folder feeds one data folder, for good (`LandingClaim`), known by
                 // its id (`DataFolderIdentity`), which its database keeps too.
-                // Nothing is written before the claim is checked. A folder with no id at all
-                // (one from before ids were kept in a file, whose database was rebuilt in place)
-                // takes the id its landing folder's claim gives it, if that claim names this place.
-                let stored = dryRunFolder == nil ? try BatchLog.dataFolderID(db) : nil
-                let adopted = stored == nil && DataFolderIdentity.read(dataFolder: options.dataFolder) == nil
-                    ? LandingClaim.claimedID(landingFolder: options.landingFolder, naming: options.dataFolder) : nil
-                let known = try DataFolderIdentity.establish(dataFolder: options.dataFolder, databaseID: stored ?? adopted, record: false)
-                try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: known, record: false)
-                if !options.dryRun {
-                    let id = try DataFolderIdentity.establish(dataFolder: options.dataFolder, databaseID: stored ?? adopted, record: true)
-                    if stored == nil, let id { try BatchLog.setDataFolderID(id, db) }
-                    try LandingClaim.check(landingFolder: options.landingFolder, dataFolder: options.dataFolder, dataFolderID: id, record: true)
+                // A dry run without a database plans against a temporary one: no id of its own.
+                let realDatabase = dryRunFolder == nil
+                if let newID = try LandingClaim.bind(landingFolder: options.landingFolder, dataFolder: options.dataFolder,
+                                                     storedID: realDatabase ? warehouse.dataFolderID : nil, databaseExists: realDatabase,
+                                                     record: !options.dryRun) {
+                    try BatchLog.setDataFolderID(newID, db)
                 }
             }
             var runner = try BatchRunner(options: options, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
@@ -247,6 +241,8 @@ struct BatchRunner {
     /// A move after a commit failed for want of space: the batch takes no more files (the
     /// next commit would fail too) and ends with exit 74 naming what it could not move.
     var outOfSpace = false
+    /// Folders files were placed in this batch: made and marked once, not per file.
+    var preparedFolders: Set<String> = []
     /// Move failures warned about one by one; the rest are summed up at the end of the batch.
     static let moveWarningsShown = 3
     /// Files whose fate this run decided (applied, duplicate, quarantined, healed, skipped).
@@ -436,11 +432,12 @@ struct BatchRunner {
     /// content read (`held`), even when another file was put under its name meanwhile.
     private mutating func place(from source: String, to destination: String, held: HeldLandingFile, fileID: Int64) throws {
         if FaultPoint.archiveIsFull() { throw FileSystemError("archive", destination, errno: ENOSPC) }
-        if let folder = FileSystem.parentFolder(of: destination) {
+        if let folder = FileSystem.parentFolder(of: destination), !preparedFolders.contains(folder) {
             try FileSystem.makeFolder(folder)
             // Marks an archive day or quarantine folder as such: reached under another path (a
             // bind mount), it is still refused as a landing folder.
             LandingClaim.markDataFolderPart(folder)
+            preparedFolders.insert(folder)
         }
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }

@@ -13,21 +13,18 @@ enum DataFolderIdentity {
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// The folder's id: its file's, else its database's (`databaseID`), else a new one; with
-    /// `record`, the file is written when missing. Throws when the database is another folder's.
-    static func establish(dataFolder: String, databaseID: String?, record: Bool) throws -> String? {
-        if let id = read(dataFolder: dataFolder) {
-            if let databaseID, databaseID != id {
-                let path = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
-                throw TidemarkError("open database", path, cause: "belongs to another data folder (its id \(databaseID) is not \(id), the one in \(fileName)): copied here from elsewhere?",
-                                    hint: "put back this data folder's own database (from its backup); if this database is meant to be the folder's from now on, remove \((dataFolder as NSString).appendingPathComponent(fileName))",
-                                    exit: .usage)
-            }
-            return id
-        }
-        let id = databaseID ?? (record ? UUID().uuidString.lowercased() : nil)
-        if record, let id { try FileSystem.writeAtomically(Array("\(id)\n".utf8), to: (dataFolder as NSString).appendingPathComponent(fileName)) }
-        return id
+    /// Throws when the database's id (`databaseID`) is not the folder's: another data
+    /// folder's database, copied in by mistake.
+    static func verify(dataFolder: String, databaseID: String) throws {
+        guard let id = read(dataFolder: dataFolder), id != databaseID else { return }
+        let path = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
+        throw TidemarkError("open database", path, cause: "belongs to another data folder (its id \(databaseID) is not \(id), the one in \(fileName)): copied here from elsewhere?",
+                            hint: "put back this data folder's own database (from its backup); if this database is meant to be the folder's from now on, remove \((dataFolder as NSString).appendingPathComponent(fileName))",
+                            exit: .usage)
+    }
+
+    static func write(_ id: String, dataFolder: String) throws {
+        try FileSystem.writeAtomically(Array("\(id)\n".utf8), to: (dataFolder as NSString).appendingPathComponent(fileName))
     }
 }
 
@@ -41,46 +38,60 @@ enum DataFolderIdentity {
 public enum LandingClaim {
     public static let fileName = ".tidemark-data-folder"
 
-    /// The id the landing folder's claim gives, when it names this data folder's place.
-    static func claimedID(landingFolder: String, naming dataFolder: String) -> String? {
-        guard let claim = read(landingFolder: landingFolder), claim.path == FileSystem.canonicalPath(dataFolder) else { return nil }
-        return claim.id
-    }
-
     private static func read(landingFolder: String) -> (id: String, path: String)? {
         guard let text = try? String(contentsOfFile: (landingFolder as NSString).appendingPathComponent(fileName), encoding: .utf8) else { return nil }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         return (lines.first ?? "", lines.count > 1 ? lines[1] : "?")
     }
 
-    /// Checks the claim, and with `record` writes it when there is none (or the data folder moved).
-    /// `dataFolderID` is nil for a data folder with no identity yet.
-    static func check(landingFolder: String, dataFolder: String, dataFolderID: String?, record: Bool) throws {
-        let path = (landingFolder as NSString).appendingPathComponent(fileName)
+    /// Binds the landing folder to the data folder, reading each file once: the folder's id is
+    /// its `.tidemark-id`, else `storedID` (its database's), else, for a folder with neither
+    /// whose database exists (one from before ids were kept in a file, its database rebuilt in
+    /// place), the id of a claim naming its place. Refusals come before anything is written;
+    /// with `record`, the id file and the claim are then written where missing or moved.
+    /// Returns the id for a database that has none yet (nil: nothing to store).
+    static func bind(landingFolder: String, dataFolder: String, storedID: String?, databaseExists: Bool, record: Bool) throws -> String? {
         let here = FileSystem.canonicalPath(dataFolder)
-        if let (claimedID, claimedPath) = read(landingFolder: landingFolder) {
-            let move = "to move ingestion to \(here) for good, remove \(path)"
-            guard claimedID == dataFolderID else {
-                let which = claimedPath == here && dataFolderID == nil
-                    ? "but \(here) has no \(DataFolderIdentity.fileName) now: an empty folder where it was (its disk not mounted?), or the file removed"
-                    : "\(here) is another one (or that folder's disk is not mounted, or its \(DataFolderIdentity.fileName) is gone)"
-                throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)); \(which): a second data folder would start anew and take the files",
-                                    hint: claimedPath == here && dataFolderID == nil
-                                        ? "mount the data folder's disk (or put back its \(DataFolderIdentity.fileName)), then rerun; \(move)"
-                                        : "pass --data \(claimedPath) (or set TIDEMARK_DATA); \(move)", exit: .usage)
-            }
-            if claimedPath == here { return }
-            // The same folder under another spelling (a bind mount, a symlink made later).
-            let idFile = { (folder: String) in (folder as NSString).appendingPathComponent(DataFolderIdentity.fileName) }
-            if FileSystem.sameFile(idFile(claimedPath), idFile(here)) { return }
-            // The same id somewhere else: a move (the old place is gone) or a copy (it is not).
-            if DataFolderIdentity.read(dataFolder: claimedPath) == claimedID {
-                throw TidemarkError("ingest", landingFolder, cause: "\(here) is a copy of the data folder \(claimedPath), which this landing folder feeds and which still exists: one landing folder feeds one data folder",
-                                    hint: "ingest into \(claimedPath); if the copy is to take over, remove or rename the original first (or \(move))", exit: .usage)
-            }
+        let claim = read(landingFolder: landingFolder)
+        let fileID = DataFolderIdentity.read(dataFolder: dataFolder)
+        let adopted = databaseExists && storedID == nil && fileID == nil && claim?.path == here ? claim?.id : nil
+        let known = fileID ?? storedID ?? adopted
+        let claimCurrent = try check(claim, landingFolder: landingFolder, here: here, dataFolderID: known)
+        guard record else { return nil }
+        let id = known ?? UUID().uuidString.lowercased()
+        if fileID == nil { try DataFolderIdentity.write(id, dataFolder: dataFolder) }
+        if !claimCurrent {
+            try FileSystem.writeAtomically(Array("\(id)\n\(here)\n".utf8), to: (landingFolder as NSString).appendingPathComponent(fileName))
         }
-        guard record, let dataFolderID else { return }
-        try FileSystem.writeAtomically(Array("\(dataFolderID)\n\(here)\n".utf8), to: path)
+        return storedID == nil ? id : nil
+    }
+
+    /// Refuses a claim naming another data folder (`dataFolderID` nil: one with no identity
+    /// yet); returns whether the claim names this one as it is (nothing to write).
+    private static func check(_ claim: (id: String, path: String)?, landingFolder: String, here: String, dataFolderID: String?) throws -> Bool {
+        guard let (claimedID, claimedPath) = claim else { return false }
+        let path = (landingFolder as NSString).appendingPathComponent(fileName)
+        let move = "to move ingestion to \(here) for good, remove \(path)"
+        guard claimedID == dataFolderID else {
+            let unmounted = claimedPath == here && dataFolderID == nil
+            let which = unmounted
+                ? "but \(here) has no \(DataFolderIdentity.fileName) now: an empty folder where it was (its disk not mounted?), or the file removed"
+                : "\(here) is another one (or that folder's disk is not mounted, or its \(DataFolderIdentity.fileName) is gone)"
+            throw TidemarkError("ingest", landingFolder, cause: "this landing folder feeds the data folder \(claimedPath) (\(path)); \(which): a second data folder would start anew and take the files",
+                                hint: unmounted
+                                    ? "mount the data folder's disk (or put back its \(DataFolderIdentity.fileName)), then rerun; \(move)"
+                                    : "pass --data \(claimedPath) (or set TIDEMARK_DATA); \(move)", exit: .usage)
+        }
+        if claimedPath == here { return true }
+        // The same folder under another spelling (a bind mount, a symlink made later).
+        let idFile = { (folder: String) in (folder as NSString).appendingPathComponent(DataFolderIdentity.fileName) }
+        if FileSystem.sameFile(idFile(claimedPath), idFile(here)) { return true }
+        // The same id somewhere else: a move (the old place is gone) or a copy (it is not).
+        if DataFolderIdentity.read(dataFolder: claimedPath) == claimedID {
+            throw TidemarkError("ingest", landingFolder, cause: "\(here) is a copy of the data folder \(claimedPath), which this landing folder feeds and which still exists: one landing folder feeds one data folder",
+                                hint: "ingest into \(claimedPath); if the copy is to take over, remove or rename the original first (or \(move))", exit: .usage)
+        }
+        return false
     }
 
     /// The file that marks an archive day folder or the quarantine folder.

@@ -21,6 +21,8 @@ public final class Warehouse {
     public let databasePath: String
     let queue: DatabaseQueue
     private let allowsArchiveWithoutDatabase: Bool
+    /// The data folder's id as the database keeps it (`DataFolderIdentity`), read at open.
+    private(set) var dataFolderID: String?
 
     /// Opens (and creates or migrates) the database in `dataFolder`.
     /// - Parameters:
@@ -97,9 +99,8 @@ public final class Warehouse {
             }
             // A database copied in from another data folder (its id is not the folder's) is
             // refused by every command: a backfill or rebuild would mix two warehouses.
-            if let stored = try queue.read({ try BatchLog.dataFolderID($0) }) {
-                _ = try DataFolderIdentity.establish(dataFolder: dataFolder, databaseID: stored, record: false)
-            }
+            dataFolderID = try queue.read { try BatchLog.dataFolderID($0) }
+            if let dataFolderID { try DataFolderIdentity.verify(dataFolder: dataFolder, databaseID: dataFolderID) }
         } catch let error as DatabaseError {
             throw Warehouse.translate(error, operation: "open database", target: databasePath)
         }
