@@ -159,6 +159,11 @@ import Testing
             #expect(dry.status == 64, "\(dry.stderr)")
         }
         #expect(try Binary.run(["ingest", "--landing", f.landing], environment: ["TIDEMARK_DATA": ""]).status == 64)
+        // TIDEMARK_DATA unset under cron, run from another directory: the default `data` there.
+        let elsewhere = TestFolder()
+        let unset = try Binary.run(["ingest", "--landing", f.landing], cwd: elsewhere.root)
+        #expect(unset.status == 64 && unset.stderr.contains("this landing folder feeds the data folder"), "\(unset.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.root + "/data"))
         #expect(FileManager.default.fileExists(atPath: f.landing + "/2.ndjson.gz"))
         // The data folder moved: same id, it goes on, and the claim names the new place.
         let moved = f.root + "/moved-data"
@@ -590,8 +595,8 @@ import Testing
     @Test func everyCommandsHelpListsItsExitCodes() throws {
         let codes: [String: [Int]] = [
             "ingest": [0, 64, 66, 74, 75], "backfill": [0, 64, 66, 74, 75], "produce": [0, 64, 74, 75],
-            "validate": [0, 1, 64, 66, 74, 75], "rebuild": [0, 64, 65, 66, 74, 75], "status": [0, 64, 66, 74],
-            "freshness": [0, 1, 2, 64, 66, 74], "report": [0, 64, 66, 74], "demo": [0, 1, 64, 65, 66, 74, 75],
+            "validate": [0, 1, 64, 66, 74, 75], "rebuild": [0, 64, 65, 66, 74, 75], "status": [0, 64, 66, 74, 75],
+            "freshness": [0, 1, 2, 64, 66, 74, 75], "report": [0, 64, 66, 74, 75], "demo": [0, 1, 64, 65, 66, 74, 75],
         ]
         for (command, expected) in codes {
             let help = try Binary.run([command, "--help"])

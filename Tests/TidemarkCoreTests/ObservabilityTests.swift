@@ -346,6 +346,26 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(last.contains("level=error") && last.contains("exit_code=75"), "\(last)")
     }
 
+    /// Freshness allows five minutes of clock skew: a row dated within them counts (the age
+    /// never goes negative), one dated further ahead, in an hour after now, is left out and
+    /// cannot hold the age at "fresh" through a stall.
+    @Test func freshnessLeavesOutRowsDatedAheadOfTheClock() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("on-time", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+                               recordLine("ahead", time: "2025-07-30T12:00:00Z", received: "2025-07-30T12:00:00Z")])
+        var options = f.options()
+        options.clock = { try! Timestamp.parse("2025-07-30T10:00:30Z").get() }
+        _ = try IngestJob.run(options, logger: quietLogger)
+        func age() throws -> Double? {
+            let run = try Binary.run(["freshness", "--data", f.data, "--now", "2025-07-30T10:05:00Z", "--json"])
+            return (try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["data_age_seconds"] as? Double
+        }
+        #expect(try age() == 300)
+        f.land("2.ndjson.gz", [recordLine("skewed", time: "2025-07-30T10:07:00Z", received: "2025-07-30T10:07:00Z")])
+        _ = try IngestJob.run(options, logger: quietLogger)
+        #expect(try age() == 0)
+    }
+
     /// Freshness counts what brings data in: a rebuild does not refresh the last success,
     /// and a source that sends no received_time is aged by event_time, not "no data" forever.
     @Test func freshnessIgnoresRebuildsAndAgesDataWithoutReceivedTime() throws {

@@ -528,7 +528,7 @@ import Glibc
         return path
     }
 
-    /// After SIGTERM the producer waits for its built-ahead file's time (ten-second files here),
+    /// After SIGTERM the producer waits for its built-ahead file's time (30-second files here),
     /// also when the signal comes twice at once; a second SIGTERM, a second later, ends the
     /// wait: it exits at once, nothing lost.
     @Test func aSecondSigtermEndsTheWaitForFilesBuiltAhead() async throws {
