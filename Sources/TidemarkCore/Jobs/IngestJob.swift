@@ -165,7 +165,7 @@ public enum IngestJob {
                 summary.durationSeconds = Date().timeIntervalSince(wallStart)
                 // The batch succeeded for what it could read; the caller ends with exit 74
                 // (`endError`) for the rest.
-                summary.unreadable = (scan.unreadable + runner.unreadable).map { .init(path: $0.path, cause: $0.cause, hint: $0.hint) }
+                summary.unreadable = (scan.unreadable + runner.unreadable).map { .init(path: $0.path, cause: $0.cause, hint: $0.hint, gone: $0.code == ENOENT) }
                 summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.error.description, hint: $0.error.hint) }
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }

@@ -47,6 +47,11 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         public var cause: String
         /// What to do about the cause, when it says (`FileSystemError.hint`).
         public var hint: String? = nil
+        /// Gone from its folder while the batch ran (renamed or removed: ENOENT), not kept
+        /// from being read (not part of the JSON).
+        public var gone = false
+
+        enum CodingKeys: String, CodingKey { case path, cause, hint }
     }
 
     /// The error (exit 74) a batch with unreadable files ends with: the first file, then the
@@ -55,7 +60,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         guard let first = unreadable.first else { return nil }
         // Files gone from the folder while the batch ran (renamed or removed by someone else)
         // do not "stay": say what became of them.
-        let gone = unreadable.filter { $0.cause == String(cString: strerror(ENOENT)) }.count
+        let gone = unreadable.filter(\.gone).count
         guard unreadable.count > 1 else {
             let stays = gone == 1 ? "it was renamed or removed while the batch ran; renamed within the folder, the next run takes it"
                 : kind == "backfill" ? "it stays where it is and a rerun takes it" : "it stays in the landing folder and the next run takes it"
