@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Logging
 import Testing
 @testable import TidemarkCore
@@ -41,6 +42,28 @@ import Testing
         }
         #expect(mode == "wal")
         #expect(sync == 2) // FULL: a commit is on disk before its files leave landing
+    }
+
+    /// SQLite counts a cache given in KiB in pages of the size at that moment; a new database
+    /// switches from 4 KiB to 8 KiB pages after, and its cache held twice the memory asked for
+    /// (a 1M ingest's "8 MiB" cache used 17 MB). Filled well past its size, it stays within it.
+    @Test func aNewDatabasesPageCacheHoldsNoMoreThanAskedFor() throws {
+        let f = TestFolder()
+        let warehouse = try Warehouse(dataFolder: f.data, cacheMebibytes: 2)
+        let cacheBytes = try warehouse.withConnection { db -> Int32 in
+            #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == 8192)
+            try db.execute(sql: "BEGIN")
+            defer { try? db.execute(sql: "ROLLBACK") }
+            try db.execute(sql: "CREATE TABLE filler (payload BLOB)")
+            // 8 MB of rows in one transaction: four times the cache, all dirty.
+            try db.execute(sql: "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO filler SELECT randomblob(4000) FROM n")
+            var used: Int32 = 0, highest: Int32 = 0
+            #expect(sqlite3_db_status(db.sqliteConnection, SQLITE_DBSTATUS_CACHE_USED, &used, &highest, 0) == SQLITE_OK)
+            return used
+        }
+        // 2 MiB and each page's header (about 3 %); twice that before the fix.
+        #expect(cacheBytes > 1 << 20)
+        #expect(cacheBytes <= (2 << 20) + (2 << 20) / 10, "the page cache holds \(cacheBytes) bytes for a 2 MiB cache")
     }
 
     @Test func invalidationByFlagAndByTombstone() throws {

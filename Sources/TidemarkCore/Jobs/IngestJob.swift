@@ -116,7 +116,7 @@ public enum IngestJob {
         let landingLock = options.kind == .ingest && !options.dryRun ? try LandingLock(landingFolder: options.landingFolder) : nil
         defer { withExtendedLifetime(landingLock) {} }
         // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
-        // (1M events ran as fast with 8 MiB as with 24 MiB), and it keeps ~35 MB of RSS in hand.
+        // (1M events ran as fast with 8 MiB as with 16 or 32 MiB), and each MiB is RSS.
         // A backfill of this data folder's own archive is how a lost database is rebuilt in place.
         let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8,
                                       allowsArchiveWithoutDatabase: options.backfillsOwnArchive)

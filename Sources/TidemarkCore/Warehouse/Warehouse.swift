@@ -75,6 +75,9 @@ public final class Warehouse {
                     // 8 KiB pages: half the read/write calls of 4 KiB on a million-row load, and
                     // still small B-tree cells moves. Only takes effect on a new, empty database.
                     try db.execute(sql: "PRAGMA page_size = 8192")
+                    // SQLite sized the cache in pages of the old size: a new database's 8 KiB
+                    // pages would get twice the memory asked for. Size it again.
+                    try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
                     let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
                     if mode?.lowercased() != "wal" {
                         throw TidemarkError("open database", self.databasePath, cause: "cannot switch to WAL mode (got \(mode ?? "nothing"))",
