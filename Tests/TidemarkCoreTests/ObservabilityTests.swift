@@ -180,6 +180,40 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(try recentBatches().last?["status"] as? String == "interrupted")
     }
 
+    /// On btrfs the kernel's lock table names a file by the whole file system's device while
+    /// `stat` gives its subvolume's: a held lock must still be seen (status showed a running
+    /// batch as interrupted), by the inode and its holder having the folder open.
+    @Test func aHeldLockIsSeenWhenTheLockTableNamesAnotherDevice() throws {
+        let f = TestFolder()
+        try FileManager.default.createDirectory(atPath: f.data, withIntermediateDirectories: true)
+        var info = stat()
+        #expect(stat(f.data, &info) == 0)
+        var lock: JobLock? = try JobLock(dataFolder: f.data, job: "ingest")
+        #expect(JobLock.isHeld(dataFolder: f.data))
+        let table = try String(contentsOfFile: "/proc/locks", encoding: .utf8)
+        let ours = table.split(separator: "\n").filter { $0.contains(" FLOCK ") && $0.hasSuffix(":\(info.st_ino) 0 EOF") && $0.contains(" \(getpid()) ") }
+        #expect(!ours.isEmpty, "\(table)")
+        // The same entries as btrfs would list them: another device, the same inode.
+        let elsewhere = ours.map { line -> String in
+            var fields = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            fields[5] = "ff:ee:\(info.st_ino)"
+            return fields.joined(separator: " ")
+        }.joined(separator: "\n")
+        #expect(JobLock.flockHolders(of: info, in: elsewhere) { JobLock.processHasOpen(pid: $0, info) })
+        // Held by a process that does not have the folder open: another file with that inode.
+        #expect(!JobLock.flockHolders(of: info, in: elsewhere) { _ in false })
+        #expect(JobLock.processHasOpen(pid: getpid(), info) == true)
+        // A holder whose descriptors cannot be listed (another user's): the inode decides.
+        #expect(JobLock.flockHolders(of: info, in: elsewhere) { _ in nil })
+        // Another inode is another file.
+        let otherInode = elsewhere.replacingOccurrences(of: ":\(info.st_ino) ", with: ":\(info.st_ino + 1) ")
+        #expect(!JobLock.flockHolders(of: info, in: otherInode) { _ in true })
+        withExtendedLifetime(lock) {}
+        lock = nil
+        #expect(!JobLock.isHeld(dataFolder: f.data))
+        #expect(JobLock.processHasOpen(pid: getpid(), info) == false)
+    }
+
     /// A reader run by a user who cannot write the data folder (readers too need to: SQLite's
     /// WAL index) is told so and what to do, not just "check permissions".
     @Test(.enabled(if: Binary.forNobody != nil, "needs root and setpriv, to run the binary as the user nobody"))
