@@ -9,7 +9,7 @@ struct BackfillCommand: ParsableCommand {
         discussion: """
             Idempotent (files already in the ledger by content are skipped), resumable (rerun after a kill), \
             commits in chunks, and leaves the source folder as it was (files are copied into the archive). \
-            Exit codes: 0 done; 64 usage; 66 --from-dir missing; 74 I/O error; 75 another job holds the lock.
+            Exit codes: 0 done; 64 usage, or a database copied in from another data folder; 66 --from-dir missing, or the database lost beside a non-empty archive (backfill that archive: --from-dir DATA/archive); 74 I/O error; 75 another job holds the lock.
             """)
 
     @OptionGroup var shared: SharedOptions

@@ -8,7 +8,7 @@ struct IngestCommand: ParsableCommand {
         abstract: "Apply new landing files to the hourly partitions (one micro-batch, or --loop).",
         discussion: """
             Quiet on success unless -v (cron mails any output). Exit codes: 0 done or nothing to do; \
-            64 usage; 66 landing folder missing; 74 I/O error (disk full, unreadable file, a file applied but not \
+            64 usage, a data folder other than the one the landing folder feeds, a landing folder inside a data folder, or a database copied in from another data folder; 66 landing folder missing, or the database lost beside a non-empty archive; 74 I/O error (disk full, unreadable file, a file applied but not \
             archived, corrupt database); 75 another job holds the lock, another ingest takes files from the same \
             landing folder, or the database stayed locked (retry later). \
             SIGINT/SIGTERM: the batch stops after the current file, commits and exits 0.

@@ -7,8 +7,8 @@ struct RebuildCommand: ParsableCommand {
         commandName: "rebuild",
         abstract: "Rebuild hourly partitions from the archived raw files (compared with the stored rows; what differs is written in one transaction per hour).",
         discussion: """
-            Exit codes: 0 rebuilt (or nothing to do); 64 usage; 65 an archived file no longer matches its SHA-256, \
-            or the hour's table has no row id left for new rows; 66 an archived file or the database is missing; \
+            Exit codes: 0 rebuilt (or nothing to do); 64 usage, or a database copied in from another data folder; 65 an archived file no longer matches its SHA-256, \
+            or the hour's table has no row id left for new rows; 66 an archived file or the database is missing (or was lost beside a non-empty archive); \
             74 I/O error (a full disk included); 75 another job holds the lock.
             """)
 

@@ -489,7 +489,7 @@ import Testing
         #expect(run.stdout.contains("2.ndjson.gz\tquarantine: not a gzip file"), "\(run.stdout)")
         #expect(run.stdout.contains("would touch 1 hours: 2025-07-30T10"), "\(run.stdout)")
         #expect(run.stderr.contains("dry run: would quarantine file") && !run.stderr.contains("quarantined file"), "\(run.stderr)")
-        #expect(run.stderr.contains("dry run: 1 lines would be rejected in 1 files"), "\(run.stderr)")
+        #expect(run.stderr.contains("dry run: 1 line would be rejected in 1 file"), "\(run.stderr)")
         #expect(!FileManager.default.fileExists(atPath: f.data))
         let missing = try Binary.run(["ingest", "--landing", f.root + "/no-such-landing", "--data", f.data])
         #expect(missing.status == 66)

@@ -530,7 +530,13 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(ok.stderr.isEmpty) // progress only on a terminal
         let missing = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.root + "/nowhere"])
         #expect(missing.status == 66)
-        #expect(missing.stderr.hasPrefix("error: read sent log"))
+        #expect(missing.stderr.hasPrefix("error: read sent log \(p.folder.root)/nowhere: no such folder"), "\(missing.stderr)")
+        // A file given for the folder is named as such, not as missing.
+        let sentFile = p.folder.root + "/sent-log-file"
+        #expect(FileManager.default.createFile(atPath: sentFile, contents: Data("x".utf8)))
+        let notFolder = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", sentFile])
+        #expect(notFolder.status == 66)
+        #expect(notFolder.stderr.hasPrefix("error: read sent log \(sentFile): not a folder (a file is there)"), "\(notFolder.stderr)")
         let noDB = try Binary.run(["validate", "--data", p.folder.root + "/nodata"])
         #expect(noDB.status == 66)
         for command in ["validate", "rebuild"] {

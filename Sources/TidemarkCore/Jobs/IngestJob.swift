@@ -181,7 +181,7 @@ public enum IngestJob {
                     ?? (error as? DatabaseError).map { Warehouse.translate($0, operation: "write database", target: warehouse.databasePath) }
                 if !runner.unarchived.isEmpty, var failure = described {
                     failure.hint = (failure.hint.map { $0 + "; " } ?? "")
-                        + "\(runner.unarchived.count) files committed earlier in this batch could not be moved to the archive and stay in landing; the next run moves them without applying them again"
+                        + "\(plural(runner.unarchived.count, "file")) committed earlier in this batch could not be moved to the archive and \(runner.unarchived.count == 1 ? "stays" : "stay") in landing; the next run moves \(runner.unarchived.count == 1 ? "it" : "them") without applying \(runner.unarchived.count == 1 ? "it" : "them") again"
                     throw failure
                 }
                 throw error
@@ -359,10 +359,10 @@ struct BatchRunner {
         if let first = firstRejection {
             // Not quiet: a rejected line may be a deletion that did not happen.
             logger.warning(options.dryRun ? """
-                dry run: \(summary.lines.rejected) lines would be rejected in \(filesWithRejections) files; the rest of each file would be applied
+                dry run: \(plural(summary.lines.rejected, "line")) would be rejected in \(plural(filesWithRejections, "file")); the rest of each file would be applied
                 """ : """
-                \(summary.lines.rejected) lines rejected in \(filesWithRejections) files, kept in rejected_lines \
-                (tidemark status --rejected 20 lists them); the rest of each file was applied
+                \(plural(summary.lines.rejected, "line")) rejected in \(plural(filesWithRejections, "file")), kept in rejected_lines \
+                (tidemark status --rejected \(min(summary.lines.rejected, 100)) lists \(summary.lines.rejected > 100 ? "the latest 100" : summary.lines.rejected == 1 ? "it" : "them")); the rest of each file was applied
                 """, metadata: ["first": "\(first.file) line \(first.line): \(first.reason)"])
         }
         if options.dryRun {
@@ -376,7 +376,7 @@ struct BatchRunner {
         // a backfill of subfolders takes them in path order, which differs only across folders).
         summary.files.sort { utf8Less($0.name, $1.name) }
         if unarchived.count > BatchRunner.moveWarningsShown {
-            logger.warning("\(unarchived.count - BatchRunner.moveWarningsShown) more files could not be moved after their commit; the next run will retry them (--json lists every one under unarchived_files)")
+            logger.warning("\(plural(unarchived.count - BatchRunner.moveWarningsShown, "more file")) could not be moved after their commit; the next run will retry them (--json lists every one under unarchived_files)")
         }
         summary.tombstonesPending = session.pendingTombstones
         summary.partitionsCreated = session.writer.createdHours.count
@@ -586,7 +586,7 @@ struct BatchRunner {
             unreadable.append(error)
             // The first few one by one; the batch's end error sums up the rest.
             if unreadable.count <= BatchRunner.moveWarningsShown {
-                logger.warning("cannot read landing file; left in place (the run ends with exit 74)", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
+                logger.warning("cannot read landing file; left in place, and named again at the batch's end (a single run then exits 74; a loop goes on)", metadata: ["file": "\(f.file.name)", "error": "\(error.cause)"])
             }
             return
         case .success(let summary):

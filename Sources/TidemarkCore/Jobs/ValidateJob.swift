@@ -112,7 +112,8 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
 public enum ValidateJob {
     public static func run(_ options: ValidateOptions, logger: Logger, progress: ((String) -> Void)? = nil) throws -> ValidationReport {
         if let sent = options.sentLogFolder, !FileSystem.isFolder(sent) {
-            throw TidemarkError("read sent log", sent, cause: "no such folder", hint: "pass the producer's --sent-log folder", exit: .noInput)
+            throw TidemarkError("read sent log", sent, cause: FileSystem.exists(sent) ? "not a folder (a file is there)" : "no such folder",
+                                hint: "pass the producer's --sent-log folder", exit: .noInput)
         }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
         // Listed before the snapshot begins: a file moved into the archive later was committed
@@ -204,7 +205,7 @@ struct Validator {
                     let waiting = try LandingFolder.scan(landing).files.count
                     if waiting > 0 {
                         add("landing_backlog", failures: waiting, checked: 0,
-                            detail: "\(waiting) files still wait in \(landing): the sent log's events in them count as missing below until ingest takes them (run ingest, then validate again)",
+                            detail: "\(plural(waiting, "file")) still \(waiting == 1 ? "waits" : "wait") in \(landing): the sent log's events in them count as missing below until ingest takes them (run ingest, then validate again)",
                             findings: [], infoOnly: true)
                     }
                 } catch {
@@ -374,7 +375,7 @@ struct Validator {
         }
         add("archived_files", failures: archive.count, checked: ledger.count,
             detail: "every ledger file's archived copy exists with its SHA-256"
-                + (awaitingMove > 0 ? " (\(awaitingMove) committed files still in landing, to be moved)" : ""),
+                + (awaitingMove > 0 ? " (\(plural(awaitingMove, "committed file")) still in landing, to be moved)" : ""),
             findings: archive)
         // The other way round: a file in the archive the ledger does not name was applied by a
         // database that is gone (restored from an older backup, or its last commits lost with

@@ -26,7 +26,7 @@ public enum SentLog {
     /// The sent-log files in `folder`, in name order (which is write order).
     public static func files(in folder: String) throws -> [String] {
         guard FileSystem.isFolder(folder) else {
-            throw TidemarkError("read sent log", folder, cause: "no such folder",
+            throw TidemarkError("read sent log", folder, cause: FileSystem.exists(folder) ? "not a folder (a file is there)" : "no such folder",
                                 hint: "run tidemark produce first, or pass --sent-log DIR", exit: .noInput)
         }
         let names: [String]
