@@ -138,6 +138,82 @@ import Testing
         #expect(try rebuild(f, PartitionHour(hoursSinceEpoch: 1)...PartitionHour(hoursSinceEpoch: 1)).hoursWithoutData == ["1970-01-01T01"])
     }
 
+    /// An event deleted in hour 09, then an older record of it dated hour 08 (stale: it
+    /// changes nothing, but its file now names hour 08). With the event's lookup entries lost
+    /// by hand, hour 08's files alone would place it there, valid: rebuild finds its row in
+    /// another hour, folds that hour's files too, and leaves it deleted where it is.
+    @Test func rebuildDoesNotResurrectAnEventWhoseLookupEntryWasLost() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e1", time: "2025-07-30T09:10:00Z", received: "2025-07-30T15:00:10Z")])
+        f.land("2.ndjson.gz", [tombstoneLine("e1", received: "2025-07-30T15:00:20Z")])
+        f.land("3.ndjson.gz", [recordLine("e1", time: "2025-07-30T08:10:00Z", received: "2025-07-30T15:00:00Z"),
+                               recordLine("e2", time: "2025-07-30T08:20:00Z", received: "2025-07-30T15:00:30Z")])
+        try f.ingest()
+        #expect(try f.row("e1")?.table == "events_2025073009" && f.row("e1")?.isValid == 0)
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
+        try f.execute("DELETE FROM event_index WHERE event_id = 'e1'; DELETE FROM event_index_recent WHERE event_id = 'e1'")
+        let report = try rebuild(f)
+        #expect(!report.hours.contains { $0.hour == "2025-07-30T08" && $0.outcome != "unchanged" }, "\(report.hours.map { ($0.hour, $0.outcome) })")
+        let copies = try f.query { db in
+            try ["events_2025073008", "events_2025073009"].map { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \($0) WHERE event_id = 'e1'") ?? 0 }
+        }
+        #expect(copies == [0, 1])
+        #expect(try f.row("e1")?.isValid == 0 && f.row("e1")?.deletedBy == "tombstone")
+        #expect(try f.integer("SELECT valid_events FROM hourly_summary WHERE hour = '2025-07-30T08'") == 1) // e2 only
+        let after = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(after.status == 0, "\(after.stdout)")
+        // Hour 08 alone, the entry lost again: the same.
+        try f.execute("DELETE FROM event_index WHERE event_id = 'e1'; DELETE FROM event_index_recent WHERE event_id = 'e1'")
+        let hour = PartitionHour.parse("2025-07-30T08").map { $0...$0 }
+        #expect(try rebuild(f, hour).hours.first?.outcome == "unchanged")
+        #expect(try f.integer("SELECT COUNT(*) FROM events_2025073008 WHERE event_id = 'e1'") == 0)
+    }
+
+    /// The same event, its whole hour 13 dropped too: hour 12's rebuild, first in the run,
+    /// cannot see where the event belongs and places it in 12; hour 13's rebuild then finds
+    /// that copy stale, and the run rebuilds hour 12 once more. Hour by hour, the report names
+    /// the hour left holding the copy.
+    @Test func aStaleCopyLeftByAnEarlierHourIsRemovedInTheSameRun() throws {
+        func damaged() throws -> TestFolder {
+            let f = TestFolder()
+            f.land("1.ndjson.gz", [recordLine("e22", time: "2025-07-30T13:47:53Z", received: "2025-07-30T15:04:53Z")])
+            f.land("2.ndjson.gz", [recordLine("e22", time: "2025-07-30T12:13:28Z", received: "2025-07-30T15:02:04Z"),
+                                   recordLine("e2", time: "2025-07-30T12:20:00Z", received: "2025-07-30T15:00:30Z")])
+            f.land("3.ndjson.gz", [tombstoneLine("e22", received: "2025-07-30T15:05:31Z")])
+            try f.ingest()
+            #expect(try f.row("e22")?.table == "events_2025073013")
+            try f.execute("DROP TABLE events_2025073013; DELETE FROM event_index WHERE event_id = 'e22'; DELETE FROM event_index_recent WHERE event_id = 'e22'")
+            return f
+        }
+        func copies(_ f: TestFolder) throws -> [Int] {
+            try f.query { db in
+                try ["events_2025073012", "events_2025073013"].map {
+                    try db.tableExists($0) ? Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \($0) WHERE event_id = 'e22'") ?? 0 : 0
+                }
+            }
+        }
+        let f = try damaged()
+        let report = try rebuild(f)
+        #expect(try copies(f) == [0, 1])
+        #expect(try f.row("e22")?.isValid == 0 && f.row("e22")?.table == "events_2025073013")
+        #expect(report.hours.map(\.hour) == ["2025-07-30T12", "2025-07-30T13"], "\(report.hours)")
+        #expect(report.hours.map(\.outcome) == ["repaired", "restored"], "\(report.hours.map(\.outcome))")
+        #expect(report.staleCopiesIn.isEmpty)
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
+
+        let g = try damaged()
+        let hour12 = PartitionHour.parse("2025-07-30T12").map { $0...$0 }, hour13 = PartitionHour.parse("2025-07-30T13").map { $0...$0 }
+        _ = try rebuild(g, hour12) // with hour 13 gone, nothing tells it better
+        #expect(try copies(g) == [1, 0])
+        let thirteen = try rebuild(g, hour13)
+        #expect(thirteen.hours.first?.outcome == "restored" && thirteen.staleCopiesIn == ["2025-07-30T12"])
+        #expect(thirteen.text.contains("2025-07-30T12 still holds a stale copy of events this rebuild placed elsewhere: tidemark rebuild --hour H for it removes it"), "\(thirteen.text)")
+        #expect(try copies(g) == [1, 1])
+        #expect(try rebuild(g, hour12).hours.first?.outcome == "repaired")
+        #expect(try copies(g) == [0, 1])
+        #expect(try Binary.run(["validate", "--data", g.data, "--replay"]).status == 0)
+    }
+
     /// An event's lookup entry lost by hand, then its tombstone arrives: ingest cannot find
     /// the event, so the tombstone waits as if the event had not come. Validate fails on it
     /// (naming the hour to rebuild); rebuild of that hour applies it and restores the entry.

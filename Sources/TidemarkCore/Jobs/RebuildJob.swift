@@ -34,6 +34,19 @@ public struct RebuildHourResult: Codable, Sendable, Equatable {
         return dryRun ? "would be " + outcome : outcome
     }
 
+    /// This hour's result, then `later`'s of a second round over it: counts added up, the
+    /// checksum recorded first and the last after, repaired when either round wrote.
+    func followed(by later: RebuildHourResult) -> RebuildHourResult {
+        var both = later
+        both.checksumBefore = checksumBefore
+        both.added += added
+        both.changed += changed
+        both.removed += removed
+        both.filesRead += filesRead
+        if !isUnchanged { both.outcome = outcome }
+        return both
+    }
+
     /// The rebuild found nothing to write (or, in a dry run, would have).
     public var isUnchanged: Bool {
         outcome == Self.outcome(tableExisted: true, repaired: false, dryRun: false)
@@ -46,6 +59,9 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
     public var hours: [RebuildHourResult]
     /// Hours asked for that no partition and no archived file holds: nothing to rebuild.
     public var hoursWithoutData: [String] = []
+    /// Hours not rebuilt by this run that still hold a stale copy of an event it placed in a
+    /// rebuilt hour (its lookup entry was lost or wrong): rebuilding them removes it.
+    public var staleCopiesIn: [String] = []
 
     public var text: String {
         var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum recorded", "checksum after"]]
@@ -57,6 +73,11 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
         if !hoursWithoutData.isEmpty {
             let named = TextTable.firstFew(hoursWithoutData)
             text += "nothing to rebuild for \(named): no partition and no archived file holds events of \(hoursWithoutData.count == 1 ? "that hour" : "those hours")\n"
+        }
+        if !staleCopiesIn.isEmpty {
+            text += "\(TextTable.firstFew(staleCopiesIn)) still \(staleCopiesIn.count == 1 ? "holds a stale copy" : "hold stale copies") of events this rebuild placed elsewhere: "
+                + (dryRun ? "the rebuild would remove \(staleCopiesIn.count == 1 ? "it" : "them") when run with those hours"
+                          : "tidemark rebuild --hour H for \(staleCopiesIn.count == 1 ? "it" : "each") removes \(staleCopiesIn.count == 1 ? "it" : "them")") + "\n"
         }
         return text
     }
@@ -83,31 +104,56 @@ public enum RebuildJob {
             let batchID = try RebuildStore.startBatch(at: started, dryRun: options.dryRun, db)
             var results: [RebuildHourResult] = []
             var withoutData: [String] = []
+            var staleCopiesOutside: [String] = []
             do {
                 // The partitions' rows, read once: each hour's is its "before".
                 let registered = Dictionary(try ValidationQueries.partitions(db).map { ($0.hour, $0) }, uniquingKeysWith: { a, _ in a })
                 var waiting = try MergeWriter.waitingTombstones(db)
-                for hour in selected {
-                    // An hour with no partition row, no table and no archived file has nothing to
-                    // rebuild from: no empty table is made. Lookup entries naming it (damaged) point
-                    // at nothing and are removed.
-                    if try registered[hour] == nil && !db.tableExistsFast(hour.tableName)
-                        && RebuildStore.files(touching: [hour], dataFolder: options.dataFolder, db).isEmpty {
-                        let stray = try RebuildStore.dropLookupEntries(naming: hour, dryRun: options.dryRun, db)
-                        guard stray > 0 else {
-                            withoutData.append(hour.label)
+                // An hour can be rebuilt before another hour's rebuild finds that a row in it is
+                // a stale copy of an event that belongs there (its lookup entry lost): such hours
+                // of this run are rebuilt once more, until none is left (a few rounds at most).
+                var staleCopies = Set<Int>()
+                func rebuildRound(_ hours: [PartitionHour], first: Bool) throws {
+                    for hour in hours {
+                        // An hour with no partition row, no table and no archived file has nothing to
+                        // rebuild from: no empty table is made. Lookup entries naming it (damaged) point
+                        // at nothing and are removed.
+                        if try registered[hour] == nil && !db.tableExistsFast(hour.tableName)
+                            && RebuildStore.files(touching: [hour], dataFolder: options.dataFolder, db).isEmpty {
+                            let stray = try RebuildStore.dropLookupEntries(naming: hour, dryRun: options.dryRun, db)
+                            guard stray > 0 else {
+                                if first { withoutData.append(hour.label) }
+                                continue
+                            }
+                            results.append(RebuildHourResult(hour: hour.label, checksumBefore: nil, checksumAfter: checksumText(0), rows: 0,
+                                                             added: 0, changed: 0, removed: stray, filesRead: 0,
+                                                             outcome: RebuildHourResult.outcome(tableExisted: true, repaired: true, dryRun: options.dryRun)))
                             continue
                         }
-                        results.append(RebuildHourResult(hour: hour.label, checksumBefore: nil, checksumAfter: checksumText(0), rows: 0,
-                                                         added: 0, changed: 0, removed: stray, filesRead: 0,
-                                                         outcome: RebuildHourResult.outcome(tableExisted: true, repaired: true, dryRun: options.dryRun)))
-                        continue
+                        var settled: [ExactText] = []
+                        var copiesIn = Set<Int>()
+                        let result = try rebuild(hour, before: first ? registered[hour] : try ValidationQueries.partitionEntry(hour, db), batchID: batchID,
+                                                 dryRun: options.dryRun, eventsPerPass: options.eventsPerPass, dataFolder: options.dataFolder,
+                                                 waitingTombstones: waiting, settled: &settled, staleCopiesIn: &copiesIn, db: db, logger: logger)
+                        if let earlier = results.firstIndex(where: { $0.hour == result.hour }) {
+                            results[earlier] = results[earlier].followed(by: result)
+                        } else {
+                            results.append(result)
+                        }
+                        for id in settled { waiting[id] = nil } // the hour's copy is gone: no dictionary copy
+                        staleCopies.formUnion(copiesIn)
                     }
-                    var settled: [ExactText] = []
-                    results.append(try rebuild(hour, before: registered[hour], batchID: batchID, dryRun: options.dryRun, eventsPerPass: options.eventsPerPass,
-                                               dataFolder: options.dataFolder, waitingTombstones: waiting, settled: &settled, db: db, logger: logger))
-                    for id in settled { waiting[id] = nil } // the hour's copy is gone: no dictionary copy
                 }
+                try rebuildRound(selected, first: true)
+                // A dry run changed nothing: another round would find the same.
+                let asked = Set(selected.map(\.hoursSinceEpoch))
+                for _ in 0..<3 where !options.dryRun {
+                    let again = staleCopies.intersection(asked)
+                    guard !again.isEmpty else { break }
+                    staleCopies.subtract(again)
+                    try rebuildRound(again.sorted().map(PartitionHour.init(hoursSinceEpoch:)), first: false)
+                }
+                staleCopiesOutside = staleCopies.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
             } catch {
                 if !options.dryRun { BatchBookkeeping.fail(batchID: batchID, error: "\(error)", db) }
                 throw error
@@ -116,7 +162,7 @@ public enum RebuildJob {
                 try RebuildStore.finishBatch(id: batchID, hours: results.map(\.hour), at: options.clock(),
                                              seconds: Date().timeIntervalSince(wall), db)
             }
-            return RebuildReport(dryRun: options.dryRun, hours: results, hoursWithoutData: withoutData)
+            return RebuildReport(dryRun: options.dryRun, hours: results, hoursWithoutData: withoutData, staleCopiesIn: staleCopiesOutside)
         }
     }
 
@@ -125,7 +171,7 @@ public enum RebuildJob {
     /// applies are added to `settled`. Scratch files go into the data folder.
     static func rebuild(_ hour: PartitionHour, before: ValidationQueries.PartitionEntry?, batchID: Int64, dryRun: Bool, eventsPerPass: Int, dataFolder: String,
                         waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])], settled: inout [ExactText],
-                        db: Database, logger: Logger) throws -> RebuildHourResult {
+                        staleCopiesIn: inout Set<Int>, db: Database, logger: Logger) throws -> RebuildHourResult {
         // The plan (the files to read) is made inside the hour's transaction: a batch committed
         // between planning and rebuilding would otherwise have its rows taken for strays.
         try db.execute(sql: "BEGIN IMMEDIATE")
@@ -170,6 +216,7 @@ public enum RebuildJob {
             defer { folds.cancel() }
             for _ in 0..<passes { try rebuild.apply(try folds.next()) }
             settled = rebuild.settledIDs
+            staleCopiesIn = rebuild.staleCopiesIn
             let patch = rebuild.patch
             let removed = try patch.finish()
             let checksum = checksumText(rebuild.checksum)
@@ -220,6 +267,9 @@ public enum RebuildJob {
         var settledIDs: [ExactText] = []
         /// Events the fold places in another hour.
         var elsewhere: [ExactText: Int] = [:]
+        /// Other hours holding a row of an event this hour's fold placed here (a stale copy,
+        /// left where its lookup entry was lost or wrong): their own rebuild removes it.
+        var staleCopiesIn = Set<Int>()
         /// The hour's totals: the passes' counts added up.
         var rows = 0, valid = 0
         var checksum: UInt64 = 0
@@ -243,14 +293,27 @@ public enum RebuildJob {
             }
             // Events this pass puts here whose lookup entry names another hour (and that did not
             // move in from there): their history is folded again before they are placed.
-            let indexedElsewhere = candidates.compactMap { index -> (id: ExactText, hour: Int)? in
+            var indexedElsewhere = candidates.compactMap { index -> (id: ExactText, hours: Set<Int>)? in
                 guard let at = located[index], at.hour != hour.hoursSinceEpoch, moved.isEmpty || moved[ids[index]] == nil else { return nil }
-                return (ids[index], at.hour)
+                return (ids[index], [at.hour])
             }
+            // Events with no lookup entry at all: in a sound database every stored event has
+            // one, so theirs was lost (deleted by hand, say). A row of theirs in another hour
+            // means this hour's files may not hold their whole history (a stale record dated
+            // here, the event deleted there): they are folded again over that hour's files too,
+            // so that a deleted event never comes back here as valid.
+            let unindexed = candidates.filter { located[$0] == nil }
+            if !unindexed.isEmpty {
+                for (id, hours) in try RebuildStore.otherHoursHolding(unindexed.map { ids[$0] }, except: hour, db) {
+                    indexedElsewhere.append((id, hours))
+                }
+            }
+            let otherHours = Dictionary(indexedElsewhere.map { ($0.id, $0.hours) }, uniquingKeysWith: { $0.union($1) })
             for (id, folded) in try refoldEventsIndexedElsewhere(indexedElsewhere) {
                 let index = pass.slots[id]!
                 events[index] = folded
                 eventHours[index] = folded.hour
+                if folded.hour == hour.hoursSinceEpoch { staleCopiesIn.formUnion(otherHours[id, default: []].subtracting([hour.hoursSinceEpoch])) }
             }
             // A tombstone still waits for an event this hour holds only when the event's lookup
             // entry was lost (deleted by hand, say) as it arrived: the event is here, so the
@@ -314,16 +377,16 @@ public enum RebuildJob {
         }
 
         /// A stale or deleting delivery may name this hour for an event whose row is in
-        /// another (`indexed`: the events, with the hour event_index gives): its files of this
-        /// hour do not hold its whole history. Those events are folded again over the files of
-        /// the hour event_index gives (and the hours they moved through), before deciding where
-        /// they belong. (An event that moved into this hour was folded over the files of the
-        /// hours it came from already.)
-        private mutating func refoldEventsIndexedElsewhere(_ indexed: [(id: ExactText, hour: Int)]) throws -> [(ExactText, Folded)] {
+        /// another (`indexed`: the events, with the hours event_index gives, or whose tables
+        /// hold a row of an event that lost its entry): its files of this hour do not hold its
+        /// whole history. Those events are folded again over the files of those hours (and
+        /// the hours they moved through), before deciding where they belong. (An event that
+        /// moved into this hour was folded over the files of the hours it came from already.)
+        private mutating func refoldEventsIndexedElsewhere(_ indexed: [(id: ExactText, hours: Set<Int>)]) throws -> [(ExactText, Folded)] {
             guard !indexed.isEmpty else { return [] }
-            let hourOf = Dictionary(uniqueKeysWithValues: indexed.map { ($0.id, $0.hour) }) // a pass's ids are distinct
-            var hours = Set(hourOf.values)
-            for other in Set(hourOf.values) {
+            let hourOf = Dictionary(indexed.map { ($0.id, $0.hours) }, uniquingKeysWith: { $0.union($1) })
+            var hours = Set(hourOf.values.joined())
+            for other in hours {
                 for (id, from) in try RebuildStore.eventsMovedInto(PartitionHour(hoursSinceEpoch: other), db) where hourOf[id] != nil {
                     hours.formUnion(from)
                 }

@@ -107,6 +107,26 @@ enum RebuildStore {
         return out
     }
 
+    /// The hours other than `hour` whose tables hold a row of any of `ids`, found by event_id:
+    /// each hourly table is scanned once, joined with the ids put in a temporary table. Only
+    /// for events whose lookup entry was lost (in a sound database every row has one).
+    static func otherHoursHolding(_ ids: [ExactText], except hour: PartitionHour, _ db: Database) throws -> [ExactText: Set<Int>] {
+        let others = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'events_[0-9]*'")
+            .compactMap(PartitionHour.fromTableName).filter { $0 != hour }
+        guard !ids.isEmpty, !others.isEmpty else { return [:] }
+        try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS rebuild_unindexed (event_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        try db.execute(sql: "DELETE FROM temp.rebuild_unindexed")
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO temp.rebuild_unindexed (event_id) VALUES (?)")
+        for id in ids { try insert.execute(arguments: [id.text]) }
+        var found: [ExactText: Set<Int>] = [:]
+        for other in others {
+            let rows = try String.fetchCursor(db, sql: "SELECT p.event_id FROM \(other.tableName) p JOIN temp.rebuild_unindexed u ON u.event_id = p.event_id")
+            while let id = try rows.next() { found[ExactText(id), default: []].insert(other.hoursSinceEpoch) }
+        }
+        try db.execute(sql: "DELETE FROM temp.rebuild_unindexed")
+        return found
+    }
+
     /// After a rebuild, points the lookup of events that left `hour` at the row they have in the
     /// hour the fold placed them in, or drops it when they have no row anywhere yet. Each
     /// such hour's table is scanned once.

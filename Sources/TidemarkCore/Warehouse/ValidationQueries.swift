@@ -17,6 +17,13 @@ enum ValidationQueries {
         }
     }
 
+    /// One hour's `partitions` row, if any.
+    static func partitionEntry(_ hour: PartitionHour, _ db: Database) throws -> PartitionEntry? {
+        try Row.fetchOne(db, sql: "SELECT row_count, valid_count, checksum FROM partitions WHERE hour = ?", arguments: [hour.label]).map {
+            PartitionEntry(hour: hour, table: hour.tableName, rowCount: $0[0], validCount: $0[1], checksum: $0[2])
+        }
+    }
+
     static func tableExists(_ table: String, _ db: Database) throws -> Bool { try db.tableExistsFast(table) }
 
     /// How many rows `from` (a FROM … WHERE … clause) finds, and up to `limit` of them as
