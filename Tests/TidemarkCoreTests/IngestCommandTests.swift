@@ -64,6 +64,46 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// A producer that writes a file in place keeps appending gzip members to it after the
+    /// batch read it (here: after the commit, before the move). The file is not moved (the
+    /// producer's appends would go into the archive, never applied): the archive gets the bytes
+    /// applied, the whole file stays in landing, runs leave it while it is still being written,
+    /// and once it is quiet a run applies the rest. Nothing is lost, and validate agrees.
+    @Test func aFileStillBeingWrittenInPlaceIsNotArchivedWithUnappliedData() throws {
+        let f = TestFolder()
+        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        let appliedBytes = try FileSystem.readAll(path)
+        let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
+        let run = try runPaused(at: "after-commit", args(f, ["--json"]), f) {
+            let fd = open(path, O_WRONLY | O_APPEND)
+            #expect(fd >= 0)
+            _ = appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("landing file grew after the batch read it: it is still being written in place"), "\(run.stderr)")
+        #expect(run.stdout.contains("\"backlog_files\" : 1"), "\(run.stdout)")
+        let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
+        #expect(try FileSystem.readAll(archived) == appliedBytes)
+        #expect(try FileSystem.readAll(path) == appliedBytes + appended)
+        #expect(try f.landingEntries() == ["stream.ndjson.gz"])
+        let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = 'stream.ndjson.gz'") }
+        #expect(reason?.hasPrefix("grew while read: the archive holds the \(appliedBytes.count) bytes applied") == true, "\(reason ?? "nil")")
+        #expect(try f.row("first") != nil && f.row("second") == nil)
+        // Written just now: left alone while it may still grow.
+        let waiting = try Binary.run(args(f, ["--json", "-v"]))
+        #expect(waiting.status == 0, "\(waiting.stderr)")
+        #expect(waiting.stderr.contains("landing file is still being written in place"), "\(waiting.stderr)")
+        #expect(try f.row("second") == nil && f.landingEntries() == ["stream.ndjson.gz"])
+        // Quiet long enough: applied whole (the first record again is a duplicate).
+        let quiet = try Binary.run(args(f, ["--settle-seconds", "0", "--json"]))
+        #expect(quiet.status == 0, "\(quiet.stderr)")
+        #expect(quiet.stdout.contains("\"new\" : 1") && quiet.stdout.contains("\"duplicate\" : 1"), "\(quiet.stdout)")
+        #expect(try f.row("second") != nil && f.landingEntries().isEmpty)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
     /// Killed right after capturing a landing file for its move (`captured-<id>-NAME`, still
     /// in landing): the next run recognizes the capture by its ledger id and finishes the move,
     /// with no second ledger row, and validate's archive replay agrees.

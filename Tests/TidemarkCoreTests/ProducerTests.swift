@@ -528,16 +528,17 @@ import Glibc
         return path
     }
 
-    /// After SIGTERM the producer waits for its built-ahead file's time (30-second files here),
+    /// After SIGTERM the producer waits for its built-ahead file's time (300-second files here),
     /// also when the signal comes twice at once; a second SIGTERM, a second later, ends the
-    /// wait: it exits at once, nothing lost.
+    /// wait: it exits at once, nothing lost. (With 30-second files, a suite run that held the
+    /// producer up for half a minute before the signal let that file's time come meanwhile.)
     @Test func aSecondSigtermEndsTheWaitForFilesBuiltAhead() async throws {
         let folder = TestFolder()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.binary())
-        // Files of 30 s: without the second signal it would wait about 28 s more, so a bound
-        // of 10 s tells the two apart even on a busy machine.
-        process.arguments = ["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "20", "--file-seconds", "30"]
+        // Files of 300 s: without the second signal it would wait minutes more, so a bound of
+        // 10 s tells the two apart even on a busy machine.
+        process.arguments = ["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "20", "--file-seconds", "300"]
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice

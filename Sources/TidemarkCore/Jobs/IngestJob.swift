@@ -294,7 +294,13 @@ struct BatchRunner {
         // are settled without decoding.
         var toDecode: [LandingFile] = []
         for file in files {
-            if try settledWithoutDecoding(file) { reportProgress(file) } else { toDecode.append(file) }
+            if try stillBeingWritten(file) {
+                reportProgress(file, settled: false)
+            } else if try settledWithoutDecoding(file) {
+                reportProgress(file)
+            } else {
+                toDecode.append(file)
+            }
         }
         FaultPoint.pause("before-decode")
         // A dry run moves nothing, so it holds no file open.
@@ -442,7 +448,14 @@ struct BatchRunner {
         if options.kind == .backfill {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }
         } else {
-            report(try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination), of: source, archived: true)
+            let outcome = try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination)
+            if case let .grew(applied, now, _) = outcome {
+                // So that the next runs wait until the producer is done with it.
+                do { try session.noteGrown(fileID: fileID, appliedBytes: applied, nowBytes: now) } catch {
+                    logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(source)", "error": "\(error)"])
+                }
+            }
+            report(outcome, of: source, archived: true)
         }
     }
 
@@ -480,6 +493,14 @@ struct BatchRunner {
         case .vanished:
             logger.warning("landing file was removed (or taken by another process) while the batch ran\(fromHeldCopy)",
                            metadata: ["file": "\(source)"])
+        case let .grew(applied, now, keptAs):
+            noteLeftInLanding(keptAs)
+            logger.warning("""
+                landing file grew after the batch read it: it is still being written in place. The \(applied) bytes read were \
+                applied and archived; the whole file (\(now) bytes) stays in landing and is applied again once it has been quiet \
+                for \(Durations.text(options.settleSeconds)) (the events already applied change nothing). Producers should \
+                write .NAME.tmp and rename it
+                """, metadata: ["file": "\(source)", "stays_as": "\(keptAs)"])
         }
     }
 
@@ -531,6 +552,20 @@ struct BatchRunner {
         // undone, or the same file landed again.
         logger.info("already applied: finished its move to the archive (an interrupted move, or the same file landed again)",
                     metadata: ["file": "\(file.name)", "to": "\(match.location)"])
+        return true
+    }
+
+    /// A file that grew while an earlier run read it (a producer writing it in place) is taken
+    /// again only once it has been quiet for `settleSeconds`: until then every run would apply
+    /// a longer start of it and archive one more copy.
+    private mutating func stillBeingWritten(_ file: LandingFile) throws -> Bool {
+        guard options.kind == .ingest, !options.dryRun else { return false }
+        let age = Date().timeIntervalSince1970 - file.modified
+        guard age < options.settleSeconds,
+              try session.grewBefore(name: file.name, fileID: LandingRetirement.capturedFileID(file.name)) else { return false }
+        unfinished += 1
+        logger.info("landing file is still being written in place (it grew while an earlier run read it): left until it has been quiet for \(Durations.text(options.settleSeconds))",
+                    metadata: ["file": "\(file.name)", "modified_ago": "\(Durations.text(max(0, age)))"])
         return true
     }
 
@@ -591,6 +626,7 @@ struct BatchRunner {
             return
         case .success(let summary):
             gz = summary
+            f.held?.appliedBytes = summary.compressedBytes
         }
         if let failure = f.failure { return try quarantine(&f, reason: failure, sha: gz.sha256) }
         if f.deferred { return try leaveForNextBatch(&f) }

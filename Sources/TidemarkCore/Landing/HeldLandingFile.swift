@@ -21,6 +21,9 @@ final class HeldLandingFile: @unchecked Sendable {
     /// Size and modification time when opened (the scan's may be older).
     let size: Int64
     let modified: Double
+    /// How many bytes were read, hashed and applied (set once the file has been decoded):
+    /// what the archive must hold, though a producer writing in place may have added more.
+    var appliedBytes: Int64?
 
     init(opening path: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -49,8 +52,14 @@ final class HeldLandingFile: @unchecked Sendable {
 
     func sha256() throws -> String { try FileSystem.sha256(descriptor: fd, named: path) }
 
-    /// Writes the content held to `destination` (published atomically).
-    func copy(to destination: String) throws { try FileSystem.copy(descriptor: fd, named: path, to: destination) }
+    /// Writes the content held (the bytes applied, once known) to `destination` (published atomically).
+    func copy(to destination: String) throws { try FileSystem.copy(descriptor: fd, named: path, to: destination, bytes: appliedBytes) }
+
+    /// The file's size now, through the descriptor (which follows the file across renames).
+    func currentSize() -> Int64? {
+        var info = stat()
+        return fstat(fd, &info) == 0 ? Int64(info.st_size) : nil
+    }
 }
 
 /// Takes a file this run has read out of the landing folder (to the archive, the quarantine,
@@ -74,15 +83,31 @@ enum LandingRetirement {
         /// Nothing was under the name any more; the content read was written from the held
         /// descriptor.
         case vanished
+        /// The file had grown since it was read (a producer still writing it in place): the
+        /// bytes applied were written to the archive from the held descriptor, and the whole
+        /// file stays in landing (under `keptAs`) for a later run.
+        case grew(appliedBytes: Int64, nowBytes: Int64, keptAs: String)
     }
 
     /// Moves the file read (`held`, ledger file `fileID`) from `source` to `destination`.
+    /// A file that grew since it was read is not moved: the writer still holds it, and what
+    /// it adds would go into the archive, never applied. The archive gets the bytes applied
+    /// instead, and the file goes back under its landing name (or, when a new file took that
+    /// name, stays under its capture name), whole, for a later run.
     static func archive(_ held: HeldLandingFile, fileID: Int64, from source: String, to destination: String) throws -> Outcome {
-        try retire(held, fileID: fileID, from: source) { captured in
+        var grew: Outcome?
+        let outcome = try retire(held, fileID: fileID, from: source) { captured in
+            if let applied = held.appliedBytes, let now = held.currentSize(), now != applied {
+                try held.copy(to: destination)
+                let keptAs = FileSystem.renameWithoutReplacing(captured, to: source) ? source : captured
+                grew = .grew(appliedBytes: applied, nowBytes: now, keptAs: keptAs)
+                return
+            }
             try FileSystem.move(captured, to: destination)
         } otherwise: {
             try held.copy(to: destination)
         }
+        return grew ?? outcome
     }
 
     /// Removes the file read (`held`, whose content the archive already holds) from `source`;

@@ -211,18 +211,29 @@ public enum FileSystem {
 
     /// Copies the whole file open at `input` (read from its start; `source` names it in
     /// errors) to `destination`, published atomically.
-    static func copy(descriptor input: Int32, named source: String, to destination: String) throws {
+    static func copy(descriptor input: Int32, named source: String, to destination: String, bytes limit: Int64? = nil) throws {
         guard lseek(input, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", source) }
         let size = 256 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
         try publish(destination) { output, temporary in
-            while true {
-                let n = try readSome(input, buffer, size, path: source)
+            var left = limit ?? .max
+            while left > 0 {
+                let n = try readSome(input, buffer, Int(min(Int64(size), left)), path: source)
                 if n == 0 { break }
                 try writeAll(output, buffer, n, path: temporary)
+                left -= Int64(n)
             }
         }
+    }
+
+    /// Renames `source` to `destination` unless something is there: a hard link, then the old
+    /// name removed (Swift sees no `renameat2`). False when the name is taken or links are not
+    /// supported; `source` is then left as it was.
+    static func renameWithoutReplacing(_ source: String, to destination: String) -> Bool {
+        guard link(source, destination) == 0 else { return false }
+        if unlink(source) != 0 { _ = unlink(destination); return false }
+        return true
     }
 
     /// `read(2)` that retries when a signal interrupts it; 0 at the end of the file.

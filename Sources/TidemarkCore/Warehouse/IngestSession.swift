@@ -67,6 +67,10 @@ final class IngestSession {
     func ledgerEntries(name: String, size: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Ledger.entries(name: name, size: size, dataFolder: dataFolder, db)
     }
+    func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64) throws {
+        try Ledger.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, db)
+    }
+    func grewBefore(name: String, fileID: Int64?) throws -> Bool { try Ledger.grewBefore(name: name, fileID: fileID, db) }
     func ledgerEntries(fileID: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Ledger.entries(fileID: fileID, dataFolder: dataFolder, db)
     }

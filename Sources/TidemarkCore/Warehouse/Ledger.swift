@@ -148,6 +148,29 @@ enum Ledger {
                          arguments: [name, size]).map { ($0[0], $0[1], currentPath(of: $0[2], dataFolder: dataFolder), $0[3]) }
     }
 
+    /// The start of the `reason` of an applied file that grew after it was read.
+    static let grewReason = "grew while read"
+
+    /// Notes on a file's ledger row that it grew after it was read (a producer still writing it
+    /// in place): its archived copy holds the bytes applied, and the whole file stayed in landing.
+    static func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, _ db: Database) throws {
+        try db.execute(sql: "UPDATE ingested_files SET reason = ? WHERE file_id = ?", arguments: [
+            "\(grewReason): the archive holds the \(appliedBytes) bytes applied; the file (\(nowBytes) bytes by then) stayed in landing", fileID,
+        ])
+    }
+
+    /// Whether a file grew while an earlier run read it: the ledger file `fileID` (a capture
+    /// name carries it), else any file of this name.
+    static func grewBefore(name: String, fileID: Int64?, _ db: Database) throws -> Bool {
+        let pattern = grewReason + "%"
+        if let fileID {
+            return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE file_id = ? AND reason LIKE ?)",
+                                     arguments: [fileID, pattern]) ?? false
+        }
+        return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE name = ? AND reason LIKE ?)",
+                                 arguments: [name, pattern]) ?? false
+    }
+
     static func entries(fileID: Int64, dataFolder: String, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
         try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE file_id = ?",
                          arguments: [fileID]).map { ($0[0], $0[1], currentPath(of: $0[2], dataFolder: dataFolder), $0[3]) }
