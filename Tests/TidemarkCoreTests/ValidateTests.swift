@@ -156,6 +156,54 @@ final class ProducedPipeline: @unchecked Sendable {
         }
     }
 
+    /// An hour whose table, partition row and summary were dropped by hand, while its events'
+    /// lookup entries still name it: validate of that hour (or a range holding it) fails on
+    /// them and names the rebuild, rather than pass as an hour with nothing to check.
+    @Test func validateOfAnHourWhoseTableWasDroppedFails() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T09:10:00Z", received: "2025-07-30T09:10:00Z"),
+                               recordLine("b", time: "2025-07-30T09:20:00Z", received: "2025-07-30T09:20:00Z"),
+                               recordLine("c", time: "2025-07-30T10:10:00Z", received: "2025-07-30T10:10:00Z")])
+        try f.ingest()
+        try write(f, """
+            DROP TABLE events_2025073009; DELETE FROM partitions WHERE hour = '2025-07-30T09';
+            DELETE FROM hourly_summary WHERE hour = '2025-07-30T09'; DELETE FROM summary_users WHERE hour = '2025-07-30T09'
+            """)
+        for scope in [["--hour", "2025-07-30T09"], ["--from", "2025-07-30T09", "--to", "2025-07-30T10"]] {
+            let run = try Binary.run(["validate", "--data", f.data] + scope)
+            #expect(run.status == 1, "\(scope): \(run.stdout)")
+            #expect(run.stdout.contains("event a: its lookup entry says hour 2025-07-30T09, which has no partition"), "\(run.stdout)")
+        }
+        #expect(try Binary.run(["validate", "--data", f.data, "--hour", "2025-07-30T10"]).status == 0)
+        #expect(try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T09"]).status == 0)
+        let after = try Binary.run(["validate", "--data", f.data, "--hour", "2025-07-30T09"])
+        #expect(after.status == 0, "\(after.stdout)")
+    }
+
+    /// A line the producer sent that ingest rejected (dated more than a day ahead) is not
+    /// expected in the tables: validate against the sent log leaves it out and says so, instead
+    /// of reporting its event missing.
+    @Test func linesIngestRejectedAreNotExpectedFromTheSentLog() throws {
+        let f = TestFolder()
+        let good = recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:01Z")
+        let future = recordLine("b", time: "2099-01-01T00:00:00Z", received: "2025-07-30T10:00:02Z")
+        f.land("1.ndjson.gz", [good, future])
+        try FileManager.default.createDirectory(atPath: f.sent, withIntermediateDirectories: true)
+        let entries = [good, future].enumerated().map { "{\"file\":\"1.ndjson.gz\",\"line\":\($0.offset + 1),\"record\":\($0.element)}\n" }.joined()
+        #expect(FileManager.default.createFile(atPath: f.sent + "/sent-000000001.ndjson.gz", contents: Data(GzipWriter.gzip(entries))))
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        #expect(try f.integer("SELECT COUNT(*) FROM rejected_lines") == 1)
+        let run = try Binary.run(["validate", "--data", f.data, "--sent-log", f.sent])
+        #expect(run.status == 0, "\(run.stdout)")
+        #expect(run.stdout.contains("source_rejected_lines") && run.stdout.contains("1 line that ingest rejected is not expected in the tables"), "\(run.stdout)")
+        // A sent line that is neither in the tables nor rejected is still missing.
+        let lost = recordLine("c", time: "2025-07-30T10:00:03Z", received: "2025-07-30T10:00:03Z")
+        #expect(FileManager.default.createFile(atPath: f.sent + "/sent-000000002.ndjson.gz",
+                                               contents: Data(GzipWriter.gzip("{\"file\":\"2.ndjson.gz\",\"line\":1,\"record\":\(lost)}\n"))))
+        let missing = try Binary.run(["validate", "--data", f.data, "--sent-log", f.sent])
+        #expect(missing.status == 1 && missing.stdout.contains("source_no_record_missing"), "\(missing.stdout)")
+    }
+
     @Test func passesAfterNormalRuns() throws {
         let p = try Self.pipeline.get()
         try #require(p.summary.late > 0 && p.summary.correctionsFlag > 0 && p.summary.correctionsTombstone > 0 && p.summary.duplicates > 0)

@@ -173,9 +173,14 @@ struct Validator {
         }
         // The sent log is read and folded on a second thread, starting now: its first pass
         // overlaps the internal checks, and each later pass the scan of the one before.
+        // Lines ingest rejected (with their reason, in rejected_lines) are not expected in the
+        // tables: left out of the sent log's deliveries, and counted below.
+        let rejected = options.sentLogFolder == nil ? [] : try ValidationQueries.rejectedLineKeys(db)
         let sentFold = try options.sentLogFolder.map { sent in
             try sourceFold(name: "source", source: ValidationSource(read: { divert, body in
-                try SentLog.forEachDelivery(in: sent, divert: divert) { _, _, delivery in try body(delivery) }
+                try SentLog.forEachDelivery(in: sent, skipping: { rejected.contains(.init(file: $0, line: $1)) }, divert: divert) { _, _, delivery in
+                    try body(delivery)
+                }
             }, unparsable: { file, entry, reason in SentLog.malformedRecord(in: sent, fileIndex: file, entry: entry, reason) }))
         }
         defer { sentFold?.cancel() }
@@ -214,6 +219,11 @@ struct Validator {
                         detail: "the landing folder could not be read (\(error)): files still waiting there would count as missing below; pass --landing",
                         findings: [], infoOnly: true)
                 }
+            }
+            if !rejected.isEmpty {
+                add("source_rejected_lines", failures: rejected.count, checked: 0,
+                    detail: "\(plural(rejected.count, "line")) that ingest rejected \(rejected.count == 1 ? "is" : "are") not expected in the tables: left out of the sent log's deliveries below (tidemark status --rejected \(min(rejected.count, 100)) lists them with their reasons)",
+                    findings: [], infoOnly: true)
             }
             let sentCounts = try compareWithSource(name: "source", partitions: partitions, sourceLabel: "sent log", fold: sentFold)
             let files = try ValidationQueries.duplicateContentFiles(db)
@@ -298,9 +308,11 @@ struct Validator {
                 counts.1.append("partition \(p.hour): stored rows \(p.rowCount)/valid \(p.validCount)/checksum \(p.checksum), table has \(rowCount)/\(validCount)/\(checksumText(checksum))")
             }
         }
+        // Entries naming an hour with no partition (its table and row dropped, say): for the
+        // hours asked for, or all.
+        let stray = try ValidationQueries.indexEntriesWithoutPartition(in: options.hours, limit: limit, db)
+        orphans.0 += stray.0; orphans.1 += stray.1
         if options.hours == nil {
-            let stray = try ValidationQueries.indexEntriesWithoutPartition(limit: limit, db)
-            orphans.0 += stray.0; orphans.1 += stray.1
             let both = try ValidationQueries.lookupEntriesInBothTrees(limit: limit, db)
             orphans.0 += both.0; orphans.1 += both.1
         }

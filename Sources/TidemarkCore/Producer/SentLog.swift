@@ -55,8 +55,11 @@ public enum SentLog {
     /// `divert` sees each record first, with the index of its sent-log file (in `files(in:)`
     /// order) and its entry number, and may take it away unparsed (validate sets aside the
     /// records of its later passes).
+    /// `skipping`: entries left out before anything else (validate leaves out the lines ingest
+    /// rejected), by landing file name and line number.
     public static func forEachDelivery(
         in folder: String,
+        skipping: (_ file: String, _ line: Int) -> Bool = { _, _ in false },
         divert: (_ fileIndex: Int, _ entry: Int, _ record: UnsafeRawBufferPointer) throws -> Bool = { _, _, _ in false },
         _ body: (_ file: String, _ line: Int, _ delivery: Delivery) throws -> Void
     ) throws {
@@ -67,6 +70,7 @@ public enum SentLog {
             var entry = 0
             try forEachEntry(ofFile: path) { file, line, record in
                 entry += 1
+                if skipping(file, line) { return }
                 if try divert(fileIndex, entry, record) { return }
                 switch parser.parse(record) {
                 case .success(let delivery):

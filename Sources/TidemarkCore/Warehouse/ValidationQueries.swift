@@ -17,6 +17,25 @@ enum ValidationQueries {
         }
     }
 
+    /// A landing line by file name and line number.
+    struct LineKey: Hashable, Sendable {
+        var file: String
+        var line: Int
+    }
+
+    /// The lines ingest rejected, by landing file name and line number: those of applied files
+    /// (`rejected_lines`), and the same lines of files that were duplicates of them.
+    static func rejectedLineKeys(_ db: Database) throws -> Set<LineKey> {
+        var keys = Set<LineKey>()
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT file_name, line_number FROM rejected_lines
+            UNION SELECT d.name, r.line_number FROM ingested_files d JOIN rejected_lines r ON r.file_id = d.duplicate_of
+            WHERE d.status = 'duplicate_content'
+            """)
+        while let row = try rows.next() { keys.insert(LineKey(file: row[0], line: row[1])) }
+        return keys
+    }
+
     /// One hour's `partitions` row, if any.
     static func partitionEntry(_ hour: PartitionHour, _ db: Database) throws -> PartitionEntry? {
         try Row.fetchOne(db, sql: "SELECT row_count, valid_count, checksum FROM partitions WHERE hour = ?", arguments: [hour.label]).map {
@@ -85,9 +104,12 @@ enum ValidationQueries {
         }
     }
 
-    /// Lookup entries whose hour has no partition at all.
-    static func indexEntriesWithoutPartition(limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let hours = try Int.fetchAll(db, sql: "SELECT DISTINCT hour FROM (SELECT hour FROM event_index UNION ALL SELECT hour FROM event_index_recent)")
+    /// Lookup entries whose hour has no partition at all (of the hours in `scope`, when given).
+    static func indexEntriesWithoutPartition(in scope: ClosedRange<PartitionHour>? = nil, limit: Int, _ db: Database) throws -> (Int, [String]) {
+        let hours = try Int.fetchAll(db, sql: scope.map { """
+            SELECT DISTINCT hour FROM (SELECT hour FROM event_index WHERE hour BETWEEN \($0.lowerBound.hoursSinceEpoch) AND \($0.upperBound.hoursSinceEpoch)
+                UNION ALL SELECT hour FROM event_index_recent WHERE hour BETWEEN \($0.lowerBound.hoursSinceEpoch) AND \($0.upperBound.hoursSinceEpoch))
+            """ } ?? "SELECT DISTINCT hour FROM (SELECT hour FROM event_index UNION ALL SELECT hour FROM event_index_recent)")
         let known = Set(try partitions(db).map(\.hour.hoursSinceEpoch))
         var count = 0
         var samples: [String] = []
