@@ -713,6 +713,32 @@ import Testing
         #expect(try f.row("fine") != nil && f.row("locked") != nil)
     }
 
+    /// An archive folder ingest may not write: the error names that folder, not the landing
+    /// file (whose folder is fine); the file stays in landing, and the next run, once the
+    /// folder is writable, finishes the move without applying it again.
+    @Test(.enabled(if: Binary.forNobody != nil, "needs root and setpriv, to run the binary as the user nobody"))
+    func anArchiveFolderWithoutWriteAccessIsTheOneNamed() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        for folder in [f.landing, f.root] { try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: folder) }
+        #expect(try Binary.run(args(f), asNobody: Binary.forNobody).status == 0)
+        let day = try #require(try FileManager.default.contentsOfDirectory(atPath: f.data + "/archive").first.map { f.data + "/archive/" + $0 })
+        try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: day)
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        let run = try Binary.run(args(f, ["--json"]), asNobody: Binary.forNobody)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stderr.contains("into \(day): Permission denied"), "\(run.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        let unarchived = summary?["unarchived_files"] as? [[String: Any]]
+        #expect(unarchived?.count == 1 && unarchived?.first?["path"] as? String == f.landing + "/2.ndjson.gz", "\(run.stdout)")
+        #expect((unarchived?.first?["cause"] as? String)?.hasSuffix("into \(day): Permission denied") == true, "\(run.stdout)")
+        #expect(try f.row("two") != nil && f.landingEntries() == ["2.ndjson.gz"])
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: day)
+        let next = try Binary.run(args(f, ["--json"]), asNobody: Binary.forNobody)
+        #expect(next.status == 0 && next.stdout.contains("\"files_healed\" : 1"), "\(next.stdout)\(next.stderr)")
+        #expect(try f.landingEntries().isEmpty)
+    }
+
     /// Backfill meets an unreadable source file the same way: exit 74 naming it, the rest
     /// applied, and a hint that the file stays where it is for a rerun.
     @Test func backfillOfAnUnreadableFileExits74AndKeepsTheRest() throws {

@@ -196,7 +196,15 @@ public enum FileSystem {
     /// Moves a file; falls back to copy and unlink across file systems.
     public static func move(_ source: String, to destination: String) throws {
         if rename(source, destination) == 0 { return }
-        guard errno == EXDEV else { throw FileSystemError("move", source) }
+        let code = errno
+        guard code == EXDEV else {
+            // Name the folder that refused when it is the destination's (an archive folder not
+            // writable), not the file, whose own folder may be fine.
+            if code == EACCES || code == EPERM || code == EROFS, let folder = parentFolder(of: destination), access(folder, W_OK) != 0 {
+                throw FileSystemError("move \((source as NSString).lastPathComponent) into", folder, errno: code)
+            }
+            throw FileSystemError("move", source, errno: code)
+        }
         try copy(source, to: destination)
         guard unlink(source) == 0 else { throw FileSystemError("remove", source) }
     }
