@@ -25,9 +25,11 @@ import Testing
 
     /// Runs the binary held at the fault point `point`, does `action` once it is held there
     /// (`TIDEMARK_PAUSE_NOTICE`), and returns how the run ended.
-    func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, whilePaused action: () throws -> Void) throws -> BinaryRun {
+    func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, environment: [String: String] = [:],
+                   whilePaused action: () throws -> Void) throws -> BinaryRun {
         let out = Pipe(), err = Pipe()
-        let process = try Binary.startPaused(at: point, arguments, notice: f.root + "/paused", standardOutput: out, standardError: err)
+        let process = try Binary.startPaused(at: point, arguments, notice: f.root + "/paused", environment: environment,
+                                             standardOutput: out, standardError: err)
         try action()
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -88,7 +90,7 @@ import Testing
         #expect(try FileSystem.readAll(path) == appliedBytes + appended)
         #expect(try f.landingEntries() == ["stream.ndjson.gz"])
         let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = 'stream.ndjson.gz'") }
-        #expect(reason?.hasPrefix("grew while read: the archive holds the \(appliedBytes.count) bytes applied") == true, "\(reason ?? "nil")")
+        #expect(reason?.hasPrefix("grew while read: the archive holds the \(appliedBytes.count) bytes read") == true, "\(reason ?? "nil")")
         #expect(try f.row("first") != nil && f.row("second") == nil)
         // Written just now: left alone while it may still grow.
         let waiting = try Binary.run(args(f, ["--json", "-v"]))
@@ -100,6 +102,33 @@ import Testing
         #expect(quiet.status == 0, "\(quiet.stderr)")
         #expect(quiet.stdout.contains("\"new\" : 1") && quiet.stdout.contains("\"duplicate\" : 1"), "\(quiet.stdout)")
         #expect(try f.row("second") != nil && f.landingEntries().isEmpty)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
+    /// The same, but the archive cannot take the bytes read then (here: no space): the grown
+    /// file stays in landing with no archived copy of what was applied. The next run writes that
+    /// copy from the file's first bytes, where the ledger says, then reads the whole file again.
+    @Test func aGrownFileWhoseArchiveCopyFailedIsArchivedFromItsStartNextRun() throws {
+        let f = TestFolder()
+        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        let appliedBytes = try FileSystem.readAll(path)
+        let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
+        let run = try runPaused(at: "after-commit", args(f), f, environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"]) {
+            let fd = open(path, O_WRONLY | O_APPEND)
+            #expect(fd >= 0)
+            _ = appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(try f.archivedPath("stream.ndjson.gz") == nil)
+        #expect(try FileSystem.readAll(path) == appliedBytes + appended)
+        #expect(try f.integer("SELECT size FROM ingested_files WHERE name = 'stream.ndjson.gz'") == appliedBytes.count)
+        let next = try Binary.run(args(f, ["--settle-seconds", "0"]))
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.stderr.contains("archived the start of a landing file that grew after an earlier run read it"), "\(next.stderr)")
+        #expect(try FileSystem.readAll(try #require(try f.archivedPath("stream.ndjson.gz"))) == appliedBytes)
+        #expect(try f.row("first") != nil && f.row("second") != nil && f.landingEntries().isEmpty)
         let check = try Binary.run(["validate", "--data", f.data, "--replay"])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }

@@ -199,15 +199,17 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
             fields[5] = "ff:ee:\(info.st_ino)"
             return fields.joined(separator: " ")
         }.joined(separator: "\n")
-        #expect(JobLock.flockHolders(of: info, in: elsewhere) { JobLock.processHasOpen(pid: $0, info) })
+        #expect(JobLock.flockHolders(of: info, in: elsewhere, sameInodeElsewhere: true) { JobLock.processHasOpen(pid: $0, info) })
         // Held by a process that does not have the folder open: another file with that inode.
-        #expect(!JobLock.flockHolders(of: info, in: elsewhere) { _ in false })
+        #expect(!JobLock.flockHolders(of: info, in: elsewhere, sameInodeElsewhere: true) { _ in false })
         #expect(JobLock.processHasOpen(pid: getpid(), info) == true)
         // A holder whose descriptors cannot be listed (another user's): the inode decides.
-        #expect(JobLock.flockHolders(of: info, in: elsewhere) { _ in nil })
+        #expect(JobLock.flockHolders(of: info, in: elsewhere, sameInodeElsewhere: true) { _ in nil })
+        // Off btrfs, another device is another file, whatever its inode.
+        #expect(!JobLock.flockHolders(of: info, in: elsewhere, sameInodeElsewhere: false) { JobLock.processHasOpen(pid: $0, info) })
         // Another inode is another file.
         let otherInode = elsewhere.replacingOccurrences(of: ":\(info.st_ino) ", with: ":\(info.st_ino + 1) ")
-        #expect(!JobLock.flockHolders(of: info, in: otherInode) { _ in true })
+        #expect(!JobLock.flockHolders(of: info, in: otherInode, sameInodeElsewhere: true) { _ in true })
         withExtendedLifetime(lock) {}
         lock = nil
         #expect(!JobLock.isHeld(dataFolder: f.data))

@@ -259,7 +259,7 @@ enum Binary {
 
     /// Starts the binary held at the fault point `point` (`TIDEMARK_PAUSE_AT`, for two seconds)
     /// and returns once it says it is held there (it creates `notice`, `TIDEMARK_PAUSE_NOTICE`).
-    static func startPaused(at point: String, _ arguments: [String], notice: String,
+    static func startPaused(at point: String, _ arguments: [String], notice: String, environment: [String: String] = [:],
                             standardOutput: Any? = FileHandle.nullDevice, standardError: Any? = FileHandle.nullDevice) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
@@ -270,6 +270,7 @@ enum Binary {
         env["TIDEMARK_PAUSE_AT"] = point
         env["TIDEMARK_PAUSE_SECONDS"] = "2"
         env["TIDEMARK_PAUSE_NOTICE"] = notice
+        env.merge(environment) { _, given in given }
         process.environment = env
         process.standardOutput = standardOutput
         process.standardError = standardError

@@ -436,7 +436,8 @@ struct BatchRunner {
 
     /// Moves (ingest) or copies (backfill) a file to its archive or quarantine place: the
     /// content read (`held`), even when another file was put under its name meanwhile.
-    private mutating func place(from source: String, to destination: String, held: HeldLandingFile, fileID: Int64) throws {
+    /// `copyOnly`: the content held is copied and the landing file left as it is.
+    private mutating func place(from source: String, to destination: String, held: HeldLandingFile, fileID: Int64, copyOnly: Bool = false) throws {
         if FaultPoint.archiveIsFull() { throw FileSystemError("archive", destination, errno: ENOSPC) }
         if let folder = FileSystem.parentFolder(of: destination), !preparedFolders.contains(folder) {
             try FileSystem.makeFolder(folder)
@@ -445,10 +446,12 @@ struct BatchRunner {
             LandingClaim.markDataFolderPart(folder)
             preparedFolders.insert(folder)
         }
-        if options.kind == .backfill {
+        if options.kind == .backfill || copyOnly {
             if !FileSystem.exists(destination) { try held.copy(to: destination) }
         } else {
-            let outcome = try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination)
+            // The quarantine takes a file whole; the archive, exactly what was read.
+            let outcome = try LandingRetirement.archive(held, fileID: fileID, from: source, to: destination,
+                                                        keepingGrowth: FileSystem.parentFolder(of: destination) != quarantineFolder)
             if case let .grew(applied, now, _) = outcome {
                 // So that the next runs wait until the producer is done with it.
                 do { try session.noteGrown(fileID: fileID, appliedBytes: applied, nowBytes: now) } catch {
@@ -497,7 +500,7 @@ struct BatchRunner {
             noteLeftInLanding(keptAs)
             logger.warning("""
                 landing file grew after the batch read it: it is still being written in place. The \(applied) bytes read were \
-                applied and archived; the whole file (\(now) bytes) stays in landing and is applied again once it has been quiet \
+                recorded and archived; the whole file (\(now) bytes) stays in landing and is read again once it has been quiet \
                 for \(Durations.text(options.settleSeconds)) (the events already applied change nothing). Producers should \
                 write .NAME.tmp and rename it
                 """, metadata: ["file": "\(source)", "stays_as": "\(keptAs)"])
@@ -525,14 +528,20 @@ struct BatchRunner {
     /// between): finish the move. Returns true when the file was such a leftover.
     private mutating func healLeftover(_ file: LandingFile) throws -> Bool {
         // A capture a killed run left (`LandingRetirement`) names its ledger file.
-        let candidates = try LandingRetirement.capturedFileID(file.name).map { try session.ledgerEntries(fileID: $0) }
-            ?? session.ledgerEntries(name: file.name, size: file.size)
-        guard !candidates.isEmpty else { return false }
-        let held = try HeldLandingFile(opening: file.path)
-        let sha = try held.sha256()
+        let recorded = try LandingRetirement.capturedFileID(file.name).map { try session.ledgerEntries(fileID: $0) }
+            ?? session.ledgerEntries(name: file.name)
         // Only applied or duplicate files are leftovers; a quarantined file put back by an
         // operator is a new attempt.
-        guard let match = candidates.first(where: { $0.sha256 == sha && $0.status != "quarantined" }) else { return false }
+        let candidates = recorded.filter { $0.size == file.size && $0.status != "quarantined" }
+        let starts = recorded.filter { $0.size < file.size && $0.status != "quarantined" && !FileSystem.exists($0.location) }
+        guard !candidates.isEmpty || !starts.isEmpty else { return false }
+        let held = try HeldLandingFile(opening: file.path)
+        let content = candidates.isEmpty ? nil : try held.sha256()
+        guard let match = candidates.first(where: { $0.sha256 == content }) else {
+            try archiveRecordedStart(of: held, file, among: starts)
+            return false
+        }
+        let sha = match.sha256
         if options.dryRun { return true }
         // Never remove the archived copy itself (landing reached through a symlink or a bind
         // mount into the archive): the same name in the same folder. (A hard link elsewhere is
@@ -553,6 +562,21 @@ struct BatchRunner {
         logger.info("already applied: finished its move to the archive (an interrupted move, or the same file landed again)",
                     metadata: ["file": "\(file.name)", "to": "\(match.location)"])
         return true
+    }
+
+    /// A file that grew after a run read it, whose archived copy that run could not write (a
+    /// full disk, an archive folder not writable, a kill): its first bytes are the file the
+    /// ledger recorded (`starts`: rows of its name, shorter than it, with no archived copy).
+    /// They are archived where the ledger says before the whole file is read again as new.
+    private mutating func archiveRecordedStart(of held: HeldLandingFile, _ file: LandingFile, among starts: [Ledger.Recorded]) throws {
+        guard !options.dryRun else { return }
+        for start in starts where try held.sha256(ofFirst: start.size) == start.sha256 {
+            held.appliedBytes = start.size
+            try place(from: file.path, to: start.location, held: held, fileID: start.fileID, copyOnly: true)
+            logger.warning("archived the start of a landing file that grew after an earlier run read it (that run could not archive it); the whole file is read again now",
+                           metadata: ["file": "\(file.name)", "to": "\(start.location)"])
+            return
+        }
     }
 
     /// A file that grew while an earlier run read it (a producer writing it in place) is taken
@@ -590,7 +614,8 @@ struct BatchRunner {
     }
 
     private func entry(for f: InFlightFile, status: LedgerEntry.Status, sha: String) -> LedgerEntry {
-        LedgerEntry(fileID: f.fileID, name: f.file.name, size: f.held?.size ?? f.file.size, sha256: sha, status: status, reason: nil,
+        // The size read and hashed (what the archived copy holds), even if the file grew meanwhile.
+        LedgerEntry(fileID: f.fileID, name: f.file.name, size: f.held?.appliedBytes ?? f.held?.size ?? f.file.size, sha256: sha, status: status, reason: nil,
                     duplicateOf: nil, batchID: summary.batchID, counts: LineCounts(), lateEvents: 0,
                     watermarkBefore: status == .applied ? f.watermarkBefore : nil, ingestedAt: now, sourcePath: f.file.path,
                     location: adoptsArchivedFiles && status != .quarantined ? f.file.path

@@ -59,8 +59,9 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
     public var hours: [RebuildHourResult]
     /// Hours asked for that no partition and no archived file holds: nothing to rebuild.
     public var hoursWithoutData: [String] = []
-    /// Hours not rebuilt by this run that still hold a stale copy of an event it placed in a
-    /// rebuilt hour (its lookup entry was lost or wrong): rebuilding them removes it.
+    /// Hours that still hold a stale copy of an event this run placed in a rebuilt hour (its
+    /// lookup entry was lost or wrong) once it is done: hours outside the run; in a dry run, or
+    /// after its extra rounds, hours of it too. Rebuilding them removes the copy.
     public var staleCopiesIn: [String] = []
 
     public var text: String {

@@ -50,7 +50,7 @@ final class HeldLandingFile: @unchecked Sendable {
         return lstat(path, &info) == 0 && UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
-    func sha256() throws -> String { try FileSystem.sha256(descriptor: fd, named: path) }
+    func sha256(ofFirst bytes: Int64? = nil) throws -> String { try FileSystem.sha256(descriptor: fd, named: path, bytes: bytes) }
 
     /// Writes the content held (the bytes applied, once known) to `destination` (published atomically).
     func copy(to destination: String) throws { try FileSystem.copy(descriptor: fd, named: path, to: destination, bytes: appliedBytes) }
@@ -90,14 +90,27 @@ enum LandingRetirement {
     }
 
     /// Moves the file read (`held`, ledger file `fileID`) from `source` to `destination`.
-    /// A file that grew since it was read is not moved: the writer still holds it, and what
-    /// it adds would go into the archive, never applied. The archive gets the bytes applied
-    /// instead, and the file goes back under its landing name (or, when a new file took that
-    /// name, stays under its capture name), whole, for a later run.
-    static func archive(_ held: HeldLandingFile, fileID: Int64, from source: String, to destination: String) throws -> Outcome {
+    /// With `keepingGrowth` (the archive; not the quarantine, which takes the file whole), a
+    /// file that grew since it was read is not moved: the writer still holds it, and what it
+    /// adds would go into the archive, never applied. The archive gets the bytes read instead,
+    /// and the file stays in landing, whole, for a later run: untouched when it had grown
+    /// before the capture, else back under its landing name (or, when a new file took that
+    /// name, under its capture name). Should that copy fail, the next run writes it from the
+    /// file's first bytes (`IngestJob`'s heal) before reading the file again.
+    static func archive(_ held: HeldLandingFile, fileID: Int64, from source: String, to destination: String,
+                        keepingGrowth: Bool = true) throws -> Outcome {
+        func grown() -> (applied: Int64, now: Int64)? {
+            guard keepingGrowth, let applied = held.appliedBytes, let now = held.currentSize(), now != applied else { return nil }
+            return (applied, now)
+        }
+        if let (applied, now) = grown(), held.isNamed(by: source) {
+            try held.copy(to: destination)
+            return .grew(appliedBytes: applied, nowBytes: now, keptAs: source)
+        }
         var grew: Outcome?
         let outcome = try retire(held, fileID: fileID, from: source) { captured in
-            if let applied = held.appliedBytes, let now = held.currentSize(), now != applied {
+            // Grown in the instant between the check above and the capture.
+            if let (applied, now) = grown() {
                 try held.copy(to: destination)
                 let keptAs = FileSystem.renameWithoutReplacing(captured, to: source) ? source : captured
                 grew = .grew(appliedBytes: applied, nowBytes: now, keptAs: keptAs)

@@ -197,16 +197,20 @@ public final class JobLock {
     public static func isHeld(dataFolder: String) -> Bool {
         var info = stat()
         guard stat(dataFolder, &info) == 0, let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return false }
-        return flockHolders(of: info, in: table) { pid in processHasOpen(pid: pid, info) }
+        // btrfs gives each subvolume an anonymous device (major 0) of its own; a disk's
+        // device, whose number the lock table repeats, has a major of its own.
+        let anonymousDevice = ((UInt64(info.st_dev) >> 8) & 0xfff) | ((UInt64(info.st_dev) >> 32) & ~UInt64(0xfff)) == 0
+        return flockHolders(of: info, in: table, sameInodeElsewhere: anonymousDevice) { pid in processHasOpen(pid: pid, info) }
     }
 
     /// Whether `table` (the text of `/proc/locks`) lists a `FLOCK` on the file `info` describes.
     /// The table names a file by its file system's device and the inode; on btrfs the device
-    /// there is the whole file system's while `stat` gives the subvolume's, so an entry with the
-    /// same inode on another device counts when its holder has the file open (`holderHasFile`;
-    /// nil: that cannot be seen, as for another user's process, and the inode alone decides).
-    /// Every entry's holder is alive: the kernel drops a lock when its process ends.
-    static func flockHolders(of info: stat, in table: String, holderHasFile: (Int32) -> Bool?) -> Bool {
+    /// there is the whole file system's while `stat` gives the subvolume's, so on an anonymous
+    /// device (`sameInodeElsewhere`) an entry with the same inode on another device counts when its
+    /// holder has the file open (`holderHasFile`; nil: that cannot be seen, as for another
+    /// user's process, and the inode alone decides). Every entry's holder is alive: the
+    /// kernel drops a lock when its process ends.
+    static func flockHolders(of info: stat, in table: String, sameInodeElsewhere: Bool, holderHasFile: (Int32) -> Bool?) -> Bool {
         // glibc's major() and minor(), which Swift does not import.
         let dev = UInt64(info.st_dev)
         let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)), minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
@@ -216,7 +220,7 @@ public final class JobLock {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count > 5 && fields[1] == "FLOCK" else { return false }
             if fields[5] == device { return true }
-            guard fields[5].hasSuffix(inode), fields[5].filter({ $0 == ":" }).count == 2, let pid = Int32(fields[4]) else { return false }
+            guard sameInodeElsewhere, fields[5].hasSuffix(inode), fields[5].filter({ $0 == ":" }).count == 2, let pid = Int32(fields[4]) else { return false }
             return holderHasFile(pid) ?? true
         }
     }

@@ -282,16 +282,19 @@ public enum FileSystem {
     }
 
     /// SHA-256 of the whole file open at `fd` (read from its start; `path` names it in errors).
-    static func sha256(descriptor fd: Int32, named path: String) throws -> String {
+    /// The SHA-256 of the file open at `fd` (of its first `limit` bytes, when given).
+    static func sha256(descriptor fd: Int32, named path: String, bytes limit: Int64? = nil) throws -> String {
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
         var hasher = SHA256()
         let size = 256 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
-        while true {
-            let n = try readSome(fd, buffer, size, path: path)
+        var left = limit ?? .max
+        while left > 0 {
+            let n = try readSome(fd, buffer, Int(min(Int64(size), left)), path: path)
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(start: buffer, count: n))
+            left -= Int64(n)
         }
         return hasher.finalizeHex()
     }

@@ -64,14 +64,14 @@ final class IngestSession {
     }
 
     func appliedFile(sha256: String) throws -> Int64? { try Ledger.appliedFile(sha256: sha256, db) }
-    func ledgerEntries(name: String, size: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
-        try Ledger.entries(name: name, size: size, dataFolder: dataFolder, db)
+    func ledgerEntries(name: String) throws -> [Ledger.Recorded] {
+        try Ledger.entries(name: name, dataFolder: dataFolder, db)
     }
     func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64) throws {
         try Ledger.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, db)
     }
     func grewBefore(name: String, fileID: Int64?) throws -> Bool { try Ledger.grewBefore(name: name, fileID: fileID, db) }
-    func ledgerEntries(fileID: Int64) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
+    func ledgerEntries(fileID: Int64) throws -> [Ledger.Recorded] {
         try Ledger.entries(fileID: fileID, dataFolder: dataFolder, db)
     }
     /// Where the ledger says a file with this content lies, if it has one.

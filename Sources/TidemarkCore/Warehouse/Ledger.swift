@@ -141,28 +141,38 @@ enum Ledger {
                            arguments: [sha256])
     }
 
-    /// Ledger rows recorded for a file of this name and size (candidates for a leftover
-    /// whose move to the archive was interrupted).
-    static func entries(name: String, size: Int64, dataFolder: String, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE name = ? AND size = ?"),
-                         arguments: [name, size]).map { ($0[0], $0[1], currentPath(of: $0[2], dataFolder: dataFolder), $0[3]) }
+    /// A ledger row as a landing file's leftover check needs it.
+    struct Recorded {
+        var fileID: Int64
+        var sha256: String
+        var location: String
+        var status: String
+        var size: Int64
+    }
+
+    /// Ledger rows recorded under this name (candidates for a leftover whose move to the archive
+    /// was interrupted, or for the start of a file that grew after it was read).
+    static func entries(name: String, dataFolder: String, _ db: Database) throws -> [Recorded] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT file_id, sha256, location, status, size FROM ingested_files WHERE name = ?"),
+                         arguments: [name]).map { Recorded(fileID: $0[0], sha256: $0[1], location: currentPath(of: $0[2], dataFolder: dataFolder), status: $0[3], size: $0[4]) }
     }
 
     /// The start of the `reason` of an applied file that grew after it was read.
     static let grewReason = "grew while read"
 
-    /// Notes on a file's ledger row that it grew after it was read (a producer still writing it
-    /// in place): its archived copy holds the bytes applied, and the whole file stayed in landing.
+    /// Notes on a file's ledger row (after any reason it has) that it grew after it was read (a
+    /// producer still writing it in place): its archived copy holds the bytes read, and the
+    /// whole file stayed in landing.
     static func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, _ db: Database) throws {
-        try db.execute(sql: "UPDATE ingested_files SET reason = ? WHERE file_id = ?", arguments: [
-            "\(grewReason): the archive holds the \(appliedBytes) bytes applied; the file (\(nowBytes) bytes by then) stayed in landing", fileID,
+        try db.execute(sql: "UPDATE ingested_files SET reason = COALESCE(reason || '; ', '') || ? WHERE file_id = ?", arguments: [
+            "\(grewReason): the archive holds the \(appliedBytes) bytes read; the file (\(nowBytes) bytes by then) stayed in landing", fileID,
         ])
     }
 
     /// Whether a file grew while an earlier run read it: the ledger file `fileID` (a capture
     /// name carries it), else any file of this name.
     static func grewBefore(name: String, fileID: Int64?, _ db: Database) throws -> Bool {
-        let pattern = grewReason + "%"
+        let pattern = "%" + grewReason + "%"
         if let fileID {
             return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE file_id = ? AND reason LIKE ?)",
                                      arguments: [fileID, pattern]) ?? false
@@ -171,9 +181,9 @@ enum Ledger {
                                  arguments: [name, pattern]) ?? false
     }
 
-    static func entries(fileID: Int64, dataFolder: String, _ db: Database) throws -> [(fileID: Int64, sha256: String, location: String, status: String)] {
-        try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status FROM ingested_files WHERE file_id = ?",
-                         arguments: [fileID]).map { ($0[0], $0[1], currentPath(of: $0[2], dataFolder: dataFolder), $0[3]) }
+    static func entries(fileID: Int64, dataFolder: String, _ db: Database) throws -> [Recorded] {
+        try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status, size FROM ingested_files WHERE file_id = ?",
+                         arguments: [fileID]).map { Recorded(fileID: $0[0], sha256: $0[1], location: currentPath(of: $0[2], dataFolder: dataFolder), status: $0[3], size: $0[4]) }
     }
 
     /// Quarantined files that were retried: a later ledger row has their name (put back, as

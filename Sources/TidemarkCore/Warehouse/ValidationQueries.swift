@@ -104,16 +104,17 @@ enum ValidationQueries {
         }
     }
 
-    /// Lookup entries whose hour has no partition at all (of the hours in `scope`, when given).
-    static func indexEntriesWithoutPartition(in scope: ClosedRange<PartitionHour>? = nil, limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let hours = try Int.fetchAll(db, sql: scope.map { """
-            SELECT DISTINCT hour FROM (SELECT hour FROM event_index WHERE hour BETWEEN \($0.lowerBound.hoursSinceEpoch) AND \($0.upperBound.hoursSinceEpoch)
-                UNION ALL SELECT hour FROM event_index_recent WHERE hour BETWEEN \($0.lowerBound.hoursSinceEpoch) AND \($0.upperBound.hoursSinceEpoch))
-            """ } ?? "SELECT DISTINCT hour FROM (SELECT hour FROM event_index UNION ALL SELECT hour FROM event_index_recent)")
+    /// Lookup entries whose hour has no partition at all (`entriesPerHour`: the entries of each
+    /// hour, of the hours in `scope` when given).
+    static func indexEntriesWithoutPartition(_ entriesPerHour: [Int: Int], in scope: ClosedRange<PartitionHour>? = nil,
+                                             limit: Int, _ db: Database) throws -> (Int, [String]) {
         let known = Set(try partitions(db).map(\.hour.hoursSinceEpoch))
+        let hours = entriesPerHour.keys.filter { hour in
+            !known.contains(hour) && (scope.map { $0.contains(PartitionHour(hoursSinceEpoch: hour)) } ?? true)
+        }.sorted()
         var count = 0
         var samples: [String] = []
-        for hour in hours where !known.contains(hour) {
+        for hour in hours {
             let ids = try String.fetchAll(db, sql: "SELECT event_id FROM event_index WHERE hour = ?1 UNION ALL SELECT event_id FROM event_index_recent WHERE hour = ?1",
                                           arguments: [hour])
             count += ids.count
