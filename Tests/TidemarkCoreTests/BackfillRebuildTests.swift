@@ -214,6 +214,28 @@ import Testing
         #expect(try Binary.run(["validate", "--data", g.data, "--replay"]).status == 0)
     }
 
+    /// Rows of the file index (`file_hours`) lost by hand: validate names the files it no
+    /// longer indexes, and rebuild refuses (65) rather than take their rows for strays and undo
+    /// their deletions. A file whose tombstones all wait for their events is rightly unindexed.
+    @Test func rebuildRefusesAnIncompleteFileIndex() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("a", time: "2025-07-30T10:00:00Z", received: "2025-07-30T10:00:00Z"),
+                               recordLine("b", time: "2025-07-30T11:00:00Z", received: "2025-07-30T11:00:00Z")])
+        f.land("2.ndjson.gz", [tombstoneLine("a", received: "2025-07-30T12:00:00Z")])
+        f.land("3.ndjson.gz", [tombstoneLine("not-yet", received: "2025-07-30T12:00:00Z")])
+        try f.ingest()
+        #expect(try Binary.run(["validate", "--data", f.data]).status == 0)
+        try f.execute("DELETE FROM file_hours WHERE file_id = 2")
+        let caught = try Binary.run(["validate", "--data", f.data])
+        #expect(caught.status == 1)
+        #expect(caught.stdout.contains("file_hours") && caught.stdout.contains("file 2.ndjson.gz (ledger file 2) wrote rows, but file_hours names no hour for it"), "\(caught.stdout)")
+        #expect(!caught.stdout.contains("3.ndjson.gz (ledger file 3)"), "\(caught.stdout)")
+        let refused = try Binary.run(["rebuild", "--data", f.data, "--all"])
+        #expect(refused.status == 65, "\(refused.stderr)")
+        #expect(refused.stderr.contains("the file index is incomplete: 1 applied file that wrote rows names no hour in file_hours"), "\(refused.stderr)")
+        #expect(try f.row("a")?.isValid == 0)
+    }
+
     /// An event's lookup entry lost by hand, then its tombstone arrives: ingest cannot find
     /// the event, so the tombstone waits as if the event had not come. Validate fails on it
     /// (naming the hour to rebuild); rebuild of that hour applies it and restores the entry.

@@ -196,9 +196,19 @@ final class ProducedPipeline: @unchecked Sendable {
         let run = try Binary.run(["validate", "--data", f.data, "--sent-log", f.sent])
         #expect(run.status == 0, "\(run.stdout)")
         #expect(run.stdout.contains("source_rejected_lines") && run.stdout.contains("1 line that ingest rejected is not expected in the tables"), "\(run.stdout)")
+        // The name used again for another file: its line 2 (a tombstone) was not rejected.
+        let c = recordLine("c", time: "2025-07-30T10:00:03Z", received: "2025-07-30T10:00:03Z")
+        let deletion = tombstoneLine("a", received: "2025-07-30T10:00:04Z")
+        f.land("1.ndjson.gz", [c, deletion])
+        let again = [c, deletion].enumerated().map { "{\"file\":\"1.ndjson.gz\",\"line\":\($0.offset + 1),\"record\":\($0.element)}\n" }.joined()
+        #expect(FileManager.default.createFile(atPath: f.sent + "/sent-000000002.ndjson.gz", contents: Data(GzipWriter.gzip(again))))
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        #expect(try f.row("a")?.isValid == 0)
+        let reused = try Binary.run(["validate", "--data", f.data, "--sent-log", f.sent])
+        #expect(reused.status == 0, "\(reused.stdout)")
         // A sent line that is neither in the tables nor rejected is still missing.
-        let lost = recordLine("c", time: "2025-07-30T10:00:03Z", received: "2025-07-30T10:00:03Z")
-        #expect(FileManager.default.createFile(atPath: f.sent + "/sent-000000002.ndjson.gz",
+        let lost = recordLine("d", time: "2025-07-30T10:00:05Z", received: "2025-07-30T10:00:05Z")
+        #expect(FileManager.default.createFile(atPath: f.sent + "/sent-000000003.ndjson.gz",
                                                contents: Data(GzipWriter.gzip("{\"file\":\"2.ndjson.gz\",\"line\":1,\"record\":\(lost)}\n"))))
         let missing = try Binary.run(["validate", "--data", f.data, "--sent-log", f.sent])
         #expect(missing.status == 1 && missing.stdout.contains("source_no_record_missing"), "\(missing.stdout)")

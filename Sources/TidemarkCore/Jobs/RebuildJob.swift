@@ -102,6 +102,15 @@ public enum RebuildJob {
                 // An explicit hour may have no partition row (never had events): rebuild it anyway.
                 (range.lowerBound.hoursSinceEpoch...range.upperBound.hoursSinceEpoch).map(PartitionHour.init(hoursSinceEpoch:))
             } ?? all
+            // Rebuild finds an hour's files through `file_hours`: with rows of it lost, it would
+            // delete the rows of the files it no longer finds (and undo their deletions).
+            let unindexed = try Ledger.filesMissingFromHourIndex(limit: 1, db)
+            if unindexed.count > 0 {
+                throw TidemarkError("rebuild", options.dataFolder,
+                                    cause: "the file index is incomplete: \(plural(unindexed.count, "applied file")) that wrote rows \(unindexed.count == 1 ? "names" : "name") no hour in file_hours (\(unindexed.names[0])); rebuilt from the files it still names, hours would lose those files' rows",
+                                    hint: "nothing was changed; restore \(Warehouse.databaseName) from a backup, or build a new data folder from the archive: tidemark backfill --from-dir \(options.dataFolder)/archive --data NEW_DATA_FOLDER",
+                                    exit: .dataError)
+            }
             let batchID = try RebuildStore.startBatch(at: started, dryRun: options.dryRun, db)
             var results: [RebuildHourResult] = []
             var withoutData: [String] = []

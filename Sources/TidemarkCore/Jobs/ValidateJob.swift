@@ -175,10 +175,14 @@ struct Validator {
         // overlaps the internal checks, and each later pass the scan of the one before.
         // Lines ingest rejected (with their reason, in rejected_lines) are not expected in the
         // tables: left out of the sent log's deliveries, and counted below.
-        let rejected = options.sentLogFolder == nil ? [] : try ValidationQueries.rejectedLineKeys(db)
+        let rejected = options.sentLogFolder == nil ? [:] : try ValidationQueries.rejectedLines(db)
         let sentFold = try options.sentLogFolder.map { sent in
             try sourceFold(name: "source", source: ValidationSource(read: { divert, body in
-                try SentLog.forEachDelivery(in: sent, skipping: { rejected.contains(.init(file: $0, line: $1)) }, divert: divert) { _, _, delivery in
+                try SentLog.forEachDelivery(in: sent, skipping: { file, line, record in
+                    guard let texts = rejected[.init(file: file, line: line)] else { return false }
+                    let text = LineRejection.rawText(record)
+                    return texts.contains { $0 == nil || $0 == text }
+                }, divert: divert) { _, _, delivery in
                     try body(delivery)
                 }
             }, unparsable: { file, entry, reason in SentLog.malformedRecord(in: sent, fileIndex: file, entry: entry, reason) }))
@@ -353,6 +357,10 @@ struct Validator {
         let (files, accounting) = try ValidationQueries.ledgerAccounting(limit: limit, db)
         add("line_accounting", failures: accounting.count, checked: files,
             detail: "per file: read = new + updated + duplicate + stale + deleted + rejected", findings: accounting)
+        let unindexed = try Ledger.filesMissingFromHourIndex(limit: limit, db)
+        add("file_hours", failures: unindexed.count, checked: files,
+            detail: "every applied file that wrote rows names the hours it touched (rebuild reads an hour's files from this index)",
+            findings: unindexed.names)
         var archive: [String] = []
         var awaitingMove = 0
         let ledger = try ValidationQueries.ledgerFiles(dataFolder: dataFolder, db)

@@ -56,10 +56,10 @@ public enum SentLog {
     /// order) and its entry number, and may take it away unparsed (validate sets aside the
     /// records of its later passes).
     /// `skipping`: entries left out before anything else (validate leaves out the lines ingest
-    /// rejected), by landing file name and line number.
+    /// rejected), by landing file name, line number and record.
     public static func forEachDelivery(
         in folder: String,
-        skipping: (_ file: String, _ line: Int) -> Bool = { _, _ in false },
+        skipping: (_ file: String, _ line: Int, _ record: UnsafeRawBufferPointer) -> Bool = { _, _, _ in false },
         divert: (_ fileIndex: Int, _ entry: Int, _ record: UnsafeRawBufferPointer) throws -> Bool = { _, _, _ in false },
         _ body: (_ file: String, _ line: Int, _ delivery: Delivery) throws -> Void
     ) throws {
@@ -70,7 +70,7 @@ public enum SentLog {
             var entry = 0
             try forEachEntry(ofFile: path) { file, line, record in
                 entry += 1
-                if skipping(file, line) { return }
+                if skipping(file, line, record) { return }
                 if try divert(fileIndex, entry, record) { return }
                 switch parser.parse(record) {
                 case .success(let delivery):

@@ -157,6 +157,25 @@ enum Ledger {
                          arguments: [name]).map { Recorded(fileID: $0[0], sha256: $0[1], location: currentPath(of: $0[2], dataFolder: dataFolder), status: $0[3], size: $0[4]) }
     }
 
+    /// Applied files that wrote rows but that `file_hours` names for no hour (rows of it deleted
+    /// by hand, say): rebuild reads an hour's files from that index, so it would take their rows
+    /// for strays. A file whose deletions all wait for their events (pending tombstones) names no
+    /// hour yet, rightly. Name order, at most `limit`, with how many there are.
+    static func filesMissingFromHourIndex(limit: Int, _ db: Database) throws -> (count: Int, names: [String]) {
+        let from = """
+            FROM ingested_files f
+            WHERE f.status = 'applied'
+              AND (f.lines_new + f.lines_updated > 0
+                   OR (f.lines_deleted > 0 AND f.file_id NOT IN (SELECT file_id FROM pending_tombstones)))
+              AND f.file_id NOT IN (SELECT file_id FROM file_hours)
+            """
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(from)") ?? 0
+        guard count > 0 else { return (0, []) }
+        return (count, try Row.fetchAll(db, sql: "SELECT f.name, f.file_id \(from) ORDER BY f.file_id LIMIT \(limit)").map {
+            "file \($0[0] as String) (ledger file \($0[1] as Int64)) wrote rows, but file_hours names no hour for it"
+        })
+    }
+
     /// The start of the `reason` of an applied file that grew after it was read.
     static let grewReason = "grew while read"
 

@@ -23,17 +23,19 @@ enum ValidationQueries {
         var line: Int
     }
 
-    /// The lines ingest rejected, by landing file name and line number: those of applied files
-    /// (`rejected_lines`), and the same lines of files that were duplicates of them.
-    static func rejectedLineKeys(_ db: Database) throws -> Set<LineKey> {
-        var keys = Set<LineKey>()
+    /// The lines ingest rejected, by landing file name and line number, with the text kept of
+    /// each (`rejected_lines.raw_text`; nil for a line too long to keep): those of applied
+    /// files, and the same lines of files that were duplicates of them. A name can be used
+    /// again for another file: the text tells which line was rejected.
+    static func rejectedLines(_ db: Database) throws -> [LineKey: [String?]] {
+        var lines: [LineKey: [String?]] = [:]
         let rows = try Row.fetchCursor(db, sql: """
-            SELECT file_name, line_number FROM rejected_lines
-            UNION SELECT d.name, r.line_number FROM ingested_files d JOIN rejected_lines r ON r.file_id = d.duplicate_of
+            SELECT file_name, line_number, raw_text FROM rejected_lines
+            UNION ALL SELECT d.name, r.line_number, r.raw_text FROM ingested_files d JOIN rejected_lines r ON r.file_id = d.duplicate_of
             WHERE d.status = 'duplicate_content'
             """)
-        while let row = try rows.next() { keys.insert(LineKey(file: row[0], line: row[1])) }
-        return keys
+        while let row = try rows.next() { lines[LineKey(file: row[0], line: row[1]), default: []].append(row[2]) }
+        return lines
     }
 
     /// One hour's `partitions` row, if any.
