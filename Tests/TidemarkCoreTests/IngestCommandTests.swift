@@ -133,6 +133,28 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// Killed after its commit, before its moves; then the producer puts another file under
+    /// the same name (breaking the contract: the content applied now exists nowhere). The next
+    /// run archives the new file under a name no ledger row gives, so validate reports the
+    /// first file's archived copy missing (not another file's SHA-256), and nothing overwrites
+    /// the new file's only raw copy.
+    @Test func aNameUsedAgainAfterAKilledRunGetsAnArchiveNameOfItsOwn() throws {
+        let f = TestFolder()
+        let path = f.land("x.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        let killed = try Binary.run(args(f), environment: ["TIDEMARK_FAULT": "after-commit"])
+        #expect(killed.status == SIGKILL)
+        let other = f.land(".x.tmp", [recordLine("second", time: "2025-07-30T10:00:00Z"), recordLine("third", time: "2025-07-30T10:00:00Z")])
+        #expect(rename(other, path) == 0)
+        let next = try Binary.run(args(f))
+        #expect(next.status == 0, "\(next.stderr)")
+        let locations = try f.query { try String.fetchAll($0, sql: "SELECT location FROM ingested_files ORDER BY file_id") }
+        #expect(locations.count == 2 && Set(locations).count == 2, "\(locations)")
+        #expect(locations.last?.hasSuffix("/2-x.ndjson.gz") == true, "\(locations)")
+        let check = try Binary.run(["validate", "--data", f.data])
+        #expect(check.status == 1)
+        #expect(check.stdout.contains("file x.ndjson.gz (applied): archived copy \(locations[0]) is missing"), "\(check.stdout)")
+    }
+
     /// Killed right after capturing a landing file for its move (`captured-<id>-NAME`, still
     /// in landing): the next run recognizes the capture by its ledger id and finishes the move,
     /// with no second ledger row, and validate's archive replay agrees.

@@ -178,6 +178,21 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T09"]).status == 0)
         let after = try Binary.run(["validate", "--data", f.data, "--hour", "2025-07-30T09"])
         #expect(after.status == 0, "\(after.stdout)")
+        // The hour's lookup entries gone too: the file index still names the hour.
+        let nine = try #require(PartitionHour.parse("2025-07-30T09")).hoursSinceEpoch
+        try write(f, """
+            DROP TABLE events_2025073009; DELETE FROM partitions WHERE hour = '2025-07-30T09';
+            DELETE FROM hourly_summary WHERE hour = '2025-07-30T09'; DELETE FROM summary_users WHERE hour = '2025-07-30T09';
+            DELETE FROM event_index WHERE hour = \(nine); DELETE FROM event_index_recent WHERE hour = \(nine)
+            """)
+        for scope in [[], ["--hour", "2025-07-30T09"], ["--from", "2025-07-30T08", "--to", "2025-07-30T10"]] {
+            let run = try Binary.run(["validate", "--data", f.data] + scope)
+            #expect(run.status == 1, "\(scope): \(run.stdout)")
+            #expect(run.stdout.contains("hour 2025-07-30T09: 1 file touched it, but it has no partition"), "\(scope): \(run.stdout)")
+        }
+        #expect(try Binary.run(["validate", "--data", f.data, "--hour", "2025-07-30T10"]).status == 0)
+        #expect(try Binary.run(["rebuild", "--data", f.data, "--all"]).status == 0)
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
     }
 
     /// A line the producer sent that ingest rejected (dated more than a day ahead) is not

@@ -511,8 +511,13 @@ struct BatchRunner {
     /// name taken, since the move (a rename) would replace what is there. (After a database
     /// restored from an older backup, file ids repeat while the archive keeps the files of the
     /// ids it forgot.)
+    /// Nor a name a ledger row gives a file that is not there yet (its run killed between the
+    /// commit and the move, and the name then used again in landing): two rows would name one
+    /// place. (A ledger that cannot be read here leaves existence alone to decide.)
     private func destination(in folder: String, name: String, fileID: Int64) -> String {
-        func free(_ path: String) -> Bool { !FileSystem.exists(path) && !pendingMoves.contains(where: { $0.to == path }) }
+        func free(_ path: String) -> Bool {
+            !FileSystem.exists(path) && !pendingMoves.contains(where: { $0.to == path }) && (try? session.ledgerNames(location: path)) != true
+        }
         let plain = (folder as NSString).appendingPathComponent(name)
         if free(plain) { return plain }
         var candidate = (folder as NSString).appendingPathComponent("\(fileID)-\(name)")

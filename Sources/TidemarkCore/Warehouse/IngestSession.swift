@@ -71,6 +71,7 @@ final class IngestSession {
         try Ledger.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, db)
     }
     func grewBefore(name: String, fileID: Int64?) throws -> Bool { try Ledger.grewBefore(name: name, fileID: fileID, db) }
+    func ledgerNames(location: String) throws -> Bool { try Ledger.names(location: location, db) }
     func ledgerEntries(fileID: Int64) throws -> [Ledger.Recorded] {
         try Ledger.entries(fileID: fileID, dataFolder: dataFolder, db)
     }

@@ -176,6 +176,21 @@ enum Ledger {
         })
     }
 
+    /// Hours the file index names that have no partition (in `scope` when given), with how many
+    /// files name each: every hour a file's deliveries touched keeps its table and partition row,
+    /// so such an hour was dropped (its table, partition row and summary deleted by hand).
+    static func indexedHoursWithoutPartition(in scope: ClosedRange<PartitionHour>?, _ db: Database) throws -> [(hour: String, files: Int)] {
+        let range = scope.map { " AND hour BETWEEN '\($0.lowerBound.label)' AND '\($0.upperBound.label)'" } ?? "" // labels are built from integers
+        return try Row.fetchAll(db, sql: """
+            SELECT hour, COUNT(*) FROM file_hours WHERE hour NOT IN (SELECT hour FROM partitions)\(range) GROUP BY hour ORDER BY hour
+            """).map { ($0[0], $0[1]) }
+    }
+
+    /// Whether a ledger row names this location (as stored: the path it was given).
+    static func names(location: String, _ db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE location = ?)"), arguments: [location]) ?? false
+    }
+
     /// The start of the `reason` of an applied file that grew after it was read.
     static let grewReason = "grew while read"
 

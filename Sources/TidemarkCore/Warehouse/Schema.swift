@@ -192,6 +192,11 @@ enum Schema {
             // index of applied files does not serve that, and a long backfill scanned the ledger.
             try db.execute(sql: "CREATE INDEX ingested_files_content ON ingested_files(sha256)")
         }
+        migrator.registerMigration("v6-ledger-location-index") { db in
+            // A new file's archive name must be one no ledger row names, even when that row's
+            // file is not there yet (committed, then killed before its move).
+            try db.execute(sql: "CREATE INDEX ingested_files_location ON ingested_files(location)")
+        }
         return migrator
     }
 }
