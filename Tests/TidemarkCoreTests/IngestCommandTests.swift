@@ -106,6 +106,38 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// A producer that keeps its descriptor and appends once the file is archived writes into
+    /// the archive. The next run finds the archived copy longer than the ledger's size and
+    /// starting with the file recorded: the file goes back to landing whole, the archive keeps
+    /// the bytes read, and a later run reads the rest. Nothing is lost, and validate agrees.
+    @Test func appendsIntoAnArchivedFileAreReclaimedByTheNextRun() throws {
+        let f = TestFolder()
+        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        let appliedBytes = try FileSystem.readAll(path)
+        let fd = open(path, O_WRONLY | O_APPEND)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        #expect(try Binary.run(args(f)).status == 0)
+        let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
+        let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
+        #expect(appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == appended.count)
+        #expect(try FileSystem.readAll(archived) == appliedBytes + appended)
+        let reclaim = try Binary.run(args(f))
+        #expect(reclaim.status == 0, "\(reclaim.stderr)")
+        #expect(reclaim.stderr.contains("archived file grew after it was moved: its producer is still writing it in place"), "\(reclaim.stderr)")
+        #expect(try FileSystem.readAll(archived) == appliedBytes)
+        #expect(try FileSystem.readAll(path) == appliedBytes + appended)
+        // The producer's descriptor followed the file back to landing.
+        let more = GzipWriter.gzip(recordLine("third", time: "2025-07-30T10:00:02Z") + "\n")
+        #expect(more.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == more.count)
+        let quiet = try Binary.run(args(f, ["--settle-seconds", "0"]))
+        #expect(quiet.status == 0, "\(quiet.stderr)")
+        #expect(try f.row("first") != nil && f.row("second") != nil && f.row("third") != nil)
+        #expect(try FileSystem.readAll(archived) == appliedBytes)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
     /// The same, but the archive cannot take the bytes read then (here: no space): the grown
     /// file stays in landing with no archived copy of what was applied. The next run writes that
     /// copy from the file's first bytes, where the ledger says, then reads the whole file again.

@@ -280,6 +280,7 @@ struct BatchRunner {
     }
 
     mutating func process(_ files: [LandingFile]) throws {
+        if options.kind == .ingest && !options.dryRun { try reclaimGrownArchives() }
         var filesDone = 0
         var bytesDone: Int64 = 0
         let totalBytes = files.reduce(0) { $0 + $1.size }
@@ -581,6 +582,36 @@ struct BatchRunner {
             logger.warning("archived the start of a landing file that grew after an earlier run read it (that run could not archive it); the whole file is read again now",
                            metadata: ["file": "\(file.name)", "to": "\(start.location)"])
             return
+        }
+    }
+
+    /// A producer writing a landing file in place through a descriptor it keeps goes on writing
+    /// into the file once it is archived: what it appends would never be applied. Files archived
+    /// in the last ten minutes (of the last 1,024 recorded) are looked at: one longer than the
+    /// ledger's size, whose first bytes are the file recorded, goes back to landing whole (the
+    /// producer's descriptor follows it there), and the archive gets those first bytes again.
+    /// The next runs read it whole once it has been quiet for `settleSeconds`.
+    private mutating func reclaimGrownArchives() throws {
+        let since = Timestamp(secondsSinceEpoch: now.secondsSinceEpoch - 600).rfc3339
+        for recorded in try session.recentlyArchived(last: 1024, since: since) {
+            var info = stat()
+            guard lstat(recorded.location, &info) == 0, Int64(info.st_size) > recorded.size else { continue }
+            let held = try HeldLandingFile(opening: recorded.location)
+            guard try held.sha256(ofFirst: recorded.size) == recorded.sha256 else { continue } // changed otherwise: validate says so
+            let name = (recorded.location as NSString).lastPathComponent
+            var back = (options.landingFolder as NSString).appendingPathComponent(name)
+            if FileSystem.exists(back) { back = LandingRetirement.capturePath(for: back, fileID: recorded.fileID) }
+            guard FileSystem.renameWithoutReplacing(recorded.location, to: back) else { continue }
+            held.appliedBytes = recorded.size
+            try held.copy(to: recorded.location)
+            do { try session.noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size)) } catch {
+                logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(name)", "error": "\(error)"])
+            }
+            logger.warning("""
+                archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole \
+                (the \(recorded.size) bytes read stay archived) and is read again once it has been quiet for \
+                \(Durations.text(options.settleSeconds)). Producers should write .NAME.tmp and rename it
+                """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)"])
         }
     }
 
