@@ -587,13 +587,14 @@ struct BatchRunner {
 
     /// A producer writing a landing file in place through a descriptor it keeps goes on writing
     /// into the file once it is archived: what it appends would never be applied. Files archived
-    /// in the last ten minutes (of the last 1,024 recorded) are looked at: one longer than the
+    /// in the last two minutes (of the last 256 recorded: a batch's cost stays its own) are
+    /// looked at, where the ledger put them: one longer than the
     /// ledger's size, whose first bytes are the file recorded, goes back to landing whole (the
     /// producer's descriptor follows it there), and the archive gets those first bytes again.
     /// The next runs read it whole once it has been quiet for `settleSeconds`.
     private mutating func reclaimGrownArchives() throws {
-        let since = Timestamp(secondsSinceEpoch: now.secondsSinceEpoch - 600).rfc3339
-        for recorded in try session.recentlyArchived(last: 1024, since: since) {
+        let since = Timestamp(secondsSinceEpoch: now.secondsSinceEpoch - 120).rfc3339
+        for recorded in try session.recentlyArchived(last: 256, since: since) {
             var info = stat()
             guard lstat(recorded.location, &info) == 0, Int64(info.st_size) > recorded.size else { continue }
             let held = try HeldLandingFile(opening: recorded.location)
