@@ -50,7 +50,7 @@ struct IngestCommand: ParsableCommand {
         if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
         if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }
-        if !(settleSeconds >= 0) { throw ValidationError("--settle-seconds must be 0 or more") }
+        if !(settleSeconds >= 0) || !settleSeconds.isFinite { throw ValidationError("--settle-seconds must be 0 or more, and finite") }
         if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
         if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
     }

@@ -104,6 +104,10 @@ import Testing
         #expect(try f.row("second") != nil && f.landingEntries().isEmpty)
         let check = try Binary.run(["validate", "--data", f.data, "--replay"])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        // Read whole: a later file of that name is not held back.
+        f.land("stream.ndjson.gz", [recordLine("later", time: "2025-07-30T10:00:05Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        #expect(try f.row("later") != nil)
     }
 
     /// A producer that keeps its descriptor and appends once the file is archived writes into
@@ -576,6 +580,8 @@ import Testing
         #expect(stale.stderr.contains("to=\(f.data)/quarantine/x.ndjson.gz"), "\(stale.stderr)")
         let negative = try Binary.run(args(f, ["--settle-seconds=-1"]))
         #expect(negative.status == 64 && negative.stderr.contains("--settle-seconds must be 0 or more"), "\(negative.stderr)")
+        let endless = try Binary.run(args(f, ["--settle-seconds", "inf"]))
+        #expect(endless.status == 64 && endless.stderr.contains("--settle-seconds must be 0 or more, and finite"), "\(endless.stderr)")
     }
 
     /// Landing entries that will never be ingested are not out of sight: one that looks meant

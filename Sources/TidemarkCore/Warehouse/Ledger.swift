@@ -215,15 +215,16 @@ enum Ledger {
     }
 
     /// Whether a file grew while an earlier run read it: the ledger file `fileID` (a capture
-    /// name carries it), else any file of this name.
+    /// name carries it), else the last file recorded under this name (once the file is read
+    /// whole, a later file of that name is not held back).
     static func grewBefore(name: String, fileID: Int64?, _ db: Database) throws -> Bool {
         let pattern = "%" + grewReason + "%"
         if let fileID {
             return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE file_id = ? AND reason LIKE ?)",
                                      arguments: [fileID, pattern]) ?? false
         }
-        return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ingested_files WHERE name = ? AND reason LIKE ?)",
-                                 arguments: [name, pattern]) ?? false
+        return try Bool.fetchOne(db, sql: "SELECT COALESCE(reason LIKE ?, 0) FROM ingested_files WHERE name = ? ORDER BY file_id DESC LIMIT 1",
+                                 arguments: [pattern, name]) ?? false
     }
 
     static func entries(fileID: Int64, dataFolder: String, _ db: Database) throws -> [Recorded] {
