@@ -92,8 +92,16 @@ final class TestFolder: @unchecked Sendable {
         return try IngestJob.run(o, logger: quietLogger)
     }
 
+    /// The test's own connection waits for a job's locks as the tool's readers do (a batch's
+    /// closing checkpoint holds readers off for a moment), rather than fail at once with "busy".
+    var connection: Configuration {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        return config
+    }
+
     func query<T>(_ body: (Database) throws -> T) throws -> T {
-        let queue = try DatabaseQueue(path: database)
+        let queue = try DatabaseQueue(path: database, configuration: connection)
         return try queue.read(body)
     }
 
@@ -109,7 +117,7 @@ final class TestFolder: @unchecked Sendable {
 
     /// Changes the database behind the tool's back, as the tampering tests do.
     func write(_ body: (Database) throws -> Void) throws {
-        try DatabaseQueue(path: database).write(body)
+        try DatabaseQueue(path: database, configuration: connection).write(body)
     }
 
     func execute(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws {
