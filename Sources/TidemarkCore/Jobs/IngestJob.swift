@@ -594,17 +594,24 @@ struct BatchRunner {
     /// The next runs read it whole once it has been quiet for `settleSeconds`.
     private mutating func reclaimGrownArchives() throws {
         let since = Timestamp(secondsSinceEpoch: now.secondsSinceEpoch - 120).rfc3339
-        for recorded in try session.recentlyArchived(last: 256, since: since) {
+        for (name, recorded) in try session.recentlyArchived(last: 256, since: since) {
             var info = stat()
             guard lstat(recorded.location, &info) == 0, Int64(info.st_size) > recorded.size else { continue }
-            let held = try HeldLandingFile(opening: recorded.location)
-            guard try held.sha256(ofFirst: recorded.size) == recorded.sha256 else { continue } // changed otherwise: validate says so
-            let name = (recorded.location as NSString).lastPathComponent
+            // Back under its landing name (the name later runs hold back while it grows).
             var back = (options.landingFolder as NSString).appendingPathComponent(name)
-            if FileSystem.exists(back) { back = LandingRetirement.capturePath(for: back, fileID: recorded.fileID) }
-            guard FileSystem.renameWithoutReplacing(recorded.location, to: back) else { continue }
-            held.appliedBytes = recorded.size
-            try held.copy(to: recorded.location)
+            do {
+                let held = try HeldLandingFile(opening: recorded.location)
+                guard try held.sha256(ofFirst: recorded.size) == recorded.sha256 else { continue } // changed otherwise: validate says so
+                if FileSystem.exists(back) { back = LandingRetirement.capturePath(for: back, fileID: recorded.fileID) }
+                guard FileSystem.renameWithoutReplacing(recorded.location, to: back) else { continue }
+                held.appliedBytes = recorded.size
+                // Should this fail, the next run writes it from the file's first bytes (`archiveRecordedStart`).
+                try held.copy(to: recorded.location)
+            } catch {
+                // Not this batch's files: they are still applied; the next run tries again.
+                logger.warning("could not take back an archived file that grew after it was moved", metadata: ["file": "\(recorded.location)", "error": "\(error)"])
+                continue
+            }
             do { try session.noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size)) } catch {
                 logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(name)", "error": "\(error)"])
             }

@@ -72,7 +72,7 @@ final class IngestSession {
     }
     func grewBefore(name: String, fileID: Int64?) throws -> Bool { try Ledger.grewBefore(name: name, fileID: fileID, db) }
     func ledgerNames(location: String) throws -> Bool { try Ledger.names(location: location, db) }
-    func recentlyArchived(last: Int, since: String) throws -> [Ledger.Recorded] {
+    func recentlyArchived(last: Int, since: String) throws -> [(name: String, recorded: Ledger.Recorded)] {
         try Ledger.recentlyArchived(last: last, since: since, db)
     }
     func ledgerEntries(fileID: Int64) throws -> [Ledger.Recorded] {

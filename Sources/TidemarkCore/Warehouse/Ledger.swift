@@ -189,12 +189,12 @@ enum Ledger {
     /// Applied (or duplicate) files among the last `last` recorded, recorded at `since` or later,
     /// with their locations as stored: the ones whose archived copy may still grow (a producer
     /// writing in place, through a descriptor it kept, after the file was moved).
-    static func recentlyArchived(last: Int, since: String, _ db: Database) throws -> [Recorded] {
+    static func recentlyArchived(last: Int, since: String, _ db: Database) throws -> [(name: String, recorded: Recorded)] {
         try Row.fetchAll(db, sql: """
-            SELECT file_id, sha256, location, status, size FROM ingested_files
+            SELECT file_id, sha256, location, status, size, name FROM ingested_files
             WHERE file_id > (SELECT COALESCE(MAX(file_id), 0) FROM ingested_files) - ? AND ingested_at >= ?
               AND status IN ('applied', 'duplicate_content')
-            """, arguments: [last, since]).map { Recorded(fileID: $0[0], sha256: $0[1], location: $0[2], status: $0[3], size: $0[4]) }
+            """, arguments: [last, since]).map { ($0[5], Recorded(fileID: $0[0], sha256: $0[1], location: $0[2], status: $0[3], size: $0[4])) }
     }
 
     /// Whether a ledger row names this location (as stored: the path it was given).
