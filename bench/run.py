@@ -45,13 +45,27 @@ def fresh(path):
     return path
 
 
+def produced(folder, sent, options):
+    """The landing files of `tidemark produce --fast --count EVENTS --seed 1 OPTIONS` in WORK/folder
+    (made once, kept for later runs), in name order."""
+    source = os.path.join(work, folder)
+    if not os.path.isdir(source) or not os.listdir(source):
+        fresh(source)
+        subprocess.run([tm, "produce", "--fast", "--count", str(args.events), "--seed", "1"] + options
+                       + ["--landing", source, "--sent-log", os.path.join(work, sent)], check=True, capture_output=True)
+    return sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".ndjson.gz"))
+
+
+def zcat_seconds(paths):
+    """The floor: decompressing these files alone."""
+    started = time.perf_counter()
+    subprocess.run("zcat " + " ".join(paths) + " | wc -l", shell=True, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 # Data: the producer in simulated time, as the issue specifies.
-source = os.path.join(work, "source")
-if not os.path.isdir(source) or not os.listdir(source):
-    fresh(source)
-    subprocess.run([tm, "produce", "--fast", "--count", str(args.events), "--rate", "1000", "--seed", "1",
-                    "--landing", source, "--sent-log", os.path.join(work, "sent")], check=True, capture_output=True)
-files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".ndjson.gz"))
+files = produced("source", "sent", ["--rate", "1000"])
+source = os.path.dirname(files[0])
 
 # One file of 1,000 events with late events and corrections, a day after the big set.
 one_dir = os.path.join(work, "one-file")
@@ -74,9 +88,7 @@ def row(name, seconds, rss=None, note=""):
 
 
 # Floor: decompression alone.
-started = time.perf_counter()
-subprocess.run("zcat " + " ".join(files) + " | wc -l", shell=True, check=True, capture_output=True)
-zcat = time.perf_counter() - started
+zcat = zcat_seconds(files)
 row("zcat FILES | wc -l (floor)", zcat)
 
 # Peer: DuckDB computing the same final state with one query.
@@ -179,9 +191,7 @@ con = sqlite3.connect(os.path.join(data, "tidemark.sqlite"))
 hour_files = [r[0] for r in con.execute(
     "SELECT location FROM ingested_files WHERE file_id IN (SELECT file_id FROM file_hours WHERE hour = ?)", (hour,))]
 con.close()
-started = time.perf_counter()
-subprocess.run("zcat " + " ".join(hour_files) + " | wc -l", shell=True, check=True, capture_output=True)
-hour_zcat = time.perf_counter() - started
+hour_zcat = zcat_seconds(hour_files)
 row(f"4a. floor: zcat of the hour's {len(hour_files)} files", hour_zcat)
 rebuild, rebuild_rss, _ = timed([tm, "rebuild", "--data", data, "--hour", hour])
 row(f"4a. rebuild --hour {hour} ({rows_in_hour:,} rows)", rebuild, rebuild_rss, "the hour was right: read and compared only")
@@ -201,20 +211,13 @@ row("4c. validate --sent-log", validate_sent, validate_sent_rss)
 # 5. The issue's command at the producer's default rate (10 events per second): the same 1M
 # events spread over 28 hours of about 36,000 rows, in ~1,000 files of 100 seconds each. Above,
 # --rate 1000 puts all 1M events in one hour, the worst case for rebuild --hour.
-default_source = os.path.join(work, "source-default-rate")
-if not os.path.isdir(default_source) or not os.listdir(default_source):
-    fresh(default_source)
-    subprocess.run([tm, "produce", "--fast", "--count", str(args.events), "--seed", "1", "--file-seconds", "100",
-                    "--landing", default_source, "--sent-log", os.path.join(work, "sent-default-rate")], check=True, capture_output=True)
-default_files = sorted(os.path.join(default_source, f) for f in os.listdir(default_source) if f.endswith(".ndjson.gz"))
+default_files = produced("source-default-rate", "sent-default-rate", ["--file-seconds", "100"])
 default_landing = fresh(os.path.join(work, "landing-default-rate"))
 for f in default_files:
     shutil.copy(f, default_landing)
 default_data = os.path.join(work, "data-default-rate")
 shutil.rmtree(default_data, ignore_errors=True)
-started = time.perf_counter()
-subprocess.run("zcat " + " ".join(default_files) + " | wc -l", shell=True, check=True, capture_output=True)
-default_zcat = time.perf_counter() - started
+default_zcat = zcat_seconds(default_files)
 row(f"5. floor: zcat of the default-rate set's {len(default_files)} files", default_zcat)
 default_full, default_full_rss, _ = timed([tm, "ingest", "--landing", default_landing, "--data", default_data])
 row(f"5. ingest of that set ({args.events:,} events), one run", default_full, default_full_rss,

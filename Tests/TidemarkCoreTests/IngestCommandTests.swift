@@ -23,6 +23,20 @@ import Testing
         }
     }
 
+    /// Writes `bytes` (a gzip member) at the end of the file open at `fd`, as a producer
+    /// writing in place does.
+    func append(_ bytes: [UInt8], through fd: Int32) throws {
+        try #require(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
+    }
+
+    /// The same, opening and closing the file at `path`.
+    func append(_ bytes: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_APPEND)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        try append(bytes, through: fd)
+    }
+
     /// Runs the binary held at the fault point `point`, does `action` once it is held there
     /// (`TIDEMARK_PAUSE_NOTICE`), and returns how the run ended.
     func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, environment: [String: String] = [:],
@@ -30,7 +44,12 @@ import Testing
         let out = Pipe(), err = Pipe()
         let process = try Binary.startPaused(at: point, arguments, notice: f.root + "/paused", environment: environment,
                                              standardOutput: out, standardError: err)
-        try action()
+        do { try action() } catch {
+            // Not left running against a folder the test is about to remove.
+            process.terminate()
+            process.waitUntilExit()
+            throw error
+        }
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
@@ -77,10 +96,7 @@ import Testing
         let appliedBytes = try FileSystem.readAll(path)
         let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
         let run = try runPaused(at: "after-commit", args(f, ["--json"]), f) {
-            let fd = open(path, O_WRONLY | O_APPEND)
-            #expect(fd >= 0)
-            _ = appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
+            try append(appended, to: path)
         }
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stderr.contains("landing file grew after the batch read it: it is still being written in place"), "\(run.stderr)")
@@ -119,21 +135,23 @@ import Testing
         let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
         let appliedBytes = try FileSystem.readAll(path)
         let fd = open(path, O_WRONLY | O_APPEND)
-        #expect(fd >= 0)
+        try #require(fd >= 0)
         defer { close(fd) }
         #expect(try Binary.run(args(f)).status == 0)
         let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
         let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
-        #expect(appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == appended.count)
+        try append(appended, through: fd)
         #expect(try FileSystem.readAll(archived) == appliedBytes + appended)
         let reclaim = try Binary.run(args(f))
         #expect(reclaim.status == 0, "\(reclaim.stderr)")
         #expect(reclaim.stderr.contains("archived file grew after it was moved: its producer is still writing it in place"), "\(reclaim.stderr)")
         #expect(try FileSystem.readAll(archived) == appliedBytes)
         #expect(try FileSystem.readAll(path) == appliedBytes + appended)
+        let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = 'stream.ndjson.gz'") }
+        #expect(reason?.hasPrefix("grew while read: the archive holds the \(appliedBytes.count) bytes read") == true, "\(reason ?? "nil")")
         // The producer's descriptor followed the file back to landing.
         let more = GzipWriter.gzip(recordLine("third", time: "2025-07-30T10:00:02Z") + "\n")
-        #expect(more.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == more.count)
+        try append(more, through: fd)
         let quiet = try Binary.run(args(f, ["--settle-seconds", "0"]))
         #expect(quiet.status == 0, "\(quiet.stderr)")
         #expect(try f.row("first") != nil && f.row("second") != nil && f.row("third") != nil)
@@ -151,10 +169,7 @@ import Testing
         let appliedBytes = try FileSystem.readAll(path)
         let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
         let run = try runPaused(at: "after-commit", args(f), f, environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"]) {
-            let fd = open(path, O_WRONLY | O_APPEND)
-            #expect(fd >= 0)
-            _ = appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
+            try append(appended, to: path)
         }
         #expect(run.status == 74, "\(run.stderr)")
         #expect(try f.archivedPath("stream.ndjson.gz") == nil)

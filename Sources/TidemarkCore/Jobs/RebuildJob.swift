@@ -107,7 +107,7 @@ public enum RebuildJob {
             let unindexed = try Ledger.filesMissingFromHourIndex(limit: 1, db)
             if unindexed.count > 0 {
                 throw TidemarkError("rebuild", options.dataFolder,
-                                    cause: "the file index is incomplete: \(plural(unindexed.count, "applied file")) that wrote rows \(unindexed.count == 1 ? "names" : "name") no hour in file_hours (\(unindexed.names[0])); rebuilt from the files it still names, hours would lose those files' rows",
+                                    cause: "\(plural(unindexed.count, "applied file")) (first: \(unindexed.files[0].name), ledger file \(unindexed.files[0].fileID)) \(unindexed.count == 1 ? "is" : "are") missing from the file-to-hour index (file_hours); rebuilding now would drop \(unindexed.count == 1 ? "its" : "their") rows",
                                     hint: "nothing was changed; restore \(Warehouse.databaseName) from a backup, or build a new data folder from the archive: tidemark backfill --from-dir \(options.dataFolder)/archive --data NEW_DATA_FOLDER",
                                     exit: .dataError)
             }

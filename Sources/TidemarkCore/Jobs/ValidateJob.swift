@@ -361,7 +361,7 @@ struct Validator {
         let dropped = try Ledger.indexedHoursWithoutPartition(in: options.hours, db)
         add("file_hours", failures: unindexed.count + dropped.count, checked: files,
             detail: "every applied file that wrote rows names the hours it touched, and each of those hours has a partition (rebuild reads an hour's files from this index)",
-            findings: unindexed.names + dropped.map { "hour \($0.hour): \(plural($0.files, "file")) touched it, but it has no partition (its table and partition row are gone: run tidemark rebuild --hour \($0.hour))" })
+            findings: unindexed.files.map { "file \($0.name) (ledger file \($0.fileID)) wrote rows, but file_hours names no hour for it" } + dropped.map { "hour \($0.hour): \(plural($0.files, "file")) touched it, but it has no partition (its table and partition row are gone: run tidemark rebuild --hour \($0.hour))" })
         var archive: [String] = []
         var awaitingMove = 0
         let ledger = try ValidationQueries.ledgerFiles(dataFolder: dataFolder, db)

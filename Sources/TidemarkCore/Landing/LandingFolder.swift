@@ -199,8 +199,13 @@ public final class JobLock {
         guard stat(dataFolder, &info) == 0, let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return false }
         // btrfs gives each subvolume an anonymous device (major 0) of its own; a disk's
         // device, whose number the lock table repeats, has a major of its own.
-        let anonymousDevice = ((UInt64(info.st_dev) >> 8) & 0xfff) | ((UInt64(info.st_dev) >> 32) & ~UInt64(0xfff)) == 0
-        return flockHolders(of: info, in: table, sameInodeElsewhere: anonymousDevice) { pid in processHasOpen(pid: pid, info) }
+        return flockHolders(of: info, in: table, sameInodeElsewhere: deviceNumbers(info.st_dev).major == 0) { pid in processHasOpen(pid: pid, info) }
+    }
+
+    /// glibc's major() and minor(), which Swift does not import.
+    static func deviceNumbers(_ dev: dev_t) -> (major: UInt64, minor: UInt64) {
+        let dev = UInt64(dev)
+        return (((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)), (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff)))
     }
 
     /// Whether `table` (the text of `/proc/locks`) lists a `FLOCK` on the file `info` describes.
@@ -211,9 +216,7 @@ public final class JobLock {
     /// user's process, and the inode alone decides). Every entry's holder is alive: the
     /// kernel drops a lock when its process ends.
     static func flockHolders(of info: stat, in table: String, sameInodeElsewhere: Bool, holderHasFile: (Int32) -> Bool?) -> Bool {
-        // glibc's major() and minor(), which Swift does not import.
-        let dev = UInt64(info.st_dev)
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)), minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        let (major, minor) = deviceNumbers(info.st_dev)
         let device = String(format: "%02llx:%02llx:%llu", major, minor, UInt64(info.st_ino))
         let inode = ":\(UInt64(info.st_ino))"
         return table.split(separator: "\n").contains { line in

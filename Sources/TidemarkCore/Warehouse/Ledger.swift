@@ -148,20 +148,35 @@ enum Ledger {
         var location: String
         var status: String
         var size: Int64
+
+        /// From a row of `Recorded.columns`, its location as given (`currentPath` maps a stored one).
+        init(_ row: Row, location: String) {
+            self.init(fileID: row[0], sha256: row[1], location: location, status: row[3], size: row[4])
+        }
+
+        init(fileID: Int64, sha256: String, location: String, status: String, size: Int64) {
+            self.fileID = fileID
+            self.sha256 = sha256
+            self.location = location
+            self.status = status
+            self.size = size
+        }
+
+        static let columns = "file_id, sha256, location, status, size"
     }
 
     /// Ledger rows recorded under this name (candidates for a leftover whose move to the archive
     /// was interrupted, or for the start of a file that grew after it was read).
     static func entries(name: String, dataFolder: String, _ db: Database) throws -> [Recorded] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT file_id, sha256, location, status, size FROM ingested_files WHERE name = ?"),
-                         arguments: [name]).map { Recorded(fileID: $0[0], sha256: $0[1], location: currentPath(of: $0[2], dataFolder: dataFolder), status: $0[3], size: $0[4]) }
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT \(Recorded.columns) FROM ingested_files WHERE name = ?"),
+                         arguments: [name]).map { Recorded($0, location: currentPath(of: $0[2], dataFolder: dataFolder)) }
     }
 
     /// Applied files that wrote rows but that `file_hours` names for no hour (rows of it deleted
     /// by hand, say): rebuild reads an hour's files from that index, so it would take their rows
     /// for strays. A file whose deletions all wait for their events (pending tombstones) names no
     /// hour yet, rightly. Name order, at most `limit`, with how many there are.
-    static func filesMissingFromHourIndex(limit: Int, _ db: Database) throws -> (count: Int, names: [String]) {
+    static func filesMissingFromHourIndex(limit: Int, _ db: Database) throws -> (count: Int, files: [(name: String, fileID: Int64)]) {
         let from = """
             FROM ingested_files f
             WHERE f.status = 'applied'
@@ -171,9 +186,7 @@ enum Ledger {
             """
         let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(from)") ?? 0
         guard count > 0 else { return (0, []) }
-        return (count, try Row.fetchAll(db, sql: "SELECT f.name, f.file_id \(from) ORDER BY f.file_id LIMIT \(limit)").map {
-            "file \($0[0] as String) (ledger file \($0[1] as Int64)) wrote rows, but file_hours names no hour for it"
-        })
+        return (count, try Row.fetchAll(db, sql: "SELECT f.name, f.file_id \(from) ORDER BY f.file_id LIMIT \(limit)").map { ($0[0], $0[1]) })
     }
 
     /// Hours the file index names that have no partition (in `scope` when given), with how many
@@ -191,10 +204,10 @@ enum Ledger {
     /// writing in place, through a descriptor it kept, after the file was moved).
     static func recentlyArchived(last: Int, since: String, _ db: Database) throws -> [(name: String, recorded: Recorded)] {
         try Row.fetchAll(db, sql: """
-            SELECT file_id, sha256, location, status, size, name FROM ingested_files
+            SELECT \(Recorded.columns), name FROM ingested_files
             WHERE file_id > (SELECT COALESCE(MAX(file_id), 0) FROM ingested_files) - ? AND ingested_at >= ?
               AND status IN ('applied', 'duplicate_content')
-            """, arguments: [last, since]).map { ($0[5], Recorded(fileID: $0[0], sha256: $0[1], location: $0[2], status: $0[3], size: $0[4])) }
+            """, arguments: [last, since]).map { ($0[5], Recorded($0, location: $0[2])) }
     }
 
     /// Whether a ledger row names this location (as stored: the path it was given).
@@ -228,8 +241,8 @@ enum Ledger {
     }
 
     static func entries(fileID: Int64, dataFolder: String, _ db: Database) throws -> [Recorded] {
-        try Row.fetchAll(db, sql: "SELECT file_id, sha256, location, status, size FROM ingested_files WHERE file_id = ?",
-                         arguments: [fileID]).map { Recorded(fileID: $0[0], sha256: $0[1], location: currentPath(of: $0[2], dataFolder: dataFolder), status: $0[3], size: $0[4]) }
+        try Row.fetchAll(db, sql: "SELECT \(Recorded.columns) FROM ingested_files WHERE file_id = ?",
+                         arguments: [fileID]).map { Recorded($0, location: currentPath(of: $0[2], dataFolder: dataFolder)) }
     }
 
     /// Quarantined files that were retried: a later ledger row has their name (put back, as
