@@ -1,7 +1,7 @@
 /*
  * The SQLite floor of the 1M ingest: raw C API, no parsing, no merge logic. Loads N events
  * with random UUID keys (rows shaped like Tidemark's) in sorted groups of 50,000 with the
- * same settings as ingest (WAL, synchronous=FULL, 8 KiB pages, 8 MiB cache, a commit every
+ * same settings as ingest (WAL, synchronous=FULL, 32 KiB pages, 8 MiB cache, a commit every
  * 256,000 rows), doing per event what ingest does for a new event: one lookup in the
  * event_id index, one partition insert, one index insert.
  *
@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
 
     sqlite3 *db;
     must(sqlite3_open(path, &db), db, "open");
-    must(sqlite3_exec(db, "PRAGMA page_size=8192; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", 0, 0, 0), db, "pragmas");
+    must(sqlite3_exec(db, "PRAGMA page_size=32768; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", 0, 0, 0), db, "pragmas");
     const char *partition = rowid
         ? "CREATE TABLE p(row_id INTEGER PRIMARY KEY, event_id TEXT, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT)"
         : "CREATE TABLE p(event_id TEXT PRIMARY KEY, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT) WITHOUT ROWID";

@@ -176,7 +176,9 @@ import Testing
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
         let ledgerBefore = try f.integer("SELECT COUNT(*) FROM ingested_files")
         f.land("1-big.ndjson.gz", (0..<20_000).map { recordLine("big\($0)", user: String(repeating: "u", count: 100), time: "2025-07-30T10:00:00Z") })
-        let full = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data], environment: ["TIDEMARK_MAX_PAGE_COUNT": "200"])
+        // A database of at most 1.6 MB: the big file's 20,000 rows (about 3 MB) cannot fit.
+        let maxPages = 1_600_000 / Warehouse.pageSize
+        let full = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data], environment: ["TIDEMARK_MAX_PAGE_COUNT": "\(maxPages)"])
         #expect(full.status == 74)
         #expect(full.stderr.contains("disk full"), "\(full.stderr)")
         #expect(full.stderr.contains("hint: "))

@@ -31,6 +31,14 @@ public final class Warehouse {
     ///   - allowsArchiveWithoutDatabase: a missing or empty database beside a non-empty archive
     ///     is refused (the database was lost: a new one would forget those files) unless set,
     ///     as by a backfill of that archive, which is the recovery.
+    /// The page size of a new database: 32 KiB. A large load sweeps its random-key lookup
+    /// tree (`event_index`) once per merge group, far beyond any affordable cache, so SQLite
+    /// reads and writes pages all the time: larger pages do the same bytes in a quarter of the
+    /// calls of 8 KiB ones. Measured on 1M events: 7 % faster than 8 KiB over five alternating
+    /// rounds each (median 3.62 s against 3.90 s); 64 KiB gained a little more on one hour
+    /// of data and lost on 28 hours, where the same 8 MiB cache holds fewer pages.
+    static let pageSize = 32_768
+
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
                 cacheMebibytes: Int = 24, allowsArchiveWithoutDatabase: Bool = false) throws {
         _ = Warehouse.tuneSQLiteOnce
@@ -72,11 +80,11 @@ public final class Warehouse {
                 // Before anything is written: another program's database is left as it was.
                 if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
                 try queue.writeWithoutTransaction { db in
-                    // 8 KiB pages: half the read/write calls of 4 KiB on a million-row load, and
-                    // still small B-tree cells moves. Only takes effect on a new, empty database.
-                    try db.execute(sql: "PRAGMA page_size = 8192")
-                    // SQLite sized the cache in pages of the old size: a new database's 8 KiB
-                    // pages would get twice the memory asked for. Size it again.
+                    // Large pages (`pageSize`). Only takes effect on a new, empty database: an
+                    // older one keeps its pages.
+                    try db.execute(sql: "PRAGMA page_size = \(Warehouse.pageSize)")
+                    // SQLite sized the cache in pages of the old size: a new database's larger
+                    // pages would get eight times the memory asked for. Size it again.
                     try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
                     let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
                     if mode?.lowercased() != "wal" {
