@@ -62,6 +62,15 @@ public enum Delivery: Hashable, Sendable {
         case .tombstone(_, let time): return time
         }
     }
+
+    /// A record's event time and received time; nil for a tombstone. The hot paths read these
+    /// instead of binding the record, which would copy it (a retain per text field).
+    var recordTimes: (eventTime: Timestamp, receivedTime: Timestamp?)? {
+        switch self {
+        case .record(let record): return (record.eventTime, record.receivedTime)
+        case .tombstone: return nil
+        }
+    }
 }
 
 extension Delivery {

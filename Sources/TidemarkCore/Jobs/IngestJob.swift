@@ -906,27 +906,32 @@ struct InFlightFile {
         self.maxEventTime = maxEventTime
     }
 
-    mutating func absorb(_ lines: [DecodedLine], now: Timestamp) {
-        for line in lines {
+    mutating func absorb(_ lines: consuming [DecodedLine], now: Timestamp) {
+        // Taken out of the array one by one (reversed, then popped), so each delivery moves
+        // into `deliveries` instead of being copied and the original released.
+        var lines = lines
+        lines.reverse()
+        deliveries.reserveCapacity(deliveries.count + lines.count)
+        while let line = lines.popLast() {
             counts.read += 1
             // Once the file is bound for quarantine or the next batch, only count what is left of it.
             if failure != nil || deferred { continue }
-            switch line {
+            switch consume line {
             case .rejected(let number, let reason, let raw):
                 counts.rejected += 1
                 if firstRejected == nil { firstRejected = (number, reason) }
                 rejected.append((number, reason, raw))
             case .delivery(_, let delivery):
                 var late = false
-                if case .record(let record) = delivery {
-                    if let watermarkBefore, record.eventTime < watermarkBefore { late = true }
+                if let (eventTime, receivedTime) = delivery.recordTimes {
+                    if let watermarkBefore, eventTime < watermarkBefore { late = true }
                     // The watermark follows event time up to the ingest clock only: one record
                     // from the future must not make everything after it late.
-                    let bounded = min(record.eventTime, now)
+                    let bounded = min(eventTime, now)
                     if maxEventTime == nil || bounded > maxEventTime! { maxEventTime = bounded }
-                    if let received = record.receivedTime {
+                    if let received = receivedTime {
                         lags.add(now.secondsSinceEpoch - received.secondsSinceEpoch)
-                        delays.add(received.secondsSinceEpoch - record.eventTime.secondsSinceEpoch)
+                        delays.add(received.secondsSinceEpoch - eventTime.secondsSinceEpoch)
                     }
                 }
                 deliveries.append(PreparedDelivery(delivery: delivery, late: late))

@@ -377,8 +377,9 @@ public enum RebuildJob {
             defer { encoded.cancel() }
             var deltas: [Int: HourDelta] = [:]
             for (n, planned) in planned.enumerated() {
-                try patch.apply(n, of: encoded, storedAt: planned.rowID, addingDeltasTo: &deltas)
+                try patch.apply(n, of: encoded, storedAt: planned.rowID)
             }
+            encoded.addDeltas(to: &deltas)
             let counts = deltas[hourNumber] ?? HourDelta()
             rows += Int(counts.rows)
             valid += Int(counts.valid)

@@ -165,7 +165,11 @@ public enum MergeRule {
     /// The first key of `outranks`: `received_time` in nanoseconds, lowest when there is none.
     @inline(__always)
     static func receivedRank(_ record: EventRecord) -> Int64 {
-        record.receivedTime?.nanosecondsSinceEpoch ?? Int64.min
+        receivedRank(receivedTime: record.receivedTime)
+    }
+
+    static func receivedRank(receivedTime: Timestamp?) -> Int64 {
+        receivedTime?.nanosecondsSinceEpoch ?? Int64.min
     }
 
     /// Total order on records with equal `received_time`: event_time, user_id, event_type, extra. Returns a negative, zero or positive number.

@@ -7,7 +7,8 @@ import Foundation
 /// on the writer's core these cost about as much as SQLite's own insert. The values are
 /// `encode`'s own, so a row written from here is the row `MergeWriter` writes directly. Rows
 /// are taken in order; the encoder stays at most a few chunks ahead, so memory does not grow
-/// with the group.
+/// with the group. The counts of every row are handed over once, after the last row
+/// (`addDeltas(to:)`), so the writer merges one set of counts, not one per chunk.
 final class EncodedRows: @unchecked Sendable {
     /// One column as `encode` handed it over.
     struct Cell {
@@ -27,7 +28,11 @@ final class EncodedRows: @unchecked Sendable {
         var cells: [Cell] = []
         /// Text too long for `encode`'s scratch, which SQLite copies when bound.
         var texts: [String] = []
-        /// The rows' counts per hour (`HourDelta.count`, sign +1).
+    }
+
+    /// The counts per hour (`HourDelta.count`, sign +1) of the rows encoded so far. Only the
+    /// thread that encodes changes it; the writer reads it once every chunk was handed over.
+    final class Counts: @unchecked Sendable {
         var deltas: [Int: HourDelta] = [:]
     }
 
@@ -46,6 +51,10 @@ final class EncodedRows: @unchecked Sendable {
     private let chunks: PassesAhead<Chunk>?
     /// The writer's current chunk.
     private var current: (index: Int, chunk: Chunk)?
+    private let counts = Counts()
+    /// Chunks the writer has taken.
+    private var chunksTaken = 0
+    private var chunkCount: Int { (count + Self.rowsPerChunk - 1) / Self.rowsPerChunk }
 
     /// Starts formatting `count` rows, row `i` given by `row(i)` (called on the encoding
     /// thread, so it must only read what nobody changes meanwhile).
@@ -57,8 +66,11 @@ final class EncodedRows: @unchecked Sendable {
             return
         }
         let chunkCount = (count + Self.rowsPerChunk - 1) / Self.rowsPerChunk
-        // The thread needs only the rows (holding this object would keep it alive in a cycle).
-        chunks = PassesAhead(count: chunkCount, ahead: Self.chunksAhead) { index, _ in Self.encode(chunk: index, of: count, row) }
+        // The thread needs only the rows and the counts (holding this object would keep it
+        // alive in a cycle).
+        chunks = PassesAhead(count: chunkCount, ahead: Self.chunksAhead) { [counts] index, _ in
+            Self.encode(chunk: index, of: count, row, countingInto: counts)
+        }
     }
 
     /// Stops the encoder early. Callers cancel when done, whatever happened (and going away
@@ -69,7 +81,7 @@ final class EncodedRows: @unchecked Sendable {
 
     deinit { chunks?.cancel() }
 
-    private static func encode(chunk index: Int, of count: Int, _ row: (Int) -> (hour: Int, row: PartitionRow)) -> Chunk {
+    private static func encode(chunk index: Int, of count: Int, _ row: (Int) -> (hour: Int, row: PartitionRow), countingInto counts: Counts) -> Chunk {
         let chunk = Chunk()
         let range = index * Self.rowsPerChunk ..< min(count, (index + 1) * Self.rowsPerChunk)
         chunk.cells.reserveCapacity(range.count * Self.columns)
@@ -96,29 +108,36 @@ final class EncodedRows: @unchecked Sendable {
                     }
                 }
                 precondition(column == Int32(Self.columns), "a partition insert has \(Self.columns) parameters")
-                chunk.deltas[hour, default: HourDelta()].count(row, hash: hash, sign: 1)
+                counts.deltas[hour, default: HourDelta()].count(row, hash: hash, sign: 1)
             }
         }
         return chunk
     }
 
     /// The chunk holding row `index`; the writer takes chunks in order.
-    private func chunk(_ index: Int, addingDeltasTo deltas: inout [Int: HourDelta]) -> Chunk {
+    private func chunk(_ index: Int) -> Chunk {
         if let current, current.index == index { return current.chunk }
         // Chunks are taken in order, so the next one from the encoder is chunk `index`
         // (formatting never throws).
-        let chunk = chunks.map { try! $0.next() } ?? Self.encode(chunk: index, of: count, row)
-        for (hour, delta) in chunk.deltas { deltas[hour, default: HourDelta()].add(delta) }
+        let chunk = chunks.map { try! $0.next() } ?? Self.encode(chunk: index, of: count, row, countingInto: counts)
         current = (index, chunk)
+        chunksTaken += 1
         return chunk
+    }
+
+    /// Adds the counts of every row (with their content hashes) to `deltas`, once all rows
+    /// were taken (by `write` or `compare`).
+    func addDeltas(to deltas: inout [Int: HourDelta]) {
+        precondition(chunksTaken == chunkCount, "the counts are complete once every row was taken")
+        // The encoder appended the last chunk after counting it, under the lock `next` took.
+        for (hour, delta) in counts.deltas { deltas[hour, default: HourDelta()].add(delta) }
     }
 
     /// Binds row `index` (rows are taken in order) to a statement whose parameters are the
     /// partition columns (an INSERT, or an UPDATE of every column), and `rowID` to its 13th
-    /// parameter when given, and runs it; adds its chunk's counts (with the rows' content
-    /// hashes) to `deltas` when the chunk is first reached.
-    func write(_ index: Int, rowID: Int64? = nil, with statement: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) throws {
-        try withCells(of: index, addingDeltasTo: &deltas) { cell in
+    /// parameter when given, and runs it.
+    func write(_ index: Int, rowID: Int64? = nil, with statement: FastStatement) throws {
+        try withCells(of: index) { cell in
             statement.reset()
             for column in 0..<Self.columns {
                 try statement.bind(Int32(column + 1), cell(column))
@@ -143,8 +162,8 @@ final class EncodedRows: @unchecked Sendable {
     /// `stored`, which selects the partition columns from `event_id` to `first_batch` in
     /// `PartitionTable.columns` order. `last_batch` is not compared: it names the batch that
     /// last wrote the row.
-    func compare(_ index: Int, withStored stored: FastStatement, addingDeltasTo deltas: inout [Int: HourDelta]) -> StoredMatch {
-        withCells(of: index, addingDeltasTo: &deltas) { cell in
+    func compare(_ index: Int, withStored stored: FastStatement) -> StoredMatch {
+        withCells(of: index) { cell in
             guard stored.holds(0, cell(0)) else { return .otherEvent }
             for column in PartitionTable.dataColumns where !stored.holds(Int32(column), cell(column)) { return .dataDiffers }
             let firstBatch = PartitionTable.firstBatchColumn
@@ -154,9 +173,8 @@ final class EncodedRows: @unchecked Sendable {
 
     /// Calls `body` with a function giving row `index`'s value of each column (0-based), valid
     /// during the call.
-    private func withCells<R>(of index: Int, addingDeltasTo deltas: inout [Int: HourDelta],
-                              _ body: ((Int) -> ColumnValue) throws -> R) rethrows -> R {
-        let chunk = self.chunk(index / Self.rowsPerChunk, addingDeltasTo: &deltas)
+    private func withCells<R>(of index: Int, _ body: ((Int) -> ColumnValue) throws -> R) rethrows -> R {
+        let chunk = self.chunk(index / Self.rowsPerChunk)
         let first = (index % Self.rowsPerChunk) * Self.columns
         return try chunk.arena.withUnsafeBufferPointer { arena in
             let base = arena.baseAddress!

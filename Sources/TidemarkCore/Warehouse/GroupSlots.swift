@@ -36,12 +36,13 @@ struct GroupSlots {
         var receivedOf = [Int64](repeating: .min, count: isLarge ? deliveryCount : 0)
         var hourOf = [Int32](repeating: .min, count: isLarge ? deliveryCount : 0)
         for file in files {
-            for item in file.deliveries {
-                if isLarge, case .record(let record) = item.delivery {
-                    receivedOf[every.count] = MergeRule.receivedRank(record)
-                    hourOf[every.count] = Int32(truncatingIfNeeded: record.eventTime.hour.hoursSinceEpoch)
+            // Read in place, by index: iterating would copy each delivery (a retain per text field).
+            for index in file.deliveries.indices {
+                if isLarge, let times = file.deliveries[index].delivery.recordTimes {
+                    receivedOf[every.count] = MergeRule.receivedRank(receivedTime: times.receivedTime)
+                    hourOf[every.count] = Int32(truncatingIfNeeded: times.eventTime.hour.hoursSinceEpoch)
                 }
-                every.append(item.delivery.eventID)
+                every.append(file.deliveries[index].delivery.eventID)
                 idBytes.append(every[every.count - 1])
             }
         }

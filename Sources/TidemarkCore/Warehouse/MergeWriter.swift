@@ -493,7 +493,9 @@ extension MergeWriter {
             var fileOutcomes: [MergeOutcome] = []
             fileOutcomes.reserveCapacity(file.deliveries.count)
             let first = group.firstDelivery[fileIndex]
-            for (n, item) in file.deliveries.enumerated() {
+            // By index: a delivery the fold covers is not read at all, and the others are read
+            // in place, not copied out of the array.
+            for n in file.deliveries.indices {
                 let slot = group.slotOfDelivery[first + n]
                 if n == file.deliveries.count / 2 { FaultPoint.hit("mid-file") }
                 // What the delivery did, and the hour of the event's record before and after
@@ -506,22 +508,20 @@ extension MergeWriter {
                     after = folded.hourAfter[delivery] == GroupFold.noHour ? nil : Int(folded.hourAfter[delivery])
                 } else {
                     if current[slot] == nil {
-                        switch item.delivery {
-                        case .tombstone:
+                        guard let times = file.deliveries[n].delivery.recordTimes else {
                             // A tombstone for an event not seen yet: it waits in `pending`.
-                            fileOutcomes.append(try holdTombstone(item.delivery, fileID: file.fileID))
+                            fileOutcomes.append(try holdTombstone(file.deliveries[n].delivery, fileID: file.fileID))
                             continue
-                        case .record(let record):
-                            // First record of this event; a waiting tombstone deletes it on arrival.
-                            if !pending.isEmpty, let waiting = pending.removeValue(forKey: ExactText(ids[slot])) {
-                                current[slot] = EventState(deletion: waiting.deletion)
-                                try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
-                                for earlier in waiting.files { lateFileHours.append((earlier, record.eventTime.hour.hoursSinceEpoch)) }
-                            }
+                        }
+                        // First record of this event; a waiting tombstone deletes it on arrival.
+                        if !pending.isEmpty, let waiting = pending.removeValue(forKey: ExactText(ids[slot])) {
+                            current[slot] = EventState(deletion: waiting.deletion)
+                            try db.cachedStatement(sql: "DELETE FROM pending_tombstones WHERE event_id = ?").execute(arguments: [ids[slot]])
+                            for earlier in waiting.files { lateFileHours.append((earlier, times.eventTime.hour.hoursSinceEpoch)) }
                         }
                     }
                     before = current[slot]?.record?.eventTime.hour.hoursSinceEpoch
-                    outcome = MergeRule.apply(item.delivery, to: &current[slot], late: item.late)
+                    outcome = MergeRule.apply(file.deliveries[n].delivery, to: &current[slot], late: file.deliveries[n].late)
                     after = current[slot]?.record?.eventTime.hour.hoursSinceEpoch
                 }
                 if let before {
@@ -533,7 +533,7 @@ extension MergeWriter {
                         if after != before { moves.append((ids[slot], before, after)) }
                     }
                 } else if let after { // the event's first record
-                    if item.late { lateFirst += 1 }
+                    if file.deliveries[n].late { lateFirst += 1 }
                     touch(file.fileID, after)
                 }
                 fileOutcomes.append(outcome)
@@ -599,8 +599,8 @@ extension MergeWriter {
             // claims reserved.
             let statement = try insertStatement(hour)
             for slot in newByHour[hour] ?? [] {
-                // Counted into `deltas` by chunk, as the encoder formatted it.
-                try encoded.write(nextNew, with: statement, addingDeltasTo: &deltas)
+                // Counted into `deltas` after the last new row, as the encoder formatted it.
+                try encoded.write(nextNew, with: statement)
                 nextNew += 1
                 let rowID = statement.lastInsertRowID
                 if group.claimsFirst, let claimed = stored.claimedRowID[slot], claimed != rowID || group.groupHour[slot] != hour {
@@ -625,6 +625,7 @@ extension MergeWriter {
                 add(row, hash: hash, hour: hour, sign: 1)
             }
         }
+        encoded.addDeltas(to: &deltas) // every new row was written
         for (hour, rowID) in movedOut {
             try db.cachedStatement(sql: "DELETE FROM \(PartitionHour(hoursSinceEpoch: hour).tableName) WHERE row_id = ?").execute(arguments: [rowID])
         }
@@ -674,9 +675,9 @@ extension MergeWriter {
     /// Hours that records of these deliveries would add to the partitions this batch created.
     func newHours(in deliveries: [PreparedDelivery]) -> Set<Int> {
         var hours = Set<Int>()
-        for item in deliveries {
-            if case .record(let r) = item.delivery {
-                let hour = r.eventTime.hour.hoursSinceEpoch
+        for index in deliveries.indices {
+            if let times = deliveries[index].delivery.recordTimes {
+                let hour = times.eventTime.hour.hoursSinceEpoch
                 if !knownHours.contains(hour) { hours.insert(hour) }
             }
         }

@@ -57,11 +57,11 @@ final class PartitionPatch {
     /// Brings row `index` of `rows` (taken in order) into the table: compared with the stored
     /// row `rowID` (an old row_id its lookup entry names, or nil) and rewritten when it differs,
     /// or written as a new row when that row holds another event or there is none.
-    func apply(_ index: Int, of rows: EncodedRows, storedAt rowID: Int64?, addingDeltasTo deltas: inout [Int: HourDelta]) throws {
+    func apply(_ index: Int, of rows: EncodedRows, storedAt rowID: Int64?) throws {
         if let rowID, rowID <= lastOldRowID {
             select.reset()
             try select.bind(1, rowID)
-            let match: EncodedRows.StoredMatch? = try select.step() ? rows.compare(index, withStored: select, addingDeltasTo: &deltas) : nil
+            let match: EncodedRows.StoredMatch? = try select.step() ? rows.compare(index, withStored: select) : nil
             select.reset()
             switch match {
             case .same?:
@@ -69,7 +69,7 @@ final class PartitionPatch {
                 return
             case .dataDiffers?, .firstBatchDiffers?:
                 if match == .dataDiffers { changed += 1 } else { quietFixes += 1 }
-                try rows.write(index, rowID: rowID, with: update, addingDeltasTo: &deltas)
+                try rows.write(index, rowID: rowID, with: update)
                 markMet(rowID)
                 return
             case .otherEvent?, nil:
@@ -83,7 +83,7 @@ final class PartitionPatch {
         }
         nextRowID += 1
         added += 1
-        try rows.write(index, rowID: nextRowID, with: insert, addingDeltasTo: &deltas)
+        try rows.write(index, rowID: nextRowID, with: insert)
     }
 
     private func markMet(_ rowID: Int64) { met.insert(rowID) }
