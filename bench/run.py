@@ -27,6 +27,9 @@ def timed(cmd, env=None, repeat=1):
     """Runs cmd under /usr/bin/time -v; returns (median seconds, max peak RSS MB, last stdout)."""
     seconds, rss, out = [], [], ""
     for _ in range(repeat):
+        # What ran before (a copy, another scenario) leaves dirty pages: flushed now, so that
+        # their writing does not land on this run's time.
+        os.sync()
         started = time.perf_counter()
         p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
         seconds.append(time.perf_counter() - started)
@@ -56,11 +59,32 @@ def produced(folder, sent, options):
     return sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".ndjson.gz"))
 
 
-def zcat_seconds(paths):
-    """The floor: decompressing these files alone."""
-    started = time.perf_counter()
-    subprocess.run("zcat " + " ".join(paths) + " | wc -l", shell=True, check=True, capture_output=True)
-    return time.perf_counter() - started
+def zcat_seconds(paths, runs=3):
+    """The floor: decompressing these files alone (the median of `runs`)."""
+    seconds = []
+    for _ in range(runs):
+        os.sync()
+        started = time.perf_counter()
+        subprocess.run("zcat " + " ".join(paths) + " | wc -l", shell=True, check=True, capture_output=True)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def full_ingest(paths, landing_name, data_name, runs=3):
+    """A full ingest of these files into an empty data folder, in one run: the median of `runs`,
+    each from a fresh copy of the files into a fresh data folder (the machine is shared and
+    noisy; one run can be 10 % off). Returns (seconds, peak RSS MB, landing, data) of the last."""
+    seconds, rss = [], []
+    for _ in range(runs):
+        landing = fresh(os.path.join(work, landing_name))
+        for f in paths:
+            shutil.copy(f, landing)
+        data = os.path.join(work, data_name)
+        shutil.rmtree(data, ignore_errors=True)
+        run_seconds, run_rss, _ = timed([tm, "ingest", "--landing", landing, "--data", data])
+        seconds.append(run_seconds)
+        rss.append(run_rss)
+    return statistics.median(seconds), max(rss), landing, data
 
 
 # Data: the producer in simulated time, as the issue specifies.
@@ -95,10 +119,13 @@ row("zcat FILES | wc -l (floor)", zcat)
 try:
     import duckdb
     peer_db = os.path.join(work, "peer.duckdb")
-    if os.path.exists(peer_db):
-        os.remove(peer_db)
-    duck, duck_rss, _ = timed([sys.executable, os.path.join(here, "duckdb_peer.py"), source, peer_db])
-    row(f"DuckDB {duckdb.__version__}, same final state (peer)", duck, duck_rss)
+    duck_runs = []
+    for _ in range(3):  # the median of three, each into a new file, as for ingest
+        if os.path.exists(peer_db):
+            os.remove(peer_db)
+        duck_runs.append(timed([sys.executable, os.path.join(here, "duckdb_peer.py"), source, peer_db]))
+    duck, duck_rss = statistics.median(r[0] for r in duck_runs), max(r[1] for r in duck_runs)
+    row(f"DuckDB {duckdb.__version__}, same final state (peer)", duck, duck_rss, "median of 3 runs")
 except ImportError:
     duck = None
     row("DuckDB (peer)", float("nan"), note="pip install duckdb")
@@ -118,14 +145,9 @@ if shutil.which("cc") and subprocess.run(["cc", "-O2", "-o", floor_binary, os.pa
 else:
     row("SQLite alone (floor)", float("nan"), note="needs cc and libsqlite3-dev")
 
-# 1. Full ingest of every file into an empty data folder, in one run.
-landing = fresh(os.path.join(work, "landing"))
-for f in files:
-    shutil.copy(f, landing)
-data = os.path.join(work, "data")
-shutil.rmtree(data, ignore_errors=True)
-full, full_rss, _ = timed([tm, "ingest", "--landing", landing, "--data", data])
-row(f"1. ingest {args.events:,} events ({len(files)} files)", full, full_rss)
+# 1. Full ingest of every file into an empty data folder, in one run (median of three).
+full, full_rss, landing, data = full_ingest(files, "landing", "data")
+row(f"1. ingest {args.events:,} events ({len(files)} files)", full, full_rss, "median of 3 runs")
 
 # 2. Idle run.
 idle, idle_rss, _ = timed([tm, "ingest", "--landing", landing, "--data", data], repeat=7)
@@ -212,16 +234,11 @@ row("4c. validate --sent-log", validate_sent, validate_sent_rss)
 # events spread over 28 hours of about 36,000 rows, in ~1,000 files of 100 seconds each. Above,
 # --rate 1000 puts all 1M events in one hour, the worst case for rebuild --hour.
 default_files = produced("source-default-rate", "sent-default-rate", ["--file-seconds", "100"])
-default_landing = fresh(os.path.join(work, "landing-default-rate"))
-for f in default_files:
-    shutil.copy(f, default_landing)
-default_data = os.path.join(work, "data-default-rate")
-shutil.rmtree(default_data, ignore_errors=True)
 default_zcat = zcat_seconds(default_files)
 row(f"5. floor: zcat of the default-rate set's {len(default_files)} files", default_zcat)
-default_full, default_full_rss, _ = timed([tm, "ingest", "--landing", default_landing, "--data", default_data])
+default_full, default_full_rss, _, default_data = full_ingest(default_files, "landing-default-rate", "data-default-rate")
 row(f"5. ingest of that set ({args.events:,} events), one run", default_full, default_full_rss,
-    f"{default_full / default_zcat:.2f} × its own zcat")
+    f"{default_full / default_zcat:.2f} × its own zcat; median of 3 runs")
 con = sqlite3.connect(os.path.join(default_data, "tidemark.sqlite"))
 default_hour, default_hour_rows = con.execute("SELECT hour, row_count FROM partitions ORDER BY row_count DESC, hour LIMIT 1").fetchone()
 default_hours = con.execute("SELECT count(*) FROM partitions").fetchone()[0]
