@@ -302,9 +302,13 @@ public enum RebuildJob {
                 located[index] = location
             }
             // Events this pass puts here whose lookup entry names another hour (and that did not
-            // move in from there): their history is folded again before they are placed.
+            // move in from there: those hours' files were folded already): their history is
+            // folded again before they are placed. An event that moved in from one hour while
+            // its entry names a third (a stale record there, placed by an earlier rebuild whose
+            // lookup entry was lost) is folded again too.
             var indexedElsewhere = candidates.compactMap { index -> (id: ExactText, hours: Set<Int>)? in
-                guard let at = located[index], at.hour != hour.hoursSinceEpoch, moved.isEmpty || moved[ids[index]] == nil else { return nil }
+                guard let at = located[index], at.hour != hour.hoursSinceEpoch,
+                      !(moved[ids[index]]?.contains(at.hour) ?? false) else { return nil }
                 return (ids[index], [at.hour])
             }
             // Events with no lookup entry at all: in a sound database every stored event has
