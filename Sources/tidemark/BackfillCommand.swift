@@ -29,7 +29,7 @@ struct BackfillCommand: ParsableCommand {
     @Flag(help: "Print the summary as one JSON document.")
     var json = false
 
-    @Option(help: "Partitions this backfill may create (history can span many hours).")
+    @Option(parsing: .unconditional, help: "Partitions this backfill may create (history can span many hours).")
     var maxNewPartitions: Int = 100_000
 
     @OptionGroup var apply: ApplyOptions
@@ -38,6 +38,7 @@ struct BackfillCommand: ParsableCommand {
     var metricsFile: String?
 
     func validate() throws {
+        if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1") }
         for (flag, value) in [("--since", since), ("--until", until)] {
             if let value, (try? Timestamp.parse(value).get()) == nil { throw ValidationError("\(flag) \(value) is not an RFC 3339 time") }
         }

@@ -11,13 +11,13 @@ struct DemoCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Folder for landing/, data/ and sent/ (default: a new temporary folder).", valueName: "DIR"))
     var dir: String?
 
-    @Option(help: "Original events to produce.")
+    @Option(parsing: .unconditional, help: "Original events to produce.")
     var events: Int = 50_000
 
-    @Option(help: "Events per simulated second.")
+    @Option(parsing: .unconditional, help: "Events per simulated second.")
     var rate: Int = 5
 
-    @Option(help: "Simulated seconds between ingest micro-batches.")
+    @Option(parsing: .unconditional, help: "Simulated seconds between ingest micro-batches.")
     var batchEvery: Int = 120
 
     @Option(help: "Random seed (same seed, same data).")

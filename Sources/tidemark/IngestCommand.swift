@@ -16,13 +16,13 @@ struct IngestCommand: ParsableCommand {
 
     @OptionGroup var shared: SharedOptions
 
-    @Option(help: "Process at most N files in this run (the rest wait for the next).")
+    @Option(parsing: .unconditional, help: "Process at most N files in this run (the rest wait for the next).")
     var maxFiles: Int?
 
     @Flag(help: "Run a batch every --interval seconds until SIGINT/SIGTERM.")
     var loop = false
 
-    @Option(help: "Seconds between batches with --loop.")
+    @Option(parsing: .unconditional, help: "Seconds between batches with --loop.")
     var interval: Double = 5
 
     @Flag(help: "Decode and merge, report what would change, write nothing and move nothing.")
@@ -33,21 +33,22 @@ struct IngestCommand: ParsableCommand {
 
     @OptionGroup var apply: ApplyOptions
 
-    @Option(help: "Partitions one batch may create: files that would exceed it wait for the next batch; a file that alone exceeds it is quarantined.")
+    @Option(parsing: .unconditional, help: "Partitions one batch may create: files that would exceed it wait for the next batch; a file that alone exceeds it is quarantined.")
     var maxNewPartitions: Int = 1000
 
-    @Option(help: "A landing file that ends early (truncated or empty) and was modified less than this many seconds ago is left for the next run instead of being quarantined: it is probably still being written.")
+    @Option(parsing: .unconditional, help: "A landing file that ends early (truncated or empty) and was modified less than this many seconds ago is left for the next run instead of being quarantined: it is probably still being written.")
     var settleSeconds: Double = 10
 
     @Option(help: "Write Prometheus textfile metrics here after each batch (atomically).")
     var metricsFile: String?
 
-    @Option(help: ArgumentHelp("Commit after this many files (tests and tuning).", visibility: .hidden))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Commit after this many files (tests and tuning).", visibility: .hidden))
     var filesPerCommit: Int = 256
 
     func validate() throws {
         try SharedOptions.refuseEmpty("--landing", "TIDEMARK_LANDING", shared.landing)
-        if interval <= 0 { throw ValidationError("--interval must be greater than 0") }
+        if !(interval > 0) || !interval.isFinite { throw ValidationError("--interval must be a number of seconds greater than 0, got \(interval)") }
+        if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
         if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }
         if !(settleSeconds >= 0) || !settleSeconds.isFinite { throw ValidationError("--settle-seconds must be 0 or more, and finite") }

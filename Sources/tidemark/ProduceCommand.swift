@@ -36,25 +36,25 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Folder for the sent log (created if missing).", valueName: "DIR"))
     var sentLog: String = "sent"
 
-    @Option(help: "Original events per second.")
+    @Option(parsing: .unconditional, help: "Original events per second.")
     var rate: Int = 10
 
-    @Option(help: "Stop after N original events (corrections and redeliveries not counted).")
+    @Option(parsing: .unconditional, help: "Stop after N original events (corrections and redeliveries not counted).")
     var count: Int?
 
-    @Option(help: "Stop after this many (simulated) seconds.")
+    @Option(parsing: .unconditional, help: "Stop after this many (simulated) seconds.")
     var duration: Int?
 
-    @Option(help: "Number of distinct users (Zipf-distributed activity).")
+    @Option(parsing: .unconditional, help: "Number of distinct users (Zipf-distributed activity).")
     var users: Int = 1000
 
-    @Option(help: "Share of events held back and published late.")
+    @Option(parsing: .unconditional, help: "Share of events held back and published late.")
     var lateFraction: Double = 0.10
 
     @Option(help: ArgumentHelp("Seconds between event_time and publication of a late event.", valueName: "A...B"))
     var lateDelay: SecondsRange = SecondsRange(30, 60)
 
-    @Option(help: "Share of events corrected (once each).")
+    @Option(parsing: .unconditional, help: "Share of events corrected (once each).")
     var correctionFraction: Double = 0.07
 
     @Option(help: ArgumentHelp("Seconds between an event's publication and its correction.", valueName: "A...B"))
@@ -63,7 +63,7 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: "How corrections are sent: flag (is_valid false), tombstone, or mixed (about half each).")
     var corrections: CorrectionMode = .mixed
 
-    @Option(help: "Share of events published a second time, unchanged, 1-30 s later.")
+    @Option(parsing: .unconditional, help: "Share of events published a second time, unchanged, 1-30 s later.")
     var duplicateFraction: Double = 0.02
 
     @Option(help: "Random seed; same seed and options give byte-identical files.")
@@ -75,7 +75,7 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("First simulated second with --fast (RFC 3339; default 2025-07-30T10:00:00Z, so reruns repeat).", valueName: "TIME"))
     var start: String?
 
-    @Option(help: "Seconds covered by one landing file.")
+    @Option(parsing: .unconditional, help: "Seconds covered by one landing file.")
     var fileSeconds: Int = 1
 
     func validate() throws {

@@ -51,19 +51,28 @@ extension LogFormat: ExpressibleByArgument {}
 
 /// Flags shared by the commands that apply files (ingest, backfill).
 struct ApplyOptions: ParsableArguments {
-    @Option(help: "Allowed lateness in seconds: events older than (newest event_time so far, never past the ingest clock, − this) count as late.")
+    static let maxAllowedLateness: Double = 365 * 86_400
+    static let maxBusyTimeout: Double = 86_400
+
+    @Option(parsing: .unconditional, help: "Allowed lateness in seconds: events older than (newest event_time so far, never past the ingest clock, − this) count as late.")
     var allowedLateness: Double = 30
 
-    @Option(help: "Decompressed bytes allowed per file before it is quarantined as a gzip bomb.")
+    @Option(parsing: .unconditional, help: "Decompressed bytes allowed per file before it is quarantined as a gzip bomb.")
     var maxFileOutput: Int64 = 1 << 30
 
-    @Option(help: "Seconds to wait for another connection's write lock before exiting 75.")
+    @Option(parsing: .unconditional, help: "Seconds to wait for another connection's write lock before exiting 75.")
     var busyTimeout: Double = 5
 
     func validate() throws {
-        if allowedLateness < 0 { throw ValidationError("--allowed-lateness cannot be negative") }
+        // Bounded as well: a lateness beyond a year, or a wait beyond a day, means a typo, and
+        // either would overflow the clock arithmetic behind it (nanoseconds, milliseconds).
+        if !(0...ApplyOptions.maxAllowedLateness).contains(allowedLateness) {
+            throw ValidationError("--allowed-lateness must be 0 to \(Int(ApplyOptions.maxAllowedLateness)) seconds (a year), got \(allowedLateness)")
+        }
         if maxFileOutput <= 0 { throw ValidationError("--max-file-output must be positive") }
-        if busyTimeout < 0 { throw ValidationError("--busy-timeout cannot be negative") }
+        if !(0...ApplyOptions.maxBusyTimeout).contains(busyTimeout) {
+            throw ValidationError("--busy-timeout must be 0 to \(Int(ApplyOptions.maxBusyTimeout)) seconds (a day), got \(busyTimeout)")
+        }
     }
 
     func apply(to options: inout IngestOptions) {
@@ -75,7 +84,7 @@ struct ApplyOptions: ParsableArguments {
 
 /// validate's and rebuild's hidden `--events-per-pass` (tests and tuning).
 struct PassOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Events held in memory per pass over the source (tests and tuning).", visibility: .hidden))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Events held in memory per pass over the source (tests and tuning).", visibility: .hidden))
     var eventsPerPass: Int?
 
     func validate() throws {

@@ -13,10 +13,10 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print one JSON document.")
     var json = false
 
-    @Option(help: "How many recent batches to show.")
+    @Option(parsing: .unconditional, help: "How many recent batches to show.")
     var batches: Int = 10
 
-    @Option(help: "Also list this many of the most recent rejected lines (file, line, reason, text).")
+    @Option(parsing: .unconditional, help: "Also list this many of the most recent rejected lines (file, line, reason, text).")
     var rejected: Int = 0
 
     func validate() throws {

@@ -20,7 +20,7 @@ struct ValidateCommand: ParsableCommand {
     @Flag(help: "Print the report as one JSON document.")
     var json = false
 
-    @Option(help: "How many example findings to list per check.")
+    @Option(parsing: .unconditional, help: "How many example findings to list per check.")
     var show: Int = 10
 
     @OptionGroup var passes: PassOptions

@@ -916,6 +916,26 @@ import Testing
         let zero = try Binary.run(["ingest", "--files-per-commit", "0"])
         #expect(zero.status == 64)
         #expect(zero.stderr.contains("--files-per-commit must be at least 1"))
+        // A negative number is a value, not an unknown option, and each value out of range is
+        // named (those bounded above would overflow the clock arithmetic behind them; they
+        // crashed before).
+        let cases: [([String], String)] = [
+            (["ingest", "--loop", "--interval", "-1"], "--interval must be a number of seconds greater than 0, got -1.0"),
+            (["ingest", "--loop", "--interval", "nan"], "--interval must be a number of seconds greater than 0, got nan"),
+            (["ingest", "--max-new-partitions", "0"], "--max-new-partitions must be at least 1"),
+            (["backfill", "--from-dir", "/tmp", "--max-new-partitions", "-3"], "--max-new-partitions must be at least 1"),
+            (["ingest", "--busy-timeout", "3e6"], "--busy-timeout must be 0 to 86400 seconds (a day), got 3000000.0"),
+            (["ingest", "--busy-timeout", "inf"], "--busy-timeout must be 0 to 86400 seconds (a day), got inf"),
+            (["ingest", "--allowed-lateness", "1e12"], "--allowed-lateness must be 0 to 31536000 seconds (a year), got 1000000000000.0"),
+            (["ingest", "--allowed-lateness", "-5"], "--allowed-lateness must be 0 to 31536000 seconds (a year), got -5.0"),
+            (["ingest", "--max-files", "-2"], "--max-files must be at least 1"),
+            (["status", "--batches", "-1"], "--batches must be 0 or more"),
+            (["validate", "--show", "-1"], "--show must be 0 or more"),
+        ]
+        for (arguments, message) in cases {
+            let run = try Binary.run(arguments)
+            #expect(run.status == 64 && run.stderr.contains(message), "\(arguments): \(run.stderr)")
+        }
     }
 
     /// Backfill's source is not a landing folder: the hint says to check --from-dir, not to create it.
