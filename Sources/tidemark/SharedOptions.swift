@@ -88,7 +88,9 @@ struct PassOptions: ParsableArguments {
     var eventsPerPass: Int?
 
     func validate() throws {
-        if let eventsPerPass, eventsPerPass <= 0 { throw ValidationError("--events-per-pass must be at least 1") }
+        if let eventsPerPass, !(1...100_000_000).contains(eventsPerPass) {
+            throw ValidationError("--events-per-pass must be 1 to 100000000, got \(eventsPerPass)")
+        }
     }
 }
 

@@ -504,6 +504,13 @@ import Glibc
             ({ (o: inout ProducerOptions) in o.lateFraction = 1.5 }, "--late-fraction"),
             ({ (o: inout ProducerOptions) in o.sentLogFolder = o.landingFolder + "/." }, "--sent-log"),
             ({ (o: inout ProducerOptions) in o.fileSeconds = 0 }, "--file-seconds"),
+            // Values that overflowed the simulator's arithmetic or filled memory before.
+            ({ (o: inout ProducerOptions) in o.fileSeconds = .max }, "--file-seconds"),
+            ({ (o: inout ProducerOptions) in o.users = .max }, "--users"),
+            ({ (o: inout ProducerOptions) in o.rate = ProducerOptions.maxRate + 1 }, "--rate"),
+            ({ (o: inout ProducerOptions) in o.duration = .max }, "--duration"),
+            ({ (o: inout ProducerOptions) in o.lateDelay = SecondsRange(1, .max) }, "--late-delay"),
+            ({ (o: inout ProducerOptions) in o.correctionDelay = SecondsRange(1, ProducerOptions.maxDelay + 1) }, "--correction-delay"),
         ] {
             var broken = options
             tweak(&broken)

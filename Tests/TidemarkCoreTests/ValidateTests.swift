@@ -613,8 +613,10 @@ final class ProducedPipeline: @unchecked Sendable {
         let noDB = try Binary.run(["validate", "--data", p.folder.root + "/nodata"])
         #expect(noDB.status == 66)
         for command in ["validate", "rebuild"] {
-            let usage = try Binary.run([command, "--data", p.folder.data, "--all", "--events-per-pass", "0"].filter { $0 != "--all" || command == "rebuild" })
-            #expect(usage.status == 64 && usage.stderr.contains("--events-per-pass must be at least 1"), "\(command): \(usage.stderr)")
+            for (value, shown) in [("0", "0"), ("9223372036854775807", "9223372036854775807")] { // the largest overflowed rebuild's pass arithmetic
+                let usage = try Binary.run([command, "--data", p.folder.data, "--all", "--events-per-pass", value].filter { $0 != "--all" || command == "rebuild" })
+                #expect(usage.status == 64 && usage.stderr.contains("--events-per-pass must be 1 to 100000000, got \(shown)"), "\(command): \(usage.stderr)")
+            }
         }
         let f = try p.copy()
         try write(f, "UPDATE hourly_summary SET late_events = late_events + 5")

@@ -78,16 +78,25 @@ public struct ProducerOptions: Sendable {
         self.start = start
     }
 
+    static let maxRate = 10_000_000
+    static let maxUsers = 10_000_000
+    static let maxDuration = 10 * 365 * 86_400
+    static let maxDelay = 30 * 86_400
+
     /// Checks values and combinations; the message names the command-line flag.
     public func validate() throws {
         func usage(_ message: String) -> TidemarkError {
             TidemarkError("produce", "", cause: message, exit: .usage)
         }
-        guard rate >= 1 else { throw usage("--rate must be at least 1") }
-        guard users >= 1 else { throw usage("--users must be at least 1") }
-        guard fileSeconds >= 1 else { throw usage("--file-seconds must be at least 1") }
+        // Bounded above too: beyond these the simulator's time and size arithmetic would
+        // overflow, or its user table fill memory (they crashed before).
+        guard (1...ProducerOptions.maxRate).contains(rate) else { throw usage("--rate must be 1 to \(ProducerOptions.maxRate), got \(rate)") }
+        guard (1...ProducerOptions.maxUsers).contains(users) else { throw usage("--users must be 1 to \(ProducerOptions.maxUsers), got \(users)") }
+        guard (1...86_400).contains(fileSeconds) else { throw usage("--file-seconds must be 1 to 86400 (a day), got \(fileSeconds)") }
         if let count, count < 0 { throw usage("--count must not be negative") }
-        if let duration, duration < 0 { throw usage("--duration must not be negative") }
+        if let duration, !(0...ProducerOptions.maxDuration).contains(duration) {
+            throw usage("--duration must be 0 to \(ProducerOptions.maxDuration) seconds (ten years), got \(duration)")
+        }
         for (flag, value) in [("--late-fraction", lateFraction), ("--correction-fraction", correctionFraction),
                               ("--duplicate-fraction", duplicateFraction)] {
             guard value >= 0 && value <= 1 else { throw usage("\(flag) must be between 0 and 1, got \(value)") }
@@ -95,6 +104,11 @@ public struct ProducerOptions: Sendable {
         guard lateDelay.lower >= 1 else { throw usage("--late-delay must start at 1 second or more") }
         guard correctionDelay.lower >= 1 else { throw usage("--correction-delay must start at 1 second or more") }
         guard duplicateDelay.lower >= 1 else { throw usage("duplicate delay must start at 1 second or more") }
+        for (flag, range) in [("--late-delay", lateDelay), ("--correction-delay", correctionDelay), ("duplicate delay", duplicateDelay)] {
+            guard range.upper <= ProducerOptions.maxDelay else {
+                throw usage("\(flag) must end at \(ProducerOptions.maxDelay) seconds (30 days) or less, got \(range)")
+            }
+        }
         guard standardized(landingFolder) != standardized(sentLogFolder) else {
             throw usage("--landing and --sent-log must be different folders")
         }
