@@ -48,6 +48,20 @@ enum RebuildStore {
         return hours.sorted()
     }
 
+    /// Hours that hold anything a rebuild could act on: a partition row, an applied file in the
+    /// file index, a lookup entry or a table. An hour outside this set has nothing to rebuild.
+    static func hoursHoldingAnything(_ db: Database) throws -> Set<Int> {
+        var hours = Set(try allHours(db).map(\.hoursSinceEpoch))
+        hours.formUnion(try tableHours(db))
+        return hours
+    }
+
+    /// Hours whose partition table exists.
+    static func tableHours(_ db: Database) throws -> Set<Int> {
+        Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events\\_%' ESCAPE '\\'")
+            .compactMap { PartitionHour.fromTableName($0)?.hoursSinceEpoch })
+    }
+
     /// Applied files whose deliveries touched any of these hours (the file → hours index).
     static func files(touching hours: [PartitionHour], dataFolder: String, _ db: Database) throws -> [SourceFile] {
         guard !hours.isEmpty else { return [] }
