@@ -57,6 +57,7 @@ struct BackfillCommand: ParsableCommand {
         options.modifiedSince = since.flatMap { try? Timestamp.parse($0).get().secondsSinceEpoch }
         options.modifiedUntil = until.flatMap { try? Timestamp.parse($0).get().secondsSinceEpoch }
         if isatty(2) == 1 { options.progress = ProgressBar.ingest() }
+        if let metricsFile, let refusal = OutputFile.refusal(metricsFile, flag: "--metrics-file", dataFolder: shared.dataFolder) { throw fail(refusal) }
         StopSignal.install()
         do {
             let summary = try IngestJob.run(options, logger: logger)

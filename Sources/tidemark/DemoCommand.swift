@@ -48,6 +48,9 @@ struct DemoCommand: ParsableCommand {
         options.seed = seed
         let interactive = isatty(2) == 1
         do { try DemoJob.checkFolder(options) } catch { throw fail(error) }
+        for (flag, path) in [("--metrics-file", metricsFile), ("--html", html)] {
+            if let path, let refusal = OutputFile.refusal(path, flag: flag, dataFolder: options.data) { throw fail(refusal) }
+        }
         printErr("tidemark demo: \(events) events at \(rate)/s of simulated time, ingest every \(batchEvery) s, in \(folder)")
         do {
             let result = try DemoJob.run(options, logger: .init(label: "tidemark")) { line in

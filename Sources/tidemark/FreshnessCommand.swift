@@ -23,8 +23,8 @@ struct FreshnessCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard let warn = FreshnessReport.parseDuration(warnAfter) else { throw ValidationError("--warn-after \(warnAfter) is not a duration like 10m") }
-        guard let error = FreshnessReport.parseDuration(errorAfter) else { throw ValidationError("--error-after \(errorAfter) is not a duration like 1h") }
+        guard let warn = FreshnessReport.parseDuration(warnAfter) else { throw ValidationError("--warn-after \(warnAfter) is not a duration like 90s, 10m, 1h or 2d (ten years at most)") }
+        guard let error = FreshnessReport.parseDuration(errorAfter) else { throw ValidationError("--error-after \(errorAfter) is not a duration like 90s, 10m, 1h or 2d (ten years at most)") }
         if warn > error { throw ValidationError("--warn-after must not exceed --error-after") }
         if let now, (try? Timestamp.parse(now).get()) == nil { throw ValidationError("--now \(now) is not an RFC 3339 time") }
     }

@@ -51,7 +51,7 @@ struct IngestCommand: ParsableCommand {
         if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1") }
         if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
         if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }
-        if !(settleSeconds >= 0) || !settleSeconds.isFinite { throw ValidationError("--settle-seconds must be 0 or more, and finite") }
+        if !(0...604_800).contains(settleSeconds) { throw ValidationError("--settle-seconds must be 0 to 604800 seconds (a week), got \(settleSeconds)") }
         if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
         if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
     }
@@ -65,6 +65,8 @@ struct IngestCommand: ParsableCommand {
         options.maxNewPartitions = maxNewPartitions
         options.settleSeconds = settleSeconds
         options.filesPerCommit = filesPerCommit
+        // Refused before the batch, not after it: the metrics file would name one of tidemark's own.
+        if let metricsFile, let refusal = OutputFile.refusal(metricsFile, flag: "--metrics-file", dataFolder: shared.dataFolder) { throw fail(refusal) }
         StopSignal.install()
         let report = { (summary: BatchSummary) in
             // A loop prints one document per batch, each on its own line (JSON Lines).

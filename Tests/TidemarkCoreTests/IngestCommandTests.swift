@@ -594,9 +594,15 @@ import Testing
         #expect(stale.stderr.contains("quarantined file: nothing of it was applied; to retry it once repaired, move it back into the landing folder"), "\(stale.stderr)")
         #expect(stale.stderr.contains("to=\(f.data)/quarantine/x.ndjson.gz"), "\(stale.stderr)")
         let negative = try Binary.run(args(f, ["--settle-seconds=-1"]))
-        #expect(negative.status == 64 && negative.stderr.contains("--settle-seconds must be 0 or more"), "\(negative.stderr)")
+        #expect(negative.status == 64 && negative.stderr.contains("--settle-seconds must be 0 to 604800 seconds (a week), got -1.0"), "\(negative.stderr)")
         let endless = try Binary.run(args(f, ["--settle-seconds", "inf"]))
-        #expect(endless.status == 64 && endless.stderr.contains("--settle-seconds must be 0 or more, and finite"), "\(endless.stderr)")
+        #expect(endless.status == 64 && endless.stderr.contains("--settle-seconds must be 0 to 604800 seconds (a week), got inf"), "\(endless.stderr)")
+        // 1e308 passed the old check, and an empty file then crashed ingest while it wrote how
+        // long the file would wait (exit 132).
+        f.land("empty.ndjson.gz", [])
+        let huge = try Binary.run(args(f, ["--settle-seconds", "1e308"]))
+        #expect(huge.status == 64 && huge.stderr.contains("--settle-seconds must be 0 to 604800 seconds (a week), got 1e+308"), "\(huge.stderr)")
+        #expect(Durations.text(1e308) == "forever" && Durations.text(Double(Int.max)) == "forever" && Durations.text(90) == "1 min 30 s")
     }
 
     /// Landing entries that will never be ingested are not out of sight: one that looks meant
@@ -733,6 +739,38 @@ import Testing
         f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
         let run = try Binary.run(args(f, ["--dry-run", "--metrics-file", f.root + "/m.prom"]))
         #expect(run.status == 0 && !FileManager.default.fileExists(atPath: f.root + "/m.prom"), "\(run.stderr)")
+    }
+
+    /// An output file (`--html`, `--metrics-file`) that names one of the files tidemark keeps,
+    /// however it is spelled, is refused with 64 before anything is written or ingested: a
+    /// tab-completed `--html DATA/tidemark.sqlite` replaced the database with a web page, exit 0.
+    @Test func outputFilesNeverReplaceTheFilesTidemarkKeeps() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let archived = try #require(try f.archivedPath("1.ndjson.gz"))
+        let link = f.root + "/link-to-data"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: f.data)
+        f.land("2.ndjson.gz", [recordLine("two", time: "2025-07-30T10:00:00Z")])
+        let refused: [[String]] = [
+            ["report", "--data", f.data, "--html", f.data + "/tidemark.sqlite"],
+            ["report", "--data", f.data, "--html", link + "/./tidemark.sqlite"],
+            ["report", "--data", f.data, "--html", archived],
+            ["report", "--data", f.data, "--html", f.root + "/typo.ndjson.gz"],
+            args(f, ["--metrics-file", f.data + "/tidemark.sqlite-wal"]),
+            args(f, ["--metrics-file", f.data + "/.tidemark-id"]),
+            ["backfill", "--from-dir", f.landing, "--data", f.data, "--metrics-file", f.data + "/tidemark.lock"],
+        ]
+        let databaseBefore = try FileSystem.sha256(ofFile: f.database), archivedBefore = try FileSystem.sha256(ofFile: archived)
+        for arguments in refused {
+            let run = try Binary.run(arguments)
+            #expect(run.status == 64 && run.stderr.contains("nothing was written"), "\(arguments): \(run.stderr)")
+        }
+        #expect(try FileSystem.sha256(ofFile: f.database) == databaseBefore && FileSystem.sha256(ofFile: archived) == archivedBefore)
+        #expect(try f.row("two") == nil) // the refused ingest and backfill applied nothing
+        #expect(try Binary.run(["status", "--data", f.data]).status == 0)
+        // A report beside them is fine.
+        #expect(try Binary.run(["report", "--data", f.data, "--html", f.data + "/report.html"]).status == 0)
     }
 
     /// Every command's help lists the exit codes it can give (the README's table explains them).

@@ -420,6 +420,20 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(o["data_age_seconds"] as? Double == 300, "\(o)")
     }
 
+    /// Durations are what the help shows (a decimal number and one unit), up to ten years:
+    /// "inf" was taken and then failed as JSON with exit 74, "0x10s" was read as 16 s.
+    @Test func freshnessDurationsAreDecimalWithOneUnit() throws {
+        #expect(FreshnessReport.parseDuration("90s") == 90 && FreshnessReport.parseDuration("10m") == 600)
+        #expect(FreshnessReport.parseDuration("1.5h") == 5400 && FreshnessReport.parseDuration("2d") == 172_800)
+        #expect(FreshnessReport.parseDuration("90") == 90 && FreshnessReport.parseDuration("0s") == 0 && FreshnessReport.parseDuration(".5m") == 30)
+        for bad in ["inf", "infinity", "nan", "1e308d", "0x10s", "0x1p1000d", "-5m", "+5m", "", "s", ".", "1.2.3s", "١٠m", "10 m", "3651d", "1h30m"] {
+            #expect(FreshnessReport.parseDuration(bad) == nil, "accepted \(bad)")
+        }
+        let f = TestFolder()
+        let run = try Binary.run(["freshness", "--data", f.data, "--error-after", "inf", "--json"])
+        #expect(run.status == 64 && run.stderr.contains("--error-after inf is not a duration like 90s, 10m, 1h or 2d (ten years at most)"), "\(run.stderr)")
+    }
+
     @Test func freshnessOnFreshRunningAndStalledPipelines() throws {
         let f = TestFolder()
         let never = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])

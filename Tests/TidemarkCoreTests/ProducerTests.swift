@@ -511,6 +511,10 @@ import Glibc
             ({ (o: inout ProducerOptions) in o.duration = .max }, "--duration"),
             ({ (o: inout ProducerOptions) in o.lateDelay = SecondsRange(1, .max) }, "--late-delay"),
             ({ (o: inout ProducerOptions) in o.correctionDelay = SecondsRange(1, ProducerOptions.maxDelay + 1) }, "--correction-delay"),
+            // Events ingest would reject: before 1970, or past 2261 (the simulated clock crashed in 2262).
+            ({ (o: inout ProducerOptions) in o.start = try! Timestamp.parse("1969-12-31T23:59:59Z").get() }, "--start"),
+            ({ (o: inout ProducerOptions) in o.start = try! Timestamp.parse("2261-12-31T23:59:00Z").get(); o.duration = 9_000_000 }, "start earlier"),
+            ({ (o: inout ProducerOptions) in o.start = try! Timestamp.parse("2261-12-31T23:00:00Z").get(); o.count = 1_000_000; o.rate = 10 }, "produce fewer"),
         ] {
             var broken = options
             tweak(&broken)

@@ -51,6 +51,25 @@ import Testing
         #expect(t!.rfc3339 == "1900-01-01T00:00:00.000000000Z")
     }
 
+    /// A clock or a duration beyond the representable range (a broken clock, a typo in a flag)
+    /// saturates instead of trapping: ingest, status and freshness crashed with exit 132 under a
+    /// clock in 2262 or 1677.
+    @Test func arithmeticAtTheEndsOfTheRangeSaturates() {
+        #expect(Timestamp(secondsSinceEpoch: 1e300).nanosecondsSinceEpoch == .max)
+        #expect(Timestamp(secondsSinceEpoch: -1e300).nanosecondsSinceEpoch == .min)
+        #expect(Timestamp(secondsSinceEpoch: .infinity).nanosecondsSinceEpoch == .max)
+        #expect(Timestamp(secondsSinceEpoch: .nan).nanosecondsSinceEpoch == 0)
+        #expect(Timestamp(secondsSinceEpoch: 1.5).nanosecondsSinceEpoch == 1_500_000_000)
+        let late = Timestamp(nanosecondsSinceEpoch: .max - 10)
+        #expect((late + 3600).nanosecondsSinceEpoch == .max)
+        #expect((Timestamp(nanosecondsSinceEpoch: .min + 10) + -3600).nanosecondsSinceEpoch == .min)
+        #expect((Timestamp(nanosecondsSinceEpoch: 0) + 2).nanosecondsSinceEpoch == 2_000_000_000)
+        // The parser's "more than 24 h ahead" check with the clock within a day of the end.
+        let parser = EventLineParser(now: late)
+        let line = #"{"event_id":"e","user_id":"u","event_type":"t","event_time":"2261-12-31T23:00:00Z"}"#
+        #expect((try? parser.parse(line).get()) != nil)
+    }
+
     @Test func roundTripsOverManyInstants() {
         var random = SeededRandom(seed: 7)
         for _ in 0..<5000 {

@@ -39,7 +39,8 @@ public struct EventLineParser: Sendable {
 
     /// The rejection of a time more than `maxFutureSkew` past the ingest clock, if it is.
     private func tooFarAhead(_ time: Timestamp, _ field: String, _ text: String) -> LineRejection? {
-        guard time.nanosecondsSinceEpoch > now.nanosecondsSinceEpoch + maxFutureSkew else { return nil }
+        let (limit, overflow) = now.nanosecondsSinceEpoch.addingReportingOverflow(maxFutureSkew)
+        guard !overflow, time.nanosecondsSinceEpoch > limit else { return nil }
         return LineRejection("\(field) \(quoted(text)) is more than \(maxFutureSkew / Timestamp.nanosPerHour) h ahead of the ingest clock (\(now.rfc3339))")
     }
 

@@ -13,8 +13,17 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         self.nanosecondsSinceEpoch = nanosecondsSinceEpoch
     }
 
+    /// Saturates at the ends of the representable range (about 1677 to 2262): a clock or a
+    /// duration beyond them is a broken clock or a typo, not a reason to crash.
     public init(secondsSinceEpoch: Double) {
-        self.nanosecondsSinceEpoch = Int64((secondsSinceEpoch * 1e9).rounded())
+        self.nanosecondsSinceEpoch = Timestamp.saturatingNanoseconds(secondsSinceEpoch * 1e9)
+    }
+
+    static func saturatingNanoseconds(_ nanoseconds: Double) -> Int64 {
+        guard !nanoseconds.isNaN else { return 0 }
+        if nanoseconds >= 9.2e18 { return .max }
+        if nanoseconds <= -9.2e18 { return .min }
+        return Int64(nanoseconds.rounded())
     }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool {
@@ -35,8 +44,10 @@ public struct Timestamp: Comparable, Hashable, Sendable {
         PartitionHour(hoursSinceEpoch: Int(floorDiv(nanosecondsSinceEpoch, Timestamp.nanosPerHour)))
     }
 
+    /// Saturates, as `init(secondsSinceEpoch:)` does.
     public static func + (lhs: Timestamp, seconds: Double) -> Timestamp {
-        Timestamp(nanosecondsSinceEpoch: lhs.nanosecondsSinceEpoch + Int64((seconds * 1e9).rounded()))
+        let (sum, overflow) = lhs.nanosecondsSinceEpoch.addingReportingOverflow(saturatingNanoseconds(seconds * 1e9))
+        return Timestamp(nanosecondsSinceEpoch: overflow ? (seconds > 0 ? .max : .min) : sum)
     }
 
     /// Length of the canonical text (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`).

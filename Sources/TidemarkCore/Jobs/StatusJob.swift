@@ -162,12 +162,25 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
     static let clockSkew: Double = 5 * 60
 
     /// Parses durations like `90s`, `10m`, `1h`, `2d` (a bare number is seconds).
+    /// A duration like "90s", "10m", "1h", "2d" or "90" (seconds): a plain decimal number
+    /// (ASCII digits, one optional point) and one unit, up to ten years. Not "inf", "1e9" or
+    /// "0x10", which Swift's number parsing would take.
     public static func parseDuration(_ text: String) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-        if let unit = text.last, let factor = units[unit], let value = Double(text.dropLast()), value >= 0 { return value * factor }
-        if let value = Double(text), value >= 0 { return value }
-        return nil
+        var number = Substring(text), factor = 1.0
+        if let unit = text.last, let unitFactor = units[unit] {
+            number = number.dropLast()
+            factor = unitFactor
+        }
+        let digits = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard !number.isEmpty, digits.allSatisfy({ $0.allSatisfy { ("0"..."9").contains($0) } }), digits.contains(where: { !$0.isEmpty }),
+              let value = Double(number) else { return nil }
+        let seconds = value * factor
+        return seconds <= maxDuration ? seconds : nil
     }
+
+    /// The longest duration `parseDuration` takes: ten years.
+    static let maxDuration: Double = 10 * 365 * 86_400
 
     public static func check(dataFolder: String, warnAfter: Double, errorAfter: Double, now: Timestamp) throws -> FreshnessReport {
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
@@ -200,7 +213,8 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
 /// Durations for people: "42 s", "12 min 5 s", "3 h 20 min", "485 d 13 h".
 enum Durations {
     static func text(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "forever" }
+        // Beyond a million years (a flag's typo, a broken clock) there is nothing to count.
+        guard seconds.isFinite, seconds.magnitude < 3e13 else { return seconds < 0 ? "minus forever" : "forever" }
         let s = Int(seconds.rounded())
         if s < 60 { return "\(s) s" }
         if s < 3600 { return s % 60 == 0 ? "\(s / 60) min" : "\(s / 60) min \(s % 60) s" }

@@ -109,6 +109,19 @@ public struct ProducerOptions: Sendable {
                 throw usage("\(flag) must end at \(ProducerOptions.maxDelay) seconds (30 days) or less, got \(range)")
             }
         }
+        // Every event must be one that ingest accepts: dated from 1970 to the end of 2261 (the
+        // simulated clock ran past 2262 and crashed before). Without --count or --duration the
+        // clock is the real one.
+        let firstAccepted = Timestamp(nanosecondsSinceEpoch: 0)
+        let lastAccepted = Timestamp(nanosecondsSinceEpoch: Timestamp.endSecond * Timestamp.nanosPerSecond - 1)
+        guard start >= firstAccepted else { throw usage("--start must be 1970 or later (ingest rejects events dated before 1970), got \(start.rfc3339)") }
+        let seconds = [duration.map(Double.init), count.map { Double($0) / Double(rate) }].compactMap { $0 }.min()
+        if let seconds {
+            let delays = Double(max(lateDelay.upper, correctionDelay.upper, duplicateDelay.upper, 0)) + Double(fileSeconds)
+            guard start.secondsSinceEpoch + seconds + delays < lastAccepted.secondsSinceEpoch else {
+                throw usage("the simulated clock would run past \(lastAccepted.rfc3339), the last time ingest accepts: start earlier than \(start.rfc3339), or produce fewer events")
+            }
+        }
         guard standardized(landingFolder) != standardized(sentLogFolder) else {
             throw usage("--landing and --sent-log must be different folders")
         }

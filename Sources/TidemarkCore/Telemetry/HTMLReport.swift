@@ -4,7 +4,8 @@ import Foundation
 /// with the charts an operator looks at: events per hour (valid vs deleted), late events per
 /// hour, ingestion lag per batch, partitions reprocessed per batch.
 public enum HTMLReport {
-    public static func write(dataFolder: String, to path: String) throws {
+    public static func write(dataFolder: String, to path: String, flag: String = "--html") throws {
+        if let refusal = OutputFile.refusal(path, flag: flag, dataFolder: dataFolder) { throw refusal }
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false, readOnly: true)
         let html = try warehouse.read { db in
             render(hours: try ReportQueries.hours(db), batches: try ReportQueries.batches(limit: nil, db).filter { $0.status == "succeeded" },

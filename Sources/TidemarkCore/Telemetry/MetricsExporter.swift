@@ -63,6 +63,7 @@ public enum MetricsExporter {
 
     /// Reads the cumulative counters from the warehouse and writes the textfile.
     public static func write(dataFolder: String, to path: String, last: BatchSummary?) throws {
+        if let refusal = OutputFile.refusal(path, flag: "--metrics-file", dataFolder: dataFolder) { throw refusal }
         let warehouse = try Warehouse(dataFolder: dataFolder, create: false)
         let (counters, lastSuccess, timings, backlog) = try warehouse.read { db in
             (try StatusQueries.counters(db), try StatusQueries.lastSuccess(db), try StatusQueries.latestTimings(db), try StatusQueries.lastIngestBacklog(db))

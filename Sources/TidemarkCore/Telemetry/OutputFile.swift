@@ -1,0 +1,33 @@
+import Foundation
+
+/// Files written on request (`report --html`, `--metrics-file`, `demo --html`): never one of
+/// the files tidemark keeps, however the path is spelled. A tab-completed
+/// `--html DATA/tidemark.sqlite` would otherwise replace the database with a web page, exit 0.
+public enum OutputFile {
+    /// Why `path` must not be written for `flag` beside the data folder `dataFolder`, if so: it
+    /// is the database (or its log, lock or id), lies in the archive or the quarantine, or is
+    /// named like a landing file or a tidemark marker file, which no output of tidemark is.
+    public static func refusal(_ path: String, flag: String, dataFolder: String) -> TidemarkError? {
+        let target = FileSystem.canonicalPath(path)
+        let data = FileSystem.canonicalPath(dataFolder)
+        let name = (target as NSString).lastPathComponent
+        let database = (data as NSString).appendingPathComponent(Warehouse.databaseName)
+        let kept = [database, database + "-wal", database + "-shm", database + "-journal",
+                    (data as NSString).appendingPathComponent("tidemark.lock"),
+                    (data as NSString).appendingPathComponent(DataFolderIdentity.fileName)]
+        let why: String?
+        if kept.contains(target) || FileSystem.sameFile(path, database) {
+            why = "is a file tidemark keeps in the data folder (its database, the database's log, lock or id): writing it would destroy it"
+        } else if FileSystem.isSameOrInside(target, (data as NSString).appendingPathComponent("archive"))
+                    || FileSystem.isSameOrInside(target, (data as NSString).appendingPathComponent("quarantine")) {
+            why = "lies in the data folder's archive or quarantine, which hold the raw files the ledger names: writing there would replace one"
+        } else if LandingFolder.suffixes.contains(where: { name.hasSuffix($0) }) || name.hasPrefix(".tidemark") {
+            why = "is named like a landing file or a tidemark marker file, which no output of tidemark is: writing it could replace data not ingested yet"
+        } else {
+            why = nil
+        }
+        return why.map {
+            TidemarkError(flag, path, cause: $0, hint: "nothing was written; pass a path outside the data folder's files, such as report.html or tidemark.prom", exit: .usage)
+        }
+    }
+}
