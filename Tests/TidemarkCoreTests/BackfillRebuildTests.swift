@@ -810,6 +810,9 @@ import Testing
         #expect(try f.row("s1") != nil)
         #expect(try f.row("s0") == nil && f.row("s2") == nil)
         #expect(try backfill(f, from: source, extra: ["--since", "yesterday"]).status == 64)
+        // A window no file falls in says so, rather than nothing (or "no file in the source").
+        let none = try backfill(f, from: source, extra: ["--since", "2025-08-01T00:00:00Z"])
+        #expect(none.status == 0 && none.stderr.contains("none of the 3 files in the source was modified within --since/--until: nothing to do"), "\(none.stderr)")
     }
 
     @Test func killedBackfillResumesToTheSameState() throws {

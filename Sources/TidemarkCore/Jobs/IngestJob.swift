@@ -135,6 +135,11 @@ public enum IngestJob {
         var files = scan.files
         if let since = options.modifiedSince { files = files.filter { $0.modified >= since } }
         if let until = options.modifiedUntil { files = files.filter { $0.modified < until } }
+        if files.isEmpty && !scan.files.isEmpty && (options.modifiedSince != nil || options.modifiedUntil != nil) {
+            logger.warning("none of the \(plural(scan.files.count, "file")) in the source was modified within --since/--until: nothing to do",
+                           metadata: ["since": "\(options.modifiedSince.map { Timestamp(secondsSinceEpoch: $0).rfc3339 } ?? "-")",
+                                      "until": "\(options.modifiedUntil.map { Timestamp(secondsSinceEpoch: $0).rfc3339 } ?? "-")"])
+        }
         if let maxFiles = options.maxFiles, files.count > maxFiles { files = Array(files.prefix(maxFiles)) }
         let started = options.clock()
         let wallStart = Date()
