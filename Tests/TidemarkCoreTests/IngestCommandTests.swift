@@ -769,8 +769,10 @@ import Testing
         #expect(try FileSystem.sha256(ofFile: f.database) == databaseBefore && FileSystem.sha256(ofFile: archived) == archivedBefore)
         #expect(try f.row("two") == nil) // the refused ingest and backfill applied nothing
         #expect(try Binary.run(["status", "--data", f.data]).status == 0)
-        // A report beside them is fine.
+        // A report beside them is fine, and so is a hidden metrics file named after the tool.
         #expect(try Binary.run(["report", "--data", f.data, "--html", f.data + "/report.html"]).status == 0)
+        #expect(try Binary.run(args(f, ["--metrics-file", f.root + "/.tidemark.prom"])).status == 0)
+        #expect(try f.row("two") != nil)
     }
 
     /// Every command's help lists the exit codes it can give (the README's table explains them).

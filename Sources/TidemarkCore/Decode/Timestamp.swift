@@ -21,8 +21,8 @@ public struct Timestamp: Comparable, Hashable, Sendable {
 
     static func saturatingNanoseconds(_ nanoseconds: Double) -> Int64 {
         guard !nanoseconds.isNaN else { return 0 }
-        if nanoseconds >= 9.2e18 { return .max }
-        if nanoseconds <= -9.2e18 { return .min }
+        if nanoseconds >= 0x1p63 { return .max }
+        if nanoseconds < -0x1p63 { return .min }
         return Int64(nanoseconds.rounded())
     }
 

@@ -314,7 +314,7 @@ struct BatchRunner {
                                   holdingFilesAhead: options.dryRun ? nil : filesAhead)
         defer { decoder.cancel() }
         var inFlight: InFlightFile?
-        while let piece = decoder.next() {
+        while var piece = decoder.next() {
             if inFlight == nil {
                 if StopSignal.requested {
                     logger.notice("stop requested: ending the batch after the files already applied")
@@ -328,7 +328,10 @@ struct BatchRunner {
                                         watermarkBefore: maxEventTime.map { $0 + -options.allowedLateness }, maxEventTime: maxEventTime)
                 nextFileID += 1
             }
-            inFlight!.absorb(piece.lines, now: now)
+            // Handed over, not shared: `absorb` then takes the lines out without copying them.
+            var lines: [DecodedLine] = []
+            swap(&lines, &piece.lines)
+            inFlight!.absorb(lines, now: now)
             if !inFlight!.streaming && inFlight!.buffered > BatchRunner.largeFileLines {
                 // A large file is applied in slices inside its own savepoint, so memory stays
                 // bounded and the file is still all or nothing.
@@ -916,7 +919,6 @@ struct InFlightFile {
         // into `deliveries` instead of being copied and the original released.
         var lines = lines
         lines.reverse()
-        deliveries.reserveCapacity(deliveries.count + lines.count)
         while let line = lines.popLast() {
             counts.read += 1
             // Once the file is bound for quarantine or the next batch, only count what is left of it.

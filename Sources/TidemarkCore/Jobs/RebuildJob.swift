@@ -124,15 +124,15 @@ public enum RebuildJob {
                 // of this run are rebuilt once more, until none is left (a few rounds at most).
                 var staleCopies = Set<Int>()
                 // A range of hours may span years: an hour holding nothing at all is known
-                // without a query (the set grows with the tables each rebuilt hour may create).
-                var holdingAnything = try RebuildStore.hoursHoldingAnything(db)
+                // without a query. (No rebuild creates a table outside this set: relocated
+                // entries only go to hours whose table exists.)
+                let holdingAnything = try RebuildStore.hoursHoldingAnything(db)
                 func rebuildRound(_ hours: [PartitionHour], first: Bool) throws {
                     for hour in hours {
                         if !holdingAnything.contains(hour.hoursSinceEpoch) {
                             if first { withoutData.append(hour.label) }
                             continue
                         }
-                        defer { if let tables = try? RebuildStore.tableHours(db) { holdingAnything.formUnion(tables) } }
                         // An hour with no partition row, no table and no archived file has nothing to
                         // rebuild from: no empty table is made. Lookup entries naming it (damaged) point
                         // at nothing and are removed.

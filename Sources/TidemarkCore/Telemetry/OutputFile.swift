@@ -12,16 +12,17 @@ public enum OutputFile {
         let data = FileSystem.canonicalPath(dataFolder)
         let name = (target as NSString).lastPathComponent
         let database = (data as NSString).appendingPathComponent(Warehouse.databaseName)
-        let kept = [database, database + "-wal", database + "-shm", database + "-journal",
-                    (data as NSString).appendingPathComponent("tidemark.lock"),
-                    (data as NSString).appendingPathComponent(DataFolderIdentity.fileName)]
+        // Where SQLite keeps its log: beside the database file itself, should that be a link.
+        let realDatabase = FileSystem.canonicalPath(database)
+        let kept = [database, realDatabase].flatMap { [$0, $0 + "-wal", $0 + "-shm", $0 + "-journal"] }
+            + [(data as NSString).appendingPathComponent("tidemark.lock"), (data as NSString).appendingPathComponent(DataFolderIdentity.fileName)]
         let why: String?
         if kept.contains(target) || FileSystem.sameFile(path, database) {
             why = "is a file tidemark keeps in the data folder (its database, the database's log, lock or id): writing it would destroy it"
         } else if FileSystem.isSameOrInside(target, (data as NSString).appendingPathComponent("archive"))
                     || FileSystem.isSameOrInside(target, (data as NSString).appendingPathComponent("quarantine")) {
             why = "lies in the data folder's archive or quarantine, which hold the raw files the ledger names: writing there would replace one"
-        } else if LandingFolder.suffixes.contains(where: { name.hasSuffix($0) }) || name.hasPrefix(".tidemark") {
+        } else if LandingFolder.suffixes.contains(where: { name.hasSuffix($0) }) || [DataFolderIdentity.fileName, LandingClaim.fileName].contains(name) {
             why = "is named like a landing file or a tidemark marker file, which no output of tidemark is: writing it could replace data not ingested yet"
         } else {
             why = nil
