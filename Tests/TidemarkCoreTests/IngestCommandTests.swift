@@ -206,6 +206,31 @@ import Testing
         #expect(check.stdout.contains("file x.ndjson.gz (applied): archived copy \(locations[0]) is missing"), "\(check.stdout)")
     }
 
+    /// A 255-byte name landed a second time (new content): its archive name takes a ledger-id
+    /// prefix and would pass the 255-byte limit of a name, so its stem is cut (marked `~`) and
+    /// its suffix kept. Before, the move failed on every run, and every later file waited behind
+    /// it with exit 74.
+    @Test func aLongNameLandedTwiceIsArchivedUnderANameThatFits() throws {
+        let f = TestFolder()
+        let name = String(repeating: "a", count: 255 - ".ndjson.gz".utf8.count) + ".ndjson.gz"
+        f.land(name, [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        f.land(name, [recordLine("second", time: "2025-07-30T10:00:00Z")])
+        let again = try Binary.run(args(f))
+        #expect(again.status == 0, "\(again.stderr)")
+        f.land("later.ndjson.gz", [recordLine("third", time: "2025-07-30T11:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let locations = try f.query { try String.fetchAll($0, sql: "SELECT location FROM ingested_files ORDER BY file_id") }
+        let second = (locations[1] as NSString).lastPathComponent
+        #expect(second.utf8.count <= 255 && second.hasPrefix("2-aaa") && second.hasSuffix("~.ndjson.gz"), "\(second)")
+        #expect(locations.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+        #expect(try f.landingEntries().isEmpty)
+        #expect(try f.row("second") != nil && f.row("third") != nil)
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay", "--landing", f.landing]).status == 0)
+        #expect(BatchRunner.prefixed("12-", "short.ndjson.gz") == "12-short.ndjson.gz")
+        #expect(BatchRunner.prefixed("12-", String(repeating: "é", count: 130) + ".json.gz").utf8.count <= 255)
+    }
+
     /// Killed right after capturing a landing file for its move (`captured-<id>-NAME`, still
     /// in landing): the next run recognizes the capture by its ledger id and finishes the move,
     /// with no second ledger row, and validate's archive replay agrees.

@@ -529,13 +529,25 @@ struct BatchRunner {
         }
         let plain = (folder as NSString).appendingPathComponent(name)
         if free(plain) { return plain }
-        var candidate = (folder as NSString).appendingPathComponent("\(fileID)-\(name)")
+        var candidate = (folder as NSString).appendingPathComponent(BatchRunner.prefixed("\(fileID)-", name))
         var k = 2
         while !free(candidate) {
-            candidate = (folder as NSString).appendingPathComponent("\(fileID)-\(k)-\(name)")
+            candidate = (folder as NSString).appendingPathComponent(BatchRunner.prefixed("\(fileID)-\(k)-", name))
             k += 1
         }
         return candidate
+    }
+
+    /// `prefix` and `name` as one file name within the 255-byte limit of a name: a long name
+    /// loses the end of its stem, marked `~`, and keeps its suffix (`.ndjson.gz`). A 255-byte
+    /// name landed twice could otherwise never be archived, and held every later run at 74.
+    static func prefixed(_ prefix: String, _ name: String) -> String {
+        let limit = 255
+        guard prefix.utf8.count + name.utf8.count > limit else { return prefix + name }
+        let suffix = LandingFolder.suffixes.first { name.hasSuffix($0) } ?? ""
+        var stem = Substring(name.dropLast(suffix.count))
+        while !stem.isEmpty && prefix.utf8.count + stem.utf8.count + 1 + suffix.utf8.count > limit { stem = stem.dropLast() }
+        return prefix + stem + "~" + suffix
     }
 
     /// A landing file whose ledger row committed but whose move did not happen (crash in
