@@ -7,7 +7,7 @@ struct RebuildCommand: ParsableCommand {
         commandName: "rebuild",
         abstract: "Rebuild hourly partitions from the archived raw files (compared with the stored rows; what differs is written in one transaction per hour).",
         discussion: """
-            Exit codes: 0 rebuilt (or nothing to do); 64 usage, or a database copied in from another data folder; 65 an archived file no longer matches its SHA-256, \
+            Exit codes: 0 rebuilt (or nothing to do; or stopped by SIGINT/SIGTERM after the hour in hand, the hours not rebuilt named); 64 usage, or a database copied in from another data folder; 65 an archived file no longer matches its SHA-256, \
             or the hour's table has no row id left for new rows; 66 an archived file or the database is missing (or was lost beside a non-empty archive); \
             74 I/O error (a full disk included); 75 another job holds the lock.
             """)
@@ -37,6 +37,8 @@ struct RebuildCommand: ParsableCommand {
         options.hours = hours.range
         options.dryRun = dryRun
         if let eventsPerPass = passes.eventsPerPass { options.eventsPerPass = eventsPerPass }
+        // SIGINT/SIGTERM: the hour in hand finishes (or a second signal rolls it back at once).
+        StopSignal.installStoppingOnce()
         do {
             let report = try RebuildJob.run(options, logger: logger)
             if json { printJSON(try report.jsonText()) } else { print(report.text, terminator: "") }

@@ -251,6 +251,28 @@ import Testing
         #expect(after.status == 0, "\(after.stdout)")
     }
 
+    /// SIGTERM during `rebuild --all`: the hour in hand is finished and committed, the others
+    /// are named as not rebuilt, and the exit is 0 (before, the process died with 143 and no
+    /// report). A rerun rebuilds everything.
+    @Test func aStopRequestEndsTheRebuildAfterTheHourInHand() throws {
+        let f = try TestFolder.producedByTheBinary(count: 20_000, seed: 23)
+        let hours = try f.query { try String.fetchAll($0, sql: "SELECT hour FROM partitions ORDER BY hour") }
+        try #require(hours.count >= 2)
+        let out = Pipe()
+        let process = try Binary.startPaused(at: "rebuild-hour-done", ["rebuild", "--data", f.data, "--all", "--json"],
+                                             notice: f.root + "/paused", standardOutput: out)
+        kill(process.processIdentifier, SIGTERM)
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(stdout)")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let report = try decoder.decode(RebuildReport.self, from: Data(stdout.utf8))
+        #expect(report.hours.map(\.hour) == [hours[0]] && report.notRebuilt == Array(hours.dropFirst()), "\(stdout)")
+        let again = try rebuild(f)
+        #expect(again.notRebuilt.isEmpty && again.hours.map(\.hour) == hours)
+    }
+
     /// Rows of the file index (`file_hours`) lost by hand: validate names the files it no
     /// longer indexes, and rebuild refuses (65) rather than take their rows for strays and undo
     /// their deletions. A file whose tombstones all wait for their events is rightly unindexed.

@@ -63,6 +63,9 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
     /// lookup entry was lost or wrong) once it is done: hours outside the run; in a dry run, or
     /// after its extra rounds, hours of it too. Rebuilding them removes the copy.
     public var staleCopiesIn: [String] = []
+    /// Hours asked for and left as they were because a stop was requested (SIGINT/SIGTERM)
+    /// before their turn: the hours above were rebuilt, each committed.
+    public var notRebuilt: [String] = []
 
     public var text: String {
         var rows = [["hour", "outcome", "rows", "added", "changed", "removed", "files read", "checksum recorded", "checksum after"]]
@@ -74,6 +77,9 @@ public struct RebuildReport: Codable, Sendable, JSONDocument {
         if !hoursWithoutData.isEmpty {
             let named = TextTable.firstFew(hoursWithoutData)
             text += "nothing to rebuild for \(named): no partition and no archived file holds events of \(hoursWithoutData.count == 1 ? "that hour" : "those hours")\n"
+        }
+        if !notRebuilt.isEmpty {
+            text += "stop requested: \(TextTable.firstFew(notRebuilt)) \(notRebuilt.count == 1 ? "was" : "were") not rebuilt (left as \(notRebuilt.count == 1 ? "it was" : "they were")); run the rebuild again for \(notRebuilt.count == 1 ? "it" : "them")\n"
         }
         if !staleCopiesIn.isEmpty {
             text += "\(TextTable.firstFew(staleCopiesIn)) still \(staleCopiesIn.count == 1 ? "holds a stale copy" : "hold stale copies") of events this rebuild placed elsewhere: "
@@ -115,6 +121,7 @@ public enum RebuildJob {
             var results: [RebuildHourResult] = []
             var withoutData: [String] = []
             var staleCopiesOutside: [String] = []
+            var notRebuilt: [String] = []
             do {
                 // The partitions' rows, read once: each hour's is its "before".
                 let registered = Dictionary(try ValidationQueries.partitions(db).map { ($0.hour, $0) }, uniquingKeysWith: { a, _ in a })
@@ -148,6 +155,11 @@ public enum RebuildJob {
                                                              outcome: RebuildHourResult.outcome(tableExisted: true, repaired: true, dryRun: options.dryRun)))
                             continue
                         }
+                        // Asked to stop: the hours done stay committed, the rest are named.
+                        if StopSignal.requested {
+                            if !notRebuilt.contains(hour.label) { notRebuilt.append(hour.label) }
+                            continue
+                        }
                         var settled: [ExactText] = []
                         var copiesIn = Set<Int>()
                         let result = try rebuild(hour, before: first ? registered[hour] : try ValidationQueries.partitionEntry(hour, db), batchID: batchID,
@@ -160,12 +172,13 @@ public enum RebuildJob {
                         }
                         for id in settled { waiting[id] = nil } // the hour's copy is gone: no dictionary copy
                         staleCopies.formUnion(copiesIn)
+                        FaultPoint.pause("rebuild-hour-done")
                     }
                 }
                 try rebuildRound(selected, first: true)
                 // A dry run changed nothing: another round would find the same.
                 let asked = Set(selected.map(\.hoursSinceEpoch))
-                for _ in 0..<3 where !options.dryRun {
+                for _ in 0..<3 where !options.dryRun && !StopSignal.requested {
                     let again = staleCopies.intersection(asked)
                     guard !again.isEmpty else { break }
                     staleCopies.subtract(again)
@@ -180,7 +193,8 @@ public enum RebuildJob {
                 try RebuildStore.finishBatch(id: batchID, hours: results.map(\.hour), at: options.clock(),
                                              seconds: Date().timeIntervalSince(wall), db)
             }
-            return RebuildReport(dryRun: options.dryRun, hours: results, hoursWithoutData: withoutData, staleCopiesIn: staleCopiesOutside)
+            return RebuildReport(dryRun: options.dryRun, hours: results, hoursWithoutData: withoutData, staleCopiesIn: staleCopiesOutside,
+                                 notRebuilt: notRebuilt)
         }
     }
 

@@ -36,6 +36,23 @@ public enum StopSignal {
         signal(SIGINT) { sig in noteStopRequest(sig) }
     }
 
+    /// As `install`, for a job whose unit of work can be long (a rebuild's hour): the first
+    /// SIGINT/SIGTERM asks it to stop after the unit in hand; after that the signals are back to
+    /// their default, so a second one ends the process at once (its open transaction rolls back).
+    public static func installStoppingOnce() {
+        install()
+        signal(SIGTERM) { sig in
+            noteStopRequest(sig)
+            signal(SIGTERM, SIG_DFL)
+            signal(SIGINT, SIG_DFL)
+        }
+        signal(SIGINT) { sig in
+            noteStopRequest(sig)
+            signal(SIGTERM, SIG_DFL)
+            signal(SIGINT, SIG_DFL)
+        }
+    }
+
     /// A second SIGINT/SIGTERM, a second or more after the first: the operator will not wait for
     /// what the first one lets finish. (One Ctrl-C can arrive twice at once, from the terminal and
     /// from a supervisor forwarding it to the process group: that is not insisting.)
