@@ -89,7 +89,7 @@ def full_ingest(paths, landing_name, data_name, runs=3):
 
 # Data: the producer in simulated time, as the issue specifies.
 files = produced("source", "sent", ["--rate", "1000"])
-source = os.path.dirname(files[0])
+source = os.path.join(work, "source")
 
 # One file of 1,000 events with late events and corrections, a day after the big set.
 one_dir = os.path.join(work, "one-file")

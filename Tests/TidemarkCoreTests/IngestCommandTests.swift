@@ -9,6 +9,18 @@ import Testing
         ["ingest", "--landing", f.landing, "--data", f.data] + extra
     }
 
+    /// A producer's file written in place: `stream.ndjson.gz` landed with one event ("first"),
+    /// the bytes it holds, and the gzip member (event "second") a test appends to it.
+    func streamFile(_ f: TestFolder) throws -> (path: String, appliedBytes: [UInt8], appended: [UInt8]) {
+        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
+        return (path, try FileSystem.readAll(path), GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n"))
+    }
+
+    /// The ledger's reason for the file of that name (its first row).
+    func ledgerReason(_ f: TestFolder, _ name: String) throws -> String? {
+        try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = ? ORDER BY file_id", arguments: [name]) }
+    }
+
     /// Runs the binary held before it decodes (`TIDEMARK_PAUSE_AT=before-decode`), removes
     /// `path` once it is held there (`TIDEMARK_PAUSE_NOTICE`: the scan, which listed the file,
     /// and backfill's content check, which reads it, are done), and returns how the run ended:
@@ -92,9 +104,7 @@ import Testing
     /// and once it is quiet a run applies the rest. Nothing is lost, and validate agrees.
     @Test func aFileStillBeingWrittenInPlaceIsNotArchivedWithUnappliedData() throws {
         let f = TestFolder()
-        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
-        let appliedBytes = try FileSystem.readAll(path)
-        let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
+        let (path, appliedBytes, appended) = try streamFile(f)
         let run = try runPaused(at: "after-commit", args(f, ["--json"]), f) {
             try append(appended, to: path)
         }
@@ -105,7 +115,7 @@ import Testing
         #expect(try FileSystem.readAll(archived) == appliedBytes)
         #expect(try FileSystem.readAll(path) == appliedBytes + appended)
         #expect(try f.landingEntries() == ["stream.ndjson.gz"])
-        let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = 'stream.ndjson.gz'") }
+        let reason = try ledgerReason(f, "stream.ndjson.gz")
         #expect(reason?.hasPrefix("grew while read: the archive holds the \(appliedBytes.count) bytes read") == true, "\(reason ?? "nil")")
         #expect(try f.row("first") != nil && f.row("second") == nil)
         // Written just now: left alone while it may still grow.
@@ -132,14 +142,12 @@ import Testing
     /// the bytes read, and a later run reads the rest. Nothing is lost, and validate agrees.
     @Test func appendsIntoAnArchivedFileAreReclaimedByTheNextRun() throws {
         let f = TestFolder()
-        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
-        let appliedBytes = try FileSystem.readAll(path)
+        let (path, appliedBytes, appended) = try streamFile(f)
         let fd = open(path, O_WRONLY | O_APPEND)
         try #require(fd >= 0)
         defer { close(fd) }
         #expect(try Binary.run(args(f)).status == 0)
         let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
-        let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
         try append(appended, through: fd)
         #expect(try FileSystem.readAll(archived) == appliedBytes + appended)
         let reclaim = try Binary.run(args(f))
@@ -147,7 +155,7 @@ import Testing
         #expect(reclaim.stderr.contains("archived file grew after it was moved: its producer is still writing it in place"), "\(reclaim.stderr)")
         #expect(try FileSystem.readAll(archived) == appliedBytes)
         #expect(try FileSystem.readAll(path) == appliedBytes + appended)
-        let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = 'stream.ndjson.gz'") }
+        let reason = try ledgerReason(f, "stream.ndjson.gz")
         #expect(reason?.hasPrefix("grew while read: the archive holds the \(appliedBytes.count) bytes read") == true, "\(reason ?? "nil")")
         // The producer's descriptor followed the file back to landing.
         let more = GzipWriter.gzip(recordLine("third", time: "2025-07-30T10:00:02Z") + "\n")
@@ -165,9 +173,7 @@ import Testing
     /// copy from the file's first bytes, where the ledger says, then reads the whole file again.
     @Test func aGrownFileWhoseArchiveCopyFailedIsArchivedFromItsStartNextRun() throws {
         let f = TestFolder()
-        let path = f.land("stream.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
-        let appliedBytes = try FileSystem.readAll(path)
-        let appended = GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n")
+        let (path, appliedBytes, appended) = try streamFile(f)
         let run = try runPaused(at: "after-commit", args(f), f, environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"]) {
             try append(appended, to: path)
         }

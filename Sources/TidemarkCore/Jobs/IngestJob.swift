@@ -463,9 +463,7 @@ struct BatchRunner {
                                                         keepingGrowth: FileSystem.parentFolder(of: destination) != quarantineFolder)
             if case let .grew(applied, now, _) = outcome {
                 // So that the next runs wait until the producer is done with it.
-                do { try session.noteGrown(fileID: fileID, appliedBytes: applied, nowBytes: now) } catch {
-                    logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(source)", "error": "\(error)"])
-                }
+                noteGrown(fileID: fileID, appliedBytes: applied, nowBytes: now, file: source)
             }
             report(outcome, of: source, archived: true)
         }
@@ -523,6 +521,14 @@ struct BatchRunner {
     /// Nor a name a ledger row gives a file that is not there yet (its run killed between the
     /// commit and the move, and the name then used again in landing): two rows would name one
     /// place. (A ledger that cannot be read here leaves existence alone to decide.)
+    /// Notes in the ledger that a file grew while read, so that the next runs wait until its
+    /// producer is done with it; a failure to note it is a warning.
+    private func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, file: String) {
+        do { try session.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes) } catch {
+            logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(file)", "error": "\(error)"])
+        }
+    }
+
     private func destination(in folder: String, name: String, fileID: Int64) -> String {
         func free(_ path: String) -> Bool {
             !FileSystem.exists(path) && !pendingMoves.contains(where: { $0.to == path }) && (try? session.ledgerNames(location: path)) != true
@@ -555,7 +561,7 @@ struct BatchRunner {
     private mutating func healLeftover(_ file: LandingFile) throws -> Bool {
         // A capture a killed run left (`LandingRetirement`) names its ledger file.
         let recorded = try LandingRetirement.capturedFileID(file.name).map { try session.ledgerEntries(fileID: $0) }
-            ?? session.ledgerEntries(name: file.name)
+            ?? session.ledgerEntries(name: file.name, sizeAtMost: file.size)
         // Only applied or duplicate files are leftovers; a quarantined file put back by an
         // operator is a new attempt.
         let candidates = recorded.filter { $0.size == file.size && $0.status != "quarantined" }
@@ -632,9 +638,7 @@ struct BatchRunner {
                 logger.warning("could not take back an archived file that grew after it was moved", metadata: ["file": "\(recorded.location)", "error": "\(error)"])
                 continue
             }
-            do { try session.noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size)) } catch {
-                logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(name)", "error": "\(error)"])
-            }
+            noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name)
             logger.warning("""
                 archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole \
                 (the \(recorded.size) bytes read stay archived) and is read again once it has been quiet for \

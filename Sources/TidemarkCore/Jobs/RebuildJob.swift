@@ -156,8 +156,9 @@ public enum RebuildJob {
                             continue
                         }
                         // Asked to stop: the hours done stay committed, the rest are named.
+                        // (A round names each hour once, and no round starts after a stop.)
                         if StopSignal.requested {
-                            if !notRebuilt.contains(hour.label) { notRebuilt.append(hour.label) }
+                            notRebuilt.append(hour.label)
                             continue
                         }
                         var settled: [ExactText] = []

@@ -134,10 +134,13 @@ public final class JobLock {
     private let folderFD: Int32
     public let path: String
 
+    /// The data folder's lock file.
+    static let fileName = "tidemark.lock"
+
     /// The lock of a data folder: one ingest, backfill or rebuild at a time.
     public convenience init(dataFolder: String, job: String) throws {
         // One line, no hint: overlapping cron runs are normal and must not flood the mailbox.
-        try self.init(folder: dataFolder, file: "tidemark.lock", job: job, busy: "another tidemark job is running", then: "nothing done, retry later",
+        try self.init(folder: dataFolder, file: JobLock.fileName, job: job, busy: "another tidemark job is running", then: "nothing done, retry later",
                       hint: nil, lockingFolder: true)
     }
 

@@ -281,8 +281,8 @@ public enum FileSystem {
         return try sha256(descriptor: fd, named: path)
     }
 
-    /// SHA-256 of the whole file open at `fd` (read from its start; `path` names it in errors).
-    /// The SHA-256 of the file open at `fd` (of its first `limit` bytes, when given).
+    /// The SHA-256 of the file open at `fd`, read from its start (of its first `limit` bytes,
+    /// when given; `path` names it in errors).
     static func sha256(descriptor fd: Int32, named path: String, bytes limit: Int64? = nil) throws -> String {
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileSystemError("seek", path) }
         var hasher = SHA256()

@@ -64,8 +64,9 @@ final class IngestSession {
     }
 
     func appliedFile(sha256: String) throws -> Int64? { try Ledger.appliedFile(sha256: sha256, db) }
-    func ledgerEntries(name: String) throws -> [Ledger.Recorded] {
-        try Ledger.entries(name: name, dataFolder: dataFolder, db)
+    /// The ledger rows of a name no larger than `size` (the `ingested_files_name` index).
+    func ledgerEntries(name: String, sizeAtMost size: Int64) throws -> [Ledger.Recorded] {
+        try Ledger.entries(name: name, sizeAtMost: size, dataFolder: dataFolder, db)
     }
     func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64) throws {
         try Ledger.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, db)

@@ -151,15 +151,11 @@ enum Ledger {
 
         /// From a row of `Recorded.columns`, its location as given (`currentPath` maps a stored one).
         init(_ row: Row, location: String) {
-            self.init(fileID: row[0], sha256: row[1], location: location, status: row[3], size: row[4])
-        }
-
-        init(fileID: Int64, sha256: String, location: String, status: String, size: Int64) {
-            self.fileID = fileID
-            self.sha256 = sha256
+            fileID = row[0]
+            sha256 = row[1]
             self.location = location
-            self.status = status
-            self.size = size
+            status = row[3]
+            size = row[4]
         }
 
         static let columns = "file_id, sha256, location, status, size"
@@ -167,9 +163,9 @@ enum Ledger {
 
     /// Ledger rows recorded under this name (candidates for a leftover whose move to the archive
     /// was interrupted, or for the start of a file that grew after it was read).
-    static func entries(name: String, dataFolder: String, _ db: Database) throws -> [Recorded] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT \(Recorded.columns) FROM ingested_files WHERE name = ?"),
-                         arguments: [name]).map { Recorded($0, location: currentPath(of: $0[2], dataFolder: dataFolder)) }
+    static func entries(name: String, sizeAtMost size: Int64, dataFolder: String, _ db: Database) throws -> [Recorded] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT \(Recorded.columns) FROM ingested_files WHERE name = ? AND size <= ?"),
+                         arguments: [name, size]).map { Recorded($0, location: currentPath(of: $0[2], dataFolder: dataFolder)) }
     }
 
     /// Applied files that wrote rows but that `file_hours` names for no hour (rows of it deleted

@@ -52,14 +52,10 @@ enum RebuildStore {
     /// file index, a lookup entry or a table. An hour outside this set has nothing to rebuild.
     static func hoursHoldingAnything(_ db: Database) throws -> Set<Int> {
         var hours = Set(try allHours(db).map(\.hoursSinceEpoch))
-        hours.formUnion(try tableHours(db))
+        for table in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events\\_%' ESCAPE '\\'") {
+            if let hour = PartitionHour.fromTableName(table) { hours.insert(hour.hoursSinceEpoch) }
+        }
         return hours
-    }
-
-    /// Hours whose partition table exists.
-    static func tableHours(_ db: Database) throws -> Set<Int> {
-        Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'events\\_%' ESCAPE '\\'")
-            .compactMap { PartitionHour.fromTableName($0)?.hoursSinceEpoch })
     }
 
     /// Applied files whose deliveries touched any of these hours (the file → hours index).
