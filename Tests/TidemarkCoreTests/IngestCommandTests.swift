@@ -150,9 +150,11 @@ import Testing
         let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
         try append(appended, through: fd)
         #expect(try FileSystem.readAll(archived) == appliedBytes + appended)
-        let reclaim = try Binary.run(args(f))
+        let reclaim = try Binary.run(args(f, ["--json"]))
         #expect(reclaim.status == 0, "\(reclaim.stderr)")
         #expect(reclaim.stderr.contains("archived file grew after it was moved: its producer is still writing it in place"), "\(reclaim.stderr)")
+        // Back in landing: backlog for the next runs.
+        #expect(reclaim.stdout.contains("\"backlog_files\" : 1"), "\(reclaim.stdout)")
         #expect(try FileSystem.readAll(archived) == appliedBytes)
         #expect(try FileSystem.readAll(path) == appliedBytes + appended)
         let reason = try ledgerReason(f, "stream.ndjson.gz")
@@ -169,8 +171,9 @@ import Testing
     }
 
     /// The same, but the archive cannot take the bytes read then (here: no space): the grown
-    /// file stays in landing with no archived copy of what was applied. The next run writes that
-    /// copy from the file's first bytes, where the ledger says, then reads the whole file again.
+    /// file stays in landing with no archived copy of what was applied. Runs leave it while it
+    /// is still being written; once it is quiet, a run writes that copy from the file's first
+    /// bytes, where the ledger says, then reads the whole file again.
     @Test func aGrownFileWhoseArchiveCopyFailedIsArchivedFromItsStartNextRun() throws {
         let f = TestFolder()
         let (path, appliedBytes, appended) = try streamFile(f)
@@ -181,6 +184,13 @@ import Testing
         #expect(try f.archivedPath("stream.ndjson.gz") == nil)
         #expect(try FileSystem.readAll(path) == appliedBytes + appended)
         #expect(try f.integer("SELECT size FROM ingested_files WHERE name = 'stream.ndjson.gz'") == appliedBytes.count)
+        let reason = try ledgerReason(f, "stream.ndjson.gz")
+        #expect(reason?.contains("grew while read: the \(appliedBytes.count) bytes read could not be archived yet") == true, "\(reason ?? "nil")")
+        // Written just now: left alone while it may still grow, its start not archived yet.
+        let waiting = try Binary.run(args(f, ["-v"]))
+        #expect(waiting.status == 0, "\(waiting.stderr)")
+        #expect(waiting.stderr.contains("landing file is still being written in place"), "\(waiting.stderr)")
+        #expect(try f.archivedPath("stream.ndjson.gz") == nil && f.row("second") == nil)
         let next = try Binary.run(args(f, ["--settle-seconds", "0"]))
         #expect(next.status == 0, "\(next.stderr)")
         #expect(next.stderr.contains("archived the start of a landing file that grew after an earlier run read it"), "\(next.stderr)")

@@ -432,6 +432,13 @@ struct BatchRunner {
                 unarchived.append((move.from, failure))
                 if failure.isNoSpace { outOfSpace = true }
                 noteLeftInLanding(move.from)
+                // Grown too (a producer writing it in place): the next runs wait until it is
+                // quiet, as when the archive copy succeeds, before archiving its start and
+                // reading it whole.
+                if let applied = move.held.appliedBytes, let now = move.held.currentSize(), now != applied,
+                   FileSystem.parentFolder(of: move.to) != quarantineFolder {
+                    noteGrown(fileID: move.fileID, appliedBytes: applied, nowBytes: now, file: move.from, archived: false)
+                }
             }
         }
         pendingMoves.removeAll()
@@ -523,8 +530,8 @@ struct BatchRunner {
     /// place. (A ledger that cannot be read here leaves existence alone to decide.)
     /// Notes in the ledger that a file grew while read, so that the next runs wait until its
     /// producer is done with it; a failure to note it is a warning.
-    private func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, file: String) {
-        do { try session.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes) } catch {
+    private func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, file: String, archived: Bool = true) {
+        do { try session.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, archived: archived) } catch {
             logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(file)", "error": "\(error)"])
         }
     }
@@ -639,6 +646,7 @@ struct BatchRunner {
                 continue
             }
             noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name)
+            noteLeftInLanding(back)
             logger.warning("""
                 archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole \
                 (the \(recorded.size) bytes read stay archived) and is read again once it has been quiet for \

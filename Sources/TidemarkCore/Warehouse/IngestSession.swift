@@ -68,8 +68,8 @@ final class IngestSession {
     func ledgerEntries(name: String, sizeAtMost size: Int64) throws -> [Ledger.Recorded] {
         try Ledger.entries(name: name, sizeAtMost: size, dataFolder: dataFolder, db)
     }
-    func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64) throws {
-        try Ledger.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, db)
+    func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, archived: Bool) throws {
+        try Ledger.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, archived: archived, db)
     }
     func grewBefore(name: String, fileID: Int64?) throws -> Bool { try Ledger.grewBefore(name: name, fileID: fileID, db) }
     func ledgerNames(location: String) throws -> Bool { try Ledger.names(location: location, db) }

@@ -215,11 +215,14 @@ enum Ledger {
     static let grewReason = "grew while read"
 
     /// Notes on a file's ledger row (after any reason it has) that it grew after it was read (a
-    /// producer still writing it in place): its archived copy holds the bytes read, and the
-    /// whole file stayed in landing.
-    static func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, _ db: Database) throws {
+    /// producer still writing it in place): its archived copy holds the bytes read (or, when
+    /// that copy could not be written, will: `archived` false), and the whole file stayed in
+    /// landing.
+    static func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, archived: Bool, _ db: Database) throws {
+        let copy = archived ? "the archive holds the \(appliedBytes) bytes read"
+            : "the \(appliedBytes) bytes read could not be archived yet (a later run archives them from the file's start)"
         try db.execute(sql: "UPDATE ingested_files SET reason = COALESCE(reason || '; ', '') || ? WHERE file_id = ?", arguments: [
-            "\(grewReason): the archive holds the \(appliedBytes) bytes read; the file (\(nowBytes) bytes by then) stayed in landing", fileID,
+            "\(grewReason): \(copy); the file (\(nowBytes) bytes by then) stayed in landing", fileID,
         ])
     }
 
