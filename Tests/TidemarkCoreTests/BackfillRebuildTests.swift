@@ -178,6 +178,43 @@ import Testing
         #expect(try f.integer("SELECT COUNT(*) FROM events_2025073008 WHERE event_id = 'e1'") == 0)
     }
 
+    /// An event deleted in hour 10 (by a tombstone, or a record with is_valid false), then
+    /// moved by newer records to hour 11 and on to 12, each file ingested in a run of its own;
+    /// then its `event_moves` rows are lost by hand. Hour 12's files hold nothing that deletes
+    /// it, so they alone would make it valid again. Its stored row is deleted, and a deletion
+    /// never ends: rebuild follows the files that carry it through `file_hours` (a file that
+    /// moved it touched both hours) back to the deleting file, and it stays deleted.
+    @Test(arguments: [false, true]) func rebuildDoesNotResurrectAnEventWhoseMovesWereLost(byRecord: Bool) throws {
+        let f = TestFolder()
+        let deleting = byRecord ? recordLine("e1", time: "2025-07-30T10:15:00Z", received: "2025-07-30T10:20:00Z", valid: false)
+            : tombstoneLine("e1", received: "2025-07-30T10:20:00Z")
+        let lines = [recordLine("e1", time: "2025-07-30T10:15:00Z", received: "2025-07-30T10:15:01Z"), deleting,
+                     recordLine("e1", time: "2025-07-30T11:05:00Z", received: "2025-07-30T10:30:00Z"),
+                     recordLine("e1", time: "2025-07-30T12:05:00Z", received: "2025-07-30T10:40:00Z")]
+        for (n, line) in lines.enumerated() {
+            f.land("\(n).ndjson.gz", [line])
+            try f.ingest()
+        }
+        #expect(try f.row("e1")?.table == "events_2025073012" && f.row("e1")?.isValid == 0)
+        #expect(try f.integer("SELECT COUNT(*) FROM event_moves WHERE event_id = 'e1'") == 2)
+        try f.execute("DELETE FROM event_moves")
+        let hour = PartitionHour.parse("2025-07-30T12").map { $0...$0 }
+        #expect(try rebuild(f, hour).hours.first?.outcome == "unchanged")
+        #expect(try f.row("e1")?.isValid == 0 && f.row("e1")?.deletedBy == (byRecord ? "flag" : "tombstone"))
+        let all = try rebuild(f)
+        #expect(all.hours.allSatisfy { $0.outcome == "unchanged" }, "\(all.hours.map { ($0.hour, $0.outcome) })")
+        #expect(try f.row("e1")?.table == "events_2025073012" && f.row("e1")?.isValid == 0)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)")
+        // A valid event's row made deleted by hand: folded again through its files, it is
+        // still valid, and rebuild repairs the row.
+        f.land("4.ndjson.gz", [recordLine("e2", time: "2025-07-30T12:30:00Z")])
+        try f.ingest()
+        try f.execute("UPDATE events_2025073012 SET is_valid = 0, deleted_by = 'tombstone' WHERE event_id = 'e2'")
+        #expect(try rebuild(f, hour).hours.first?.outcome == "repaired")
+        #expect(try f.row("e2")?.isValid == 1 && f.row("e2")?.deletedBy == nil && f.row("e1")?.isValid == 0)
+    }
+
     /// The same event, its whole hour 13 dropped too: hour 12's rebuild, first in the run,
     /// cannot see where the event belongs and places it in 12; hour 13's rebuild then finds
     /// that copy stale, and the run rebuilds hour 12 once more. Hour by hour, the report names

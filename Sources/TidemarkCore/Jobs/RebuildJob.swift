@@ -247,6 +247,8 @@ public enum RebuildJob {
                 return folding
             }
             defer { folds.cancel() }
+            // Read while the first pass decodes on the other thread.
+            rebuild.storedDeleted = try RebuildStore.deletedEvents(in: hour, db)
             for _ in 0..<passes { try rebuild.apply(try folds.next()) }
             settled = rebuild.settledIDs
             staleCopiesIn = rebuild.staleCopiesIn
@@ -298,6 +300,8 @@ public enum RebuildJob {
         let waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])]
         /// The events whose waiting tombstones this hour applied.
         var settledIDs: [ExactText] = []
+        /// The events whose stored row in this hour is deleted (read before the first pass).
+        var storedDeleted = Set<ExactText>()
         /// Events the fold places in another hour.
         var elsewhere: [ExactText: Int] = [:]
         /// Other hours holding a row of an event this hour's fold placed here (a stale copy,
@@ -351,6 +355,22 @@ public enum RebuildJob {
                 events[index] = folded
                 eventHours[index] = folded.hour
                 if folded.hour == hour.hoursSinceEpoch { staleCopiesIn.formUnion(otherHours[id, default: []].subtracting([hour.hoursSinceEpoch])) }
+            }
+            // Events stored here as deleted that the fold finds valid: a deletion never ends, so
+            // part of their history was not read (a move whose `event_moves` row was lost left
+            // the deleting file under an hour they moved through). They are folded again over
+            // every file that holds a delivery of theirs, found through `file_hours`; what that
+            // finds stands (still valid: the stored row was what was wrong).
+            if !storedDeleted.isEmpty {
+                let undeleting = Set(candidates.filter { index in
+                    eventHours[index] == hour.hoursSinceEpoch && events[index].state?.deletion == nil && storedDeleted.contains(ids[index])
+                }.map { ids[$0] })
+                let alsoFrom = Set(undeleting.flatMap { otherHours[$0, default: []] })
+                for (id, folded) in try refoldThroughFileHours(undeleting, startingFrom: alsoFrom) {
+                    let index = pass.slots[id]!
+                    events[index] = folded
+                    eventHours[index] = folded.hour
+                }
             }
             // A tombstone still waits for an event this hour holds only when the event's lookup
             // entry was lost (deleted by hand, say) as it arrived: the event is here, so the
@@ -420,6 +440,27 @@ public enum RebuildJob {
         /// whole history. Those events are folded again over the files of those hours (and
         /// the hours they moved through), before deciding where they belong. (An event that
         /// moved into this hour was folded over the files of the hours it came from already.)
+        /// Folds these events again over every file that holds a delivery of theirs: from the
+        /// files of this hour (and of `others`, where rows of theirs were found), the hours the
+        /// files carrying them touched (`file_hours`), then
+        /// those hours' files, until no new hour appears. Only for events the first fold missed
+        /// part of (rare: a damaged `event_moves`).
+        private mutating func refoldThroughFileHours(_ only: Set<ExactText>, startingFrom others: Set<Int>) throws -> [(ExactText, Folded)] {
+            guard !only.isEmpty else { return [] }
+            var hours = others.union([hour.hoursSinceEpoch])
+            while true {
+                let sources = try RebuildStore.files(touching: hours.map(PartitionHour.init(hoursSinceEpoch:)), dataFolder: dataFolder, db)
+                for (fileID, lines) in try RebuildStore.rejectedLines(in: sources.map(\.fileID).filter { rejected[$0] == nil }, db) {
+                    rejected[fileID] = lines
+                }
+                var refolded = Folding(extraFiles: [], movedEvents: [:], only: only, expected: only.count)
+                try RebuildJob.read(sources, into: &refolded, settingAside: nil, rejected: rejected)
+                let reached = hours.union(try RebuildStore.hoursTouched(byFiles: refolded.carriers, db))
+                if reached == hours { return Array(zip(refolded.ids, refolded.events)) }
+                hours = reached
+            }
+        }
+
         private mutating func refoldEventsIndexedElsewhere(_ indexed: [(id: ExactText, hours: Set<Int>)]) throws -> [(ExactText, Folded)] {
             guard !indexed.isEmpty else { return [] }
             let hourOf = Dictionary(indexed.map { ($0.id, $0.hours) }, uniquingKeysWith: { $0.union($1) })
@@ -459,6 +500,8 @@ public enum RebuildJob {
         var slots: [ExactText: Int] = [:]
         var ids: [ExactText] = []
         var events: [Folded] = []
+        /// With `only`: the files that held a delivery of those events.
+        var carriers = Set<Int64>()
 
         init(extraFiles: Set<Int64>, movedEvents: [ExactText: Set<Int>], only: Set<ExactText>?, expected: Int) {
             self.extraFiles = extraFiles
@@ -473,6 +516,7 @@ public enum RebuildJob {
             let id = ExactText(delivery.eventID)
             if let only {
                 guard only.contains(id) else { return }
+                carriers.insert(file.fileID)
             } else {
                 if extraFiles.contains(file.fileID) && movedEvents[id] == nil { return }
             }

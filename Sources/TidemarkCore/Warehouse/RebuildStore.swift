@@ -98,6 +98,27 @@ enum RebuildStore {
         return out
     }
 
+    /// The events whose row in `hour`'s table is deleted (`is_valid` 0). Under the merge rule
+    /// a deletion never ends, so a rebuild that folds one of them as valid has not read its
+    /// whole history (the files of an hour it moved through, when `event_moves` lost the row).
+    static func deletedEvents(in hour: PartitionHour, _ db: Database) throws -> Set<ExactText> {
+        guard try db.tableExistsFast(hour.tableName) else { return [] }
+        var out = Set<ExactText>()
+        let rows = try String.fetchCursor(db, sql: "SELECT event_id FROM \(hour.tableName) WHERE is_valid = 0")
+        while let id = try rows.next() { out.insert(ExactText(id)) }
+        return out
+    }
+
+    /// The hours these files touched (`file_hours`), in hours since the epoch. A file that
+    /// moved an event touched both hours, so following files and hours in turn reaches every
+    /// file that holds a delivery of the event.
+    static func hoursTouched(byFiles fileIDs: Set<Int64>, _ db: Database) throws -> Set<Int> {
+        guard !fileIDs.isEmpty else { return [] }
+        let list = fileIDs.map(String.init).joined(separator: ",")
+        return Set(try String.fetchAll(db, sql: "SELECT DISTINCT hour FROM file_hours WHERE file_id IN (\(list))")
+            .compactMap { PartitionHour.parse($0)?.hoursSinceEpoch })
+    }
+
     static func rejectedLines(in fileIDs: [Int64], _ db: Database) throws -> [Int64: Set<Int>] {
         try ValidationQueries.rejectedLineNumbers(in: fileIDs, db)
     }
