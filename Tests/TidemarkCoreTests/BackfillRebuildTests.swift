@@ -215,6 +215,28 @@ import Testing
         #expect(try f.row("e2")?.isValid == 1 && f.row("e2")?.deletedBy == nil && f.row("e1")?.isValid == 0)
     }
 
+    /// The same with a deletion in each hour: a tombstone in hour 10, then, after the move, a
+    /// record with is_valid false in hour 11. Hour 11's files alone fold it deleted by flag
+    /// only, at the later time; rebuild follows its files back and keeps both deletions, at
+    /// the earlier time.
+    @Test func rebuildKeepsEveryDeletionOfAnEventWhoseMovesWereLost() throws {
+        let f = TestFolder()
+        let lines = [recordLine("e1", time: "2025-07-30T10:15:00Z", received: "2025-07-30T10:15:01Z"),
+                     tombstoneLine("e1", received: "2025-07-30T10:20:00Z"),
+                     recordLine("e1", time: "2025-07-30T11:05:00Z", received: "2025-07-30T10:30:00Z"),
+                     recordLine("e1", time: "2025-07-30T11:05:00Z", received: "2025-07-30T10:25:00Z", valid: false)]
+        for (n, line) in lines.enumerated() {
+            f.land("\(n).ndjson.gz", [line])
+            try f.ingest()
+        }
+        let stored = try f.query { try Row.fetchOne($0, sql: "SELECT deleted_by, deleted_at FROM events_2025073011 WHERE event_id = 'e1'").map { "\($0)" } }
+        #expect(stored?.contains("flag+tombstone") == true && stored?.contains("2025-07-30T10:20:00") == true, "\(stored ?? "nil")")
+        try f.execute("DELETE FROM event_moves")
+        let all = try rebuild(f)
+        #expect(all.hours.allSatisfy { $0.outcome == "unchanged" }, "\(all.hours.map { ($0.hour, $0.outcome) })")
+        #expect(try f.query { try Row.fetchOne($0, sql: "SELECT deleted_by, deleted_at FROM events_2025073011 WHERE event_id = 'e1'").map { "\($0)" } } == stored)
+    }
+
     /// The same event, its whole hour 13 dropped too: hour 12's rebuild, first in the run,
     /// cannot see where the event belongs and places it in 12; hour 13's rebuild then finds
     /// that copy stale, and the run rebuilds hour 12 once more. Hour by hour, the report names
@@ -666,6 +688,16 @@ import Testing
         let missing = try Binary.run(["rebuild", "--data", f.data, "--all"])
         #expect(missing.status == 66)
         #expect(missing.stderr.contains(name) && missing.stderr.contains("missing"))
+        // Both errors name the hour they stopped in (the file's first, in hour order), and
+        // what the run did before it.
+        let (firstHour, firstOfAll) = try f.query { db in
+            (try String.fetchOne(db, sql: "SELECT MIN(h.hour) FROM file_hours h JOIN ingested_files f USING (file_id) WHERE f.name = ?", arguments: [name])!,
+             try String.fetchOne(db, sql: "SELECT MIN(hour) FROM partitions")!)
+        }
+        let before = firstHour == firstOfAll ? "no hour was rebuilt before it" : "rebuilt before it stay rebuilt (all unchanged)"
+        for run in [changed, missing] {
+            #expect(run.stderr.hasPrefix("error: rebuild hour \(firstHour) ") && run.stderr.contains(before), "\(run.stderr)")
+        }
         let usage = try Binary.run(["rebuild", "--data", f.data])
         #expect(usage.status == 64)
     }

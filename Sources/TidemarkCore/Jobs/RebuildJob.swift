@@ -163,9 +163,23 @@ public enum RebuildJob {
                         }
                         var settled: [ExactText] = []
                         var copiesIn = Set<Int>()
-                        let result = try rebuild(hour, before: first ? registered[hour] : try ValidationQueries.partitionEntry(hour, db), batchID: batchID,
+                        let result: RebuildHourResult
+                        do {
+                            result = try rebuild(hour, before: first ? registered[hour] : try ValidationQueries.partitionEntry(hour, db), batchID: batchID,
                                                  dryRun: options.dryRun, eventsPerPass: options.eventsPerPass, dataFolder: options.dataFolder,
                                                  waitingTombstones: waiting, settled: &settled, staleCopiesIn: &copiesIn, db: db, logger: logger)
+                        } catch var error as TidemarkError {
+                            // The error names the hour it stopped in, and what this run did
+                            // before it (committed: it stays).
+                            error.operation += " hour \(hour.label)"
+                            let changed = results.filter { $0.outcome != "unchanged" }.map(\.hour)
+                            let before = options.dryRun ? "a dry run: nothing was changed"
+                                : results.isEmpty ? "no hour was rebuilt before it"
+                                : "\(plural(results.count, "hour")) rebuilt before it stay rebuilt"
+                                    + (changed.isEmpty ? " (all unchanged)" : " (changed: \(changed.joined(separator: ", ")))")
+                            error.hint = [error.hint, before].compactMap { $0 }.joined(separator: "; ")
+                            throw error
+                        }
                         if let earlier = results.firstIndex(where: { $0.hour == result.hour }) {
                             results[earlier] = results[earlier].followed(by: result)
                         } else {
@@ -300,8 +314,9 @@ public enum RebuildJob {
         let waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])]
         /// The events whose waiting tombstones this hour applied.
         var settledIDs: [ExactText] = []
-        /// The events whose stored row in this hour is deleted (read before the first pass).
-        var storedDeleted = Set<ExactText>()
+        /// The events whose stored row in this hour is deleted, with that deletion (read before
+        /// the first pass).
+        var storedDeleted: [ExactText: Deletion] = [:]
         /// Events the fold places in another hour.
         var elsewhere: [ExactText: Int] = [:]
         /// Other hours holding a row of an event this hour's fold placed here (a stale copy,
@@ -356,17 +371,17 @@ public enum RebuildJob {
                 eventHours[index] = folded.hour
                 if folded.hour == hour.hoursSinceEpoch { staleCopiesIn.formUnion(otherHours[id, default: []].subtracting([hour.hoursSinceEpoch])) }
             }
-            // Events stored here as deleted that the fold finds valid: a deletion never ends, so
-            // part of their history was not read (a move whose `event_moves` row was lost left
-            // the deleting file under an hour they moved through). They are folded again over
-            // every file that holds a delivery of theirs, found through `file_hours`; what that
-            // finds stands (still valid: the stored row was what was wrong).
+            // Events stored here as deleted that the fold finds valid, or deleted otherwise: a
+            // deletion only grows, so part of their history may not have been read (a move whose
+            // `event_moves` row was lost left a deleting file under an hour they moved through).
+            // They are folded again over every file that holds a delivery of theirs, found
+            // through `file_hours`; what that finds stands (the stored row was what was wrong).
             if !storedDeleted.isEmpty {
-                let undeleting = Set(candidates.filter { index in
-                    eventHours[index] == hour.hoursSinceEpoch && events[index].state?.deletion == nil && storedDeleted.contains(ids[index])
+                let differing = Set(candidates.filter { index in
+                    eventHours[index] == hour.hoursSinceEpoch && storedDeleted[ids[index]].map { $0 != events[index].state?.deletion } == true
                 }.map { ids[$0] })
-                let alsoFrom = Set(undeleting.flatMap { otherHours[$0, default: []] })
-                for (id, folded) in try refoldThroughFileHours(undeleting, startingFrom: alsoFrom) {
+                let alsoFrom = Set(differing.flatMap { otherHours[$0, default: []] })
+                for (id, folded) in try refoldThroughFileHours(differing, startingFrom: alsoFrom) {
                     let index = pass.slots[id]!
                     events[index] = folded
                     eventHours[index] = folded.hour
@@ -549,7 +564,7 @@ public enum RebuildJob {
         for file in files {
             guard let path = Ledger.readablePath(location: file.location, sourcePath: file.sourcePath, sha256: file.sha256) else {
                 throw TidemarkError("rebuild", file.location, cause: "archived file \(file.name) (ledger file \(file.fileID)) is missing",
-                                    hint: "restore it from backup into that path, then rerun; hours rebuilt before this one stay rebuilt, and other hours can be rebuilt one at a time with --hour H (validate names the hours that need it)", exit: .noInput)
+                                    hint: "restore it from backup into that path, then rerun; hours that do not need the file can be rebuilt one at a time with --hour H", exit: .noInput)
             }
             paths.append(path)
         }
@@ -586,7 +601,7 @@ public enum RebuildJob {
             }
             guard let end = piece.end else { continue }
             let changed = TidemarkError("rebuild", file.location, cause: "archived file \(file.name) no longer matches its SHA-256 in the ledger",
-                                        hint: "restore the original file; rebuild refuses to use changed raw data (hours rebuilt before this one stay rebuilt; others can be rebuilt one at a time with --hour H)", exit: .dataError)
+                                        hint: "restore the original file; rebuild refuses to use changed raw data (hours that do not need the file can be rebuilt one at a time with --hour H)", exit: .dataError)
             switch end {
             case .success(let summary):
                 guard summary.sha256 == file.sha256 else { throw changed }

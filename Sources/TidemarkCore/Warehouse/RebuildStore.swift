@@ -98,14 +98,19 @@ enum RebuildStore {
         return out
     }
 
-    /// The events whose row in `hour`'s table is deleted (`is_valid` 0). Under the merge rule
-    /// a deletion never ends, so a rebuild that folds one of them as valid has not read its
-    /// whole history (the files of an hour it moved through, when `event_moves` lost the row).
-    static func deletedEvents(in hour: PartitionHour, _ db: Database) throws -> Set<ExactText> {
-        guard try db.tableExistsFast(hour.tableName) else { return [] }
-        var out = Set<ExactText>()
-        let rows = try String.fetchCursor(db, sql: "SELECT event_id FROM \(hour.tableName) WHERE is_valid = 0")
-        while let id = try rows.next() { out.insert(ExactText(id)) }
+    /// The events whose row in `hour`'s table is deleted (`is_valid` 0), with the deletion it
+    /// records. Under the merge rule a deletion only grows, so a rebuild that folds one of them
+    /// as valid, or deleted otherwise, may not have read its whole history (the files of an
+    /// hour it moved through, when `event_moves` lost the row). A deletion stored in a form no
+    /// fold gives (damaged) is neither by flag nor by tombstone.
+    static func deletedEvents(in hour: PartitionHour, _ db: Database) throws -> [ExactText: Deletion] {
+        guard try db.tableExistsFast(hour.tableName) else { return [:] }
+        var out: [ExactText: Deletion] = [:]
+        let rows = try Row.fetchCursor(db, sql: "SELECT event_id, deleted_by, deleted_at FROM \(hour.tableName) WHERE is_valid = 0")
+        while let row = try rows.next() {
+            let at = (row[2] as String?).flatMap { try? Timestamp.parse($0).get() }
+            out[ExactText(row[0])] = Deletion(kind: row[1], deletedAt: at) ?? Deletion(byFlag: false, byTombstone: false, deletedAt: nil)
+        }
         return out
     }
 
