@@ -38,7 +38,7 @@ struct BackfillCommand: ParsableCommand {
     var metricsFile: String?
 
     func validate() throws {
-        if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1") }
+        if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1, got \(maxNewPartitions)") }
         for (flag, value) in [("--since", since), ("--until", until)] {
             if let value, (try? Timestamp.parse(value).get()) == nil { throw ValidationError("\(flag) \(value) is not an RFC 3339 time") }
         }

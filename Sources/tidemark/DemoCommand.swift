@@ -33,9 +33,9 @@ struct DemoCommand: ParsableCommand {
     var logFormat: LogFormat = .text
 
     func validate() throws {
-        if events <= 0 { throw ValidationError("--events must be at least 1") }
-        if rate <= 0 { throw ValidationError("--rate must be at least 1") }
-        if batchEvery <= 0 { throw ValidationError("--batch-every must be at least 1") }
+        if events <= 0 { throw ValidationError("--events must be at least 1, got \(events)") }
+        if rate <= 0 { throw ValidationError("--rate must be at least 1, got \(rate)") }
+        if batchEvery <= 0 { throw ValidationError("--batch-every must be at least 1, got \(batchEvery)") }
     }
 
     func run() throws {

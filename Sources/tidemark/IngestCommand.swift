@@ -22,8 +22,8 @@ struct IngestCommand: ParsableCommand {
     @Flag(help: "Run a batch every --interval seconds until SIGINT/SIGTERM.")
     var loop = false
 
-    @Option(parsing: .unconditional, help: "Seconds between batches with --loop.")
-    var interval: Double = 5
+    @Option(parsing: .unconditional, help: "Seconds between batches with --loop (default: 5).")
+    var interval: Double?
 
     @Flag(help: "Decode and merge, report what would change, write nothing and move nothing.")
     var dryRun = false
@@ -47,12 +47,13 @@ struct IngestCommand: ParsableCommand {
 
     func validate() throws {
         try SharedOptions.refuseEmpty("--landing", "TIDEMARK_LANDING", shared.landing)
-        if !(interval > 0) || !interval.isFinite { throw ValidationError("--interval must be a number of seconds greater than 0, got \(interval)") }
-        if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1") }
-        if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1") }
-        if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1") }
+        if let interval, !(interval > 0) || !interval.isFinite { throw ValidationError("--interval must be a number of seconds greater than 0, got \(interval)") }
+        if maxNewPartitions < 1 { throw ValidationError("--max-new-partitions must be at least 1, got \(maxNewPartitions)") }
+        if let maxFiles, maxFiles <= 0 { throw ValidationError("--max-files must be at least 1, got \(maxFiles)") }
+        if filesPerCommit <= 0 { throw ValidationError("--files-per-commit must be at least 1, got \(filesPerCommit)") }
         if !(0...604_800).contains(settleSeconds) { throw ValidationError("--settle-seconds must be 0 to 604800 seconds (a week), got \(settleSeconds)") }
-        if !loop && interval != 5 { throw ValidationError("--interval only applies with --loop") }
+        // Even at the default: without --loop it would run one batch, not one every 5 s.
+        if !loop && interval != nil { throw ValidationError("--interval only applies with --loop") }
         if loop && dryRun { throw ValidationError("--dry-run cannot be combined with --loop") }
     }
 
@@ -75,7 +76,7 @@ struct IngestCommand: ParsableCommand {
         }
         do {
             if loop {
-                try IngestJob.runLoop(options, interval: interval, logger: logger, afterBatch: { summary in
+                try IngestJob.runLoop(options, interval: interval ?? 5, logger: logger, afterBatch: { summary in
                     try report(summary)
                     // The file waits in landing, and every batch names it.
                     if let unreadable = summary.endError { logger.error("\(unreadable.description)") }

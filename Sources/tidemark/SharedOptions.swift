@@ -69,7 +69,7 @@ struct ApplyOptions: ParsableArguments {
         if !(0...ApplyOptions.maxAllowedLateness).contains(allowedLateness) {
             throw ValidationError("--allowed-lateness must be 0 to \(Int(ApplyOptions.maxAllowedLateness)) seconds (a year), got \(allowedLateness)")
         }
-        if maxFileOutput <= 0 { throw ValidationError("--max-file-output must be positive") }
+        if maxFileOutput <= 0 { throw ValidationError("--max-file-output must be positive, got \(maxFileOutput)") }
         if !(0...ApplyOptions.maxBusyTimeout).contains(busyTimeout) {
             throw ValidationError("--busy-timeout must be 0 to \(Int(ApplyOptions.maxBusyTimeout)) seconds (a day), got \(busyTimeout)")
         }

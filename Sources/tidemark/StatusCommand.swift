@@ -20,8 +20,8 @@ struct StatusCommand: ParsableCommand {
     var rejected: Int = 0
 
     func validate() throws {
-        if batches < 0 { throw ValidationError("--batches must be 0 or more") }
-        if rejected < 0 { throw ValidationError("--rejected must be 0 or more") }
+        if batches < 0 { throw ValidationError("--batches must be 0 or more, got \(batches)") }
+        if rejected < 0 { throw ValidationError("--rejected must be 0 or more, got \(rejected)") }
     }
 
     func run() throws {

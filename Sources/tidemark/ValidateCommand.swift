@@ -26,7 +26,7 @@ struct ValidateCommand: ParsableCommand {
     @OptionGroup var passes: PassOptions
 
     func validate() throws {
-        if show < 0 { throw ValidationError("--show must be 0 or more") }
+        if show < 0 { throw ValidationError("--show must be 0 or more, got \(show)") }
     }
 
     func run() throws {

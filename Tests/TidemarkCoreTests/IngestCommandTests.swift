@@ -991,27 +991,32 @@ import Testing
     }
 
     @Test func usageErrorsExit64() throws {
-        let run = try Binary.run(["ingest", "--interval", "3"])
-        #expect(run.status == 64)
-        #expect(run.stderr.contains("--interval only applies with --loop"))
+        // Even at its default value: without --loop one batch runs, not one every 5 s.
+        for seconds in ["3", "5"] {
+            let run = try Binary.run(["ingest", "--interval", seconds])
+            #expect(run.status == 64)
+            #expect(run.stderr.contains("--interval only applies with --loop"), "\(run.stderr)")
+        }
         let zero = try Binary.run(["ingest", "--files-per-commit", "0"])
         #expect(zero.status == 64)
-        #expect(zero.stderr.contains("--files-per-commit must be at least 1"))
+        #expect(zero.stderr.contains("--files-per-commit must be at least 1, got 0"))
         // A negative number is a value, not an unknown option, and each value out of range is
         // named (those bounded above would overflow the clock arithmetic behind them; they
         // crashed before).
         let cases: [([String], String)] = [
             (["ingest", "--loop", "--interval", "-1"], "--interval must be a number of seconds greater than 0, got -1.0"),
             (["ingest", "--loop", "--interval", "nan"], "--interval must be a number of seconds greater than 0, got nan"),
-            (["ingest", "--max-new-partitions", "0"], "--max-new-partitions must be at least 1"),
-            (["backfill", "--from-dir", "/tmp", "--max-new-partitions", "-3"], "--max-new-partitions must be at least 1"),
+            (["ingest", "--max-new-partitions", "0"], "--max-new-partitions must be at least 1, got 0"),
+            (["backfill", "--from-dir", "/tmp", "--max-new-partitions", "-3"], "--max-new-partitions must be at least 1, got -3"),
             (["ingest", "--busy-timeout", "3e6"], "--busy-timeout must be 0 to 86400 seconds (a day), got 3000000.0"),
             (["ingest", "--busy-timeout", "inf"], "--busy-timeout must be 0 to 86400 seconds (a day), got inf"),
             (["ingest", "--allowed-lateness", "1e12"], "--allowed-lateness must be 0 to 31536000 seconds (a year), got 1000000000000.0"),
             (["ingest", "--allowed-lateness", "-5"], "--allowed-lateness must be 0 to 31536000 seconds (a year), got -5.0"),
-            (["ingest", "--max-files", "-2"], "--max-files must be at least 1"),
-            (["status", "--batches", "-1"], "--batches must be 0 or more"),
-            (["validate", "--show", "-1"], "--show must be 0 or more"),
+            (["ingest", "--max-files", "-2"], "--max-files must be at least 1, got -2"),
+            (["status", "--batches", "-1"], "--batches must be 0 or more, got -1"),
+            (["validate", "--show", "-1"], "--show must be 0 or more, got -1"),
+            (["status", "--rejected", "-4"], "--rejected must be 0 or more, got -4"),
+            (["demo", "--events", "0"], "--events must be at least 1, got 0"),
         ]
         for (arguments, message) in cases {
             let run = try Binary.run(arguments)

@@ -280,7 +280,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         f.land("1.ndjson.gz", [recordLine("ok", time: "2025-07-30T10:00:00Z"), #"{"event_id":"ok","reason":"gdpr"}"#, "not json"])
         let run = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
         #expect(run.status == 0)
-        #expect(run.stderr.contains("2 lines rejected in 1 file, kept in rejected_lines (tidemark status --rejected 2 lists them)"), "\(run.stderr)")
+        #expect(run.stderr.contains("2 lines rejected in 1 file, kept in rejected_lines (tidemark status --rejected 2 lists them); the rest of each file was applied. To apply a line once its cause is fixed, land it in a new file"), "\(run.stderr)")
         #expect(run.stderr.contains("first=1.ndjson.gz line 2: missing field user_id: a record needs"), "\(run.stderr)")
         let status = try Binary.run(["status", "--data", f.data, "--landing", f.landing, "--rejected", "5"])
         #expect(status.status == 0)
@@ -292,6 +292,11 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         let o = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
         #expect((o["rejected_lines"] as? [[String: Any]])?.map { $0["line"] as? Int } == [3])
         #expect(!(try Binary.run(["status", "--data", f.data, "--landing", f.landing])).stdout.contains("rejected lines ("))
+        // A batch whose every line is rejected says that nothing was applied.
+        f.land("2.ndjson.gz", ["not json", #"{"event_id":"x"}x"#])
+        let none = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(none.status == 0)
+        #expect(none.stderr.contains("2 lines rejected in 1 file, kept in rejected_lines (tidemark status --rejected 2 lists them); no line was applied."), "\(none.stderr)")
     }
 
     /// A lost partition table does not take status and freshness down: status names the hour

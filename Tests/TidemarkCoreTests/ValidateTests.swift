@@ -610,6 +610,16 @@ final class ProducedPipeline: @unchecked Sendable {
         let notFolder = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", sentFile])
         #expect(notFolder.status == 66)
         #expect(notFolder.stderr.hasPrefix("error: read sent log \(sentFile): not a folder (a file is there)"), "\(notFolder.stderr)")
+        // A folder with no sent-log file in it (a wrong path that exists, or a landing folder)
+        // is named as such, not compared as an empty log that explains no row.
+        let landingLike = p.folder.root + "/not-sent"
+        try FileManager.default.createDirectory(atPath: landingLike, withIntermediateDirectories: true)
+        for files in [[], ["x.ndjson.gz"]] {
+            for name in files { #expect(FileManager.default.createFile(atPath: landingLike + "/" + name, contents: Data("x".utf8))) }
+            let noLog = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", landingLike])
+            #expect(noLog.status == 66, "\(noLog.stdout)\(noLog.stderr)")
+            #expect(noLog.stderr.hasPrefix("error: read sent log \(landingLike): holds no sent-log file (sent-NNNNNNNNN.ndjson.gz)\nhint: pass the folder given to tidemark produce --sent-log"), "\(noLog.stderr)")
+        }
         let noDB = try Binary.run(["validate", "--data", p.folder.root + "/nodata"])
         #expect(noDB.status == 66)
         for command in ["validate", "rebuild"] {

@@ -372,12 +372,17 @@ struct BatchRunner {
         }
         summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
-            // Not quiet: a rejected line may be a deletion that did not happen.
+            // Not quiet: a rejected line may be a deletion that did not happen. When every line
+            // read was rejected, nothing of those files was applied, and it says so.
+            let nothingElse = summary.lines.rejected >= summary.lines.read
+            let rest = options.dryRun ? (nothingElse ? "no line would be applied" : "the rest of each file would be applied")
+                : (nothingElse ? "no line was applied" : "the rest of each file was applied")
             logger.warning(options.dryRun ? """
-                dry run: \(plural(summary.lines.rejected, "line")) would be rejected in \(plural(filesWithRejections, "file")); the rest of each file would be applied
+                dry run: \(plural(summary.lines.rejected, "line")) would be rejected in \(plural(filesWithRejections, "file")); \(rest)
                 """ : """
                 \(plural(summary.lines.rejected, "line")) rejected in \(plural(filesWithRejections, "file")), kept in rejected_lines \
-                (tidemark status --rejected \(min(summary.lines.rejected, 100)) lists \(summary.lines.rejected > 100 ? "the latest 100" : summary.lines.rejected == 1 ? "it" : "them")); the rest of each file was applied
+                (tidemark status --rejected \(min(summary.lines.rejected, 100)) lists \(summary.lines.rejected > 100 ? "the latest 100" : summary.lines.rejected == 1 ? "it" : "them")); \(rest). \
+                To apply a line once its cause is fixed, land it in a new file (the same file landed again is taken for a redelivery)
                 """, metadata: ["first": "\(first.file) line \(first.line): \(first.reason)"])
         }
         if options.dryRun {

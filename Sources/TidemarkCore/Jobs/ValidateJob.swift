@@ -115,6 +115,12 @@ public enum ValidateJob {
             throw TidemarkError("read sent log", sent, cause: FileSystem.exists(sent) ? "not a folder (a file is there)" : "no such folder",
                                 hint: "pass the producer's --sent-log folder", exit: .noInput)
         }
+        // A folder with no sent-log file (a wrong path that exists, the landing folder) would
+        // be compared as an empty log and fail every row as unexplained.
+        if let sent = options.sentLogFolder, try SentLog.files(in: sent).isEmpty {
+            throw TidemarkError("read sent log", sent, cause: "holds no sent-log file (\(SentLog.filePrefix)NNNNNNNNN\(SentLog.fileSuffix))",
+                                hint: "pass the folder given to tidemark produce --sent-log", exit: .noInput)
+        }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
         // Listed before the snapshot begins: a file moved into the archive later was committed
         // later too, and must not be taken for one the ledger lost (`archive_in_ledger`).

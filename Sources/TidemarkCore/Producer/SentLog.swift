@@ -23,7 +23,8 @@ public enum SentLog {
     public static let filePrefix = "sent-"
     public static let fileSuffix = ".ndjson.gz"
 
-    /// The sent-log files in `folder`, in name order (which is write order).
+    /// The sent-log files in `folder` (`sent-NNNNNNNNN.ndjson.gz`), in name order (which is
+    /// write order).
     public static func files(in folder: String) throws -> [String] {
         guard FileSystem.isFolder(folder) else {
             throw TidemarkError("read sent log", folder, cause: FileSystem.exists(folder) ? "not a folder (a file is there)" : "no such folder",
@@ -36,7 +37,7 @@ public enum SentLog {
             throw TidemarkError("read sent log", folder, cause: "cannot list the folder (\(error.localizedDescription))",
                                 exit: .ioError)
         }
-        return names.filter { !$0.hasPrefix(".") && $0.hasSuffix(fileSuffix) }.sorted()
+        return names.filter { sequence(ofFileName: $0) != nil }.sorted()
     }
 
     /// Calls `body` for every entry of every sent-log file in name order, with the raw bytes
