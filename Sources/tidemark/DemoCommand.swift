@@ -61,7 +61,7 @@ struct DemoCommand: ParsableCommand {
             if let html { try HTMLReport.write(dataFolder: options.data, to: html) }
             print(result.validation.table)
             print(result.summary, terminator: "")
-            print("\nnext: tidemark status --landing \(options.landing) --data \(options.data)   |   tidemark validate --data \(options.data) --sent-log \(options.sent)")
+            print("\nnext: tidemark status --landing \(options.landing) --data \(options.data)   |   tidemark validate --landing \(options.landing) --data \(options.data) --sent-log \(options.sent)")
             if !result.ok { throw ExitCode(1) }
         } catch let exit as ExitCode {
             throw exit

@@ -522,6 +522,11 @@ import Testing
             }
             #expect(try Binary.run(args(f)).stderr.contains("hint: rebuild it in place from the archive: tidemark backfill --from-dir \(f.data)/archive --data \(f.data)"))
         }
+        // A quarantined file is named too: the rebuilt ledger will not know it.
+        try FileManager.default.createDirectory(atPath: f.data + "/quarantine", withIntermediateDirectories: true)
+        createTestFile(atPath: f.data + "/quarantine/bad.ndjson.gz", contents: Data("x".utf8))
+        #expect(try Binary.run(args(f)).stderr.contains("a ledger rebuilt from the archive does not know the 1 file in \(f.data)/quarantine: to retry it, move it back into landing"))
+        try FileManager.default.removeItem(atPath: f.data + "/quarantine/bad.ndjson.gz")
         let recovered = try Binary.run(["backfill", "--from-dir", f.data + "/archive", "--data", f.data])
         #expect(recovered.status == 0, "\(recovered.stderr)")
         #expect(try f.eventRows() == before)
@@ -862,7 +867,11 @@ import Testing
         let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
         #expect(object?["files_applied"] as? Int == 1)
         #expect((object?["unreadable_files"] as? [[String: Any]])?.first?["path"] as? String == gone)
+        // The batch succeeded; the run's exit code is in the document too.
+        #expect(object?["status"] as? String == "succeeded" && object?["exit_code"] as? Int == 74, "\(run.stdout)")
         #expect(try f.query { try String.fetchAll($0, sql: "SELECT status FROM batches") } == ["succeeded"])
+        let next = try Binary.run(args(f, ["--json"]))
+        #expect(next.status == 0 && next.stdout.contains("\"exit_code\" : 0"), "\(next.stdout)")
         #expect(try f.row("fine") != nil)
     }
 

@@ -157,6 +157,10 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect((o["recent_batches"] as? [[String: Any]])?.first?["files_applied"] as? Int == 1)
         let text = try Binary.run(["status", "--landing", f.landing, "--data", f.data])
         #expect(text.stdout.contains("recent batches (runs that found nothing to do left out):") && text.stdout.contains("quarantined files:"))
+        // The short column names are spelled out under the table.
+        #expect(text.stdout.contains("(files: applied; dup: files whose content was applied before; quar: quarantined;"), "\(text.stdout)")
+        let noBatches = try Binary.run(["status", "--landing", f.landing, "--data", f.data, "--batches", "0"])
+        #expect(noBatches.stdout.contains("recent batches: none to show\n") && !noBatches.stdout.contains("batch  kind"), "\(noBatches.stdout)")
         // Runs that found nothing to do (a cron minute with nothing new) do not push the
         // batches that did something out of view.
         try FileManager.default.removeItem(atPath: f.landing + "/3-waiting.ndjson.gz")

@@ -172,6 +172,7 @@ public enum IngestJob {
                 // (`endError`) for the rest.
                 summary.unreadable = (scan.unreadable + runner.unreadable).map { .init(path: $0.path, cause: $0.cause, hint: $0.hint, gone: $0.code == ENOENT) }
                 summary.unarchived = runner.unarchived.map { .init(path: $0.path, cause: $0.error.description, hint: $0.error.hint) }
+                summary.exitCode = summary.endError?.exitStatus.rawValue ?? 0
                 if !options.dryRun {
                     summary.partitionsTouched = runner.session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
                     try BatchBookkeeping.finish(summary, counted: runner.counted, db)

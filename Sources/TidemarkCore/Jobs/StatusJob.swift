@@ -58,6 +58,14 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
     /// The most recent rejected lines, newest first (only with `--rejected N`).
     public var rejectedLines: [Rejected]? = nil
 
+    /// What the batch table's short column names stand for.
+    static let batchColumns = """
+        (files: applied; dup: files whose content was applied before; quar: quarantined; lines: read; new, upd: events \
+        added, updated; dupl: duplicate deliveries; del: deleting deliveries, a tombstone still waiting for its \
+        event too; late: behind the watermark; rej: rejected lines; parts: partitions touched; lag p95: ingestion lag)
+
+        """
+
     public var text: String {
         var out = "events \(events) (\(validEvents) valid, \(events - validEvents) deleted) in \(partitions) partitions; \(ledgerFiles) files in the ledger; \(pendingTombstones) tombstones pending\n"
         if let landingError {
@@ -80,9 +88,15 @@ public struct StatusReport: Codable, Sendable, JSONDocument {
             rows.append([String(b.batchID), b.kind, b.status, String(b.startedAt.prefix(19)), b.durationSeconds.map { String(format: "%.2f", $0) } ?? "-",
                          String(b.filesApplied), String(b.filesDuplicate), String(b.filesQuarantined), String(b.linesRead), String(b.eventsNew),
                          String(b.eventsUpdated), String(b.duplicates), String(b.deletedByFlag + b.deletedByTombstone), String(b.lateEvents),
-                         String(b.rejectedLines), String(b.partitionsTouched), b.lagP95Seconds.map { String(format: "%.1f s", $0) } ?? "-"])
+                         String(b.rejectedLines), String(b.partitionsTouched),
+                         b.lagP95Seconds.map { $0 < 60 ? String(format: "%.1f s", $0) : Durations.text($0) } ?? "-"])
         }
-        out += "recent batches (runs that found nothing to do left out):\n" + TextTable.render(rows)
+        if recentBatches.isEmpty {
+            out += "recent batches: none to show\n"
+        } else {
+            out += "recent batches (runs that found nothing to do left out):\n" + TextTable.render(rows)
+            out += StatusReport.batchColumns
+        }
         if !recentlyReprocessed.isEmpty {
             out += "\npartitions recently reprocessed: " + recentlyReprocessed.map { "\($0.hour) (batch \($0.batchID))" }.joined(separator: ", ") + "\n"
         }

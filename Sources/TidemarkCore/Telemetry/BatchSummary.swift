@@ -39,6 +39,10 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
     /// Files applied and committed that could not be moved to the archive or the quarantine
     /// (disk full, permissions): they stay in landing, and the next run finishes the move.
     public var unarchived: [UnreadableFile] = []
+    /// What the run exits with for this batch: 0, or 74 (`endError`) when files were left
+    /// unread or unarchived while the batch itself succeeded. In `--json`, so that a script
+    /// reading `status` alone does not miss it.
+    public var exitCode: Int32 = 0
 
     public init() {}
 
@@ -131,7 +135,7 @@ public struct BatchSummary: Codable, Sendable, Equatable, JSONDocument {
         case partitionsTouched = "partitions_touched", partitionsCreated = "partitions_created"
         case lag = "ingestion_lag_seconds", eventDelay = "event_delay_seconds"
         case backlogFiles = "backlog_files", backlogBytes = "backlog_bytes", watermark, quarantined
-        case unreadable = "unreadable_files", unarchived = "unarchived_files"
+        case unreadable = "unreadable_files", unarchived = "unarchived_files", exitCode = "exit_code"
     }
 
     /// One line for humans (`-v`, the demo, logs).

@@ -139,8 +139,15 @@ public final class Warehouse {
 
     /// How to get a database back: rebuilt in place from the archive (the landing folder goes
     /// on feeding this data folder), or restored from backup.
+    /// Files in quarantine are named too: a ledger rebuilt from the archive does not know
+    /// them, so status and validate no longer list them.
     static func recovery(_ dataFolder: String) -> String {
-        "rebuild it in place from the archive: tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder); or restore \(Warehouse.databaseName) from backup (validate then names archived files the backup had not recorded)"
+        var text = "rebuild it in place from the archive: tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder); or restore \(Warehouse.databaseName) from backup (validate then names archived files the backup had not recorded)"
+        let quarantine = (dataFolder as NSString).appendingPathComponent("quarantine")
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: quarantine), case let held = names.filter({ !$0.hasPrefix(".") }), !held.isEmpty {
+            text += "; a ledger rebuilt from the archive does not know the \(plural(held.count, "file")) in \(quarantine): to retry \(held.count == 1 ? "it, move it" : "them, move them") back into landing"
+        }
+        return text
     }
 
     /// Whether the data folder's archive holds at least one file.
