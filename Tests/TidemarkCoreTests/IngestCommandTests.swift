@@ -706,7 +706,7 @@ import Testing
         #expect(reversed.status == 64 && reversed.stderr.contains("is not before --until"), "\(reversed.stderr)")
         let file = f.land("plain.bin", [], folder: f.root)
         let notFolder = try Binary.run(["ingest", "--landing", file, "--data", f.data])
-        #expect(notFolder.status == 66 && notFolder.stderr.contains("not a folder (a file is there)"), "\(notFolder.stderr)")
+        #expect(notFolder.status == 66 && notFolder.stderr.contains("not a folder (a file is there)\nhint: pass the landing folder, not a file, as --landing DIR"), "\(notFolder.stderr)")
         let emptyHour = try Binary.run(["validate", "--data", f.data, "--hour", "2030-01-01T00"])
         #expect(emptyHour.status == 0 && emptyHour.stdout.contains("no partition holds hour 2030-01-01T00: nothing there to check"), "\(emptyHour.stdout)")
         let dataFile = try Binary.run(["status", "--data", file])

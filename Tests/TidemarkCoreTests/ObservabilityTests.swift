@@ -435,6 +435,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(FreshnessReport.parseDuration("90s") == 90 && FreshnessReport.parseDuration("10m") == 600)
         #expect(FreshnessReport.parseDuration("1.5h") == 5400 && FreshnessReport.parseDuration("2d") == 172_800)
         #expect(FreshnessReport.parseDuration("90") == 90 && FreshnessReport.parseDuration("0s") == 0 && FreshnessReport.parseDuration(".5m") == 30)
+        #expect(FreshnessReport.parseDuration("10min") == 600 && FreshnessReport.parseDuration("min") == nil && FreshnessReport.parseDuration("10mins") == nil)
         for bad in ["inf", "infinity", "nan", "1e308d", "0x10s", "0x1p1000d", "-5m", "+5m", "", "s", ".", "1.2.3s", "١٠m", "10 m", "3651d", "1h30m"] {
             #expect(FreshnessReport.parseDuration(bad) == nil, "accepted \(bad)")
         }

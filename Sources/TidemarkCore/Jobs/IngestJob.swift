@@ -98,6 +98,7 @@ public enum IngestJob {
         let scan = options.kind == .backfill
             ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
                                      missingHint: "check --from-dir: a folder of *.ndjson.gz files (subfolders too), such as DATA/archive",
+                                     notFolderHint: "check --from-dir: a folder of *.ndjson.gz files (subfolders too), such as DATA/archive",
                                      recursive: true)
             : try LandingFolder.scan(options.landingFolder)
         if options.kind == .backfill && scan.files.isEmpty {

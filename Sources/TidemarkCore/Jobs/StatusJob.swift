@@ -175,16 +175,15 @@ public struct FreshnessReport: Codable, Sendable, JSONDocument {
     /// How far ahead of this machine's clock a row may be dated and still count as data.
     static let clockSkew: Double = 5 * 60
 
-    /// Parses durations like `90s`, `10m`, `1h`, `2d` (a bare number is seconds).
-    /// A duration like "90s", "10m", "1h", "2d" or "90" (seconds): a plain decimal number
-    /// (ASCII digits, one optional point) and one unit, up to ten years. Not "inf", "1e9" or
-    /// "0x10", which Swift's number parsing would take.
+    /// A duration like "90s", "10m" (or "10min"), "1h", "2d" or "90" (a bare number is
+    /// seconds): a plain decimal number (ASCII digits, one optional point) and one unit, up to
+    /// ten years. Not "inf", "1e9" or "0x10", which Swift's number parsing would take.
     public static func parseDuration(_ text: String) -> Double? {
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        let units: [(suffix: String, seconds: Double)] = [("min", 60), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         var number = Substring(text), factor = 1.0
-        if let unit = text.last, let unitFactor = units[unit] {
-            number = number.dropLast()
-            factor = unitFactor
+        if let unit = units.first(where: { text.hasSuffix($0.suffix) }) {
+            number = number.dropLast(unit.suffix.count)
+            factor = unit.seconds
         }
         let digits = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         guard !number.isEmpty, digits.allSatisfy({ $0.allSatisfy { ("0"..."9").contains($0) } }), digits.contains(where: { !$0.isEmpty }),

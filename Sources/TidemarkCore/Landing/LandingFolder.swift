@@ -46,14 +46,16 @@ public enum LandingFolder {
     }
 
     /// Lists a folder. Throws exit 66, naming the folder as `role` with `missingHint`, when it
-    /// does not exist.
+    /// does not exist (`notFolderHint`, when a file is there: nothing to create).
     /// With `recursive` (backfill: an archive keeps one folder per day), files in subfolders
     /// are found too, and taken in the order of their paths.
     public static func scan(_ folder: String, role: String = "landing folder",
-                            missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)", recursive: Bool = false) throws -> Scan {
+                            missingHint: String = "create it, or pass --landing DIR (or set TIDEMARK_LANDING)",
+                            notFolderHint: String = "pass the landing folder, not a file, as --landing DIR (or TIDEMARK_LANDING)",
+                            recursive: Bool = false) throws -> Scan {
         guard FileSystem.isFolder(folder) else {
             guard !FileSystem.exists(folder) else {
-                throw TidemarkError("scan \(role)", folder, cause: "not a folder (a file is there)", hint: missingHint, exit: .noInput)
+                throw TidemarkError("scan \(role)", folder, cause: "not a folder (a file is there)", hint: notFolderHint, exit: .noInput)
             }
             throw TidemarkError("scan \(role)", folder, cause: "no such folder", hint: missingHint, exit: .noInput)
         }
