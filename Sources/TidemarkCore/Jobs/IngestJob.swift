@@ -39,7 +39,7 @@ public struct IngestOptions: Sendable {
 
     /// A backfill of this data folder's own archive (a lost database rebuilt in place).
     var backfillsOwnArchive: Bool {
-        kind == .backfill && FileSystem.isSameOrInside(landingFolder, (dataFolder as NSString).appendingPathComponent("archive"))
+        kind == .backfill && FileSystem.isSameOrInside(landingFolder, Warehouse.archiveFolder(of: dataFolder))
     }
 
     public init(landingFolder: String, dataFolder: String) {
@@ -266,8 +266,8 @@ struct BatchRunner {
         let openFiles = FileSystem.raiseOpenFilesLimit()
         filesAhead = max(8, min(FileDecoder.filesAhead, openFiles / 4))
         heldFilesLimit = max(16, openFiles - filesAhead - 128)
-        archiveFolder = (dataFolder as NSString).appendingPathComponent("archive/" + String(started.rfc3339.prefix(10)))
-        quarantineFolder = (dataFolder as NSString).appendingPathComponent("quarantine")
+        archiveFolder = (Warehouse.archiveFolder(of: dataFolder) as NSString).appendingPathComponent(String(started.rfc3339.prefix(10)))
+        quarantineFolder = Warehouse.quarantineFolder(of: dataFolder)
         adoptsArchivedFiles = options.backfillsOwnArchive
         let batchID: Int64
         if options.dryRun {

@@ -127,7 +127,7 @@ public enum LandingClaim {
             ancestor = (ancestor as NSString).deletingLastPathComponent
         }
         for data in candidates {
-            let parts = [(data as NSString).appendingPathComponent("archive"), (data as NSString).appendingPathComponent("quarantine")]
+            let parts = [Warehouse.archiveFolder(of: data), Warehouse.quarantineFolder(of: data)]
             if landing == data || parts.contains(where: { FileSystem.isSameOrInside(landing, $0) }) {
                 throw TidemarkError("ingest", landingFolder, cause: "the landing folder is the data folder \(data) or lies in its archive or quarantine: ingest would move the files there onto themselves",
                                     hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to; to apply archived files again use 'tidemark backfill --from-dir \(data)/archive --data \(data)'",

@@ -93,7 +93,7 @@ public enum LandingFolder {
             guard lstat(path, &info) == 0 else { continue }
             let type = info.st_mode & S_IFMT
             if recursive && type == S_IFDIR {
-                if isDataFolder && name == "quarantine" {
+                if isDataFolder && name == Warehouse.quarantineName {
                     skipped.append((name, "a data folder's quarantine (files never applied): retry those through a landing folder", true))
                 } else {
                     subfolders.append((path, prefix + name + "/"))

@@ -19,8 +19,8 @@ public enum OutputFile {
         let why: String?
         if kept.contains(target) || FileSystem.sameFile(path, database) {
             why = "is a file tidemark keeps in the data folder (its database, the database's log, lock or id): writing it would destroy it"
-        } else if FileSystem.isSameOrInside(target, (data as NSString).appendingPathComponent("archive"))
-                    || FileSystem.isSameOrInside(target, (data as NSString).appendingPathComponent("quarantine")) {
+        } else if FileSystem.isSameOrInside(target, Warehouse.archiveFolder(of: data))
+                    || FileSystem.isSameOrInside(target, Warehouse.quarantineFolder(of: data)) {
             why = "lies in the data folder's archive or quarantine, which hold the raw files the ledger names: writing there would replace one"
         } else if LandingFolder.suffixes.contains(where: { name.hasSuffix($0) }) || [DataFolderIdentity.fileName, LandingClaim.fileName].contains(name) {
             why = "is named like a landing file or a tidemark marker file, which no output of tidemark is: writing it could replace data not ingested yet"

@@ -95,9 +95,9 @@ enum Ledger {
     static func currentPath(of location: String, dataFolder: String) -> String {
         let parts = location.split(separator: "/")
         let tail: ArraySlice<Substring>
-        if parts.count >= 3 && parts[parts.count - 3] == "archive" {
+        if parts.count >= 3 && parts[parts.count - 3] == Warehouse.archiveName {
             tail = parts.suffix(3)
-        } else if parts.count >= 2 && parts[parts.count - 2] == "quarantine" {
+        } else if parts.count >= 2 && parts[parts.count - 2] == Warehouse.quarantineName {
             tail = parts.suffix(2)
         } else {
             return location

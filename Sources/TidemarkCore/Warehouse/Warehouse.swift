@@ -10,6 +10,12 @@ import GRDB
 /// file's events (with `NORMAL`, the last commits could roll back after the file was archived).
 public final class Warehouse {
     public static let databaseName = "tidemark.sqlite"
+    /// The data folder's folders for files read: applied (one folder per day inside), and
+    /// quarantined.
+    static let archiveName = "archive", quarantineName = "quarantine"
+
+    static func archiveFolder(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(archiveName) }
+    static func quarantineFolder(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(quarantineName) }
 
     /// Process-wide SQLite settings, applied before the first connection opens.
     private static let tuneSQLiteOnce: Void = {
@@ -143,7 +149,7 @@ public final class Warehouse {
     /// them, so status and validate no longer list them.
     static func recovery(_ dataFolder: String) -> String {
         var text = "rebuild it in place from the archive: tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder); or restore \(Warehouse.databaseName) from backup (validate then names archived files the backup had not recorded)"
-        let quarantine = (dataFolder as NSString).appendingPathComponent("quarantine")
+        let quarantine = Warehouse.quarantineFolder(of: dataFolder)
         if let names = try? FileManager.default.contentsOfDirectory(atPath: quarantine), case let held = names.filter({ !$0.hasPrefix(".") }), !held.isEmpty {
             text += "; a ledger rebuilt from the archive does not know the \(plural(held.count, "file")) in \(quarantine): to retry \(held.count == 1 ? "it, move it" : "them, move them") back into landing"
         }
@@ -158,7 +164,7 @@ public final class Warehouse {
     /// The files in the data folder's archive that hold data, at any depth: exactly what a
     /// backfill of it reads (`LandingFolder.scan`), not a note someone left there.
     static func archivedDataFiles(_ dataFolder: String) -> [String] {
-        let archive = (FileSystem.absolutePath(dataFolder) as NSString).appendingPathComponent("archive")
+        let archive = Warehouse.archiveFolder(of: FileSystem.absolutePath(dataFolder))
         guard FileSystem.isFolder(archive), let scan = try? LandingFolder.scan(archive, recursive: true) else { return [] }
         return scan.files.map(\.path)
     }
