@@ -262,7 +262,7 @@ public enum RebuildJob {
             }
             defer { folds.cancel() }
             // Read while the first pass decodes on the other thread.
-            rebuild.storedDeleted = try RebuildStore.deletedEvents(in: hour, db)
+            rebuild.storedDeletions = try RebuildStore.deletions(in: hour, db)
             for _ in 0..<passes { try rebuild.apply(try folds.next()) }
             settled = rebuild.settledIDs
             staleCopiesIn = rebuild.staleCopiesIn
@@ -314,9 +314,8 @@ public enum RebuildJob {
         let waitingTombstones: [ExactText: (deletion: Deletion, files: [Int64])]
         /// The events whose waiting tombstones this hour applied.
         var settledIDs: [ExactText] = []
-        /// The events whose stored row in this hour is deleted, with that deletion (read before
-        /// the first pass).
-        var storedDeleted: [ExactText: Deletion] = [:]
+        /// The deletions stored in this hour's rows (read before the first pass).
+        var storedDeletions = StoredDeletions()
         /// Events the fold places in another hour.
         var elsewhere: [ExactText: Int] = [:]
         /// Other hours holding a row of an event this hour's fold placed here (a stale copy,
@@ -376,10 +375,14 @@ public enum RebuildJob {
             // `event_moves` row was lost left a deleting file under an hour they moved through).
             // They are folded again over every file that holds a delivery of theirs, found
             // through `file_hours`; what that finds stands (the stored row was what was wrong).
-            if !storedDeleted.isEmpty {
-                let differing = Set(candidates.filter { index in
-                    eventHours[index] == hour.hoursSinceEpoch && storedDeleted[ids[index]].map { $0 != events[index].state?.deletion } == true
-                }.map { ids[$0] })
+            if !storedDeletions.isEmpty {
+                // In memory order (the events as first met), not byte order: each id's bytes are
+                // read once, and visiting them in byte order would miss the cache on each.
+                var differing = Set<ExactText>()
+                for index in ids.indices where eventHours[index] == hour.hoursSinceEpoch
+                    && storedDeletions.mayDiffer(ids[index], from: events[index].state?.deletion) {
+                    differing.insert(ids[index])
+                }
                 let alsoFrom = Set(differing.flatMap { otherHours[$0, default: []] })
                 for (id, folded) in try refoldThroughFileHours(differing, startingFrom: alsoFrom) {
                     let index = pass.slots[id]!

@@ -98,18 +98,16 @@ enum RebuildStore {
         return out
     }
 
-    /// The events whose row in `hour`'s table is deleted (`is_valid` 0), with the deletion it
-    /// records. Under the merge rule a deletion only grows, so a rebuild that folds one of them
-    /// as valid, or deleted otherwise, may not have read its whole history (the files of an
-    /// hour it moved through, when `event_moves` lost the row). A deletion stored in a form no
-    /// fold gives (damaged) is neither by flag nor by tombstone.
-    static func deletedEvents(in hour: PartitionHour, _ db: Database) throws -> [ExactText: Deletion] {
-        guard try db.tableExistsFast(hour.tableName) else { return [:] }
-        var out: [ExactText: Deletion] = [:]
+    /// The deletions of the rows of `hour`'s table that are deleted (`is_valid` 0). Under the
+    /// merge rule a deletion only grows, so a rebuild that folds one of those events as valid,
+    /// or deleted otherwise, may not have read its whole history (the files of an hour it moved
+    /// through, when `event_moves` lost the row).
+    static func deletions(in hour: PartitionHour, _ db: Database) throws -> StoredDeletions {
+        var out = StoredDeletions()
+        guard try db.tableExistsFast(hour.tableName) else { return out }
         let rows = try Row.fetchCursor(db, sql: "SELECT event_id, deleted_by, deleted_at FROM \(hour.tableName) WHERE is_valid = 0")
         while let row = try rows.next() {
-            let at = (row[2] as String?).flatMap { try? Timestamp.parse($0).get() }
-            out[ExactText(row[0])] = Deletion(kind: row[1], deletedAt: at) ?? Deletion(byFlag: false, byTombstone: false, deletedAt: nil)
+            out.add(row[0], Deletion(kind: row[1], deletedAt: (row[2] as String?).flatMap { try? Timestamp.parse($0).get() }))
         }
         return out
     }
@@ -239,5 +237,34 @@ enum RebuildStore {
         summary.durationSeconds = seconds
         summary.partitionsTouched = hours
         try BatchBookkeeping.finish(summary, db)
+    }
+}
+
+/// An hour's stored deletions, compactly (an hour may hold a million rows): by a hash of the
+/// event_id (this process's: the set lives in one run), the deletion's kinds and time. Two deleted events with one hash make
+/// their entry ambiguous, and so does a deletion stored in a form no fold gives (damaged):
+/// an event meeting such an entry, or a valid event sharing a deleted one's hash, is only
+/// folded again, which costs time and changes nothing.
+struct StoredDeletions {
+    private var byHash: [Int: (kinds: UInt8, at: Int64)] = [:]
+    private static let ambiguous: UInt8 = 0xFF
+
+    var isEmpty: Bool { byHash.isEmpty }
+
+    mutating func add(_ eventID: String, _ deletion: Deletion?) {
+        let key = ExactText(eventID).hashValue
+        let entry = deletion.map { Self.entry($0) } ?? (Self.ambiguous, 0)
+        byHash[key] = byHash[key] == nil ? entry : (Self.ambiguous, 0)
+    }
+
+    /// Whether the hour may hold `eventID` deleted otherwise than `folded` says.
+    func mayDiffer(_ eventID: ExactText, from folded: Deletion?) -> Bool {
+        guard let stored = byHash[eventID.hashValue] else { return false }
+        guard stored.kinds != Self.ambiguous, let folded else { return true }
+        return Self.entry(folded) != stored
+    }
+
+    private static func entry(_ deletion: Deletion) -> (kinds: UInt8, at: Int64) {
+        ((deletion.byFlag ? 1 : 0) | (deletion.byTombstone ? 2 : 0), deletion.deletedAt?.nanosecondsSinceEpoch ?? .min)
     }
 }
