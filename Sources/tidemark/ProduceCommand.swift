@@ -89,6 +89,11 @@ struct ProduceCommand: ParsableCommand {
                 throw ValidationError("--start \(start): \(error)")
             }
         }
+        // The library's checks of values and combinations, reported as every usage error is
+        // (with the usage line).
+        do { try makeOptions().validate() } catch let error as TidemarkError where error.exitStatus == .usage {
+            throw ValidationError(error.cause)
+        }
     }
 
     func run() throws {

@@ -528,6 +528,9 @@ import Glibc
         options.count = 0
         let summary = try Self.produce(options)
         #expect(summary.files == 0 && summary.events == 0)
+        // From the command line, reported as every usage error is: with the usage line.
+        let run = try Binary.run(["produce", "--landing", folder.landing, "--sent-log", folder.sent, "--rate", "0"])
+        #expect(run.status == 64 && run.stderr.contains("Error: --rate must be 1 to 10000000, got 0\nUsage: tidemark produce"), "\(run.stderr)")
     }
 
     // MARK: The built binary
