@@ -170,6 +170,39 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// Taken back from the archive, but the archive cannot take the bytes read again (here: no
+    /// space): the file is back in landing whole with no archived copy, noted as grown and
+    /// counted as backlog; runs leave it while it is still being written, then archive its
+    /// start and read it whole. Nothing is lost, and validate agrees.
+    @Test func aReclaimedFileWhoseArchiveCopyFailsIsHeldThenArchivedFromItsStart() throws {
+        let f = TestFolder()
+        let (path, appliedBytes, appended) = try streamFile(f)
+        let fd = open(path, O_WRONLY | O_APPEND)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        #expect(try Binary.run(args(f)).status == 0)
+        let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
+        try append(appended, through: fd)
+        let reclaim = try Binary.run(args(f, ["--json"]), environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"])
+        #expect(reclaim.status == 0, "\(reclaim.stderr)")
+        #expect(reclaim.stderr.contains("It went back to landing whole, but the \(appliedBytes.count) bytes read could not be archived again"), "\(reclaim.stderr)")
+        #expect(reclaim.stdout.contains("\"backlog_files\" : 1"), "\(reclaim.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: archived))
+        #expect(try FileSystem.readAll(path) == appliedBytes + appended)
+        let reason = try ledgerReason(f, "stream.ndjson.gz")
+        #expect(reason?.contains("grew while read: the \(appliedBytes.count) bytes read could not be archived yet") == true, "\(reason ?? "nil")")
+        let waiting = try Binary.run(args(f, ["-v"]))
+        #expect(waiting.status == 0 && waiting.stderr.contains("landing file is still being written in place"), "\(waiting.stderr)")
+        #expect(try !FileManager.default.fileExists(atPath: archived) && f.row("second") == nil)
+        let quiet = try Binary.run(args(f, ["--settle-seconds", "0"]))
+        #expect(quiet.status == 0, "\(quiet.stderr)")
+        #expect(quiet.stderr.contains("archived the start of a landing file that grew after an earlier run read it"), "\(quiet.stderr)")
+        #expect(try FileSystem.readAll(archived) == appliedBytes)
+        #expect(try f.row("first") != nil && f.row("second") != nil && f.landingEntries().isEmpty)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
     /// The same, but the archive cannot take the bytes read then (here: no space): the grown
     /// file stays in landing with no archived copy of what was applied. Runs leave it while it
     /// is still being written; once it is quiet, a run writes that copy from the file's first

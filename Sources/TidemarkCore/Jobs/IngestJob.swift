@@ -442,7 +442,7 @@ struct BatchRunner {
                 // Grown too (a producer writing it in place): the next runs wait until it is
                 // quiet, as when the archive copy succeeds, before archiving its start and
                 // reading it whole.
-                if let applied = move.held.appliedBytes, let now = move.held.currentSize(), now != applied,
+                if options.kind == .ingest, let applied = move.held.appliedBytes, let now = move.held.currentSize(), now != applied,
                    FileSystem.parentFolder(of: move.to) != quarantineFolder {
                     noteGrown(fileID: move.fileID, appliedBytes: applied, nowBytes: now, file: move.from, archived: false)
                 }
@@ -639,17 +639,32 @@ struct BatchRunner {
             guard lstat(recorded.location, &info) == 0, Int64(info.st_size) > recorded.size else { continue }
             // Back under its landing name (the name later runs hold back while it grows).
             var back = (options.landingFolder as NSString).appendingPathComponent(name)
+            var movedBack = false
             do {
                 let held = try HeldLandingFile(opening: recorded.location)
                 guard try held.sha256(ofFirst: recorded.size) == recorded.sha256 else { continue } // changed otherwise: validate says so
                 if FileSystem.exists(back) { back = LandingRetirement.capturePath(for: back, fileID: recorded.fileID) }
                 guard FileSystem.renameWithoutReplacing(recorded.location, to: back) else { continue }
+                movedBack = true
                 held.appliedBytes = recorded.size
-                // Should this fail, the next run writes it from the file's first bytes (`archiveRecordedStart`).
+                if FaultPoint.archiveIsFull() { throw FileSystemError("archive", recorded.location, errno: ENOSPC) }
                 try held.copy(to: recorded.location)
             } catch {
-                // Not this batch's files: they are still applied; the next run tries again.
-                logger.warning("could not take back an archived file that grew after it was moved", metadata: ["file": "\(recorded.location)", "error": "\(error)"])
+                guard movedBack else {
+                    // Not this batch's files: they are still applied; the next run tries again.
+                    logger.warning("could not take back an archived file that grew after it was moved", metadata: ["file": "\(recorded.location)", "error": "\(error)"])
+                    continue
+                }
+                // Back in landing, but the bytes read are not archived again: noted as grown, so
+                // that runs wait until it is quiet, then write that copy from the file's first
+                // bytes (`archiveRecordedStart`) and read it whole.
+                noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name, archived: false)
+                noteLeftInLanding(back)
+                logger.warning("""
+                    archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole, \
+                    but the \(recorded.size) bytes read could not be archived again; a run after it has been quiet for \
+                    \(Durations.text(options.settleSeconds)) archives them from the file's start and reads the rest
+                    """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)", "error": "\(error)"])
                 continue
             }
             noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name)

@@ -169,15 +169,15 @@ public enum RebuildJob {
                                                  dryRun: options.dryRun, eventsPerPass: options.eventsPerPass, dataFolder: options.dataFolder,
                                                  waitingTombstones: waiting, settled: &settled, staleCopiesIn: &copiesIn, db: db, logger: logger)
                         } catch var error as TidemarkError {
-                            // The error names the hour it stopped in, and what this run did
-                            // before it (committed: it stays).
-                            error.operation += " hour \(hour.label)"
+                            // The error names the hour it stopped in, and what this run rebuilt
+                            // earlier (each hour committed: it stays rebuilt).
+                            if !error.operation.contains(hour.label) { error.operation += " hour \(hour.label)" }
                             let changed = results.filter { $0.outcome != "unchanged" }.map(\.hour)
-                            let before = options.dryRun ? "a dry run: nothing was changed"
-                                : results.isEmpty ? "no hour was rebuilt before it"
-                                : "\(plural(results.count, "hour")) rebuilt before it stay rebuilt"
+                            let earlier = options.dryRun ? "a dry run: nothing was changed"
+                                : results.isEmpty ? "no hour was rebuilt earlier in this run"
+                                : "the \(plural(results.count, "hour")) rebuilt earlier in this run stay rebuilt"
                                     + (changed.isEmpty ? " (all unchanged)" : " (changed: \(changed.joined(separator: ", ")))")
-                            error.hint = [error.hint, before].compactMap { $0 }.joined(separator: "; ")
+                            error.hint = [error.hint, earlier].compactMap { $0 }.joined(separator: "; ")
                             throw error
                         }
                         if let earlier = results.firstIndex(where: { $0.hour == result.hour }) {
@@ -370,8 +370,8 @@ public enum RebuildJob {
                 eventHours[index] = folded.hour
                 if folded.hour == hour.hoursSinceEpoch { staleCopiesIn.formUnion(otherHours[id, default: []].subtracting([hour.hoursSinceEpoch])) }
             }
-            // Events stored here as deleted that the fold finds valid, or deleted otherwise: a
-            // deletion only grows, so part of their history may not have been read (a move whose
+            // Events stored here as deleted that the fold finds valid, or deleted by fewer kinds
+            // or later: a deletion only grows, so part of their history was not read (a move whose
             // `event_moves` row was lost left a deleting file under an hour they moved through).
             // They are folded again over every file that holds a delivery of theirs, found
             // through `file_hours`; what that finds stands (the stored row was what was wrong).
@@ -380,7 +380,7 @@ public enum RebuildJob {
                 // read once, and visiting them in byte order would miss the cache on each.
                 var differing = Set<ExactText>()
                 for index in ids.indices where eventHours[index] == hour.hoursSinceEpoch
-                    && storedDeletions.mayDiffer(ids[index], from: events[index].state?.deletion) {
+                    && storedDeletions.lacks(ids[index], in: events[index].state?.deletion) {
                     differing.insert(ids[index])
                 }
                 let alsoFrom = Set(differing.flatMap { otherHours[$0, default: []] })
@@ -452,17 +452,12 @@ public enum RebuildJob {
             try Summaries.apply(counts, hour: hour.label, batchID: batchID, db)
         }
 
-        /// A stale or deleting delivery may name this hour for an event whose row is in
-        /// another (`indexed`: the events, with the hours event_index gives, or whose tables
-        /// hold a row of an event that lost its entry): its files of this hour do not hold its
-        /// whole history. Those events are folded again over the files of those hours (and
-        /// the hours they moved through), before deciding where they belong. (An event that
-        /// moved into this hour was folded over the files of the hours it came from already.)
         /// Folds these events again over every file that holds a delivery of theirs: from the
         /// files of this hour (and of `others`, where rows of theirs were found), the hours the
-        /// files carrying them touched (`file_hours`), then
-        /// those hours' files, until no new hour appears. Only for events the first fold missed
-        /// part of (rare: a damaged `event_moves`).
+        /// files carrying them touched (`file_hours`), then those hours' files, until no new
+        /// hour appears. Only for events the first fold missed part of (rare: a damaged
+        /// `event_moves`); it reads the files of the hours those events passed through, and of
+        /// any hour a file carrying them touched.
         private mutating func refoldThroughFileHours(_ only: Set<ExactText>, startingFrom others: Set<Int>) throws -> [(ExactText, Folded)] {
             guard !only.isEmpty else { return [] }
             var hours = others.union([hour.hoursSinceEpoch])
@@ -479,6 +474,12 @@ public enum RebuildJob {
             }
         }
 
+        /// A stale or deleting delivery may name this hour for an event whose row is in
+        /// another (`indexed`: the events, with the hours event_index gives, or whose tables
+        /// hold a row of an event that lost its entry): its files of this hour do not hold its
+        /// whole history. Those events are folded again over the files of those hours (and
+        /// the hours they moved through), before deciding where they belong. (An event that
+        /// moved into this hour was folded over the files of the hours it came from already.)
         private mutating func refoldEventsIndexedElsewhere(_ indexed: [(id: ExactText, hours: Set<Int>)]) throws -> [(ExactText, Folded)] {
             guard !indexed.isEmpty else { return [] }
             let hourOf = Dictionary(indexed.map { ($0.id, $0.hours) }, uniquingKeysWith: { $0.union($1) })

@@ -257,11 +257,16 @@ struct StoredDeletions {
         byHash[key] = byHash[key] == nil ? entry : (Self.ambiguous, 0)
     }
 
-    /// Whether the hour may hold `eventID` deleted otherwise than `folded` says.
-    func mayDiffer(_ eventID: ExactText, from folded: Deletion?) -> Bool {
+    /// Whether the hour may hold `eventID` deleted by a kind `folded` lacks, or earlier than
+    /// `folded` (or at all, when it is nil): the fold then missed part of the event's history.
+    /// (A fold that shows more than the row read more history: the row is what is wrong.)
+    func lacks(_ eventID: ExactText, in folded: Deletion?) -> Bool {
         guard let stored = byHash[eventID.hashValue] else { return false }
         guard stored.kinds != Self.ambiguous, let folded else { return true }
-        return Self.entry(folded) != stored
+        let fold = Self.entry(folded)
+        if stored.kinds & ~fold.kinds != 0 { return true }
+        // `.min` stands for no time: a stored time the fold lacks, or an earlier one.
+        return stored.at != .min && (fold.at == .min || fold.at > stored.at)
     }
 
     private static func entry(_ deletion: Deletion) -> (kinds: UInt8, at: Int64) {
