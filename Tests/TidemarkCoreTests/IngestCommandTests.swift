@@ -438,6 +438,12 @@ import Testing
             #expect(run.status == 64, "\(landing): \(run.stderr)")
             #expect(run.stderr.contains("ingest would move the files there onto themselves") && run.stderr.contains("'tidemark backfill"), "\(run.stderr)")
         }
+        // A new data folder given as the landing folder too: refused, and no backfill is
+        // suggested (there is no archive to apply).
+        let fresh = f.root + "/fresh"
+        try FileManager.default.createDirectory(atPath: fresh, withIntermediateDirectories: true)
+        let same = try Binary.run(["ingest", "--landing", fresh, "--data", fresh])
+        #expect(same.status == 64 && same.stderr.contains("onto themselves") && !same.stderr.contains("backfill"), "\(same.stderr)")
         // An archive day folder is marked as such, so that it is refused under any path (a bind
         // mount elsewhere, which the path checks cannot see).
         #expect(FileManager.default.fileExists(atPath: day + "/.tidemark-archive-folder"))
