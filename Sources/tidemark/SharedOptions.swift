@@ -33,12 +33,14 @@ struct SharedOptions: ParsableArguments {
         }
     }
 
+    /// Absolute, so that every message names the folder whatever the directory the command
+    /// ran in (a cron job's is not the operator's).
     var landingFolder: String {
-        landing ?? ProcessInfo.processInfo.environment["TIDEMARK_LANDING"] ?? "landing"
+        FileSystem.absolutePath(landing ?? ProcessInfo.processInfo.environment["TIDEMARK_LANDING"] ?? "landing")
     }
 
     var dataFolder: String {
-        data ?? ProcessInfo.processInfo.environment["TIDEMARK_DATA"] ?? "data"
+        FileSystem.absolutePath(data ?? ProcessInfo.processInfo.environment["TIDEMARK_DATA"] ?? "data")
     }
 
     func makeLogger(label: String = "tidemark") -> Logger {

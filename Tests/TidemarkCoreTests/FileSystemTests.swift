@@ -14,6 +14,11 @@ import Testing
         #expect(nested.status == 0, "\(nested.stderr)")
         #expect(run.status == 0, "\(run.stderr)")
         #expect(FileSystem.isFolder(f.root + "/rel/data"))
+        // Messages name folders in full, whatever the directory the command ran in.
+        for command in [["status", "--data", "nowhere"], ["rebuild", "--all", "--data", "nowhere"], ["validate", "--data", "nowhere"]] {
+            let missing = try Binary.run(command, cwd: f.root)
+            #expect(missing.status == 66 && missing.stderr.contains("\(f.root)/nowhere"), "\(command[0]): \(missing.stderr)")
+        }
     }
 
     /// The archive move never takes a file put under the name after it was read: the content
