@@ -57,7 +57,7 @@ struct DemoCommand: ParsableCommand {
                 if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
             }
             if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-            if let metricsFile { try MetricsExporter.write(dataFolder: options.data, to: metricsFile, last: nil) }
+            if let metricsFile { try MetricsExporter.write(dataFolder: options.data, to: metricsFile, last: result.lastBatch) }
             if let html { try HTMLReport.write(dataFolder: options.data, to: html) }
             print(result.validation.table)
             print(result.summary, terminator: "")

@@ -6,10 +6,10 @@ import TidemarkCore
 /// Flags every subcommand shares. `TIDEMARK_LANDING` and `TIDEMARK_DATA` are the fallbacks
 /// for `--landing` and `--data`.
 struct SharedOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Landing folder with incoming *.ndjson.gz, *.jsonl.gz or *.json.gz files (env TIDEMARK_LANDING).", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp("Landing folder with incoming *.ndjson.gz, *.jsonl.gz or *.json.gz files (env TIDEMARK_LANDING; default: ./landing).", valueName: "DIR"))
     var landing: String?
 
-    @Option(name: .long, help: ArgumentHelp("Data folder: tidemark.sqlite, archive/, quarantine/ (env TIDEMARK_DATA).", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp("Data folder: tidemark.sqlite, archive/, quarantine/ (env TIDEMARK_DATA; default: ./data).", valueName: "DIR"))
     var data: String?
 
     @Option(name: .long, help: "Log format on stderr: text, logfmt or json.")

@@ -845,6 +845,11 @@ import Testing
             args(f, ["--metrics-file", f.data + "/tidemark.sqlite-wal"]),
             args(f, ["--metrics-file", f.data + "/.tidemark-id"]),
             ["backfill", "--from-dir", f.landing, "--data", f.data, "--metrics-file", f.data + "/tidemark.lock"],
+            // Markers and locks beside the data: the producer's lock and in-flight marker, the
+            // landing folder's claim.
+            args(f, ["--metrics-file", f.landing + "/.producer.lock"]),
+            args(f, ["--metrics-file", f.root + "/sent/.inflight"]),
+            args(f, ["--metrics-file", f.landing + "/.tidemark-data-folder"]),
         ]
         let databaseBefore = try FileSystem.sha256(ofFile: f.database), archivedBefore = try FileSystem.sha256(ofFile: archived)
         for arguments in refused {

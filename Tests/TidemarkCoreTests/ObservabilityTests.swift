@@ -77,6 +77,10 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(metrics["tidemark_events_new_total"]?.value == 4000)
         #expect((metrics["tidemark_deletions_flag_total"]?.value ?? 0) > 0)
         #expect(metrics["tidemark_last_success_timestamp_seconds"]?.type == "gauge")
+        // The last batch's gauges too, as an ingest writes them.
+        for gauge in ["last_batch_duration_seconds", "last_batch_files", "backlog_files", "tombstones_pending"] {
+            #expect(metrics["tidemark_\(gauge)"]?.type == "gauge", "\(gauge)")
+        }
         #expect(!FileManager.default.fileExists(atPath: f.root + "/.metrics.prom.tmp"))
     }
 

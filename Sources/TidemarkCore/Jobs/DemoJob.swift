@@ -31,6 +31,9 @@ public struct DemoResult: Sendable {
     public var partitionsResummarized = 0
     public var batchEvery = 0
     public var lag = BatchSummary.Percentiles()
+    /// The last batch that applied something: its gauges go into `--metrics-file`, as an
+    /// ingest's would.
+    public var lastBatch: BatchSummary?
     public var validation: ValidationReport
     /// Every hour rebuilt from the archived raw files after validation, as a dry run (the
     /// demo's database, metrics and report stay what ingest made them).
@@ -106,6 +109,7 @@ public enum DemoJob {
             if let unreadable = s.endError { throw unreadable }
             guard s.filesApplied + s.filesDuplicate + s.filesQuarantined > 0 else { return }
             result.batches += 1
+            result.lastBatch = s
             result.lines = result.lines + s.lines
             result.lateEvents += s.lateEvents
             lags.merge(s.lagHistogram)

@@ -7,6 +7,12 @@ public enum OutputFile {
     /// Why `path` must not be written for `flag` beside the data folder `dataFolder`, if so: it
     /// is the database (or its log, lock or id), lies in the archive or the quarantine, or is
     /// named like a landing file or a tidemark marker file, which no output of tidemark is.
+    /// The marker and lock files tidemark keeps beside data (wherever they lie: the landing
+    /// and sent-log folders have some): the data folder's id, the landing folder's claim, an
+    /// archive or quarantine folder's mark, the producer's lock and its in-flight marker.
+    static let markerNames: Set<String> = [DataFolderIdentity.fileName, LandingClaim.fileName, LandingClaim.partMarker,
+                                           Producer.lockName, Producer.markerName]
+
     public static func refusal(_ path: String, flag: String, dataFolder: String) -> TidemarkError? {
         let target = FileSystem.canonicalPath(path)
         let data = FileSystem.canonicalPath(dataFolder)
@@ -22,7 +28,7 @@ public enum OutputFile {
         } else if FileSystem.isSameOrInside(target, Warehouse.archiveFolder(of: data))
                     || FileSystem.isSameOrInside(target, Warehouse.quarantineFolder(of: data)) {
             why = "lies in the data folder's archive or quarantine, which hold the raw files the ledger names: writing there would replace one"
-        } else if LandingFolder.suffixes.contains(where: { name.hasSuffix($0) }) || [DataFolderIdentity.fileName, LandingClaim.fileName].contains(name) {
+        } else if LandingFolder.suffixes.contains(where: { name.hasSuffix($0) }) || OutputFile.markerNames.contains(name) {
             why = "is named like a landing file or a tidemark marker file, which no output of tidemark is: writing it could replace data not ingested yet"
         } else {
             why = nil
