@@ -151,6 +151,21 @@ import Testing
         #expect((rejected?[2] as String?)?.hasPrefix("invalid UTF-8") == true)
     }
 
+    /// A UTF-8 byte order mark opening a file (some Windows tools write one) is skipped; one
+    /// opening a later line rejects that line, saying why. Rebuild reads the file alike.
+    @Test func aByteOrderMarkOpeningTheFileIsSkipped() throws {
+        let f = TestFolder()
+        f.land("bom.ndjson.gz", ["\u{FEFF}" + recordLine("first", time: "2025-07-30T10:00:00Z"),
+                                 "\u{FEFF}" + recordLine("second", time: "2025-07-30T10:00:01Z")])
+        let s = try f.ingest()
+        #expect(s.lines.new == 1 && s.lines.rejected == 1)
+        #expect(try f.row("first") != nil && f.row("second") == nil)
+        let reason = try f.query { try String.fetchOne($0, sql: "SELECT reason FROM rejected_lines WHERE line_number = 2") }
+        #expect(reason?.contains("found a UTF-8 byte order mark (BOM)") == true, "\(reason ?? "nil")")
+        let rebuilt = try Binary.run(["rebuild", "--data", f.data, "--all", "--json"])
+        #expect(rebuilt.status == 0 && !rebuilt.stdout.contains("repaired") && !rebuilt.stdout.contains("restored"), "\(rebuilt.stdout)")
+    }
+
     @Test func multiMemberFixtureAppliesEveryLine() throws {
         let f = TestFolder()
         try FileManager.default.copyItem(atPath: fixture("decode/two-members/events.ndjson.gz"), toPath: f.landing + "/m.ndjson.gz")

@@ -202,7 +202,7 @@ struct LineSplitter {
                 if piece.count > limit {
                     try body(lineNumber, .overlong(length: piece.count))
                 } else {
-                    try body(lineNumber, .bytes(UnsafeRawBufferPointer(piece)))
+                    try emit(UnsafeRawBufferPointer(piece), body)
                 }
             } else {
                 if carry.count + piece.count > limit {
@@ -211,11 +211,23 @@ struct LineSplitter {
                     try body(lineNumber, .overlong(length: total))
                 } else {
                     carry.append(contentsOf: piece)
-                    try carry.withUnsafeBytes { try body(lineNumber, .bytes($0)) }
+                    try carry.withUnsafeBytes { try emit($0, body) }
                     carry.removeAll(keepingCapacity: true)
                 }
             }
             start += newline - rest.startIndex + 1
+        }
+    }
+
+    /// Hands out a line's bytes. A UTF-8 byte order mark that opens the stream (some Windows
+    /// tools write one) is skipped, as RFC 8259 (section 8.1) lets a parser do: otherwise the
+    /// file's first event would be rejected. One that opens a later line is left to the parser,
+    /// which rejects that line and says why.
+    private func emit(_ bytes: UnsafeRawBufferPointer, _ body: (Int, LineContent) throws -> Void) throws {
+        if lineNumber == 1, bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF {
+            try body(lineNumber, .bytes(UnsafeRawBufferPointer(rebasing: bytes[3...])))
+        } else {
+            try body(lineNumber, .bytes(bytes))
         }
     }
 
@@ -238,7 +250,7 @@ struct LineSplitter {
             overlongLength = 0
         } else if !carry.isEmpty {
             lineNumber += 1
-            try carry.withUnsafeBytes { try body(lineNumber, .bytes($0)) }
+            try carry.withUnsafeBytes { try emit($0, body) }
             carry = []
         }
     }
