@@ -480,6 +480,8 @@ import Testing
         let tampered = try Binary.run(["validate", "--data", f.data, "--replay"])
         #expect(tampered.status == 1, "\(tampered.stdout)")
         #expect(tampered.stdout.split(separator: "\n").contains { $0.hasPrefix("replay_updates_reflected ") && $0.contains("FAILED") }, "\(tampered.stdout)")
+        // The hints: rebuild first, and what to do should the replay still disagree after it.
+        #expect(tampered.stdout.contains("hint: should a replay finding stay after rebuild --all, the event's history spans hours whose links (event_moves, file_hours) were lost: fold the whole archive into a new data folder, tidemark backfill --from-dir \(f.data)/archive --data NEW_DATA"), "\(tampered.stdout)")
         let repair = try Binary.run(["rebuild", "--data", f.data, "--hour", "2025-07-30T10", "--json"])
         let hours = (try JSONSerialization.jsonObject(with: Data(repair.stdout.utf8)) as? [String: Any])?["hours"] as? [[String: Any]]
         #expect(hours?.first?["changed"] as? Int == 1 && hours?.first?["outcome"] as? String == "repaired", "\(repair.stdout)")

@@ -65,6 +65,12 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
         if any(["rows_in_their_hour", "one_row_per_event", "deletion_markers", "partition_checksums", "hourly_summary", "tombstones_applied"])
             || failed.contains(where: { $0.hasPrefix("replay_") }) {
             steps.append("the tables disagree with what the archive gives: tidemark rebuild --hour H for the hours named above (or rebuild --all) recomputes them from the archived files; then validate again")
+            if failed.contains(where: { $0.hasPrefix("replay_") }) {
+                // Rebuild works hour by hour, following event_moves and file_hours; the replay
+                // folds every file at once. A history whose links were lost (rows of both gone
+                // by hand) can be out of an hour's reach.
+                steps.append("should a replay finding stay after rebuild --all, the event's history spans hours whose links (event_moves, file_hours) were lost: fold the whole archive into a new data folder, tidemark backfill --from-dir \(dataFolder)/archive --data NEW_DATA, and validate that one --replay")
+            }
         }
         if failed.contains("archive_in_ledger") {
             steps.append("the database lost files it had applied (restored from an older backup, or its last commits lost): tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder) applies them again where they lie (files the ledger holds are skipped)")
