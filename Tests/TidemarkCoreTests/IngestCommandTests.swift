@@ -170,6 +170,33 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    /// A name landed a second time is archived as `ID-NAME` (the first file has the plain
+    /// name). Appended to there through the producer's descriptor, it goes back to landing
+    /// under the name it was landed with, not its archive name, and the archive keeps both
+    /// files as read. Nothing is lost, and validate agrees.
+    @Test func aReclaimedFileArchivedUnderItsIDGoesBackUnderItsLandedName() throws {
+        let f = TestFolder()
+        f.land("stream.ndjson.gz", [recordLine("zero", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(args(f)).status == 0)
+        let (path, appliedBytes, appended) = try streamFile(f)
+        let fd = open(path, O_WRONLY | O_APPEND)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        #expect(try Binary.run(args(f)).status == 0)
+        let fileID = try #require(try f.integer("SELECT MAX(file_id) FROM ingested_files"))
+        let archived = try #require(try f.archivedPath("\(fileID)-stream.ndjson.gz"))
+        try append(appended, through: fd)
+        let reclaim = try Binary.run(args(f))
+        #expect(reclaim.status == 0 && reclaim.stderr.contains("archived file grew after it was moved"), "\(reclaim.stderr)")
+        #expect(try f.landingEntries() == ["stream.ndjson.gz"])
+        #expect(try FileSystem.readAll(archived) == appliedBytes && FileSystem.readAll(path) == appliedBytes + appended)
+        let quiet = try Binary.run(args(f, ["--settle-seconds", "0"]))
+        #expect(quiet.status == 0, "\(quiet.stderr)")
+        #expect(try f.row("zero") != nil && f.row("first") != nil && f.row("second") != nil && f.landingEntries().isEmpty)
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
     /// Taken back from the archive, but the archive cannot take the bytes read again (here: no
     /// space): the file is back in landing whole with no archived copy, noted as grown and
     /// counted as backlog; runs leave it while it is still being written, then archive its
