@@ -300,11 +300,16 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         let o = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
         #expect((o["rejected_lines"] as? [[String: Any]])?.map { $0["line"] as? Int } == [3])
         #expect(!(try Binary.run(["status", "--data", f.data, "--landing", f.landing])).stdout.contains("rejected lines ("))
-        // A batch whose every line is rejected says that nothing was applied.
+        // A file whose every line is rejected is said to have had nothing applied, alone or
+        // beside a file whose other lines were applied.
         f.land("2.ndjson.gz", ["not json", #"{"event_id":"x"}x"#])
         let none = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
         #expect(none.status == 0)
-        #expect(none.stderr.contains("2 lines rejected in 1 file, kept in rejected_lines (tidemark status --rejected 2 lists them); no line was applied."), "\(none.stderr)")
+        #expect(none.stderr.contains("2 lines rejected in 1 file, kept in rejected_lines (tidemark status --rejected 2 lists them); no line of it was applied."), "\(none.stderr)")
+        f.land("3.ndjson.gz", ["not json"])
+        f.land("4.ndjson.gz", [recordLine("four", time: "2025-07-30T10:00:00Z"), "not json"])
+        let some = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(some.stderr.contains("2 lines rejected in 2 files, kept in rejected_lines (tidemark status --rejected 2 lists them); the rest of each file was applied, except in 1 file whose every line was rejected."), "\(some.stderr)")
     }
 
     /// A lost partition table does not take status and freshness down: status names the hour

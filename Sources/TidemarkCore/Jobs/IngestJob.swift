@@ -241,6 +241,8 @@ struct BatchRunner {
     var unfinished = 0
     /// Applied files with rejected lines, and the first such line (for the batch's warning).
     var filesWithRejections = 0
+    /// Of those, the files whose every line was rejected: nothing of them was applied.
+    var filesAllRejected = 0
     var firstRejection: (file: String, line: Int, reason: String)?
     /// Files applied and committed whose move out of landing failed (disk full, permissions):
     /// the next run finishes the move; the batch ends with exit 74 naming them.
@@ -374,11 +376,12 @@ struct BatchRunner {
         }
         summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
-            // Not quiet: a rejected line may be a deletion that did not happen. When every line
-            // read was rejected, nothing of those files was applied, and it says so.
-            let nothingElse = summary.lines.rejected >= summary.lines.read
-            let rest = options.dryRun ? (nothingElse ? "no line would be applied" : "the rest of each file would be applied")
-                : (nothingElse ? "no line was applied" : "the rest of each file was applied")
+            // Not quiet: a rejected line may be a deletion that did not happen. Files whose every
+            // line was rejected had nothing applied, and it says so.
+            let verb = options.dryRun ? "would be" : "was"
+            let rest = filesAllRejected == 0 ? "the rest of each file \(verb) applied"
+                : filesAllRejected == filesWithRejections ? "no line of \(filesWithRejections == 1 ? "it" : "them") \(verb) applied"
+                : "the rest of each file \(verb) applied, except in \(plural(filesAllRejected, "file")) whose every line \(verb) rejected"
             logger.warning(options.dryRun ? """
                 dry run: \(plural(summary.lines.rejected, "line")) would be rejected in \(plural(filesWithRejections, "file")); \(rest)
                 """ : """
@@ -873,6 +876,7 @@ struct BatchRunner {
     private mutating func record(_ f: inout InFlightFile) throws {
         if f.counts.rejected > 0 {
             filesWithRejections += 1
+            if f.counts.rejected >= f.counts.read { filesAllRejected += 1 }
             if firstRejection == nil, let r = f.firstRejected { firstRejection = (f.file.name, r.line, r.reason) }
         }
         for r in f.rejected {
