@@ -326,7 +326,8 @@ struct Validator {
         }
         // Entries naming an hour with no partition (its table and row dropped, say): for the
         // hours asked for, or all.
-        let stray = try ValidationQueries.indexEntriesWithoutPartition(entriesPerHour, in: options.hours, limit: limit, db)
+        let stray = try ValidationQueries.indexEntriesWithoutPartition(entriesPerHour, partitions: Set(partitions.map(\.hour.hoursSinceEpoch)),
+                                                                       in: options.hours, limit: limit, db)
         orphans.0 += stray.0; orphans.1 += stray.1
         if options.hours == nil {
             let both = try ValidationQueries.lookupEntriesInBothTrees(limit: limit, db)

@@ -107,10 +107,10 @@ enum ValidationQueries {
     }
 
     /// Lookup entries whose hour has no partition at all (`entriesPerHour`: the entries of each
-    /// hour, of the hours in `scope` when given).
-    static func indexEntriesWithoutPartition(_ entriesPerHour: [Int: Int], in scope: ClosedRange<PartitionHour>? = nil,
+    /// hour, of the hours in `scope` when given; `known`: the hours with a partition, at least
+    /// those in scope, as validate read them already).
+    static func indexEntriesWithoutPartition(_ entriesPerHour: [Int: Int], partitions known: Set<Int>, in scope: ClosedRange<PartitionHour>? = nil,
                                              limit: Int, _ db: Database) throws -> (Int, [String]) {
-        let known = Set(try partitions(db).map(\.hour.hoursSinceEpoch))
         let hours = entriesPerHour.keys.filter { hour in
             !known.contains(hour) && (scope.map { $0.contains(PartitionHour(hoursSinceEpoch: hour)) } ?? true)
         }.sorted()
