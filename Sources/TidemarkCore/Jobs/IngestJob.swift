@@ -531,6 +531,15 @@ struct BatchRunner {
         }
     }
 
+    /// Notes in the ledger that a file grew while read, so that the next runs wait until its
+    /// producer is done with it (`archived` false: the bytes read are not archived yet); a
+    /// failure to note it is a warning.
+    private func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, file: String, archived: Bool = true) {
+        do { try session.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, archived: archived) } catch {
+            logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(file)", "error": "\(error)"])
+        }
+    }
+
     /// Where a file goes: its own name in the folder, else `ID-NAME`, else `ID-K-NAME`: never a
     /// name taken, since the move (a rename) would replace what is there. (After a database
     /// restored from an older backup, file ids repeat while the archive keeps the files of the
@@ -538,14 +547,6 @@ struct BatchRunner {
     /// Nor a name a ledger row gives a file that is not there yet (its run killed between the
     /// commit and the move, and the name then used again in landing): two rows would name one
     /// place. (A ledger that cannot be read here leaves existence alone to decide.)
-    /// Notes in the ledger that a file grew while read, so that the next runs wait until its
-    /// producer is done with it; a failure to note it is a warning.
-    private func noteGrown(fileID: Int64, appliedBytes: Int64, nowBytes: Int64, file: String, archived: Bool = true) {
-        do { try session.noteGrown(fileID: fileID, appliedBytes: appliedBytes, nowBytes: nowBytes, archived: archived) } catch {
-            logger.warning("could not note in the ledger that the file grew while read", metadata: ["file": "\(file)", "error": "\(error)"])
-        }
-    }
-
     private func destination(in folder: String, name: String, fileID: Int64) -> String {
         func free(_ path: String) -> Bool {
             !FileSystem.exists(path) && !pendingMoves.contains(where: { $0.to == path }) && (try? session.ledgerNames(location: path)) != true
