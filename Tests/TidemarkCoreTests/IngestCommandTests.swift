@@ -16,6 +16,21 @@ import Testing
         return (path, try FileSystem.readAll(path), GzipWriter.gzip(recordLine("second", time: "2025-07-30T10:00:01Z") + "\n"))
     }
 
+    /// `streamFile`, held open for appending as a producer that writes it in place holds its
+    /// descriptor (which follows the file when it is renamed). The caller closes `fd`.
+    func openStreamFile(_ f: TestFolder) throws -> (path: String, appliedBytes: [UInt8], appended: [UInt8], fd: Int32) {
+        let (path, appliedBytes, appended) = try streamFile(f)
+        let fd = open(path, O_WRONLY | O_APPEND)
+        try #require(fd >= 0)
+        return (path, appliedBytes, appended, fd)
+    }
+
+    /// Validate, with the archive replay, finds nothing wrong.
+    func expectReplayValidates(_ f: TestFolder, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)", sourceLocation: sourceLocation)
+    }
+
     /// The ledger's reason for the file of that name (its first row).
     func ledgerReason(_ f: TestFolder, _ name: String) throws -> String? {
         try f.query { try String.fetchOne($0, sql: "SELECT reason FROM ingested_files WHERE name = ? ORDER BY file_id", arguments: [name]) }
@@ -93,8 +108,7 @@ import Testing
         #expect(next.status == 0, "\(next.stderr)")
         #expect(try f.row("first") != nil && f.row("second") != nil)
         #expect(!FileManager.default.fileExists(atPath: path))
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
     }
 
     /// A producer that writes a file in place keeps appending gzip members to it after the
@@ -128,8 +142,7 @@ import Testing
         #expect(quiet.status == 0, "\(quiet.stderr)")
         #expect(quiet.stdout.contains("\"new\" : 1") && quiet.stdout.contains("\"duplicate\" : 1"), "\(quiet.stdout)")
         #expect(try f.row("second") != nil && f.landingEntries().isEmpty)
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
         // Read whole: a later file of that name is not held back.
         f.land("stream.ndjson.gz", [recordLine("later", time: "2025-07-30T10:00:05Z")])
         #expect(try Binary.run(args(f)).status == 0)
@@ -142,9 +155,7 @@ import Testing
     /// the bytes read, and a later run reads the rest. Nothing is lost, and validate agrees.
     @Test func appendsIntoAnArchivedFileAreReclaimedByTheNextRun() throws {
         let f = TestFolder()
-        let (path, appliedBytes, appended) = try streamFile(f)
-        let fd = open(path, O_WRONLY | O_APPEND)
-        try #require(fd >= 0)
+        let (path, appliedBytes, appended, fd) = try openStreamFile(f)
         defer { close(fd) }
         #expect(try Binary.run(args(f)).status == 0)
         let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
@@ -166,8 +177,7 @@ import Testing
         #expect(quiet.status == 0, "\(quiet.stderr)")
         #expect(try f.row("first") != nil && f.row("second") != nil && f.row("third") != nil)
         #expect(try FileSystem.readAll(archived) == appliedBytes)
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
     }
 
     /// A name landed a second time is archived as `ID-NAME` (the first file has the plain
@@ -178,9 +188,7 @@ import Testing
         let f = TestFolder()
         f.land("stream.ndjson.gz", [recordLine("zero", time: "2025-07-30T10:00:00Z")])
         #expect(try Binary.run(args(f)).status == 0)
-        let (path, appliedBytes, appended) = try streamFile(f)
-        let fd = open(path, O_WRONLY | O_APPEND)
-        try #require(fd >= 0)
+        let (path, appliedBytes, appended, fd) = try openStreamFile(f)
         defer { close(fd) }
         #expect(try Binary.run(args(f)).status == 0)
         let fileID = try #require(try f.integer("SELECT MAX(file_id) FROM ingested_files"))
@@ -193,8 +201,7 @@ import Testing
         let quiet = try Binary.run(args(f, ["--settle-seconds", "0"]))
         #expect(quiet.status == 0, "\(quiet.stderr)")
         #expect(try f.row("zero") != nil && f.row("first") != nil && f.row("second") != nil && f.landingEntries().isEmpty)
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
     }
 
     /// Taken back from the archive, but the archive cannot take the bytes read again (here: no
@@ -203,9 +210,7 @@ import Testing
     /// start and read it whole. Nothing is lost, and validate agrees.
     @Test func aReclaimedFileWhoseArchiveCopyFailsIsHeldThenArchivedFromItsStart() throws {
         let f = TestFolder()
-        let (path, appliedBytes, appended) = try streamFile(f)
-        let fd = open(path, O_WRONLY | O_APPEND)
-        try #require(fd >= 0)
+        let (path, appliedBytes, appended, fd) = try openStreamFile(f)
         defer { close(fd) }
         #expect(try Binary.run(args(f)).status == 0)
         let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
@@ -226,8 +231,7 @@ import Testing
         #expect(quiet.stderr.contains("archived the start of a landing file that grew after an earlier run read it"), "\(quiet.stderr)")
         #expect(try FileSystem.readAll(archived) == appliedBytes)
         #expect(try f.row("first") != nil && f.row("second") != nil && f.landingEntries().isEmpty)
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
     }
 
     /// The same, but the archive cannot take the bytes read then (here: no space): the grown
@@ -256,8 +260,7 @@ import Testing
         #expect(next.stderr.contains("archived the start of a landing file that grew after an earlier run read it"), "\(next.stderr)")
         #expect(try FileSystem.readAll(try #require(try f.archivedPath("stream.ndjson.gz"))) == appliedBytes)
         #expect(try f.row("first") != nil && f.row("second") != nil && f.landingEntries().isEmpty)
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
     }
 
     /// Killed after its commit, before its moves; then the producer puts another file under
@@ -352,8 +355,7 @@ import Testing
         #expect(run.stderr.contains("landing file was removed"), "\(run.stderr)")
         let archived = try #require(try f.archivedPath("1.ndjson.gz"))
         #expect(try FileSystem.readAll(archived) == appliedBytes)
-        let check = try Binary.run(["validate", "--data", f.data, "--replay"])
-        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        try expectReplayValidates(f)
     }
 
     /// One landing folder feeds one data folder: a second ingest into another data folder

@@ -52,6 +52,18 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(again.status == 64 && again.stderr.contains("already holds a demo run"), "\(again.stderr)")
     }
 
+    /// Status shows a lag of a minute or more as a duration (the demo's batches run every two
+    /// simulated minutes, so their lag p95 is over a minute), not as seconds with a decimal.
+    @Test func statusShowsLongLagsAsDurations() throws {
+        let (f, _) = try Self.demo.get()
+        let status = try Binary.run(["status", "--data", f.root + "/demo/data", "--landing", f.root + "/demo/landing"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let batchLines = status.stdout.split(separator: "\n").filter { $0.contains(" ingest ") && $0.contains("succeeded") }
+        #expect(!batchLines.isEmpty, "\(status.stdout)")
+        #expect(batchLines.contains { $0.firstMatch(of: /\d+ min( \d+ s)?$/) != nil }, "\(status.stdout)")
+        #expect(!batchLines.contains { $0.firstMatch(of: /\d{3,}\.\d s$/) != nil }, "\(status.stdout)")
+    }
+
     /// The demo fails when its dry-run rebuild would change an hour, even with validation passed.
     @Test func demoFailsWhenItsRebuildWouldChangeAnHour() {
         func hour(_ label: String, _ outcome: String) -> RebuildHourResult {

@@ -95,11 +95,9 @@ public enum IngestJob {
             }
         }
         // The source first: a missing one (exit 66) leaves no data folder behind.
+        let checkSource = "check --from-dir: a folder of *.ndjson.gz files (subfolders too), such as DATA/archive"
         let scan = options.kind == .backfill
-            ? try LandingFolder.scan(options.landingFolder, role: "backfill source",
-                                     missingHint: "check --from-dir: a folder of *.ndjson.gz files (subfolders too), such as DATA/archive",
-                                     notFolderHint: "check --from-dir: a folder of *.ndjson.gz files (subfolders too), such as DATA/archive",
-                                     recursive: true)
+            ? try LandingFolder.scan(options.landingFolder, role: "backfill source", missingHint: checkSource, notFolderHint: checkSource, recursive: true)
             : try LandingFolder.scan(options.landingFolder)
         if options.kind == .backfill && scan.files.isEmpty {
             logger.warning("no \(LandingFolder.suffixes.map { "*" + $0 }.joined(separator: ", ")) file in the backfill source or its subfolders: nothing to do",

@@ -172,7 +172,7 @@ public enum RebuildJob {
                             // The error names the hour it stopped in, and what this run rebuilt
                             // earlier (each hour committed: it stays rebuilt).
                             if !error.operation.contains(hour.label) { error.operation += " hour \(hour.label)" }
-                            let changed = results.filter { $0.outcome != "unchanged" }.map(\.hour)
+                            let changed = results.filter { !$0.isUnchanged }.map(\.hour)
                             let earlier = options.dryRun ? "a dry run: nothing was changed"
                                 : results.isEmpty ? "no hour was rebuilt earlier in this run"
                                 : "the \(plural(results.count, "hour")) rebuilt earlier in this run stay rebuilt"

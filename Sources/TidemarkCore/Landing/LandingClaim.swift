@@ -131,10 +131,10 @@ public enum LandingClaim {
             if landing == data || parts.contains(where: { FileSystem.isSameOrInside(landing, $0) }) {
                 // Backfill is named only where there are archived files to apply again (not
                 // for a new data folder given as --landing too).
-                let inArchive = Warehouse.archiveHoldsFiles(data)
+                let archived = Warehouse.archiveHoldsFiles(data)
                 throw TidemarkError("ingest", landingFolder, cause: "the landing folder is the data folder \(data) or lies in its archive or quarantine: ingest would move the files there onto themselves",
                                     hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to"
-                                        + (inArchive ? "; to apply archived files again use 'tidemark backfill --from-dir \(data)/archive --data \(data)'" : ""),
+                                        + (archived ? "; to apply archived files again use 'tidemark backfill --from-dir \(data)/archive --data \(data)'" : ""),
                                     exit: .usage)
             }
         }

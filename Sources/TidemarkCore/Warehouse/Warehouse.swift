@@ -129,17 +129,16 @@ public final class Warehouse {
     /// archive yet.
     private func notTidemark(_ db: Database) throws -> TidemarkError? {
         guard try !db.tableExists("grdb_migrations") else { return nil }
-        let recovery = Warehouse.recovery(dataFolder)
         if try (Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") ?? 0) > 0 {
             return TidemarkError("open database", databasePath, cause: "holds tables, but none of tidemark's: another program's database?",
-                                 hint: "pass the right --data; " + recovery, exit: .ioError)
+                                 hint: "pass the right --data; " + Warehouse.recovery(dataFolder), exit: .ioError)
         }
-        return !allowsArchiveWithoutDatabase && Warehouse.archiveHoldsFiles(dataFolder) ? Warehouse.lostDatabase(dataFolder, databasePath, recovery) : nil
+        return !allowsArchiveWithoutDatabase && Warehouse.archiveHoldsFiles(dataFolder) ? Warehouse.lostDatabase(dataFolder, databasePath) : nil
     }
 
-    private static func lostDatabase(_ dataFolder: String, _ databasePath: String, _ recovery: String? = nil) -> TidemarkError {
+    private static func lostDatabase(_ dataFolder: String, _ databasePath: String) -> TidemarkError {
         TidemarkError("open database", databasePath, cause: "is missing or empty, but \(dataFolder)/archive holds files a database recorded: the database was lost or replaced, and starting anew would forget them",
-                      hint: recovery ?? Warehouse.recovery(dataFolder),
+                      hint: Warehouse.recovery(dataFolder),
                       exit: .noInput)
     }
 
