@@ -1,9 +1,11 @@
 /*
  * The SQLite floor of the 1M ingest: raw C API, no parsing, no merge logic. Loads N events
  * with random UUID keys (rows shaped like Tidemark's) in sorted groups of 50,000 with the
- * same settings as ingest (WAL, synchronous=FULL, 32 KiB pages, 8 MiB cache, a commit every
- * 256,000 rows), doing per event what ingest does for a new event: one lookup in the
- * event_id index, one partition insert, one index insert.
+ * same settings as a first load, which the bench's full ingest is (no journal and no fsync
+ * until the end, then WAL and one fsync; 32 KiB pages, 8 MiB cache, a commit every 256,000
+ * rows), doing per event what ingest does for a new event: one lookup in the event_id index,
+ * one partition insert, one index insert. With FLOOR_JOURNAL=wal in the environment, it runs
+ * with the settings of any later batch instead (WAL, synchronous=FULL, throughout).
  *
  *   layout "rowid":    partitions keyed by row_id (appends) + event_index (event_id -> hour, row):
  *                      Tidemark's layout
@@ -26,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 typedef struct { char id[37]; long millis; sqlite3_int64 key; } Event;
 
@@ -66,7 +70,11 @@ int main(int argc, char **argv) {
 
     sqlite3 *db;
     must(sqlite3_open(path, &db), db, "open");
-    must(sqlite3_exec(db, "PRAGMA page_size=32768; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", 0, 0, 0), db, "pragmas");
+    const char *journal = getenv("FLOOR_JOURNAL");
+    int wal_throughout = journal && strcmp(journal, "wal") == 0;
+    must(sqlite3_exec(db, wal_throughout ? "PRAGMA page_size=32768; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;"
+                                         : "PRAGMA page_size=32768; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8192;",
+                      0, 0, 0), db, "pragmas");
     const char *partition = rowid
         ? "CREATE TABLE p(row_id INTEGER PRIMARY KEY, event_id TEXT, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT)"
         : "CREATE TABLE p(event_id TEXT PRIMARY KEY, user_id TEXT, event_type TEXT, event_time TEXT, received_time TEXT, is_valid INT, deleted_by TEXT, deleted_at TEXT, is_late INT, extra TEXT, first_batch INT, last_batch INT) WITHOUT ROWID";
@@ -133,7 +141,9 @@ int main(int argc, char **argv) {
             since_commit = 0;
         }
     }
-    must(sqlite3_exec(db, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE)", 0, 0, 0), db, "commit");
+    must(sqlite3_exec(db, wal_throughout ? "COMMIT; PRAGMA wal_checkpoint(TRUNCATE)"
+                                         : "COMMIT; PRAGMA synchronous=FULL; PRAGMA journal_mode=WAL", 0, 0, 0), db, "commit");
+    if (!wal_throughout) { int fd = open(path, O_RDONLY); if (fd >= 0) { fsync(fd); close(fd); } } /* as ingest ends a first load */
     printf("%.3f\n", now() - started);
     sqlite3_finalize(insert_row); sqlite3_finalize(insert_index); sqlite3_finalize(lookup);
     sqlite3_close(db);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deep crash test: hundreds of rounds of SIGKILL at random moments and named fault points
-# (mid-file, before-commit, after-commit), then the end state is compared with an
-# uninterrupted run and validated against the sent log and an archive replay.
+# (mid-file, before-commit, after-commit, first-load-commit), then the end state is compared
+# with an uninterrupted run and validated against the sent log and an archive replay.
 #   scripts/crash-loop.sh [ROUNDS] [SEED]     (default 200 rounds, seed 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -94,7 +94,9 @@ import Testing
             switch Int.random(in: 0..<5, using: &random) {
             case 0: env = ["TIDEMARK_FAULT": "mid-file", "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...60, using: &random))]
             case 1: env = ["TIDEMARK_FAULT": "before-commit", "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...3, using: &random))]
-            case 2: env = ["TIDEMARK_FAULT": Bool.random(using: &random) ? "after-commit" : "after-capture",
+            // (A copy's first round is its first load, whose commits are not durable until it
+            // ends: `first-load-commit` kills it after one of them.)
+            case 2: env = ["TIDEMARK_FAULT": ["after-commit", "after-capture", "first-load-commit"].randomElement(using: &random)!,
                            "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...3, using: &random))]
             case 3: killAfter = Double.random(in: 0.0...0.4, using: &random)
             default: args += ["--allowed-lateness", "30"]

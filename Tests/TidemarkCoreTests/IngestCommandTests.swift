@@ -64,23 +64,10 @@ import Testing
         try append(bytes, through: fd)
     }
 
-    /// Runs the binary held at the fault point `point`, does `action` once it is held there
-    /// (`TIDEMARK_PAUSE_NOTICE`), and returns how the run ended.
+    /// `Binary.runPaused`.
     func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, environment: [String: String] = [:],
                    whilePaused action: () throws -> Void) throws -> BinaryRun {
-        let out = Pipe(), err = Pipe()
-        let process = try Binary.startPaused(at: point, arguments, notice: f.root + "/paused", environment: environment,
-                                             standardOutput: out, standardError: err)
-        do { try action() } catch {
-            // Not left running against a folder the test is about to remove.
-            process.terminate()
-            process.waitUntilExit()
-            throw error
-        }
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return BinaryRun(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        try Binary.runPaused(at: point, arguments, f, environment: environment, whilePaused: action)
     }
 
     /// A producer puts a new file under a name the batch has read and applied, before the
@@ -561,6 +548,7 @@ import Testing
     /// status once the job is gone, although its pid is still in the lock file.
     @Test func aKilledBatchShowsAsInterrupted() throws {
         let f = TestFolder()
+        try f.createDatabase()
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         let run = try Binary.run(args(f), environment: ["TIDEMARK_FAULT": "mid-file"])
         #expect(run.status == SIGKILL)
@@ -665,6 +653,7 @@ import Testing
     /// next run, with space again, moves them without applying them again.
     @Test func aFullDiskDuringArchiveMovesEndsTheBatchWithEveryFileAccountedFor() throws {
         let f = TestFolder()
+        try f.createDatabase()
         for n in 0..<40 { f.land(String(format: "%02d.ndjson.gz", n), [recordLine("e\(n)", time: "2025-07-30T10:00:00Z")]) }
         let full = try Binary.run(args(f, ["--json", "--files-per-commit", "10"]), environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "5"])
         #expect(full.status == 74, "\(full.stderr)")
@@ -800,6 +789,7 @@ import Testing
     /// rows it committed.) A holder that is not tidemark is pointed at with `fuser`.
     @Test func removingTheLockFileLetsNoSecondJobIn() throws {
         let f = TestFolder()
+        try f.createDatabase()
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         var rebuild: BinaryRun?
         let run = try runPaused(at: "before-decode", args(f), f) {

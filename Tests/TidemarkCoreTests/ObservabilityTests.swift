@@ -347,6 +347,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
     /// exactly once, so the totals after the next run equal the events and files there are.
     @Test func aBatchKilledAfterACommitKeepsItsCommittedCounts() throws {
         let f = TestFolder()
+        try f.createDatabase() // batch 1, of nothing
         for n in 0..<6 { f.land("\(n).ndjson.gz", [recordLine("e\(n)", time: "2025-07-30T10:00:00Z"), recordLine("f\(n)", time: "2025-07-30T10:00:00Z")]) }
         let killed = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "2"],
                                     environment: ["TIDEMARK_FAULT": "after-commit", "TIDEMARK_FAULT_AFTER": "1"])
@@ -356,7 +357,7 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(try f.integer("SELECT value FROM pipeline_state WHERE key = 'counter.events_new_total'") == 8)
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
         let first = try f.query { db in
-            try Row.fetchOne(db, sql: "SELECT status, files_applied, events_new FROM batches WHERE batch_id = 1")
+            try Row.fetchOne(db, sql: "SELECT status, files_applied, events_new FROM batches WHERE batch_id = 2")
                 .map { "\($0[0] as String) \($0[1] as Int) \($0[2] as Int)" }
         }
         #expect(first == "failed 4 8")

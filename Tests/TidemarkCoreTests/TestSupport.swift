@@ -26,6 +26,14 @@ final class TestFolder: @unchecked Sendable {
         TemporaryPaths.removed(root)
     }
 
+    /// Creates the database by an ingest of nothing (call it before landing files), so that
+    /// the next batch is not the data folder's first load, whose commits are not durable and
+    /// which moves no file until it ends (`Warehouse.firstLoad`).
+    func createDatabase() throws {
+        let run = try Binary.run(["ingest", "--landing", landing, "--data", data])
+        #expect(run.status == 0 && FileManager.default.fileExists(atPath: database), "\(run.stderr)")
+    }
+
     /// Writes a gzip landing file; each element of `members` becomes one gzip member.
     @discardableResult
     func land(_ name: String, _ lines: [String], members: Int = 1, folder: String? = nil) -> String {
@@ -263,6 +271,25 @@ enum Binary {
             return list
         }()
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
+    }
+
+    /// Runs the binary held at the fault point `point`, does `action` once it is held there
+    /// (`TIDEMARK_PAUSE_NOTICE`), and returns how the run ended.
+    static func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, environment: [String: String] = [:],
+                          whilePaused action: () throws -> Void) throws -> BinaryRun {
+        let out = Pipe(), err = Pipe()
+        let process = try Binary.startPaused(at: point, arguments, notice: f.root + "/paused", environment: environment,
+                                             standardOutput: out, standardError: err)
+        do { try action() } catch {
+            // Not left running against a folder the test is about to remove.
+            process.terminate()
+            process.waitUntilExit()
+            throw error
+        }
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return BinaryRun(status: process.terminationStatus, stdout: stdout, stderr: stderr)
     }
 
     /// Starts the binary held at the fault point `point` (`TIDEMARK_PAUSE_AT`, for two seconds)

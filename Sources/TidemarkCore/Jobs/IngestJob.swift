@@ -105,7 +105,8 @@ public enum IngestJob {
         }
         // A dry run writes nothing: with no database yet, it plans against an empty one in a
         // temporary folder, removed after (archive and quarantine places still name --data).
-        let dryRunFolder = options.dryRun && !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
+        let dryRunFolder = options.dryRun && (!FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
+                                              || FileSystem.exists(Warehouse.firstLoadMarker(of: options.dataFolder)))
             ? NSTemporaryDirectory() + "tidemark-dry-run-\(UUID().uuidString)" : nil
         defer { if let dryRunFolder { try? FileManager.default.removeItem(atPath: dryRunFolder) } }
         let storeFolder = dryRunFolder ?? options.dataFolder
@@ -117,8 +118,13 @@ public enum IngestJob {
         // A small page cache: a large load's random-key B-trees fit no affordable cache anyway
         // (1M events ran as fast with 8 MiB as with 16 or 32 MiB), and each MiB is RSS.
         // A backfill of this data folder's own archive is how a lost database is rebuilt in place.
+        // A run that creates the database loads it without a journal (`Warehouse.firstLoad`).
         let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8,
-                                      allowsArchiveWithoutDatabase: options.backfillsOwnArchive)
+                                      allowsArchiveWithoutDatabase: options.backfillsOwnArchive, firstLoad: !options.dryRun)
+        if warehouse.restartedFirstLoad {
+            logger.warning("the first load into this data folder was interrupted before it ended: its incomplete database was removed, and this run loads again (the interrupted run had moved no file)",
+                          metadata: ["data": "\(options.dataFolder)"])
+        }
         for skipped in scan.skipped {
             // An entry that looks meant as data is never ingested unless renamed: say so. So is a
             // folder a backfill does not read.
@@ -142,19 +148,41 @@ public enum IngestJob {
         if let maxFiles = options.maxFiles, files.count > maxFiles { files = Array(files.prefix(maxFiles)) }
         let started = options.clock()
         let wallStart = Date()
+        do {
+            return try run(files, scan: scan, on: warehouse, realDatabase: dryRunFolder == nil, options: options, logger: logger,
+                           started: started, wallStart: wallStart)
+        } catch {
+            guard warehouse.isFirstLoad else { throw error }
+            // Nothing of a failed first load stays, and it moved no file: the next run loads again.
+            warehouse.discardFirstLoad()
+            var failure: TidemarkError
+            switch error {
+            case let e as TidemarkError: failure = e
+            case let e as DatabaseError: failure = Warehouse.translate(e, operation: "write database", target: warehouse.databasePath)
+            case let e as FileSystemError: failure = TidemarkError(e.operation, e.path, cause: e.cause, hint: e.hint, exit: .ioError)
+            default: throw error
+            }
+            failure.hint = (failure.hint.map { $0 + "; " } ?? "") + "this run was the data folder's first load: it left no database, and the next run loads again"
+            throw failure
+        }
+    }
+
+    /// The batch itself, on the opened warehouse.
+    /// `realDatabase`: false for a dry run's temporary database.
+    private static func run(_ files: [LandingFile], scan: LandingFolder.Scan, on warehouse: Warehouse, realDatabase: Bool,
+                            options: IngestOptions, logger: Logger, started: Timestamp, wallStart: Date) throws -> BatchSummary {
         return try warehouse.withConnection { db in
             if options.kind == .ingest {
                 // One landing folder feeds one data folder, for good (`LandingClaim`), known by
                 // its id (`DataFolderIdentity`), which its database keeps too.
                 // A dry run without a database plans against a temporary one: no id of its own.
-                let realDatabase = dryRunFolder == nil
                 if let newID = try LandingClaim.bind(landingFolder: options.landingFolder, dataFolder: options.dataFolder,
                                                      storedID: realDatabase ? warehouse.dataFolderID : nil, databaseExists: realDatabase,
                                                      record: !options.dryRun) {
                     try BatchLog.setDataFolderID(newID, db)
                 }
             }
-            var runner = try BatchRunner(options: options, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
+            var runner = try BatchRunner(options: options, warehouse: warehouse, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
             do {
                 try runner.process(files)
                 var summary = runner.summary
@@ -198,6 +226,8 @@ public enum IngestJob {
 /// The body of one batch; holds the session and the running counts.
 struct BatchRunner {
     let options: IngestOptions
+    /// Its first load, while one runs, defers every move to the load's end (`commitChunk`).
+    let warehouse: Warehouse
     let db: Database
     let logger: Logger
     let session: IngestSession
@@ -224,6 +254,8 @@ struct BatchRunner {
     let filesAhead: Int
     var filesInChunk = 0
     var bytesInChunk: Int64 = 0
+    /// Lines of the files decoded whole so far (applied, waiting in a group, or not applied).
+    var linesDecoded = 0
     /// Whole files waiting to be merged together, their content digests and line count.
     var group: [InFlightFile] = []
     var groupContent: [String: Int64] = [:]
@@ -257,8 +289,9 @@ struct BatchRunner {
     let now: Timestamp
     let parser: EventLineParser
 
-    init(options: IngestOptions, db: Database, logger: Logger, dataFolder: String, started: Timestamp) throws {
+    init(options: IngestOptions, warehouse: Warehouse, db: Database, logger: Logger, dataFolder: String, started: Timestamp) throws {
         self.options = options
+        self.warehouse = warehouse
         self.db = db
         self.logger = logger
         now = started
@@ -336,8 +369,10 @@ struct BatchRunner {
             inFlight!.absorb(lines, now: now)
             if !inFlight!.streaming && inFlight!.buffered > BatchRunner.largeFileLines {
                 // A large file is applied in slices inside its own savepoint, so memory stays
-                // bounded and the file is still all or nothing.
+                // bounded and the file is still all or nothing. Rolling back to a savepoint
+                // takes a journal: a first load ends before such a file.
                 try flushGroup()
+                if warehouse.isFirstLoad { try commitChunk(endingFirstLoad: true) }
                 try session.beginFile()
                 plannedHoursAtFileStart = plannedHours
                 inFlight!.streaming = true
@@ -350,15 +385,20 @@ struct BatchRunner {
                 let leftBefore = filesLeft
                 try finish(&inFlight!, end)
                 reportProgress(inFlight!.file, settled: filesLeft == leftBefore)
+                linesDecoded += inFlight!.counts.read
                 inFlight = nil
                 // A dry run keeps everything in one transaction and rolls it back at the end. Files
                 // recorded and files waiting in the group each hold a descriptor: should they
                 // reach the limit (say, many quarantined files behind one waiting in the group),
-                // the group is applied early and the chunk committed.
-                let descriptorsFull = filesInChunk + group.count >= heldFilesLimit
-                if !options.dryRun && (descriptorsFull || (group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit))) {
+                // the group is applied early and the chunk committed. A first load's files wait
+                // for its end: it ends there, or once it has read `firstLoadLines` or holds
+                // `firstLoadFiles` (what a crash can cost is bounded: the next run redoes it).
+                let descriptorsFull = max(filesInChunk, pendingMoves.count) + group.count >= heldFilesLimit
+                let firstLoadFull = warehouse.isFirstLoad
+                    && (linesDecoded >= BatchRunner.firstLoadLines || pendingMoves.count + group.count >= BatchRunner.firstLoadFiles)
+                if !options.dryRun && (descriptorsFull || firstLoadFull || (group.isEmpty && (filesInChunk >= options.filesPerCommit || bytesInChunk >= options.bytesPerCommit))) {
                     try flushGroup()
-                    try commitChunk()
+                    try commitChunk(endingFirstLoad: descriptorsFull || firstLoadFull)
                 }
             }
         }
@@ -393,7 +433,7 @@ struct BatchRunner {
             summary.partitionsTouched = session.touchedHours.sorted().map { PartitionHour(hoursSinceEpoch: $0).label }
             session.rollback()
         } else {
-            try commitChunk()
+            try commitChunk(endingFirstLoad: true)
         }
         // Listed in name order, the order ingest takes files in (each is added as it is settled;
         // a backfill of subfolders takes them in path order, which differs only across folders).
@@ -414,8 +454,17 @@ struct BatchRunner {
     static let groupLines = 50_000
     /// Files with more deliveries than this are applied in slices of this size.
     static let largeFileLines = 100_000
+    /// A first load ends (is put on disk and its files moved) once it has read this many lines
+    /// (a few seconds of work here; the 1M-event benchmark's 1.09 M fit), or holds this many
+    /// files waiting; the batch goes on as any later one. Tests lower the first
+    /// (`TIDEMARK_FIRST_LOAD_LINES`).
+    static let firstLoadLines: Int = getenv("TIDEMARK_FIRST_LOAD_LINES").flatMap { Int(String(cString: $0)) } ?? 2_000_000
+    static let firstLoadFiles = 4_096
 
-    mutating func commitChunk() throws {
+    /// Commits the chunk, then moves its files out of landing. During a first load
+    /// (`Warehouse.firstLoad`) no commit is durable until the load ends: the moves wait for
+    /// `endingFirstLoad`, which makes the load durable first.
+    mutating func commitChunk(endingFirstLoad: Bool = false) throws {
         precondition(!options.dryRun, "a dry run never commits")
         if let maxEventTime, session.inTransaction { try BatchBookkeeping.setMaxEventTime(maxEventTime, db) }
         var nowCounted = counted
@@ -425,6 +474,11 @@ struct BatchRunner {
         counted = nowCounted // only once committed
         filesInChunk = 0
         bytesInChunk = 0
+        if warehouse.isFirstLoad {
+            FaultPoint.hit("first-load-commit")
+            guard endingFirstLoad else { return }
+            try warehouse.finishFirstLoad(db)
+        }
         FaultPoint.hit("after-commit")
         FaultPoint.pause("after-commit")
         for move in pendingMoves {
@@ -454,7 +508,8 @@ struct BatchRunner {
 
     func abandon(_ error: Error) {
         session.rollback()
-        if options.dryRun { return }
+        // A failed first load is removed whole (`Warehouse.discardFirstLoad`).
+        if options.dryRun || warehouse.isFirstLoad { return }
         BatchBookkeeping.fail(batchID: summary.batchID, error: "\(error)", db)
     }
 

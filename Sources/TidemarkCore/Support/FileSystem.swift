@@ -114,6 +114,28 @@ public enum FileSystem {
         syncFolder(parentFolder(of: path) ?? ".")
     }
 
+    /// Flushes a file's data to disk.
+    static func syncFile(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError("open", path) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw FileSystemError("fsync", path) }
+    }
+
+    /// Removes a file; one already gone is no error.
+    static func removeFile(_ path: String) throws {
+        guard unlink(path) == 0 || errno == ENOENT else { throw FileSystemError("remove", path) }
+    }
+
+    /// `syncFolder`, failing when the folder cannot be synced: for a file whose presence or
+    /// absence is itself the state (the first load's marker).
+    static func syncFolderChecked(_ folder: String) throws {
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError("open folder", folder) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw FileSystemError("fsync folder", folder) }
+    }
+
     public static func syncFolder(_ folder: String) {
         let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {

@@ -8,8 +8,18 @@ import GRDB
 /// Durability: WAL with `synchronous = FULL`. A commit is on disk before `ingest` moves the
 /// file out of the landing folder, so even a power loss right after the move cannot lose a
 /// file's events (with `NORMAL`, the last commits could roll back after the file was archived).
+///
+/// A first load (the ingest or backfill that creates the database) is written without a
+/// journal instead, and made durable once, at its end (`finishFirstLoad`): until then it moves
+/// no file, and a marker beside the database (`firstLoadMarkerName`) says that the database is
+/// not to be trusted, so that a crash costs the load's time and nothing else: the next run
+/// removes the incomplete database and loads again. (PostgreSQL skips its WAL in the same case,
+/// for a table created in the loading transaction.) The journal is what a large load spends
+/// most on after decoding: WAL frames for every page written, then copied again by checkpoints.
 public final class Warehouse {
     public static let databaseName = "tidemark.sqlite"
+    /// Beside the database while a first load runs, and after it, should it be interrupted.
+    public static let firstLoadMarkerName = "tidemark.sqlite-loading"
     /// The data folder's folders for files read: applied (one folder per day inside), and
     /// quarantined.
     static let archiveName = "archive", quarantineName = "quarantine"
@@ -29,6 +39,12 @@ public final class Warehouse {
     private let allowsArchiveWithoutDatabase: Bool
     /// The data folder's id as the database keeps it (`DataFolderIdentity`), read at open.
     private(set) var dataFolderID: String?
+    /// Set while this connection writes a first load, without a journal (`finishFirstLoad`).
+    public private(set) var isFirstLoad = false
+    /// Set when opening removed the incomplete database of an interrupted first load.
+    public private(set) var restartedFirstLoad = false
+
+    static func firstLoadMarker(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(firstLoadMarkerName) }
 
     /// Opens (and creates or migrates) the database in `dataFolder`.
     /// - Parameters:
@@ -37,6 +53,10 @@ public final class Warehouse {
     ///   - allowsArchiveWithoutDatabase: a missing or empty database beside a non-empty archive
     ///     is refused (the database was lost: a new one would forget those files) unless set,
     ///     as by a backfill of that archive, which is the recovery.
+    ///   - firstLoad: a database created here is written without a journal until
+    ///     `finishFirstLoad` (the caller moves no file before that, and calls `discardFirstLoad`
+    ///     on failure); an interrupted first load's database is removed, to be loaded again.
+    ///     Without it, an interrupted first load is refused (busy while it still runs).
     /// The page size of a new database: 32 KiB. A large load sweeps its random-key lookup
     /// tree (`event_index`) once per merge group, far beyond any affordable cache, so SQLite
     /// reads and writes pages all the time: larger pages do the same bytes in a quarter of the
@@ -46,11 +66,26 @@ public final class Warehouse {
     static let pageSize = 32_768
 
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
-                cacheMebibytes: Int = 24, allowsArchiveWithoutDatabase: Bool = false) throws {
+                cacheMebibytes: Int = 24, allowsArchiveWithoutDatabase: Bool = false, firstLoad: Bool = false) throws {
         _ = Warehouse.tuneSQLiteOnce
         self.dataFolder = dataFolder
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
         self.allowsArchiveWithoutDatabase = allowsArchiveWithoutDatabase
+        let marker = Warehouse.firstLoadMarker(of: dataFolder)
+        if FileSystem.exists(marker) {
+            guard create && !readOnly && firstLoad else {
+                if JobLock.isHeld(dataFolder: dataFolder) {
+                    throw TidemarkError("open database", databasePath, cause: "is being created by the first load into this data folder, running now",
+                                        hint: "retry once it has ended (a first load is written in one go, and shows nothing before it ends)", exit: .busy)
+                }
+                throw TidemarkError("open database", databasePath, cause: "is incomplete: the first load into this data folder was interrupted (\(marker) says so)",
+                                    hint: "run that ingest or backfill again: it removes the incomplete database and loads again (the interrupted run had moved no file)", exit: .noInput)
+            }
+            try Warehouse.removeDatabaseFiles(databasePath)
+            try FileSystem.removeFile(marker)
+            try FileSystem.syncFolderChecked(dataFolder)
+            restartedFirstLoad = true
+        }
         if !FileSystem.exists(databasePath) {
             guard create && !readOnly else {
                 if FileSystem.exists(dataFolder) && !FileSystem.isFolder(dataFolder) {
@@ -64,6 +99,16 @@ public final class Warehouse {
             // A missing database beside an archive was lost: a new one would forget every file.
             if Warehouse.archiveHoldsFiles(dataFolder) && !allowsArchiveWithoutDatabase { throw Warehouse.lostDatabase(dataFolder, databasePath) }
             try FileSystem.makeFolder(dataFolder)
+            if firstLoad {
+                // On disk before the database is: whatever a crash leaves is known for what it is.
+                try FileSystem.writeAtomically(Array("""
+                    tidemark: the first load into this data folder is running, or was interrupted. While this file is \
+                    here, \(Warehouse.databaseName) beside it is incomplete; the next ingest or backfill removes both and loads again.
+
+                    """.utf8), to: marker)
+                try FileSystem.syncFolderChecked(dataFolder)
+                isFirstLoad = true
+            }
         }
         var config = Configuration()
         config.busyMode = .timeout(busyTimeout)
@@ -92,13 +137,18 @@ public final class Warehouse {
                     // SQLite sized the cache in pages of the old size: a new database's larger
                     // pages would get eight times the memory asked for. Size it again.
                     try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
-                    let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                    if mode?.lowercased() != "wal" {
-                        throw TidemarkError("open database", self.databasePath, cause: "cannot switch to WAL mode (got \(mode ?? "nothing"))",
-                                            hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
-                    }
+                    try self.setJournalMode("wal", db)
                 }
                 try Schema.migrator.migrate(queue)
+                if isFirstLoad {
+                    // The schema went through the WAL, so WAL works here (`finishFirstLoad` goes
+                    // back to it). The load itself goes without a journal, and is put on disk
+                    // once, at its end: its commits need no fsync.
+                    try queue.writeWithoutTransaction { db in
+                        try self.setJournalMode("off", db)
+                        try db.execute(sql: "PRAGMA synchronous = OFF")
+                    }
+                }
             } else if try !queue.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
                 if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
                 // The first ingest may be creating it (or an upgrade running) right now.
@@ -118,9 +168,51 @@ public final class Warehouse {
             // refused by every command: a backfill or rebuild would mix two warehouses.
             dataFolderID = try queue.read { try BatchLog.dataFolderID($0) }
             if let dataFolderID { try DataFolderIdentity.verify(dataFolder: dataFolder, databaseID: dataFolderID) }
-        } catch let error as DatabaseError {
-            throw Warehouse.translate(error, operation: "open database", target: databasePath)
+        } catch {
+            // A first load that could not even open (WAL refused, say) leaves nothing behind.
+            if isFirstLoad, (try? Warehouse.removeDatabaseFiles(databasePath)) != nil { try? FileSystem.removeFile(marker) }
+            if let error = error as? DatabaseError { throw Warehouse.translate(error, operation: "open database", target: databasePath) }
+            throw error
         }
+    }
+
+    private func setJournalMode(_ wanted: String, _ db: Database) throws {
+        let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = \(wanted)")
+        if mode?.lowercased() != wanted {
+            throw TidemarkError("open database", databasePath, cause: "cannot switch to \(wanted == "wal" ? "WAL" : wanted) journal mode (got \(mode ?? "nothing"))",
+                                hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
+        }
+    }
+
+    /// Ends a first load: the database goes to WAL mode and onto the disk, and then its marker
+    /// goes, after which files may leave landing. Outside any transaction; nothing to do for a
+    /// database that was not a first load.
+    public func finishFirstLoad(_ db: Database) throws {
+        guard isFirstLoad else { return }
+        try db.execute(sql: "PRAGMA synchronous = FULL")
+        try setJournalMode("wal", db)
+        try FileSystem.syncFile(databasePath)
+        try FileSystem.removeFile(Warehouse.firstLoadMarker(of: dataFolder))
+        try FileSystem.syncFolderChecked(dataFolder)
+        isFirstLoad = false
+    }
+
+    /// Removes a first load that failed, then its marker (kept should the database stay: the
+    /// next run removes both): the next run loads again. Closes the connection; the warehouse
+    /// is not to be used after.
+    public func discardFirstLoad() {
+        guard isFirstLoad else { return }
+        try? queue.close()
+        if (try? Warehouse.removeDatabaseFiles(databasePath)) != nil {
+            try? FileSystem.removeFile(Warehouse.firstLoadMarker(of: dataFolder))
+            FileSystem.syncFolder(dataFolder)
+        }
+        isFirstLoad = false
+    }
+
+    /// The database file and SQLite's files beside it.
+    private static func removeDatabaseFiles(_ databasePath: String) throws {
+        for suffix in ["", "-journal", "-wal", "-shm"] { try FileSystem.removeFile(databasePath + suffix) }
     }
 
     /// Why this database cannot be tidemark's, if so: tables but none of tidemark's (another
