@@ -46,6 +46,14 @@ public final class Warehouse {
 
     static func firstLoadMarker(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(firstLoadMarkerName) }
 
+    /// The page size of a new database: 32 KiB. A large load sweeps its random-key lookup
+    /// tree (`event_index`) once per merge group, far beyond any affordable cache, so SQLite
+    /// reads and writes pages all the time: larger pages do the same bytes in a quarter of the
+    /// calls of 8 KiB ones. Measured on 1M events: 7 % faster than 8 KiB over five alternating
+    /// rounds each (median 3.62 s against 3.90 s); 64 KiB gained a little more on one hour
+    /// of data and lost on 28 hours, where the same 8 MiB cache holds fewer pages.
+    static let pageSize = 32_768
+
     /// Opens (and creates or migrates) the database in `dataFolder`.
     /// - Parameters:
     ///   - create: create the folder and database when missing; otherwise a missing database is exit 66.
@@ -57,14 +65,6 @@ public final class Warehouse {
     ///     `finishFirstLoad` (the caller moves no file before that, and calls `discardFirstLoad`
     ///     on failure); an interrupted first load's database is removed, to be loaded again.
     ///     Without it, an interrupted first load is refused (busy while it still runs).
-    /// The page size of a new database: 32 KiB. A large load sweeps its random-key lookup
-    /// tree (`event_index`) once per merge group, far beyond any affordable cache, so SQLite
-    /// reads and writes pages all the time: larger pages do the same bytes in a quarter of the
-    /// calls of 8 KiB ones. Measured on 1M events: 7 % faster than 8 KiB over five alternating
-    /// rounds each (median 3.62 s against 3.90 s); 64 KiB gained a little more on one hour
-    /// of data and lost on 28 hours, where the same 8 MiB cache holds fewer pages.
-    static let pageSize = 32_768
-
     public init(dataFolder: String, create: Bool = true, readOnly: Bool = false, busyTimeout: Double = 5,
                 cacheMebibytes: Int = 24, allowsArchiveWithoutDatabase: Bool = false, firstLoad: Bool = false) throws {
         _ = Warehouse.tuneSQLiteOnce
@@ -190,8 +190,10 @@ public final class Warehouse {
     public func finishFirstLoad(_ db: Database) throws {
         guard isFirstLoad else { return }
         try db.execute(sql: "PRAGMA synchronous = FULL")
-        try setJournalMode("wal", db)
+        // Synced here, before WAL mode: between transactions without a journal, SQLite holds no
+        // lock on the file, which closing another descriptor of it would drop.
         try FileSystem.syncFile(databasePath)
+        try setJournalMode("wal", db)
         try FileSystem.removeFile(Warehouse.firstLoadMarker(of: dataFolder))
         try FileSystem.syncFolderChecked(dataFolder)
         isFirstLoad = false
