@@ -7,7 +7,7 @@ struct BackfillCommand: ParsableCommand {
         commandName: "backfill",
         abstract: "Ingest files from any folder (a restored backup, another landing area) through the same ledger and merge rule.",
         discussion: """
-            Idempotent (files already in the ledger by content are skipped), resumable (rerun after a kill), \
+            Idempotent (files already in the ledger by content are skipped), resumable (rerun after a kill; a backfill that creates the database, its first load, starts over), \
             commits in chunks, and leaves the source folder as it was (files are copied into the archive). \
             Exit codes: 0 done; 64 usage, or a database copied in from another data folder; 66 --from-dir missing, or the database lost beside a non-empty archive (backfill that archive: --from-dir DATA/archive); 74 I/O error; 75 another job holds the lock.
             """)

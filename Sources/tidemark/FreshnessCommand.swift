@@ -6,7 +6,7 @@ struct FreshnessCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "freshness",
         abstract: "Alert on a stalled pipeline from the newest data ingested (its received_time, or event_time where a source sends none) and the last successful ingest or backfill.",
-        discussion: "Exit codes: 0 fresh; 1 warning (older than --warn-after); 2 error (older than --error-after, or no data ingested yet); 64 usage, or a database copied in from another data folder; 66 no database (or one lost beside a non-empty archive); 74 the database cannot be read; 75 it is being created or upgraded by a job running now (retry).")
+        discussion: "Exit codes: 0 fresh; 1 warning (older than --warn-after); 2 error (older than --error-after, or no data ingested yet); 64 usage, or a database copied in from another data folder; 66 no database (or one lost beside a non-empty archive, or one whose first load was interrupted); 74 the database cannot be read; 75 it is being created (its first load) or upgraded by a job running now (retry).")
 
     @OptionGroup var shared: SharedOptions
 

@@ -11,7 +11,9 @@ struct IngestCommand: ParsableCommand {
             64 usage, a data folder other than the one the landing folder feeds, a landing folder inside a data folder, or a database copied in from another data folder; 66 landing folder missing, or the database lost beside a non-empty archive; 74 I/O error (disk full, unreadable file, a file applied but not \
             archived, corrupt database); 75 another job holds the lock, another ingest takes files from the same \
             landing folder, or the database stayed locked (retry later). \
-            SIGINT/SIGTERM: the batch stops after the current file, commits and exits 0.
+            SIGINT/SIGTERM: the batch stops after the current file, commits and exits 0. \
+            The run that creates the database (its first load) writes it without a journal and moves no file until it is on disk; \
+            killed before, it leaves an incomplete database that the next ingest removes before it loads again.
             """)
 
     @OptionGroup var shared: SharedOptions

@@ -8,8 +8,8 @@ struct RebuildCommand: ParsableCommand {
         abstract: "Rebuild hourly partitions from the archived raw files (compared with the stored rows; what differs is written in one transaction per hour).",
         discussion: """
             Exit codes: 0 rebuilt (or nothing to do; or stopped by SIGINT/SIGTERM after the hour in hand, the hours not rebuilt named); 64 usage, or a database copied in from another data folder; 65 an archived file no longer matches its SHA-256, \
-            or the hour's table has no row id left for new rows; 66 an archived file or the database is missing (or was lost beside a non-empty archive); \
-            74 I/O error (a full disk included); 75 another job holds the lock.
+            or the hour's table has no row id left for new rows; 66 an archived file or the database is missing (or was lost beside a non-empty archive, or its first load was interrupted: ingest again); \
+            74 I/O error (a full disk included); 75 another job holds the lock, or the data folder's first load is running.
             """)
 
     @OptionGroup var shared: SharedOptions

@@ -6,7 +6,7 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Last runs with their counts, backlog, lag, reprocessed partitions, pending tombstones, quarantined files.",
-        discussion: "Exit codes: 0 ok; 64 usage, or a database copied in from another data folder; 66 no database in --data (or one lost beside a non-empty archive); 74 I/O error; 75 the database is being created or upgraded by a job running now (retry).")
+        discussion: "Exit codes: 0 ok; 64 usage, or a database copied in from another data folder; 66 no database in --data (or one lost beside a non-empty archive, or one whose first load was interrupted); 74 I/O error; 75 the database is being created (its first load) or upgraded by a job running now (retry).")
 
     @OptionGroup var shared: SharedOptions
 

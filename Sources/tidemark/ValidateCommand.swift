@@ -6,7 +6,7 @@ struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Prove the target is complete and consistent (against the producer's sent log with --sent-log).",
-        discussion: "Exit codes: 0 every check holds; 1 discrepancies found (listed); 64 usage, or a database copied in from another data folder; 65 a sent-log line that does not parse (named); 66 the database (or one lost beside a non-empty archive) or the sent log is missing (or holds no sent-log file); 74 I/O error or an unreadable database; 75 the database stayed locked (rare for a reader: WAL recovery after a crash).")
+        discussion: "Exit codes: 0 every check holds; 1 discrepancies found (listed); 64 usage, or a database copied in from another data folder; 65 a sent-log line that does not parse (named); 66 the database (or one lost beside a non-empty archive, or one whose first load was interrupted) or the sent log is missing (or holds no sent-log file); 74 I/O error or an unreadable database; 75 the database stayed locked (rare for a reader: WAL recovery after a crash), or its first load is running.")
 
     @OptionGroup var shared: SharedOptions
     @OptionGroup var hours: HourRangeOptions
