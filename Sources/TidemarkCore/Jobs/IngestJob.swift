@@ -332,9 +332,11 @@ struct BatchRunner {
                                              bytesTotal: totalBytes, events: summary.lines.read))
         }
         // Leftovers of an interrupted move (and, for backfill, content already in the ledger)
-        // are settled without decoding.
-        var toDecode: [LandingFile] = []
-        for file in files {
+        // are settled without decoding. An empty ledger (a first load) knows no file: nothing
+        // to ask it, file by file, while the decoder waits to start.
+        let ledgerIsEmpty = nextFileID == 1
+        var toDecode: [LandingFile] = ledgerIsEmpty ? files : []
+        for file in files where !ledgerIsEmpty {
             if try stillBeingWritten(file) {
                 reportProgress(file, settled: false)
             } else if try settledWithoutDecoding(file) {
