@@ -38,7 +38,7 @@ struct Tidemark: ParsableCommand {
         discussion: """
             Exit codes: 0 ok or nothing to do; 1 validate found discrepancies (freshness: warning); \
             2 freshness error; 64 usage; 65 bad data; 66 missing input; 74 I/O error (disk full, \
-            unreadable file); 75 busy (another job holds the lock, or the database stayed locked).
+            unreadable file); 75 busy (another job holds the lock, the data folder's first load is running, or the database stayed locked).
             """,
         version: TidemarkVersion.current,
         subcommands: [

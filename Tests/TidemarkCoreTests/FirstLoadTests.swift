@@ -124,13 +124,15 @@ import Testing
     /// batch does: when its files waiting, each held open, would reach the open-files limit, and
     /// once it has read `BatchRunner.firstLoadLines` (lowered here to 50). Killed at that first
     /// move, the load is on disk with part of the files, and the next run finishes.
+    /// (With few files per commit, the files waiting pile up over commits that are not yet
+    /// durable: they count against the limit too.)
     @Test(arguments: ["open files", "lines"]) func aFirstLoadEndsEarly(when limit: String) throws {
         let f = TestFolder()
         for n in 0..<60 { f.land(String(format: "%02d.ndjson.gz", n), [recordLine("e\(n)", time: "2025-07-30T10:00:00Z"), recordLine("f\(n)", time: "2025-07-30T11:00:00Z")]) }
         let openFiles = limit == "open files" ? 128 : nil
         let lines = limit == "lines" ? ["TIDEMARK_FIRST_LOAD_LINES": "50"] : [:]
-        let killed = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data], environment: ["TIDEMARK_FAULT": "after-commit"].merging(lines) { $1 },
-                                    openFilesLimit: openFiles)
+        let killed = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "4"],
+                                    environment: ["TIDEMARK_FAULT": "after-commit"].merging(lines) { $1 }, openFilesLimit: openFiles)
         #expect(killed.status == SIGKILL)
         #expect(!FileManager.default.fileExists(atPath: marker(f)))
         let loaded = try f.integer("SELECT COUNT(*) FROM ingested_files") ?? 0
@@ -140,5 +142,35 @@ import Testing
                 "\(next.stdout.prefix(600))")
         #expect(try f.landingEntries().isEmpty && f.eventRows().count == 120)
         #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
+    }
+
+    /// A marker beside a database in WAL mode (a first load stopped after it ended, before its
+    /// marker went; or a marker someone else left) is no reason to remove anything: readers
+    /// read, and the next ingest removes only the marker. Beside a database not in WAL mode
+    /// but with archived files, which no first load has, ingest refuses (74) and removes
+    /// nothing.
+    @Test func aMarkerBesideAWholeDatabaseRemovesNothing() throws {
+        let f = TestFolder()
+        landSix(f)
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let rows = try f.eventRows()
+        try Data("left here\n".utf8).write(to: URL(fileURLWithPath: marker(f)))
+        #expect(try Binary.run(["status", "--data", f.data]).status == 0)
+        let again = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(again.status == 0 && !again.stderr.contains("interrupted"), "\(again.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker(f)))
+        #expect(try f.eventRows() == rows && f.integer("SELECT COUNT(*) FROM ingested_files") == 6)
+
+        // Not in WAL mode (switched by hand), archived files, and a marker: refused.
+        let queue = try DatabaseQueue(path: f.database)
+        try queue.writeWithoutTransaction { _ = try String.fetchOne($0, sql: "PRAGMA journal_mode = DELETE") }
+        try queue.close()
+        try Data("left here\n".utf8).write(to: URL(fileURLWithPath: marker(f)))
+        let refused = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(refused.status == 74 && refused.stderr.contains("the archive holds files, which no first load has"), "\(refused.stderr)")
+        #expect(FileManager.default.fileExists(atPath: f.database) && FileManager.default.fileExists(atPath: marker(f)))
+        try FileManager.default.removeItem(atPath: marker(f))
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        #expect(try f.eventRows() == rows)
     }
 }

@@ -19,6 +19,8 @@ import Testing
         })
     }
 
+    /// (In a new data folder, as here, the first load ends before the large file: rolling back
+    /// to its savepoint takes a journal.)
     @Test func aLargeFileBrokenAtItsEndIsRolledBackWhole() throws {
         // Over 100,000 lines, the file is applied in slices inside its own savepoint; a
         // truncation found at the end must undo every slice, and the next file still applies.

@@ -45,7 +45,7 @@ import Testing
     }
 
     func runRemoving(_ paths: [String], whilePaused arguments: [String], _ f: TestFolder) throws -> BinaryRun {
-        try runPaused(at: "before-decode", arguments, f) {
+        try Binary.runPaused(at: "before-decode", arguments, f) {
             for path in paths { try FileManager.default.removeItem(atPath: path) }
         }
     }
@@ -64,12 +64,6 @@ import Testing
         try append(bytes, through: fd)
     }
 
-    /// `Binary.runPaused`.
-    func runPaused(at point: String, _ arguments: [String], _ f: TestFolder, environment: [String: String] = [:],
-                   whilePaused action: () throws -> Void) throws -> BinaryRun {
-        try Binary.runPaused(at: point, arguments, f, environment: environment, whilePaused: action)
-    }
-
     /// A producer puts a new file under a name the batch has read and applied, before the
     /// batch archives it (an atomic rename over it, after the commit). The archive gets the
     /// content applied (from the descriptor held open), the new file stays in landing, and the
@@ -78,7 +72,7 @@ import Testing
         let f = TestFolder()
         let path = f.land("1.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
         let appliedBytes = try FileSystem.readAll(path)
-        let run = try runPaused(at: "after-commit", args(f, ["--json"]), f) {
+        let run = try Binary.runPaused(at: "after-commit", args(f, ["--json"]), f) {
             let other = f.land(".next.tmp", [recordLine("second", time: "2025-07-30T10:00:00Z")])
             #expect(rename(other, path) == 0)
         }
@@ -106,7 +100,7 @@ import Testing
     @Test func aFileStillBeingWrittenInPlaceIsNotArchivedWithUnappliedData() throws {
         let f = TestFolder()
         let (path, appliedBytes, appended) = try streamFile(f)
-        let run = try runPaused(at: "after-commit", args(f, ["--json"]), f) {
+        let run = try Binary.runPaused(at: "after-commit", args(f, ["--json"]), f) {
             try append(appended, to: path)
         }
         #expect(run.status == 0, "\(run.stderr)")
@@ -228,7 +222,7 @@ import Testing
     @Test func aGrownFileWhoseArchiveCopyFailedIsArchivedFromItsStartNextRun() throws {
         let f = TestFolder()
         let (path, appliedBytes, appended) = try streamFile(f)
-        let run = try runPaused(at: "after-commit", args(f), f, environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"]) {
+        let run = try Binary.runPaused(at: "after-commit", args(f), f, environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"]) {
             try append(appended, to: path)
         }
         #expect(run.status == 74, "\(run.stderr)")
@@ -337,7 +331,7 @@ import Testing
         let f = TestFolder()
         let path = f.land("1.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")])
         let appliedBytes = try FileSystem.readAll(path)
-        let run = try runPaused(at: "after-commit", args(f), f) { try FileManager.default.removeItem(atPath: path) }
+        let run = try Binary.runPaused(at: "after-commit", args(f), f) { try FileManager.default.removeItem(atPath: path) }
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stderr.contains("landing file was removed"), "\(run.stderr)")
         let archived = try #require(try f.archivedPath("1.ndjson.gz"))
@@ -352,7 +346,7 @@ import Testing
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         var second: BinaryRun?
-        let first = try runPaused(at: "before-decode", args(f), f) {
+        let first = try Binary.runPaused(at: "before-decode", args(f), f) {
             // Without the landing folder's claim (two first runs at once), the lock on the
             // landing folder is what keeps the second out.
             try FileManager.default.removeItem(atPath: f.landing + "/" + LandingClaim.fileName)
@@ -776,7 +770,7 @@ import Testing
         let f = TestFolder()
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         var during = ""
-        let run = try runPaused(at: "before-decode", args(f), f) {
+        let run = try Binary.runPaused(at: "before-decode", args(f), f) {
             during = (try? String(contentsOfFile: f.data + "/tidemark.lock", encoding: .utf8)) ?? ""
         }
         #expect(run.status == 0)
@@ -792,7 +786,7 @@ import Testing
         try f.createDatabase()
         f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         var rebuild: BinaryRun?
-        let run = try runPaused(at: "before-decode", args(f), f) {
+        let run = try Binary.runPaused(at: "before-decode", args(f), f) {
             try FileManager.default.removeItem(atPath: f.data + "/tidemark.lock")
             rebuild = try Binary.run(["rebuild", "--data", f.data, "--all"])
         }
@@ -821,7 +815,7 @@ import Testing
         let f = TestFolder()
         let path = f.land("1.ndjson.gz", [recordLine("one", time: "2025-07-30T10:00:00Z")])
         var obstacle = ""
-        let run = try runPaused(at: "after-commit", args(f), f) {
+        let run = try Binary.runPaused(at: "after-commit", args(f), f) {
             let location = try f.query { try String.fetchOne($0, sql: "SELECT location FROM ingested_files") } ?? ""
             obstacle = location
             try FileManager.default.createDirectory(atPath: location, withIntermediateDirectories: true)
@@ -863,6 +857,7 @@ import Testing
             ["report", "--data", f.data, "--html", f.root + "/typo.ndjson.gz"],
             args(f, ["--metrics-file", f.data + "/tidemark.sqlite-wal"]),
             args(f, ["--metrics-file", f.data + "/.tidemark-id"]),
+            args(f, ["--metrics-file", f.data + "/tidemark.sqlite-loading"]),
             ["backfill", "--from-dir", f.landing, "--data", f.data, "--metrics-file", f.data + "/tidemark.lock"],
             // Markers and locks beside the data: the producer's lock and in-flight marker, the
             // landing folder's claim.

@@ -253,7 +253,9 @@ import Testing
     }
 
     /// A file applied in slices (over 100,000 lines) that meets the full cap mid-file is rolled
-    /// back whole and left for the next batch, like a small one.
+    /// back whole and left for the next batch, like a small one. (In a new data folder, as
+    /// here: the first load ends before the file, since a rollback to its savepoint takes a
+    /// journal.)
     @Test func aSlicedFileThatMeetsTheCapIsLeftWholeForTheNextBatch() throws {
         let f = TestFolder()
         f.land("a.ndjson.gz", [recordLine("a", time: hour(0)), recordLine("a2", time: hour(1))])

@@ -149,27 +149,31 @@ public enum IngestJob {
         let started = options.clock()
         let wallStart = Date()
         do {
-            return try run(files, scan: scan, on: warehouse, realDatabase: dryRunFolder == nil, options: options, logger: logger,
-                           started: started, wallStart: wallStart)
+            return try runBatch(files, scan: scan, on: warehouse, realDatabase: dryRunFolder == nil, options: options, logger: logger,
+                                started: started, wallStart: wallStart)
         } catch {
             guard warehouse.isFirstLoad else { throw error }
-            // Nothing of a failed first load stays, and it moved no file: the next run loads again.
+            // Nothing of a failed first load stays, and it moved no file: the next run loads again
+            // (unless what failed was the command line itself).
             warehouse.discardFirstLoad()
-            var failure: TidemarkError
-            switch error {
-            case let e as TidemarkError: failure = e
-            case let e as DatabaseError: failure = Warehouse.translate(e, operation: "write database", target: warehouse.databasePath)
-            case let e as FileSystemError: failure = TidemarkError(e.operation, e.path, cause: e.cause, hint: e.hint, exit: .ioError)
-            default: throw error
-            }
-            failure.hint = (failure.hint.map { $0 + "; " } ?? "") + "this run was the data folder's first load: it left no database, and the next run loads again"
-            throw failure
+            guard let failure = described(error, warehouse), failure.exitStatus != .usage else { throw error }
+            throw failure.adding(hint: "this run was the data folder's first load: it left no database, and the next run loads again")
+        }
+    }
+
+    /// An error as the command reports it, when it is one of the store's or the file system's.
+    private static func described(_ error: Error, _ warehouse: Warehouse) -> TidemarkError? {
+        switch error {
+        case let e as TidemarkError: return e
+        case let e as DatabaseError: return Warehouse.translate(e, operation: "write database", target: warehouse.databasePath)
+        case let e as FileSystemError: return TidemarkError(e.operation, e.path, cause: e.cause, hint: e.hint, exit: .ioError)
+        default: return nil
         }
     }
 
     /// The batch itself, on the opened warehouse.
     /// `realDatabase`: false for a dry run's temporary database.
-    private static func run(_ files: [LandingFile], scan: LandingFolder.Scan, on warehouse: Warehouse, realDatabase: Bool,
+    private static func runBatch(_ files: [LandingFile], scan: LandingFolder.Scan, on warehouse: Warehouse, realDatabase: Bool,
                             options: IngestOptions, logger: Logger, started: Timestamp, wallStart: Date) throws -> BatchSummary {
         return try warehouse.withConnection { db in
             if options.kind == .ingest {
@@ -210,12 +214,9 @@ public enum IngestJob {
                 runner.abandon(error)
                 // Files committed by earlier chunks whose move failed are still in landing: say
                 // so, since the error itself is about something else (the last commit).
-                let described = (error as? TidemarkError)
-                    ?? (error as? DatabaseError).map { Warehouse.translate($0, operation: "write database", target: warehouse.databasePath) }
-                if !runner.unarchived.isEmpty, var failure = described {
-                    failure.hint = (failure.hint.map { $0 + "; " } ?? "")
-                        + "\(plural(runner.unarchived.count, "file")) committed earlier in this batch could not be moved to the archive and \(runner.unarchived.count == 1 ? "stays" : "stay") in landing; the next run moves \(runner.unarchived.count == 1 ? "it" : "them") without applying \(runner.unarchived.count == 1 ? "it" : "them") again"
-                    throw failure
+                if !runner.unarchived.isEmpty, let failure = described(error, warehouse) {
+                    let count = runner.unarchived.count
+                    throw failure.adding(hint: "\(plural(count, "file")) committed earlier in this batch could not be moved to the archive and \(count == 1 ? "stays" : "stay") in landing; the next run moves \(count == 1 ? "it" : "them") without applying \(count == 1 ? "it" : "them") again")
                 }
                 throw error
             }
@@ -332,8 +333,9 @@ struct BatchRunner {
                                              bytesTotal: totalBytes, events: summary.lines.read))
         }
         // Leftovers of an interrupted move (and, for backfill, content already in the ledger)
-        // are settled without decoding. An empty ledger (a first load) knows no file: nothing
-        // to ask it, file by file, while the decoder waits to start.
+        // are settled without decoding. An empty ledger (a first load, or a database that has
+        // taken no file yet) knows no file: nothing to ask it, file by file, while the decoder
+        // waits to start.
         let ledgerIsEmpty = nextFileID == 1
         var toDecode: [LandingFile] = ledgerIsEmpty ? files : []
         for file in files where !ledgerIsEmpty {

@@ -41,4 +41,11 @@ public struct TidemarkError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         target.isEmpty ? "\(operation): \(cause)" : "\(operation) \(target): \(cause)"
     }
+
+    /// The same error, with `more` after its hint.
+    func adding(hint more: String) -> TidemarkError {
+        var error = self
+        error.hint = (hint.map { $0 + "; " } ?? "") + more
+        return error
+    }
 }

@@ -137,11 +137,7 @@ public enum FileSystem {
     }
 
     public static func syncFolder(_ folder: String) {
-        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
+        try? syncFolderChecked(folder)
     }
 
     /// The folder part of a path ("a/b" of "a/b/c", "/" of "/c"), nil for a bare name. Plain

@@ -21,10 +21,11 @@ public enum OutputFile {
         // Where SQLite keeps its log: beside the database file itself, should that be a link.
         let realDatabase = FileSystem.canonicalPath(database)
         let kept = [database, realDatabase].flatMap { [$0, $0 + "-wal", $0 + "-shm", $0 + "-journal"] }
-            + [(data as NSString).appendingPathComponent(JobLock.fileName), (data as NSString).appendingPathComponent(DataFolderIdentity.fileName)]
+            + [(data as NSString).appendingPathComponent(JobLock.fileName), (data as NSString).appendingPathComponent(DataFolderIdentity.fileName),
+               Warehouse.firstLoadMarker(of: data)]
         let why: String?
         if kept.contains(target) || FileSystem.sameFile(path, database) {
-            why = "is a file tidemark keeps in the data folder (its database, the database's log, lock or id): writing it would destroy it"
+            why = "is a file tidemark keeps in the data folder (its database, the database's log, lock, id or first-load marker): writing it would destroy it"
         } else if FileSystem.isSameOrInside(target, Warehouse.archiveFolder(of: data))
                     || FileSystem.isSameOrInside(target, Warehouse.quarantineFolder(of: data)) {
             why = "lies in the data folder's archive or quarantine, which hold the raw files the ledger names: writing there would replace one"

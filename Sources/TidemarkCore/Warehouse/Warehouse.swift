@@ -19,7 +19,7 @@ import GRDB
 public final class Warehouse {
     public static let databaseName = "tidemark.sqlite"
     /// Beside the database while a first load runs, and after it, should it be interrupted.
-    public static let firstLoadMarkerName = "tidemark.sqlite-loading"
+    static let firstLoadMarkerName = "tidemark.sqlite-loading"
     /// The data folder's folders for files read: applied (one folder per day inside), and
     /// quarantined.
     static let archiveName = "archive", quarantineName = "quarantine"
@@ -40,9 +40,9 @@ public final class Warehouse {
     /// The data folder's id as the database keeps it (`DataFolderIdentity`), read at open.
     private(set) var dataFolderID: String?
     /// Set while this connection writes a first load, without a journal (`finishFirstLoad`).
-    public private(set) var isFirstLoad = false
+    private(set) var isFirstLoad = false
     /// Set when opening removed the incomplete database of an interrupted first load.
-    public private(set) var restartedFirstLoad = false
+    private(set) var restartedFirstLoad = false
 
     static func firstLoadMarker(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(firstLoadMarkerName) }
 
@@ -72,7 +72,14 @@ public final class Warehouse {
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
         self.allowsArchiveWithoutDatabase = allowsArchiveWithoutDatabase
         let marker = Warehouse.firstLoadMarker(of: dataFolder)
-        if FileSystem.exists(marker) {
+        if FileSystem.exists(marker) && Warehouse.isInWALMode(databasePath) {
+            // A first load that ended, stopped before its marker went (or a marker written by
+            // someone else): the database is whole. A writer removes the marker.
+            if create && !readOnly {
+                try FileSystem.removeFile(marker)
+                try FileSystem.syncFolderChecked(dataFolder)
+            }
+        } else if FileSystem.exists(marker) {
             guard create && !readOnly && firstLoad else {
                 if JobLock.isHeld(dataFolder: dataFolder) {
                     throw TidemarkError("open database", databasePath, cause: "is being created by the first load into this data folder, running now",
@@ -80,6 +87,12 @@ public final class Warehouse {
                 }
                 throw TidemarkError("open database", databasePath, cause: "is incomplete: the first load into this data folder was interrupted (\(marker) says so)",
                                     hint: "run that ingest or backfill again: it removes the incomplete database and loads again (the interrupted run had moved no file)", exit: .noInput)
+            }
+            // A first load archives nothing before it ends: beside archived files, this is no
+            // first load's database, and it is not removed.
+            if Warehouse.archiveHoldsFiles(dataFolder) && !allowsArchiveWithoutDatabase {
+                throw TidemarkError("open database", databasePath, cause: "has a first load's marker beside it (\(marker)) and is not in WAL mode, but the archive holds files, which no first load has",
+                                    hint: "if the database is whole (tidemark validate says so once the marker is gone), remove \(marker); if not: " + Warehouse.recovery(dataFolder), exit: .ioError)
             }
             try Warehouse.removeDatabaseFiles(databasePath)
             try FileSystem.removeFile(marker)
@@ -180,14 +193,27 @@ public final class Warehouse {
         let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = \(wanted)")
         if mode?.lowercased() != wanted {
             throw TidemarkError("open database", databasePath, cause: "cannot switch to \(wanted == "wal" ? "WAL" : wanted) journal mode (got \(mode ?? "nothing"))",
-                                hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
+                                hint: wanted == "wal" ? "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)"
+                                    : "another connection has the database open: retry once it is gone", exit: .ioError)
         }
+    }
+
+    /// Whether the database file's header says WAL mode (bytes 18 and 19 are 2). A first
+    /// load's database is not in WAL mode until `finishFirstLoad`; a missing or short file is
+    /// not either. Read only where this process has no connection to the file yet (closing a
+    /// descriptor of it would drop that connection's locks).
+    static func isInWALMode(_ databasePath: String) -> Bool {
+        let fd = open(databasePath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var versions: [UInt8] = [0, 0]
+        return pread(fd, &versions, 2, 18) == 2 && versions == [2, 2]
     }
 
     /// Ends a first load: the database goes to WAL mode and onto the disk, and then its marker
     /// goes, after which files may leave landing. Outside any transaction; nothing to do for a
     /// database that was not a first load.
-    public func finishFirstLoad(_ db: Database) throws {
+    func finishFirstLoad(_ db: Database) throws {
         guard isFirstLoad else { return }
         try db.execute(sql: "PRAGMA synchronous = FULL")
         // Synced here, before WAL mode: between transactions without a journal, SQLite holds no
@@ -202,7 +228,7 @@ public final class Warehouse {
     /// Removes a first load that failed, then its marker (kept should the database stay: the
     /// next run removes both): the next run loads again. Closes the connection; the warehouse
     /// is not to be used after.
-    public func discardFirstLoad() {
+    func discardFirstLoad() {
         guard isFirstLoad else { return }
         try? queue.close()
         if (try? Warehouse.removeDatabaseFiles(databasePath)) != nil {
