@@ -811,6 +811,30 @@ import Testing
         #expect(try f.row("behind") != nil)
     }
 
+    /// A file of the backfill source that cannot be read is reported (exit 74) and the rest is
+    /// applied, whether or not the ledger holds files already (before, with files in it, the
+    /// check for content it knows stopped the whole run at that file). Run as the user nobody.
+    @Test(.enabled(if: Binary.forNobody != nil, "needs root and setpriv, to run the binary as the user nobody"))
+    func anUnreadableFileOfABackfillSourceEndsWith74AndTheRestIsApplied() throws {
+        let f = TestFolder()
+        let source = f.root + "/source"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        f.land("a.ndjson.gz", [recordLine("first", time: "2025-07-30T10:00:00Z")], folder: source)
+        try FileManager.default.createDirectory(atPath: f.data, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.ownerAccountID: 65534, .groupOwnerAccountID: 65534], ofItemAtPath: f.data)
+        #expect(try Binary.run(["backfill", "--from-dir", source, "--data", f.data], asNobody: Binary.forNobody).status == 0)
+        f.land("b.ndjson.gz", [recordLine("readable", time: "2025-07-30T10:00:00Z")], folder: source)
+        let locked = f.land("c.ndjson.gz", [recordLine("locked", time: "2025-07-30T10:00:00Z")], folder: source)
+        try FileManager.default.setAttributes([.posixPermissions: 0], ofItemAtPath: locked)
+        let run = try Binary.run(["backfill", "--from-dir", source, "--data", f.data, "--json"], asNobody: Binary.forNobody)
+        #expect(run.status == 74, "\(run.stderr)")
+        #expect(run.stdout.contains("unreadable_files") && run.stdout.contains("c.ndjson.gz"), "\(run.stdout)")
+        #expect(try f.row("readable") != nil && f.row("locked") == nil)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: locked)
+        #expect(try Binary.run(["backfill", "--from-dir", source, "--data", f.data], asNobody: Binary.forNobody).status == 0)
+        #expect(try f.row("locked") != nil)
+    }
+
     /// An archive keeps a folder per day: backfilling `DATA/archive` finds the files in its
     /// subfolders and rebuilds the same tables; a dry run after it lists them as already
     /// ingested; an empty source says there was nothing to do.

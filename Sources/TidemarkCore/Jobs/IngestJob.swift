@@ -642,8 +642,11 @@ struct BatchRunner {
         let candidates = recorded.filter { $0.size == file.size && $0.status != "quarantined" }
         let starts = recorded.filter { $0.size < file.size && $0.status != "quarantined" && !FileSystem.exists($0.location) }
         guard !candidates.isEmpty || !starts.isEmpty else { return false }
-        let held = try HeldLandingFile(opening: file.path)
-        let content = candidates.isEmpty ? nil : try held.sha256()
+        // A file that cannot be read here is left to the decoder, which reports it as
+        // unreadable and goes on with the rest (exit 74 at the end), as for any other file.
+        guard let held = try? HeldLandingFile(opening: file.path) else { return false }
+        let content: String? = candidates.isEmpty ? nil : try? held.sha256()
+        if !candidates.isEmpty && content == nil { return false }
         guard let match = candidates.first(where: { $0.sha256 == content }) else {
             try archiveRecordedStart(of: held, file, among: starts)
             return false
@@ -758,8 +761,8 @@ struct BatchRunner {
         guard options.kind == .backfill else { return try healLeftover(file) }
         // Backfill leaves its source alone and identifies files by content only; it finishes
         // an archive copy that a killed run left undone.
-        let held = try HeldLandingFile(opening: file.path)
-        let sha = try held.sha256()
+        // One that cannot be read is left to the decoder, which reports it as unreadable.
+        guard let held = try? HeldLandingFile(opening: file.path), let sha = try? held.sha256() else { return false }
         guard let known = try session.ledgerLocation(sha256: sha) else { return false }
         // A backfill of this data folder's own archive: a file whose content the ledger knows,
         // but not at this place (a redelivery a lost database had archived), is decoded and
