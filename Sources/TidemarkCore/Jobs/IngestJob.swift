@@ -174,7 +174,7 @@ public enum IngestJob {
     /// The batch itself, on the opened warehouse.
     /// `realDatabase`: false for a dry run's temporary database.
     private static func runBatch(_ files: [LandingFile], scan: LandingFolder.Scan, on warehouse: Warehouse, realDatabase: Bool,
-                            options: IngestOptions, logger: Logger, started: Timestamp, wallStart: Date) throws -> BatchSummary {
+                                 options: IngestOptions, logger: Logger, started: Timestamp, wallStart: Date) throws -> BatchSummary {
         return try warehouse.withConnection { db in
             if options.kind == .ingest {
                 // One landing folder feeds one data folder, for good (`LandingClaim`), known by
