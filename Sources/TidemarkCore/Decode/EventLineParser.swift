@@ -330,9 +330,10 @@ struct JSONReader {
         skipWhitespace()
         guard index < count else { throw LineRejection.blank }
         guard base[index] == UInt8(ascii: "{") else {
-            // Tell "valid JSON but not an object" apart from "not JSON".
+            // Tell "valid JSON but not an object" apart from "not JSON". (Repeated keys in an
+            // object inside are valid JSON: RFC 8259 only says they should be unique.)
             var probe = self
-            if (try? probe.readValue(depth: 0)) != nil {
+            if (try? probe.readValue(depth: 0, rejectingDuplicates: false)) != nil {
                 probe.skipWhitespace()
                 if probe.index == count { throw LineRejection("line is JSON but not an object") }
             }
@@ -393,7 +394,9 @@ struct JSONReader {
         }
     }
 
-    mutating func readValue(depth: Int) throws -> JSONValue {
+    /// `rejectingDuplicates`: an object that repeats a key is rejected (Tidemark's rule for
+    /// events; off where only the JSON grammar is checked).
+    mutating func readValue(depth: Int, rejectingDuplicates: Bool = true) throws -> JSONValue {
         guard depth <= EventLineParser.maxDepth else {
             throw LineRejection("nesting deeper than \(EventLineParser.maxDepth) levels (a field's value is level 1)")
         }
@@ -411,7 +414,7 @@ struct JSONReader {
                 guard index < count, base[index] == UInt8(ascii: "\"") else { throw fail("expected a key string") }
                 let key = try readString()
                 try expect(UInt8(ascii: ":"), "':'")
-                let value = try readValue(depth: depth + 1)
+                let value = try readValue(depth: depth + 1, rejectingDuplicates: rejectingDuplicates)
                 members.append((key, value))
                 skipWhitespace()
                 guard index < count else { throw fail("unexpected end of line inside an object") }
@@ -419,7 +422,7 @@ struct JSONReader {
                 if base[index] == UInt8(ascii: "}") { index += 1; break }
                 throw fail("expected ',' or '}'")
             }
-            try sortRejectingDuplicates(&members)
+            if rejectingDuplicates { try sortRejectingDuplicates(&members) }
             return .object(members)
         case UInt8(ascii: "["):
             index += 1
@@ -427,7 +430,7 @@ struct JSONReader {
             skipWhitespace()
             if index < count, base[index] == UInt8(ascii: "]") { index += 1; return .array([]) }
             while true {
-                items.append(try readValue(depth: depth + 1))
+                items.append(try readValue(depth: depth + 1, rejectingDuplicates: rejectingDuplicates))
                 skipWhitespace()
                 guard index < count else { throw fail("unexpected end of line inside an array") }
                 if base[index] == UInt8(ascii: ",") { index += 1; continue }
