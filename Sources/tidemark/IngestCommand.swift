@@ -24,7 +24,9 @@ struct IngestCommand: ParsableCommand {
     @Flag(help: "Run a batch every --interval seconds until SIGINT/SIGTERM.")
     var loop = false
 
-    @Option(parsing: .unconditional, help: "Seconds between batches with --loop (default: 5).")
+    static let defaultInterval = 5.0
+
+    @Option(parsing: .unconditional, help: "Seconds between batches with --loop (default: \(Int(defaultInterval))).")
     var interval: Double?
 
     @Flag(help: "Decode and merge, report what would change, write nothing and move nothing.")
@@ -78,7 +80,7 @@ struct IngestCommand: ParsableCommand {
         }
         do {
             if loop {
-                try IngestJob.runLoop(options, interval: interval ?? 5, logger: logger, afterBatch: { summary in
+                try IngestJob.runLoop(options, interval: interval ?? Self.defaultInterval, logger: logger, afterBatch: { summary in
                     try report(summary)
                     // The file waits in landing, and every batch names it.
                     if let unreadable = summary.endError { logger.error("\(unreadable.description)") }

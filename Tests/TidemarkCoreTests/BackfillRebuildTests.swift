@@ -674,6 +674,7 @@ import Testing
         try f.execute("UPDATE \(smallTable) SET user_id = 'edited' WHERE event_id = ?", [smallID])
         let all = try Binary.run(["rebuild", "--data", f.data, "--all", "--events-per-pass", "9000"], fileSizeLimitKiB: 512)
         #expect(all.status == 74, "\(all.stderr)")
+        #expect(all.stderr.contains("hour \(label)") && all.stderr.contains("rebuilt earlier in this run stay rebuilt"), "\(all.stderr)")
         #expect(try f.query { try String.fetchOne($0, sql: "SELECT user_id FROM \(smallTable) WHERE event_id = ?", arguments: [smallID]) } == user)
         #expect(try f.eventRows() == damaged)
         #expect(try f.query { try String.fetchOne($0, sql: "SELECT status FROM batches ORDER BY batch_id DESC LIMIT 1") } == "failed")

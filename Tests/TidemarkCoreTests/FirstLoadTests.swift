@@ -56,7 +56,8 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)")
     }
 
-    /// While a first load runs, status and rebuild wait for it (75), naming it; after, they run.
+    /// While a first load runs, status, validate and rebuild wait for it (75), naming it; after,
+    /// they run.
     @Test func readersAndJobsWaitWhileAFirstLoadRuns() throws {
         let f = TestFolder()
         landSix(f)
@@ -64,7 +65,7 @@ import Testing
         var markerDuring = false
         let run = try Binary.runPaused(at: "before-decode", ["ingest", "--landing", f.landing, "--data", f.data], f) {
             markerDuring = FileManager.default.fileExists(atPath: marker(f))
-            during = try [["status", "--data", f.data], ["rebuild", "--data", f.data, "--all"]].map { try Binary.run($0) }
+            during = try [["status", "--data", f.data], ["validate", "--data", f.data], ["rebuild", "--data", f.data, "--all"]].map { try Binary.run($0) }
         }
         #expect(run.status == 0, "\(run.stderr)")
         #expect(markerDuring)

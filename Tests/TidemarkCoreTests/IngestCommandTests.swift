@@ -25,6 +25,23 @@ import Testing
         return (path, appliedBytes, appended, fd)
     }
 
+    /// `openStreamFile`, ingested (so archived whole), then appended to through the producer's
+    /// descriptor, which followed the file into the archive: its archived path. The caller
+    /// closes `fd`.
+    func appendIntoArchivedStreamFile(_ f: TestFolder, sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> (path: String, appliedBytes: [UInt8], appended: [UInt8], fd: Int32, archived: String) {
+        let (path, appliedBytes, appended, fd) = try openStreamFile(f)
+        do {
+            #expect(try Binary.run(args(f)).status == 0, sourceLocation: sourceLocation)
+            let archived = try #require(try f.archivedPath("stream.ndjson.gz"), sourceLocation: sourceLocation)
+            try append(appended, through: fd)
+            return (path, appliedBytes, appended, fd, archived)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
     /// Validate, with the archive replay, finds nothing wrong.
     func expectReplayValidates(_ f: TestFolder, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let check = try Binary.run(["validate", "--data", f.data, "--replay"])
@@ -136,11 +153,8 @@ import Testing
     /// the bytes read, and a later run reads the rest. Nothing is lost, and validate agrees.
     @Test func appendsIntoAnArchivedFileAreReclaimedByTheNextRun() throws {
         let f = TestFolder()
-        let (path, appliedBytes, appended, fd) = try openStreamFile(f)
+        let (path, appliedBytes, appended, fd, archived) = try appendIntoArchivedStreamFile(f)
         defer { close(fd) }
-        #expect(try Binary.run(args(f)).status == 0)
-        let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
-        try append(appended, through: fd)
         #expect(try FileSystem.readAll(archived) == appliedBytes + appended)
         let reclaim = try Binary.run(args(f, ["--json"]))
         #expect(reclaim.status == 0, "\(reclaim.stderr)")
@@ -191,11 +205,8 @@ import Testing
     /// start and read it whole. Nothing is lost, and validate agrees.
     @Test func aReclaimedFileWhoseArchiveCopyFailsIsHeldThenArchivedFromItsStart() throws {
         let f = TestFolder()
-        let (path, appliedBytes, appended, fd) = try openStreamFile(f)
+        let (path, appliedBytes, appended, fd, archived) = try appendIntoArchivedStreamFile(f)
         defer { close(fd) }
-        #expect(try Binary.run(args(f)).status == 0)
-        let archived = try #require(try f.archivedPath("stream.ndjson.gz"))
-        try append(appended, through: fd)
         let reclaim = try Binary.run(args(f, ["--json"]), environment: ["TIDEMARK_ARCHIVE_SPACE_FILES": "0"])
         #expect(reclaim.status == 0, "\(reclaim.stderr)")
         #expect(reclaim.stderr.contains("It went back to landing whole, but the \(appliedBytes.count) bytes read could not be archived again"), "\(reclaim.stderr)")

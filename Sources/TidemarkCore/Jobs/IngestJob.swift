@@ -156,18 +156,8 @@ public enum IngestJob {
             // Nothing of a failed first load stays, and it moved no file: the next run loads again
             // (unless what failed was the command line itself).
             warehouse.discardFirstLoad()
-            guard let failure = described(error, warehouse), failure.exitStatus != .usage else { throw error }
+            guard let failure = TidemarkError.describing(error, database: warehouse.databasePath), failure.exitStatus != .usage else { throw error }
             throw failure.adding(hint: "this run was the data folder's first load: it left no database, and the next run loads again")
-        }
-    }
-
-    /// An error as the command reports it, when it is one of the store's or the file system's.
-    private static func described(_ error: Error, _ warehouse: Warehouse) -> TidemarkError? {
-        switch error {
-        case let e as TidemarkError: return e
-        case let e as DatabaseError: return Warehouse.translate(e, operation: "write database", target: warehouse.databasePath)
-        case let e as FileSystemError: return TidemarkError(e.operation, e.path, cause: e.cause, hint: e.hint, exit: .ioError)
-        default: return nil
         }
     }
 
@@ -214,7 +204,7 @@ public enum IngestJob {
                 runner.abandon(error)
                 // Files committed by earlier chunks whose move failed are still in landing: say
                 // so, since the error itself is about something else (the last commit).
-                if !runner.unarchived.isEmpty, let failure = described(error, warehouse) {
+                if !runner.unarchived.isEmpty, let failure = TidemarkError.describing(error, database: warehouse.databasePath) {
                     let count = runner.unarchived.count
                     throw failure.adding(hint: "\(plural(count, "file")) committed earlier in this batch could not be moved to the archive and \(count == 1 ? "stays" : "stay") in landing; the next run moves \(count == 1 ? "it" : "them") without applying \(count == 1 ? "it" : "them") again")
                 }
@@ -727,7 +717,7 @@ struct BatchRunner {
                 logger.warning("""
                     archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole, \
                     but the \(recorded.size) bytes read could not be archived again; a run after it has been quiet for \
-                    \(Durations.text(options.settleSeconds)) archives them from the file's start and reads the rest
+                    \(Durations.text(options.settleSeconds)) archives them from the file's start and reads the whole file again
                     """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)", "error": "\(error)"])
                 continue
             }

@@ -168,17 +168,17 @@ public enum RebuildJob {
                             result = try rebuild(hour, before: first ? registered[hour] : try ValidationQueries.partitionEntry(hour, db), batchID: batchID,
                                                  dryRun: options.dryRun, eventsPerPass: options.eventsPerPass, dataFolder: options.dataFolder,
                                                  waitingTombstones: waiting, settled: &settled, staleCopiesIn: &copiesIn, db: db, logger: logger)
-                        } catch var error as TidemarkError {
+                        } catch {
                             // The error names the hour it stopped in, and what this run rebuilt
                             // earlier (each hour committed: it stays rebuilt).
+                            guard var error = TidemarkError.describing(error, database: warehouse.databasePath) else { throw error }
                             if !error.operation.contains(hour.label) { error.operation += " hour \(hour.label)" }
                             let changed = results.filter { !$0.isUnchanged }.map(\.hour)
                             let earlier = options.dryRun ? "a dry run: nothing was changed"
                                 : results.isEmpty ? "no hour was rebuilt earlier in this run"
                                 : "the \(plural(results.count, "hour")) rebuilt earlier in this run stay rebuilt"
                                     + (changed.isEmpty ? " (all unchanged)" : " (changed: \(changed.joined(separator: ", ")))")
-                            error.hint = [error.hint, earlier].compactMap { $0 }.joined(separator: "; ")
-                            throw error
+                            throw error.adding(hint: earlier)
                         }
                         if let earlier = results.firstIndex(where: { $0.hour == result.hour }) {
                             results[earlier] = results[earlier].followed(by: result)

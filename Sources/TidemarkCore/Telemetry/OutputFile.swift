@@ -4,15 +4,16 @@ import Foundation
 /// the files tidemark keeps, however the path is spelled. A tab-completed
 /// `--html DATA/tidemark.sqlite` would otherwise replace the database with a web page, exit 0.
 public enum OutputFile {
-    /// Why `path` must not be written for `flag` beside the data folder `dataFolder`, if so: it
-    /// is the database (or its log, lock or id), lies in the archive or the quarantine, or is
-    /// named like a landing file or a tidemark marker file, which no output of tidemark is.
     /// The marker and lock files tidemark keeps beside data (wherever they lie: the landing
     /// and sent-log folders have some): the data folder's id, the landing folder's claim, an
     /// archive or quarantine folder's mark, the producer's lock and its in-flight marker.
     static let markerNames: Set<String> = [DataFolderIdentity.fileName, LandingClaim.fileName, LandingClaim.partMarker,
                                            Producer.lockName, Producer.markerName]
 
+    /// Why `path` must not be written for `flag` beside the data folder `dataFolder`, if so: it
+    /// is the database (or its log, lock, id or first-load marker), lies in the archive or the
+    /// quarantine, or is named like a landing file or a tidemark marker file, which no output
+    /// of tidemark is.
     public static func refusal(_ path: String, flag: String, dataFolder: String) -> TidemarkError? {
         let target = FileSystem.canonicalPath(path)
         let data = FileSystem.canonicalPath(dataFolder)

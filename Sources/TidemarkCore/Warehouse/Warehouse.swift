@@ -71,34 +71,8 @@ public final class Warehouse {
         self.dataFolder = dataFolder
         self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
         self.allowsArchiveWithoutDatabase = allowsArchiveWithoutDatabase
-        let marker = Warehouse.firstLoadMarker(of: dataFolder)
-        if FileSystem.exists(marker) && Warehouse.isInWALMode(databasePath) {
-            // A first load that ended, stopped before its marker went (or a marker written by
-            // someone else): the database is whole. A writer removes the marker.
-            if create && !readOnly {
-                try FileSystem.removeFile(marker)
-                try FileSystem.syncFolderChecked(dataFolder)
-            }
-        } else if FileSystem.exists(marker) {
-            guard create && !readOnly && firstLoad else {
-                if JobLock.isHeld(dataFolder: dataFolder) {
-                    throw TidemarkError("open database", databasePath, cause: "is being created by the first load into this data folder, running now",
-                                        hint: "retry once it has ended (a first load is written in one go, and shows nothing before it ends)", exit: .busy)
-                }
-                throw TidemarkError("open database", databasePath, cause: "is incomplete: the first load into this data folder was interrupted (\(marker) says so)",
-                                    hint: "run that ingest or backfill again: it removes the incomplete database and loads again (the interrupted run had moved no file)", exit: .noInput)
-            }
-            // A first load archives nothing before it ends: beside archived files, this is no
-            // first load's database, and it is not removed.
-            if Warehouse.archiveHoldsFiles(dataFolder) && !allowsArchiveWithoutDatabase {
-                throw TidemarkError("open database", databasePath, cause: "has a first load's marker beside it (\(marker)) and is not in WAL mode, but the archive holds files, which no first load has",
-                                    hint: "if the database is whole (tidemark validate says so once the marker is gone), remove \(marker); if not: " + Warehouse.recovery(dataFolder), exit: .ioError)
-            }
-            try Warehouse.removeDatabaseFiles(databasePath)
-            try FileSystem.removeFile(marker)
-            try FileSystem.syncFolderChecked(dataFolder)
-            restartedFirstLoad = true
-        }
+        restartedFirstLoad = try Warehouse.settleFirstLoadMarker(dataFolder, databasePath, writes: create && !readOnly, firstLoad: firstLoad,
+                                                                 allowsArchiveWithoutDatabase: allowsArchiveWithoutDatabase)
         if !FileSystem.exists(databasePath) {
             guard create && !readOnly else {
                 if FileSystem.exists(dataFolder) && !FileSystem.isFolder(dataFolder) {
@@ -118,7 +92,7 @@ public final class Warehouse {
                     tidemark: the first load into this data folder is running, or was interrupted. While this file is \
                     here, \(Warehouse.databaseName) beside it is incomplete; the next ingest or backfill removes both and loads again.
 
-                    """.utf8), to: marker)
+                    """.utf8), to: Warehouse.firstLoadMarker(of: dataFolder))
                 try FileSystem.syncFolderChecked(dataFolder)
                 isFirstLoad = true
             }
@@ -183,7 +157,7 @@ public final class Warehouse {
             if let dataFolderID { try DataFolderIdentity.verify(dataFolder: dataFolder, databaseID: dataFolderID) }
         } catch {
             // A first load that could not even open (WAL refused, say) leaves nothing behind.
-            if isFirstLoad, (try? Warehouse.removeDatabaseFiles(databasePath)) != nil { try? FileSystem.removeFile(marker) }
+            if isFirstLoad { try? Warehouse.removeFirstLoad(dataFolder, withDatabase: true) }
             if let error = error as? DatabaseError { throw Warehouse.translate(error, operation: "open database", target: databasePath) }
             throw error
         }
@@ -220,8 +194,7 @@ public final class Warehouse {
         // lock on the file, which closing another descriptor of it would drop.
         try FileSystem.syncFile(databasePath)
         try setJournalMode("wal", db)
-        try FileSystem.removeFile(Warehouse.firstLoadMarker(of: dataFolder))
-        try FileSystem.syncFolderChecked(dataFolder)
+        try Warehouse.removeFirstLoad(dataFolder, withDatabase: false)
         isFirstLoad = false
     }
 
@@ -231,16 +204,50 @@ public final class Warehouse {
     func discardFirstLoad() {
         guard isFirstLoad else { return }
         try? queue.close()
-        if (try? Warehouse.removeDatabaseFiles(databasePath)) != nil {
-            try? FileSystem.removeFile(Warehouse.firstLoadMarker(of: dataFolder))
-            FileSystem.syncFolder(dataFolder)
-        }
+        try? Warehouse.removeFirstLoad(dataFolder, withDatabase: true)
         isFirstLoad = false
     }
 
-    /// The database file and SQLite's files beside it.
-    private static func removeDatabaseFiles(_ databasePath: String) throws {
-        for suffix in ["", "-journal", "-wal", "-shm"] { try FileSystem.removeFile(databasePath + suffix) }
+    /// What a first load's marker beside the database means for this open, if there is one.
+    /// Beside a database in WAL mode (a first load that ended, stopped before its marker went,
+    /// or a marker someone else left), the database is whole: a writer removes the marker.
+    /// Otherwise the first load is running or was interrupted: a first load's caller removes
+    /// its database and loads again (true), other callers are refused. Beside archived files,
+    /// which no first load has, nothing is removed.
+    private static func settleFirstLoadMarker(_ dataFolder: String, _ databasePath: String, writes: Bool, firstLoad: Bool,
+                                              allowsArchiveWithoutDatabase: Bool) throws -> Bool {
+        let marker = firstLoadMarker(of: dataFolder)
+        guard FileSystem.exists(marker) else { return false }
+        if isInWALMode(databasePath) {
+            if writes { try removeFirstLoad(dataFolder, withDatabase: false) }
+            return false
+        }
+        guard writes && firstLoad else {
+            if JobLock.isHeld(dataFolder: dataFolder) {
+                throw TidemarkError("open database", databasePath, cause: "is being created by the first load into this data folder, running now",
+                                    hint: "retry once it has ended (a first load is written in one go, and shows nothing before it ends)", exit: .busy)
+            }
+            throw TidemarkError("open database", databasePath, cause: "is incomplete: the first load into this data folder was interrupted (\(marker) says so)",
+                                hint: "run that ingest or backfill again: it removes the incomplete database and loads again (the interrupted run had moved no file)", exit: .noInput)
+        }
+        if archiveHoldsFiles(dataFolder) && !allowsArchiveWithoutDatabase {
+            throw TidemarkError("open database", databasePath, cause: "has a first load's marker beside it (\(marker)) and is not in WAL mode, but the archive holds files, which no first load has",
+                                hint: "if the database is whole (tidemark validate says so once the marker is gone), remove \(marker); if not: " + recovery(dataFolder), exit: .ioError)
+        }
+        try removeFirstLoad(dataFolder, withDatabase: true)
+        return true
+    }
+
+    /// Removes the first load's marker, after the database and SQLite's files beside it when
+    /// `withDatabase` (the marker stays should they not go: the next run removes them all),
+    /// and syncs the folder, so that the marker's absence lasts.
+    private static func removeFirstLoad(_ dataFolder: String, withDatabase: Bool) throws {
+        if withDatabase {
+            let databasePath = (dataFolder as NSString).appendingPathComponent(databaseName)
+            for suffix in ["", "-journal", "-wal", "-shm"] { try FileSystem.removeFile(databasePath + suffix) }
+        }
+        try FileSystem.removeFile(firstLoadMarker(of: dataFolder))
+        try FileSystem.syncFolderChecked(dataFolder)
     }
 
     /// Why this database cannot be tidemark's, if so: tables but none of tidemark's (another
@@ -307,6 +314,7 @@ public final class Warehouse {
     }
 
     /// Turns SQLite errors into errors with the documented exit codes and a hint.
+    /// (`TidemarkError.describing` does so for any error a job can throw.)
     public static func translate(_ error: DatabaseError, operation: String, target: String) -> TidemarkError {
         switch error.resultCode {
         case .SQLITE_BUSY, .SQLITE_LOCKED:
@@ -367,5 +375,18 @@ enum EventLookup {
             INSERT OR FAIL INTO event_index (event_id, hour, row_id) SELECT event_id, hour, row_id FROM event_index_recent WHERE true ORDER BY event_id \(conflict);
             DELETE FROM event_index_recent;
             """)
+    }
+}
+
+extension TidemarkError {
+    /// An error as a command reports it, when it is one of tidemark's own, the store's (a write
+    /// to `database`) or the file system's; nil for any other.
+    static func describing(_ error: Error, database: String) -> TidemarkError? {
+        switch error {
+        case let e as TidemarkError: return e
+        case let e as DatabaseError: return Warehouse.translate(e, operation: "write database", target: database)
+        case let e as FileSystemError: return TidemarkError(e.operation, e.path, cause: e.cause, hint: e.hint, exit: .ioError)
+        default: return nil
+        }
     }
 }
