@@ -241,35 +241,27 @@ enum RebuildStore {
 }
 
 /// An hour's stored deletions, compactly (an hour may hold a million rows): by a hash of the
-/// event_id (this process's: the set lives in one run), the deletion's kinds and time. Two deleted events with one hash make
-/// their entry ambiguous, and so does a deletion stored in a form no fold gives (damaged):
-/// an event meeting such an entry, or a valid event sharing a deleted one's hash, is only
-/// folded again, which costs time and changes nothing.
+/// event_id (this process's: the set lives in one run). Two deleted events with one hash make
+/// their entry ambiguous (nil), and so does a deletion stored in a form no fold gives
+/// (damaged): an event meeting such an entry, or a valid event sharing a deleted one's hash,
+/// is only folded again, which costs time and changes nothing.
 struct StoredDeletions {
-    private var byHash: [Int: (kinds: UInt8, at: Int64)] = [:]
-    private static let ambiguous: UInt8 = 0xFF
+    private var byHash: [Int: Deletion?] = [:]
 
     var isEmpty: Bool { byHash.isEmpty }
 
     mutating func add(_ eventID: String, _ deletion: Deletion?) {
         let key = ExactText(eventID).hashValue
-        let entry = deletion.map { Self.entry($0) } ?? (Self.ambiguous, 0)
-        byHash[key] = byHash[key] == nil ? entry : (Self.ambiguous, 0)
+        byHash.updateValue(byHash[key] == nil ? deletion : nil, forKey: key)
     }
 
     /// Whether the hour may hold `eventID` deleted by a kind `folded` lacks, or earlier than
-    /// `folded` (or at all, when it is nil): the fold then missed part of the event's history.
-    /// (A fold that shows more than the row read more history: the row is what is wrong.)
+    /// `folded` (or at all, when it is nil): the fold then missed part of the event's history,
+    /// since joining the stored deletion would change it. (A fold that shows more than the row
+    /// read more history: the row is what is wrong.)
     func lacks(_ eventID: ExactText, in folded: Deletion?) -> Bool {
-        guard let stored = byHash[eventID.hashValue] else { return false }
-        guard stored.kinds != Self.ambiguous, let folded else { return true }
-        let fold = Self.entry(folded)
-        if stored.kinds & ~fold.kinds != 0 { return true }
-        // `.min` stands for no time: a stored time the fold lacks, or an earlier one.
-        return stored.at != .min && (fold.at == .min || fold.at > stored.at)
-    }
-
-    private static func entry(_ deletion: Deletion) -> (kinds: UInt8, at: Int64) {
-        ((deletion.byFlag ? 1 : 0) | (deletion.byTombstone ? 2 : 0), deletion.deletedAt?.nanosecondsSinceEpoch ?? .min)
+        guard let entry = byHash[eventID.hashValue] else { return false }
+        guard let stored = entry, let folded else { return true }
+        return folded.joined(with: stored) != folded
     }
 }
