@@ -174,4 +174,32 @@ import Testing
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
         #expect(try f.eventRows() == rows)
     }
+
+    /// A script polling the new database while the first load creates it does not make the load
+    /// fail: the database has no journal from its first page, so the load never has to leave
+    /// WAL mode, which SQLite refuses at once while another connection has the file open (the
+    /// first form failed so, with 75, every time under this poll).
+    @Test func aReaderPollingTheNewDatabaseDoesNotFailTheFirstLoad() throws {
+        let f = TestFolder()
+        for n in 0..<100 { f.land(String(format: "%03d.ndjson.gz", n), [recordLine("e\(n)", time: "2025-07-30T10:00:00Z")]) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = ["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "10"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var polls = 0
+        while process.isRunning {
+            guard FileManager.default.fileExists(atPath: f.database) else { continue }
+            var config = Configuration()
+            config.readonly = true
+            if let queue = try? DatabaseQueue(path: f.database, configuration: config) {
+                _ = try? queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM sqlite_master") }
+                try? queue.close()
+                polls += 1
+            }
+        }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "after \(polls) polls")
+        #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 100 && f.landingEntries().isEmpty)
+    }
 }

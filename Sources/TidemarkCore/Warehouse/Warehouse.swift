@@ -124,18 +124,19 @@ public final class Warehouse {
                     // SQLite sized the cache in pages of the old size: a new database's larger
                     // pages would get eight times the memory asked for. Size it again.
                     try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
-                    try self.setJournalMode("wal", db)
-                }
-                try Schema.migrator.migrate(queue)
-                if isFirstLoad {
-                    // The schema went through the WAL, so WAL works here (`finishFirstLoad` goes
-                    // back to it). The load itself goes without a journal, and is put on disk
-                    // once, at its end: its commits need no fsync.
-                    try queue.writeWithoutTransaction { db in
+                    if self.isFirstLoad {
+                        // No journal from the start, and no fsync: the load is put on disk once,
+                        // at its end. (Leaving WAL mode later would need the only connection to
+                        // the file, which a script polling the new database can deny.) Whether
+                        // WAL, which `finishFirstLoad` turns on, works here is tried now.
+                        try self.probeWAL()
                         try self.setJournalMode("off", db)
                         try db.execute(sql: "PRAGMA synchronous = OFF")
+                    } else {
+                        try self.setJournalMode("wal", db)
                     }
                 }
+                try Schema.migrator.migrate(queue)
             } else if try !queue.read({ try Schema.migrator.hasCompletedMigrations($0) }) {
                 if let refusal = try queue.read({ try self.notTidemark($0) }) { throw refusal }
                 // The first ingest may be creating it (or an upgrade running) right now.
@@ -170,6 +171,19 @@ public final class Warehouse {
                                 hint: wanted == "wal" ? "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)"
                                     : "another connection has the database open: retry once it is gone", exit: .ioError)
         }
+    }
+
+    /// Whether WAL works in the data folder (it needs shared memory beside the file; network
+    /// file systems often refuse it), tried on a scratch database removed after.
+    private func probeWAL() throws {
+        let probe = (dataFolder as NSString).appendingPathComponent(".tidemark-wal-probe.sqlite")
+        defer { for suffix in ["", "-wal", "-shm", "-journal"] { try? FileSystem.removeFile(probe + suffix) } }
+        let queue = try DatabaseQueue(path: probe)
+        try queue.writeWithoutTransaction { db in
+            try setJournalMode("wal", db)
+            try db.execute(sql: "CREATE TABLE probe (x); INSERT INTO probe VALUES (1)")
+        }
+        try queue.close()
     }
 
     /// Whether the database file's header says WAL mode (bytes 18 and 19 are 2). A first
