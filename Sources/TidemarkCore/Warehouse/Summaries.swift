@@ -11,17 +11,37 @@ enum Summaries {
     /// users that changed, never the number of users in the hour.
     static func apply(_ delta: HourDelta, hour: String, batchID: Int64, _ db: Database) throws {
         if delta.types.isEmpty && delta.users.isEmpty { return }
-        let addUser = try db.cachedStatement(sql: """
-            INSERT INTO summary_users (hour, event_type, user_id, valid_events) VALUES (?, ?, ?, ?)
+        // Through the C API (`FastStatement`): a large batch changes tens of thousands of
+        // (type, user) counts per hour, and boxing each one's arguments cost more than SQLite.
+        let addUser = try FastStatement(db, sql: """
+            INSERT INTO summary_users (hour, event_type, user_id, valid_events) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = valid_events + excluded.valid_events
             RETURNING valid_events
             """)
-        let dropUser = try db.cachedStatement(sql: "DELETE FROM summary_users WHERE hour = ? AND event_type = ? AND user_id = ?")
+        let dropUser = try FastStatement(db, sql: "DELETE FROM summary_users WHERE hour = ?1 AND event_type = ?2 AND user_id = ?3")
+        // In the table's key order, so that the changes walk its B-tree once from one end.
+        let changed = delta.users.filter { $0.value != 0 }.sorted { a, b in
+            let byType = compareBytes(a.key.eventType, b.key.eventType)
+            return byType != 0 ? byType < 0 : utf8Less(a.key.userID, b.key.userID)
+        }
         var distinct: [ExactText: Int64] = [:]
-        for (key, change) in delta.users where change != 0 {
-            let after = try Int64.fetchOne(addUser, arguments: [hour, key.eventType, key.userID, change]) ?? change
+        for (key, change) in changed {
+            addUser.reset()
+            try addUser.bind(1, hour)
+            try addUser.bind(2, key.eventType)
+            try addUser.bind(3, key.userID)
+            try addUser.bind(4, change)
+            // The upsert is done at the first step, which returns the count it left.
+            let after = try addUser.step() ? addUser.int64(0) : change
+            addUser.reset()
             let before = after - change
-            if after <= 0 { try dropUser.execute(arguments: [hour, key.eventType, key.userID]) }
+            if after <= 0 {
+                dropUser.reset()
+                try dropUser.bind(1, hour)
+                try dropUser.bind(2, key.eventType)
+                try dropUser.bind(3, key.userID)
+                try dropUser.run()
+            }
             if before <= 0 && after > 0 { distinct[ExactText(key.eventType), default: 0] += 1 }
             if before > 0 && after <= 0 { distinct[ExactText(key.eventType), default: 0] -= 1 }
         }
