@@ -122,22 +122,27 @@ import Testing
     }
 
     /// A first load ends early, its files moved, and the rest of the batch commits as any later
-    /// batch does: when its files waiting, each held open, would reach the open-files limit, and
-    /// once it has read `BatchRunner.firstLoadLines` (lowered here to 50). Killed at that first
+    /// batch does: when its files waiting, each held open, would reach the open-files limit;
+    /// once it has read `BatchRunner.firstLoadLines` (lowered here to 50); and once
+    /// `BatchRunner.firstLoadFiles` files wait (lowered here to 20). Killed at that first
     /// move, the load is on disk with part of the files, and the next run finishes.
     /// (With few files per commit, the files waiting pile up over commits that are not yet
     /// durable: they count against the limit too.)
-    @Test(arguments: ["open files", "lines"]) func aFirstLoadEndsEarly(when limit: String) throws {
+    @Test(arguments: ["open files", "lines", "files"]) func aFirstLoadEndsEarly(when limit: String) throws {
         let f = TestFolder()
         for n in 0..<60 { f.land(String(format: "%02d.ndjson.gz", n), [recordLine("e\(n)", time: "2025-07-30T10:00:00Z"), recordLine("f\(n)", time: "2025-07-30T11:00:00Z")]) }
         let openFiles = limit == "open files" ? 128 : nil
-        let lines = limit == "lines" ? ["TIDEMARK_FIRST_LOAD_LINES": "50"] : [:]
+        let lines = limit == "lines" ? ["TIDEMARK_FIRST_LOAD_LINES": "50"] : limit == "files" ? ["TIDEMARK_FIRST_LOAD_FILES": "20"] : [:]
         let killed = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--files-per-commit", "4"],
                                     environment: ["TIDEMARK_FAULT": "after-commit"].merging(lines) { $1 }, openFilesLimit: openFiles)
         #expect(killed.status == SIGKILL)
         #expect(!FileManager.default.fileExists(atPath: marker(f)))
         let loaded = try f.integer("SELECT COUNT(*) FROM ingested_files") ?? 0
-        if limit == "lines" { #expect(loaded == 25) } else { #expect(loaded > 0 && loaded < 60, "\(loaded)") }
+        switch limit {
+        case "lines": #expect(loaded == 25)
+        case "files": #expect(loaded == 20)
+        default: #expect(loaded > 0 && loaded < 60, "\(loaded)")
+        }
         let next = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--json"], environment: lines, openFilesLimit: openFiles)
         #expect(next.status == 0 && next.stdout.contains("\"files_healed\" : \(loaded)") && next.stdout.contains("\"files_applied\" : \(60 - loaded)"),
                 "\(next.stdout.prefix(600))")

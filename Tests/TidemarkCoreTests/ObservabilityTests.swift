@@ -324,6 +324,21 @@ func parsePrometheus(_ text: String) throws -> [String: (type: String, value: Do
         #expect(some.stderr.contains("2 lines rejected in 2 files, kept in rejected_lines (tidemark status --rejected 2 lists them); the rest of each file was applied, except in 1 file whose every line was rejected."), "\(some.stderr)")
     }
 
+    /// The rejected-lines warning's other cases, which the binary test above does not reach:
+    /// one line, more lines than status lists at once, every line of several files, a dry run.
+    @Test func rejectedLinesWarningNamesWhatWasAppliedAndWhatStatusLists() {
+        #expect(rejectedLinesWarning(lines: 1, files: 1, filesAllRejected: 0, dryRun: false)
+            .hasPrefix("1 line rejected in 1 file, kept in rejected_lines (tidemark status --rejected 1 lists it); the rest of each file was applied. To apply"))
+        #expect(rejectedLinesWarning(lines: 100, files: 3, filesAllRejected: 0, dryRun: false)
+            .contains("(tidemark status --rejected 100 lists them)"))
+        #expect(rejectedLinesWarning(lines: 101, files: 3, filesAllRejected: 3, dryRun: false)
+            .hasPrefix("101 lines rejected in 3 files, kept in rejected_lines (tidemark status --rejected 100 lists the latest 100); no line of them was applied. To apply"))
+        #expect(rejectedLinesWarning(lines: 5, files: 2, filesAllRejected: 1, dryRun: true)
+            == "dry run: 5 lines would be rejected in 2 files; the rest of each file would be applied, except in 1 file whose every line would be rejected")
+        #expect(rejectedLinesWarning(lines: 2, files: 1, filesAllRejected: 1, dryRun: true)
+            == "dry run: 2 lines would be rejected in 1 file; no line of it would be applied")
+    }
+
     /// A lost partition table does not take status and freshness down: status names the hour
     /// to rebuild; a landing folder that cannot be read leaves the backlog out of `--json`
     /// (unknown, not zero).

@@ -603,13 +603,13 @@ final class ProducedPipeline: @unchecked Sendable {
         #expect(ok.stderr.isEmpty) // progress only on a terminal
         let missing = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", p.folder.root + "/nowhere"])
         #expect(missing.status == 66)
-        #expect(missing.stderr.hasPrefix("error: read sent log \(p.folder.root)/nowhere: no such folder"), "\(missing.stderr)")
+        #expect(missing.stderr.hasPrefix("error: read sent log \(p.folder.root)/nowhere: no such folder\nhint: pass the folder given to tidemark produce --sent-log"), "\(missing.stderr)")
         // A file given for the folder is named as such, not as missing.
         let sentFile = p.folder.root + "/sent-log-file"
         #expect(FileManager.default.createFile(atPath: sentFile, contents: Data("x".utf8)))
         let notFolder = try Binary.run(["validate", "--data", p.folder.data, "--sent-log", sentFile])
         #expect(notFolder.status == 66)
-        #expect(notFolder.stderr.hasPrefix("error: read sent log \(sentFile): not a folder (a file is there)"), "\(notFolder.stderr)")
+        #expect(notFolder.stderr.hasPrefix("error: read sent log \(sentFile): not a folder (a file is there)\nhint: pass the folder given to tidemark produce --sent-log"), "\(notFolder.stderr)")
         // A folder with no sent-log file in it (a wrong path that exists, or a landing folder)
         // is named as such, not compared as an empty log that explains no row.
         let landingLike = p.folder.root + "/not-sent"

@@ -408,19 +408,9 @@ struct BatchRunner {
         }
         summary.filesDeferred = deferred + unfinished
         if let first = firstRejection {
-            // Not quiet: a rejected line may be a deletion that did not happen. Files whose every
-            // line was rejected had nothing applied, and it says so.
-            let verb = options.dryRun ? "would be" : "was"
-            let rest = filesAllRejected == 0 ? "the rest of each file \(verb) applied"
-                : filesAllRejected == filesWithRejections ? "no line of \(filesWithRejections == 1 ? "it" : "them") \(verb) applied"
-                : "the rest of each file \(verb) applied, except in \(plural(filesAllRejected, "file")) whose every line \(verb) rejected"
-            logger.warning(options.dryRun ? """
-                dry run: \(plural(summary.lines.rejected, "line")) would be rejected in \(plural(filesWithRejections, "file")); \(rest)
-                """ : """
-                \(plural(summary.lines.rejected, "line")) rejected in \(plural(filesWithRejections, "file")), kept in rejected_lines \
-                (tidemark status --rejected \(min(summary.lines.rejected, 100)) lists \(summary.lines.rejected > 100 ? "the latest 100" : summary.lines.rejected == 1 ? "it" : "them")); \(rest). \
-                To apply a line once its cause is fixed, land it in a new file (the same file landed again is taken for a redelivery)
-                """, metadata: ["first": "\(first.file) line \(first.line): \(first.reason)"])
+            // Not quiet: a rejected line may be a deletion that did not happen.
+            logger.warning("\(rejectedLinesWarning(lines: summary.lines.rejected, files: filesWithRejections, filesAllRejected: filesAllRejected, dryRun: options.dryRun))",
+                           metadata: ["first": "\(first.file) line \(first.line): \(first.reason)"])
         }
         if options.dryRun {
             try session.flushWithoutCommit()
@@ -450,10 +440,10 @@ struct BatchRunner {
     static let largeFileLines = 100_000
     /// A first load ends (is put on disk and its files moved) once it has read this many lines
     /// (a few seconds of work here; the 1M-event benchmark's 1.09 M fit), or holds this many
-    /// files waiting; the batch goes on as any later one. Tests lower the first
-    /// (`TIDEMARK_FIRST_LOAD_LINES`).
+    /// files waiting; the batch goes on as any later one. Tests lower both
+    /// (`TIDEMARK_FIRST_LOAD_LINES`, `TIDEMARK_FIRST_LOAD_FILES`).
     static let firstLoadLines: Int = getenv("TIDEMARK_FIRST_LOAD_LINES").flatMap { Int(String(cString: $0)) } ?? 2_000_000
-    static let firstLoadFiles = 4_096
+    static let firstLoadFiles: Int = getenv("TIDEMARK_FIRST_LOAD_FILES").flatMap { Int(String(cString: $0)) } ?? 4_096
 
     /// Commits the chunk, then moves its files out of landing. During a first load
     /// (`Warehouse.firstLoad`) no commit is durable until the load ends: the moves wait for
@@ -691,43 +681,47 @@ struct BatchRunner {
         for (name, recorded) in try session.recentlyArchived(last: 256, since: since) {
             var info = stat()
             guard lstat(recorded.location, &info) == 0, Int64(info.st_size) > recorded.size else { continue }
+            let held: HeldLandingFile
             // Back under its landing name (the name later runs hold back while it grows).
             var back = (options.landingFolder as NSString).appendingPathComponent(name)
-            var movedBack = false
             do {
-                let held = try HeldLandingFile(opening: recorded.location)
+                held = try HeldLandingFile(opening: recorded.location)
                 guard try held.sha256(ofFirst: recorded.size) == recorded.sha256 else { continue } // changed otherwise: validate says so
                 if FileSystem.exists(back) { back = LandingRetirement.capturePath(for: back, fileID: recorded.fileID) }
                 guard FileSystem.renameWithoutReplacing(recorded.location, to: back) else { continue }
-                movedBack = true
-                held.appliedBytes = recorded.size
+            } catch {
+                // Not this batch's files: they are still applied; the next run tries again.
+                logger.warning("could not take back an archived file that grew after it was moved", metadata: ["file": "\(recorded.location)", "error": "\(error)"])
+                continue
+            }
+            // The bytes read go back where the ledger says they are archived.
+            held.appliedBytes = recorded.size
+            var archivingError: Error?
+            do {
                 if FaultPoint.archiveIsFull() { throw FileSystemError("archive", recorded.location, errno: ENOSPC) }
                 try held.copy(to: recorded.location)
             } catch {
-                guard movedBack else {
-                    // Not this batch's files: they are still applied; the next run tries again.
-                    logger.warning("could not take back an archived file that grew after it was moved", metadata: ["file": "\(recorded.location)", "error": "\(error)"])
-                    continue
-                }
-                // Back in landing, but the bytes read are not archived again: noted as grown, so
-                // that runs wait until it is quiet, then write that copy from the file's first
-                // bytes (`archiveRecordedStart`) and read it whole.
-                noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name, archived: false)
-                noteLeftInLanding(back)
+                archivingError = error
+            }
+            // Noted as grown, so that runs wait until it is quiet before reading it whole; should
+            // the bytes read not be archived again, that run first writes that copy from the
+            // file's first bytes (`archiveRecordedStart`).
+            noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name, archived: archivingError == nil)
+            noteLeftInLanding(back)
+            let quiet = Durations.text(options.settleSeconds)
+            if let archivingError {
                 logger.warning("""
                     archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole, \
                     but the \(recorded.size) bytes read could not be archived again; a run after it has been quiet for \
-                    \(Durations.text(options.settleSeconds)) archives them from the file's start and reads the whole file again
-                    """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)", "error": "\(error)"])
-                continue
+                    \(quiet) archives them from the file's start and reads the whole file again
+                    """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)", "error": "\(archivingError)"])
+            } else {
+                logger.warning("""
+                    archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole \
+                    (the \(recorded.size) bytes read stay archived) and is read again once it has been quiet for \
+                    \(quiet). Producers should write .NAME.tmp and rename it
+                    """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)"])
             }
-            noteGrown(fileID: recorded.fileID, appliedBytes: recorded.size, nowBytes: Int64(info.st_size), file: name)
-            noteLeftInLanding(back)
-            logger.warning("""
-                archived file grew after it was moved: its producer is still writing it in place. It went back to landing whole \
-                (the \(recorded.size) bytes read stay archived) and is read again once it has been quiet for \
-                \(Durations.text(options.settleSeconds)). Producers should write .NAME.tmp and rename it
-                """, metadata: ["file": "\(recorded.location)", "back_as": "\(back)"])
         }
     }
 

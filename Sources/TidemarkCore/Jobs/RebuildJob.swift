@@ -114,7 +114,7 @@ public enum RebuildJob {
             if unindexed.count > 0 {
                 throw TidemarkError("rebuild", options.dataFolder,
                                     cause: "\(plural(unindexed.count, "applied file")) (first: \(unindexed.files[0].name), ledger file \(unindexed.files[0].fileID)) \(unindexed.count == 1 ? "is" : "are") missing from the file-to-hour index (file_hours); rebuilding now would drop \(unindexed.count == 1 ? "its" : "their") rows",
-                                    hint: "nothing was changed; restore \(Warehouse.databaseName) from a backup, or build a new data folder from the archive: tidemark backfill --from-dir \(options.dataFolder)/archive --data NEW_DATA_FOLDER",
+                                    hint: "nothing was changed; restore \(Warehouse.databaseName) from a backup, or build a new data folder from the archive: \(Warehouse.backfillCommand(from: options.dataFolder, into: Warehouse.newDataFolder))",
                                     exit: .dataError)
             }
             let batchID = try RebuildStore.startBatch(at: started, dryRun: options.dryRun, db)

@@ -69,11 +69,11 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
                 // Rebuild works hour by hour, following event_moves and file_hours; the replay
                 // folds every file at once. A history whose links were lost (rows of both gone
                 // by hand) can be out of an hour's reach.
-                steps.append("should a replay finding stay after rebuild --all, the event's history spans hours whose links (event_moves, file_hours) were lost: fold the whole archive into a new data folder, tidemark backfill --from-dir \(dataFolder)/archive --data NEW_DATA, and validate that one --replay")
+                steps.append("should a replay finding stay after rebuild --all, the event's history spans hours whose links (event_moves, file_hours) were lost: fold the whole archive into a new data folder, \(Warehouse.backfillCommand(from: dataFolder, into: Warehouse.newDataFolder)), and validate that one --replay")
             }
         }
         if failed.contains("archive_in_ledger") {
-            steps.append("the database lost files it had applied (restored from an older backup, or its last commits lost): tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder) applies them again where they lie (files the ledger holds are skipped)")
+            steps.append("the database lost files it had applied (restored from an older backup, or its last commits lost): \(Warehouse.backfillCommand(from: dataFolder, into: dataFolder)) applies them again where they lie (files the ledger holds are skipped)")
         }
         if failed.contains("line_accounting") {
             steps.append("a file's line counts do not add up: the ledger was edited, or this is a tidemark bug; rebuild does not change the ledger, so please report it with the findings")
@@ -117,15 +117,12 @@ public struct ValidationReport: Codable, Sendable, JSONDocument {
 /// raw files gives the same partitions.
 public enum ValidateJob {
     public static func run(_ options: ValidateOptions, logger: Logger, progress: ((String) -> Void)? = nil) throws -> ValidationReport {
-        if let sent = options.sentLogFolder, !FileSystem.isFolder(sent) {
-            throw TidemarkError("read sent log", sent, cause: FileSystem.exists(sent) ? "not a folder (a file is there)" : "no such folder",
-                                hint: "pass the producer's --sent-log folder", exit: .noInput)
-        }
-        // A folder with no sent-log file (a wrong path that exists, the landing folder) would
-        // be compared as an empty log and fail every row as unexplained.
+        // A missing folder is refused by `SentLog.files`; one with no sent-log file (a wrong
+        // path that exists, the landing folder) would be compared as an empty log and fail
+        // every row as unexplained.
         if let sent = options.sentLogFolder, try SentLog.files(in: sent).isEmpty {
             throw TidemarkError("read sent log", sent, cause: "holds no sent-log file (\(SentLog.filePrefix)NNNNNNNNN\(SentLog.fileSuffix))",
-                                hint: "pass the folder given to tidemark produce --sent-log", exit: .noInput)
+                                hint: SentLog.folderHint, exit: .noInput)
         }
         let warehouse = try Warehouse(dataFolder: options.dataFolder, create: false, readOnly: true, busyTimeout: 10)
         // Listed before the snapshot begins: a file moved into the archive later was committed

@@ -134,7 +134,7 @@ public enum LandingClaim {
                 let archived = Warehouse.archiveHoldsFiles(data)
                 throw TidemarkError("ingest", landingFolder, cause: "the landing folder is the data folder \(data) or lies in its archive or quarantine: ingest would move the files there onto themselves",
                                     hint: "point --landing (or TIDEMARK_LANDING) at the folder the producer writes to"
-                                        + (archived ? "; to apply archived files again use 'tidemark backfill --from-dir \(data)/archive --data \(data)'" : ""),
+                                        + (archived ? "; to apply archived files again use '\(Warehouse.backfillCommand(from: data, into: data))'" : ""),
                                     exit: .usage)
             }
         }

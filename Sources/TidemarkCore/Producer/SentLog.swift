@@ -23,12 +23,15 @@ public enum SentLog {
     public static let filePrefix = "sent-"
     public static let fileSuffix = ".ndjson.gz"
 
+    /// The hint of every error about a sent-log folder that holds no sent log.
+    static let folderHint = "pass the folder given to tidemark produce --sent-log (tidemark produce writes one)"
+
     /// The sent-log files in `folder` (`sent-NNNNNNNNN.ndjson.gz`), in name order (which is
     /// write order).
     public static func files(in folder: String) throws -> [String] {
         guard FileSystem.isFolder(folder) else {
             throw TidemarkError("read sent log", folder, cause: FileSystem.exists(folder) ? "not a folder (a file is there)" : "no such folder",
-                                hint: "run tidemark produce first, or pass --sent-log DIR", exit: .noInput)
+                                hint: folderHint, exit: .noInput)
         }
         let names: [String]
         do {

@@ -27,6 +27,16 @@ public final class Warehouse {
     static func archiveFolder(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(archiveName) }
     static func quarantineFolder(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(quarantineName) }
 
+    /// The command that applies a data folder's archived files to `target`: the data folder
+    /// itself (files its ledger holds are skipped), or a new one (`newDataFolder`). Every
+    /// recovery hint spells it through here.
+    static func backfillCommand(from dataFolder: String, into target: String) -> String {
+        "tidemark backfill --from-dir \(archiveFolder(of: dataFolder)) --data \(target)"
+    }
+
+    /// What a hint writes for a data folder the operator picks.
+    static let newDataFolder = "NEW_DATA"
+
     /// Process-wide SQLite settings, applied before the first connection opens.
     private static let tuneSQLiteOnce: Void = {
         _ = tidemark_sqlite_disable_memstatus()
@@ -288,7 +298,7 @@ public final class Warehouse {
     /// Files in quarantine are named too: a ledger rebuilt from the archive does not know
     /// them, so status and validate no longer list them.
     static func recovery(_ dataFolder: String) -> String {
-        var text = "rebuild it in place from the archive: tidemark backfill --from-dir \(dataFolder)/archive --data \(dataFolder); or restore \(Warehouse.databaseName) from backup (validate then names archived files the backup had not recorded)"
+        var text = "rebuild it in place from the archive: \(backfillCommand(from: dataFolder, into: dataFolder)); or restore \(Warehouse.databaseName) from backup (validate then names archived files the backup had not recorded)"
         let quarantine = Warehouse.quarantineFolder(of: dataFolder)
         if let names = try? FileManager.default.contentsOfDirectory(atPath: quarantine), case let held = names.filter({ !$0.hasPrefix(".") }), !held.isEmpty {
             text += "; a ledger rebuilt from the archive does not know the \(plural(held.count, "file")) in \(quarantine): to retry \(held.count == 1 ? "it, move it" : "them, move them") back into landing"
