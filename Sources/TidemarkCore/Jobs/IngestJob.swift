@@ -906,10 +906,14 @@ struct BatchRunner {
     private mutating func flushGroup() throws {
         guard !group.isEmpty else { return }
         try session.begin()
-        let result = try session.writer.applyGroup(group.map { ($0.fileID, $0.deliveries) })
+        // The deliveries move out of the group's files, into the merge: freed on another
+        // thread once merged (`ReleaseElsewhere`).
+        let files = group.map { ($0.fileID, $0.deliveries) }
+        for index in group.indices { group[index].deliveries = [] }
+        let result = try session.writer.applyGroup(files)
+        ReleaseElsewhere.release(consume files)
         for (index, var f) in group.enumerated() {
             f.count(result.outcomes[index], lateFirstArrivals: result.lateFirstArrivals[index])
-            f.deliveries.removeAll()
             try record(&f)
         }
         group.removeAll()

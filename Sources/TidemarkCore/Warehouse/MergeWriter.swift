@@ -410,7 +410,10 @@ extension MergeWriter {
                 .execute(arguments: [move.id, move.from, move.to, batchID])
         }
         try addLookupEntries(group, stored, appended: appended, newCount: newCount)
-        return merged.result
+        let result = merged.result
+        // The group's arrays are freed on another thread while this one goes on.
+        ReleaseElsewhere.release((consume group, consume stored, consume merged, consume appended))
+        return result
     }
 
     /// 1. The stored state of every event the group mentions: the lookup read in key order,
