@@ -36,7 +36,10 @@ let package = Package(
             // tenth of the threads that format rows and fold groups; about 4 % of the 1M ingest,
             // docs/PERFORMANCE.md). Debug builds, which the tests run, keep them.
             // `-static-stdlib`: see the executable below.
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked", "-static-stdlib"], .when(configuration: .release))]
+            swiftSettings: [
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+                .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release)),
+            ]
         ),
         .executableTarget(
             name: "tidemark",
@@ -51,8 +54,8 @@ let package = Package(
             // machine with no Swift installed, needing only the system's SQLite and zlib. Linked
             // by lld, which the toolchain ships: gold warns on every link that the static
             // Foundation refers to mktemp.
-            swiftSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(configuration: .release))]
+            swiftSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux], configuration: .release))]
         ),
         .testTarget(
             name: "TidemarkCoreTests",

@@ -897,9 +897,14 @@ struct BatchRunner {
             f.deliveries.removeAll()
             return
         }
-        let result = try session.writer.applyGroup([(f.fileID, f.deliveries)])
+        // The slice moves into the merge and is freed on another thread (`ReleaseElsewhere`);
+        // the next slice fills a buffer of its own.
+        let slice = f.deliveries
+        f.deliveries = []
+        f.deliveries.reserveCapacity(slice.count)
+        let result = try session.writer.applyGroup([(f.fileID, slice)])
+        ReleaseElsewhere.release(consume slice)
         f.count(result.outcomes[0], lateFirstArrivals: result.lateFirstArrivals[0])
-        f.deliveries.removeAll(keepingCapacity: true)
     }
 
     /// Merges the waiting group of whole files and records their ledger rows.

@@ -14,9 +14,10 @@ enum ReleaseElsewhere {
     private static let queue = DispatchQueue(label: "tidemark.release-elsewhere")
 
     /// Destroys `value` on the queue. The caller passes its last reference (`consume`), or
-    /// the value's storage is freed wherever the last one goes.
-    static func release<Value>(_ value: consuming Value) {
-        let held = Held(value)
+    /// the value's storage is freed wherever the last one goes. Sendable values only: nothing
+    /// that belongs to this thread (a statement, a connection) can be handed over.
+    static func release<Value: Sendable>(_ value: consuming Value) {
+        let held = Held(consume value)
         queue.async { held.value = nil }
     }
 }
