@@ -51,8 +51,8 @@ let package = Package(
             // The release binary carries the Swift runtime and Foundation in itself (the modules
             // that import Foundation and the link both need the flag): `--version` runs in 4-8 ms
             // instead of 9-14, an idle ingest in about 5 ms less, and the binary runs on a
-            // machine with no Swift installed, needing only the system's SQLite and zlib. Linked
-            // by lld, which the toolchain ships: gold warns on every link that the static
+            // machine with no Swift installed (the README lists what it needs there). Linked by
+            // lld, which the toolchain ships: gold warns on every link that the static
             // Foundation refers to mktemp.
             swiftSettings: [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld"], .when(platforms: [.linux], configuration: .release))]

@@ -11,8 +11,8 @@ enum Summaries {
     /// users that changed, never the number of users in the hour.
     static func apply(_ delta: HourDelta, hour: String, batchID: Int64, _ db: Database) throws {
         if delta.types.isEmpty && delta.users.isEmpty { return }
-        // Through the C API (`FastStatement`): a large batch changes tens of thousands of
-        // (type, user) counts per hour, and boxing each one's arguments cost more than SQLite.
+        // Through the C API (`FastStatement`): a large batch changes thousands of (type, user)
+        // counts per hour and commit, and boxing each one's arguments cost more than SQLite.
         let addUser = try FastStatement(db, sql: """
             INSERT INTO summary_users (hour, event_type, user_id, valid_events) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (hour, event_type, user_id) DO UPDATE SET valid_events = valid_events + excluded.valid_events
