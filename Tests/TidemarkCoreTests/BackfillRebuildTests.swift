@@ -249,6 +249,10 @@ import Testing
         stored.add("untimed", Deletion(byFlag: false, byTombstone: true, deletedAt: nil))
         stored.add("damaged", nil)
         let flagAt10 = Deletion(byFlag: true, byTombstone: false, deletedAt: t("2025-07-30T10:00:00Z"))
+        // Stored twice (two rows of one event): ambiguous, so always looked at again.
+        stored.add("twice", flagAt10)
+        stored.add("twice", flagAt10)
+        #expect(stored.lacks(ExactText("twice"), in: flagAt10))
         #expect(!stored.lacks(ExactText("flagged"), in: flagAt10))
         #expect(stored.lacks(ExactText("flagged"), in: nil))
         #expect(stored.lacks(ExactText("flagged"), in: Deletion(byFlag: true, byTombstone: false, deletedAt: t("2025-07-30T11:00:00Z"))))

@@ -79,12 +79,16 @@ import Testing
         // reference and the next rounds start over on a fresh copy: every round starts with
         // files to ingest (a drained folder would only see idle runs).
         var cycles = 0
+        // A copy's first round is its first load; half of them are killed at one of its commits.
+        var firstLoad = true
+        var firstLoadsKilled = 0
         for round in 0..<rounds {
             if try !hasLandingFiles(f) {
                 #expect(try Self.run(["ingest", "--landing", f.landing, "--data", f.data]) == 0)
                 try assertMatchesReference(f, reference, "cycle \(cycles), before round \(round):\n" + log.suffix(5).joined(separator: "\n"))
                 cycles += 1
                 f = try reference.freshCopy()
+                firstLoad = true
             }
             var args = ["ingest", "--landing", f.landing, "--data", f.data,
                         "--max-files", String(Int.random(in: 5...120, using: &random)),
@@ -101,6 +105,10 @@ import Testing
             case 3: killAfter = Double.random(in: 0.0...0.4, using: &random)
             default: args += ["--allowed-lateness", "30"]
             }
+            if firstLoad && Bool.random(using: &random) {
+                env = ["TIDEMARK_FAULT": "first-load-commit", "TIDEMARK_FAULT_AFTER": String(Int.random(in: 0...2, using: &random))]
+                killAfter = nil
+            }
             // Half the rounds treat groups of any size as large: they claim lookup entries and
             // take their new events from the group's own fold (`GroupFold`), the path a big
             // backlog takes, which this small source would otherwise never reach.
@@ -109,6 +117,8 @@ import Testing
                 env["TIDEMARK_GROUP_TRACE"] = trace
             }
             let status = try Self.run(args, environment: env, killAfter: killAfter)
+            if firstLoad && status == SIGKILL && FileManager.default.fileExists(atPath: Warehouse.firstLoadMarker(of: f.data)) { firstLoadsKilled += 1 }
+            firstLoad = false
             log.append("round \(round): \(env) kill \(killAfter ?? -1) -> \(status)")
             #expect(status == 0 || status == SIGKILL, "\(log.last!)")
         }
@@ -120,8 +130,9 @@ import Testing
         let folded = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n")
             .filter { !$0.hasSuffix(" from_fold=0") }.count
         #expect(folded > 0, "no round took the group's fold")
+        if rounds >= 100 { #expect(firstLoadsKilled > 0, "no first load was killed midway in \(rounds) rounds") }
         if rounds > 20 {
-            FileHandle.standardError.write(Data("crash rounds: \(rounds), copies drained and compared: \(cycles + 1), groups merged partly from their fold: \(folded)\n".utf8))
+            FileHandle.standardError.write(Data("crash rounds: \(rounds), copies drained and compared: \(cycles + 1), groups merged partly from their fold: \(folded), first loads killed midway: \(firstLoadsKilled)\n".utf8))
         }
     }
 

@@ -64,6 +64,8 @@ import Testing
         let base = #""user_id":"u1","event_type":"click","event_time":"2025-07-30T10:00:00Z""#
         #expect(reason("not json")?.hasPrefix("invalid JSON at byte 1") == true)
         #expect(reason("[1,2]") == "line is JSON but not an object")
+        // A repeated key inside is valid JSON (events alone may not repeat one).
+        #expect(reason(#"[{"a":1,"a":2}]"#) == "line is JSON but not an object")
         #expect(reason("\"text\"") == "line is JSON but not an object")
         #expect(reason(#"{"user_id":"u1"}"#) == "missing field event_id")
         #expect(reason(#"{"event_id":5,\#(base)}"#) == "event_id must be a string, found a number")

@@ -8,13 +8,19 @@ import Testing
 /// file leaves landing or reaches the archive, and whatever a crash or an error leaves of the
 /// database is removed and loaded again by the next run.
 @Suite struct FirstLoadTests {
-    func marker(_ f: TestFolder) -> String { f.data + "/" + Warehouse.firstLoadMarkerName }
+    func marker(_ f: TestFolder) -> String { Warehouse.firstLoadMarker(of: f.data) }
 
     /// Six files of two events each, in two hours.
     func landSix(_ f: TestFolder) {
         for n in 0..<6 {
             f.land("\(n).ndjson.gz", [recordLine("e\(n)", time: "2025-07-30T10:00:00Z"), recordLine("f\(n)", time: "2025-07-30T11:00:00Z")])
         }
+    }
+
+    /// Every command but ingest and backfill, which refuse a first load that has not ended.
+    func readers(_ f: TestFolder) -> [[String]] {
+        [["status", "--data", f.data], ["validate", "--data", f.data], ["rebuild", "--data", f.data, "--all"],
+         ["freshness", "--data", f.data, "--warn-after", "10m", "--error-after", "1h"], ["report", "--data", f.data, "--html", f.root + "/report.html"]]
     }
 
     func journalMode(_ f: TestFolder) throws -> String? { try f.query { try String.fetchOne($0, sql: "PRAGMA journal_mode") } }
@@ -34,7 +40,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: marker(f)) && FileManager.default.fileExists(atPath: f.database))
         #expect(try f.landingEntries().count == 6)
         #expect(Warehouse.archivedDataFiles(f.data).isEmpty)
-        for reader in [["status", "--data", f.data], ["validate", "--data", f.data], ["rebuild", "--data", f.data, "--all"]] {
+        for reader in readers(f) {
             let refused = try Binary.run(reader)
             #expect(refused.status == 66 && refused.stderr.contains("is incomplete: the first load into this data folder was interrupted"),
                     "\(reader[0]): \(refused.stderr)")
@@ -44,7 +50,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: marker(f)))
         let again = try Binary.run(run + ["--json"])
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(again.stderr.contains("the first load into this data folder was interrupted before it ended: its incomplete database was removed"),
+        #expect(again.stderr.contains("the first load into this data folder was interrupted before it ended: what it had written was removed"),
                 "\(again.stderr)")
         #expect(!FileManager.default.fileExists(atPath: marker(f)))
         #expect(try journalMode(f) == "wal")
@@ -65,7 +71,7 @@ import Testing
         var markerDuring = false
         let run = try Binary.runPaused(at: "before-decode", ["ingest", "--landing", f.landing, "--data", f.data], f) {
             markerDuring = FileManager.default.fileExists(atPath: marker(f))
-            during = try [["status", "--data", f.data], ["validate", "--data", f.data], ["rebuild", "--data", f.data, "--all"]].map { try Binary.run($0) }
+            during = try readers(f).map { try Binary.run($0) }
         }
         #expect(run.status == 0, "\(run.stderr)")
         #expect(markerDuring)
@@ -152,7 +158,8 @@ import Testing
 
     /// A marker beside a database in WAL mode (a first load stopped after it ended, before its
     /// marker went; or a marker someone else left) is no reason to remove anything: readers
-    /// read, and the next ingest removes only the marker. Beside a database not in WAL mode
+    /// read, a dry run plans against it, and the next ingest removes only the marker. Beside a
+    /// database not in WAL mode
     /// but with archived files, which no first load has, ingest refuses (74) and removes
     /// nothing.
     @Test func aMarkerBesideAWholeDatabaseRemovesNothing() throws {
@@ -162,10 +169,15 @@ import Testing
         let rows = try f.eventRows()
         try Data("left here\n".utf8).write(to: URL(fileURLWithPath: marker(f)))
         #expect(try Binary.run(["status", "--data", f.data]).status == 0)
+        // A redelivery of a stored event is planned as one (against an empty database it
+        // would be new).
+        f.land("again.ndjson.gz", [recordLine("e0", time: "2025-07-30T10:00:00Z")])
+        let dry = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data, "--dry-run", "--json"])
+        #expect(dry.status == 0 && dry.stdout.contains("\"duplicate\" : 1") && dry.stdout.contains("\"new\" : 0"), "\(dry.stdout)")
         let again = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
         #expect(again.status == 0 && !again.stderr.contains("interrupted"), "\(again.stderr)")
         #expect(!FileManager.default.fileExists(atPath: marker(f)))
-        #expect(try f.eventRows() == rows && f.integer("SELECT COUNT(*) FROM ingested_files") == 6)
+        #expect(try f.eventRows() == rows && f.integer("SELECT COUNT(*) FROM ingested_files") == 7)
 
         // Not in WAL mode (switched by hand), archived files, and a marker: refused.
         let queue = try DatabaseQueue(path: f.database)
@@ -178,6 +190,31 @@ import Testing
         try FileManager.default.removeItem(atPath: marker(f))
         #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
         #expect(try f.eventRows() == rows)
+    }
+
+    /// A lost database rebuilt in place (`backfill --from-dir DATA/archive --data DATA`) is a
+    /// first load beside a full archive. Killed midway, it leaves a marker that ingest refuses
+    /// (74: a first load never has archived files, unless it is this backfill) and that the
+    /// same backfill, run again, removes with its incomplete database to load everything again.
+    @Test func anInterruptedRebuildInPlaceIsLoadedAgainByTheSameBackfill() throws {
+        let f = TestFolder()
+        landSix(f)
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let rows = try f.eventRows()
+        for file in Warehouse.sqliteFiles(of: f.database) where FileManager.default.fileExists(atPath: file) {
+            try FileManager.default.removeItem(atPath: file)
+        }
+        let backfill = ["backfill", "--from-dir", f.data + "/archive", "--data", f.data]
+        let killed = try Binary.run(backfill, environment: ["TIDEMARK_FAULT": "first-load-commit"])
+        #expect(killed.status == SIGKILL, "\(killed.stderr)")
+        #expect(FileManager.default.fileExists(atPath: marker(f)) && !Warehouse.isInWALMode(f.database))
+        let refused = try Binary.run(["ingest", "--landing", f.landing, "--data", f.data])
+        #expect(refused.status == 74 && refused.stderr.contains("the archive holds files, which no first load has"), "\(refused.stderr)")
+        let again = try Binary.run(backfill)
+        #expect(again.status == 0 && again.stderr.contains("the first load into this data folder was interrupted"), "\(again.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker(f)) && Warehouse.isInWALMode(f.database))
+        #expect(try f.eventRows() == rows && Warehouse.archivedDataFiles(f.data).count == 6)
+        #expect(try Binary.run(["validate", "--data", f.data, "--replay"]).status == 0)
     }
 
     /// A script polling the new database while the first load creates it does not make the load
@@ -205,6 +242,7 @@ import Testing
         }
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "after \(polls) polls")
+        #expect(polls > 0, "the poll never met the new database: this test showed nothing")
         #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 100 && f.landingEntries().isEmpty)
     }
 }

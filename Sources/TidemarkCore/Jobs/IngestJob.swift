@@ -89,7 +89,7 @@ public enum IngestJob {
             // archived files for new ones and remove them. And a landing folder that feeds another
             // data folder is refused before this one is created (`LandingClaim`).
             try LandingClaim.refuseInsideDataFolder(landingFolder: options.landingFolder, dataFolder: options.dataFolder)
-            if !FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)) && !Warehouse.archiveHoldsFiles(options.dataFolder) {
+            if !FileSystem.exists(Warehouse.databasePath(of: options.dataFolder)) && !Warehouse.archiveHoldsFiles(options.dataFolder) {
                 _ = try LandingClaim.bind(landingFolder: options.landingFolder, dataFolder: options.dataFolder,
                                           storedID: nil, databaseExists: false, record: false)
             }
@@ -105,8 +105,8 @@ public enum IngestJob {
         }
         // A dry run writes nothing: with no database yet, it plans against an empty one in a
         // temporary folder, removed after (archive and quarantine places still name --data).
-        let dryRunFolder = options.dryRun && (!FileSystem.exists((options.dataFolder as NSString).appendingPathComponent(Warehouse.databaseName))
-                                              || FileSystem.exists(Warehouse.firstLoadMarker(of: options.dataFolder)))
+        let dryRunFolder = options.dryRun && (!FileSystem.exists(Warehouse.databasePath(of: options.dataFolder))
+                                              || Warehouse.hasUnfinishedFirstLoad(options.dataFolder))
             ? NSTemporaryDirectory() + "tidemark-dry-run-\(UUID().uuidString)" : nil
         defer { if let dryRunFolder { try? FileManager.default.removeItem(atPath: dryRunFolder) } }
         let storeFolder = dryRunFolder ?? options.dataFolder
@@ -122,7 +122,7 @@ public enum IngestJob {
         let warehouse = try Warehouse(dataFolder: storeFolder, busyTimeout: options.busyTimeout, cacheMebibytes: 8,
                                       allowsArchiveWithoutDatabase: options.backfillsOwnArchive, firstLoad: !options.dryRun)
         if warehouse.restartedFirstLoad {
-            logger.warning("the first load into this data folder was interrupted before it ended: its incomplete database was removed, and this run loads again (the interrupted run had moved no file)",
+            logger.warning("the first load into this data folder was interrupted before it ended: what it had written was removed, and this run loads again (the interrupted run had moved no file)",
                           metadata: ["data": "\(options.dataFolder)"])
         }
         for skipped in scan.skipped {
@@ -326,15 +326,18 @@ struct BatchRunner {
         // are settled without decoding. An empty ledger (a first load, or a database that has
         // taken no file yet) knows no file: nothing to ask it, file by file, while the decoder
         // waits to start.
-        let ledgerIsEmpty = nextFileID == 1
-        var toDecode: [LandingFile] = ledgerIsEmpty ? files : []
-        for file in files where !ledgerIsEmpty {
-            if try stillBeingWritten(file) {
-                reportProgress(file, settled: false)
-            } else if try settledWithoutDecoding(file) {
-                reportProgress(file)
-            } else {
-                toDecode.append(file)
+        var toDecode: [LandingFile] = []
+        if nextFileID == 1 {
+            toDecode = files
+        } else {
+            for file in files {
+                if try stillBeingWritten(file) {
+                    reportProgress(file, settled: false)
+                } else if try settledWithoutDecoding(file) {
+                    reportProgress(file)
+                } else {
+                    toDecode.append(file)
+                }
             }
         }
         FaultPoint.pause("before-decode")
@@ -448,7 +451,7 @@ struct BatchRunner {
     /// Commits the chunk, then moves its files out of landing. During a first load
     /// (`Warehouse.firstLoad`) no commit is durable until the load ends: the moves wait for
     /// `endingFirstLoad`, which makes the load durable first.
-    mutating func commitChunk(endingFirstLoad: Bool = false) throws {
+    mutating func commitChunk(endingFirstLoad: Bool) throws {
         precondition(!options.dryRun, "a dry run never commits")
         if let maxEventTime, session.inTransaction { try BatchBookkeeping.setMaxEventTime(maxEventTime, db) }
         var nowCounted = counted

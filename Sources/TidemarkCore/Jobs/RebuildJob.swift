@@ -171,14 +171,14 @@ public enum RebuildJob {
                         } catch {
                             // The error names the hour it stopped in, and what this run rebuilt
                             // earlier (each hour committed: it stays rebuilt).
-                            guard var error = TidemarkError.describing(error, database: warehouse.databasePath) else { throw error }
-                            if !error.operation.contains(hour.label) { error.operation += " hour \(hour.label)" }
+                            guard var described = TidemarkError.describing(error, database: warehouse.databasePath) else { throw error }
+                            if !described.operation.contains(hour.label) { described.operation += " hour \(hour.label)" }
                             let changed = results.filter { !$0.isUnchanged }.map(\.hour)
                             let earlier = options.dryRun ? "a dry run: nothing was changed"
                                 : results.isEmpty ? "no hour was rebuilt earlier in this run"
                                 : "the \(plural(results.count, "hour")) rebuilt earlier in this run stay rebuilt"
                                     + (changed.isEmpty ? " (all unchanged)" : " (changed: \(changed.joined(separator: ", ")))")
-                            throw error.adding(hint: earlier)
+                            throw described.adding(hint: earlier)
                         }
                         if let earlier = results.firstIndex(where: { $0.hour == result.hour }) {
                             results[earlier] = results[earlier].followed(by: result)

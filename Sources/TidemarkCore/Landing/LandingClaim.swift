@@ -17,7 +17,7 @@ enum DataFolderIdentity {
     /// folder's database, copied in by mistake.
     static func verify(dataFolder: String, databaseID: String) throws {
         guard let id = read(dataFolder: dataFolder), id != databaseID else { return }
-        let path = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
+        let path = Warehouse.databasePath(of: dataFolder)
         throw TidemarkError("open database", path, cause: "belongs to another data folder (its id \(databaseID) is not \(id), the one in \(fileName)): copied here from elsewhere?",
                             hint: "put back this data folder's own database (from its backup); if this database is meant to be the folder's from now on, remove \((dataFolder as NSString).appendingPathComponent(fileName))",
                             exit: .usage)
@@ -119,7 +119,7 @@ public enum LandingClaim {
         var candidates = [FileSystem.canonicalPath(dataFolder)]
         var ancestor = landing
         while true {
-            if FileSystem.exists((ancestor as NSString).appendingPathComponent(Warehouse.databaseName))
+            if FileSystem.exists(Warehouse.databasePath(of: ancestor))
                 || FileSystem.exists((ancestor as NSString).appendingPathComponent(DataFolderIdentity.fileName)) {
                 candidates.append(ancestor)
             }

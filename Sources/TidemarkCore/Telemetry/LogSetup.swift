@@ -100,16 +100,10 @@ public struct StderrLogHandler: LogHandler {
 /// How the executable reports an error: message, optional hint, exit code.
 public enum ErrorReport {
     public static func describe(_ error: Error) -> (message: String, hint: String?, status: ExitStatus) {
-        switch error {
-        case let e as TidemarkError:
-            return (e.description, e.hint, e.exitStatus)
-        case let e as FileSystemError:
-            return (e.description, e.hint, .ioError)
-        case let e as DatabaseError:
-            let t = Warehouse.translate(e, operation: "database", target: "")
-            return (t.description, t.hint, t.exitStatus)
-        default:
+        // Here the database's path is not known: a store error names the operation alone.
+        guard let e = TidemarkError.describing(error, operation: "database", database: "") else {
             return ("\(error)", nil, .ioError)
         }
+        return (e.description, e.hint, e.exitStatus)
     }
 }

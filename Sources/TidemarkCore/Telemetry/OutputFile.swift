@@ -18,10 +18,10 @@ public enum OutputFile {
         let target = FileSystem.canonicalPath(path)
         let data = FileSystem.canonicalPath(dataFolder)
         let name = (target as NSString).lastPathComponent
-        let database = (data as NSString).appendingPathComponent(Warehouse.databaseName)
+        let database = Warehouse.databasePath(of: data)
         // Where SQLite keeps its log: beside the database file itself, should that be a link.
         let realDatabase = FileSystem.canonicalPath(database)
-        let kept = [database, realDatabase].flatMap { [$0, $0 + "-wal", $0 + "-shm", $0 + "-journal"] }
+        let kept = [database, realDatabase].flatMap(Warehouse.sqliteFiles(of:))
             + [(data as NSString).appendingPathComponent(JobLock.fileName), (data as NSString).appendingPathComponent(DataFolderIdentity.fileName),
                Warehouse.firstLoadMarker(of: data)]
         let why: String?

@@ -252,7 +252,8 @@ struct StoredDeletions {
 
     mutating func add(_ eventID: String, _ deletion: Deletion?) {
         let key = ExactText(eventID).hashValue
-        byHash.updateValue(byHash[key] == nil ? deletion : nil, forKey: key)
+        // A second entry under one hash (two rows of one event, or two events alike): ambiguous.
+        byHash.updateValue(byHash.index(forKey: key) == nil ? deletion : nil, forKey: key)
     }
 
     /// Whether the hour may hold `eventID` deleted by a kind `folded` lacks, or earlier than

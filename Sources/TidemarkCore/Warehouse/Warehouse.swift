@@ -24,6 +24,9 @@ public final class Warehouse {
     /// quarantined.
     static let archiveName = "archive", quarantineName = "quarantine"
 
+    static func databasePath(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(databaseName) }
+    /// The database's file and the files SQLite keeps beside it.
+    static func sqliteFiles(of databasePath: String) -> [String] { ["", "-journal", "-wal", "-shm"].map { databasePath + $0 } }
     static func archiveFolder(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(archiveName) }
     static func quarantineFolder(of dataFolder: String) -> String { (dataFolder as NSString).appendingPathComponent(quarantineName) }
 
@@ -79,7 +82,7 @@ public final class Warehouse {
                 cacheMebibytes: Int = 24, allowsArchiveWithoutDatabase: Bool = false, firstLoad: Bool = false) throws {
         _ = Warehouse.tuneSQLiteOnce
         self.dataFolder = dataFolder
-        self.databasePath = (dataFolder as NSString).appendingPathComponent(Warehouse.databaseName)
+        self.databasePath = Warehouse.databasePath(of: dataFolder)
         self.allowsArchiveWithoutDatabase = allowsArchiveWithoutDatabase
         restartedFirstLoad = try Warehouse.settleFirstLoadMarker(dataFolder, databasePath, writes: create && !readOnly, firstLoad: firstLoad,
                                                                  allowsArchiveWithoutDatabase: allowsArchiveWithoutDatabase)
@@ -177,9 +180,12 @@ public final class Warehouse {
     private func setJournalMode(_ wanted: String, _ db: Database) throws {
         let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = \(wanted)")
         if mode?.lowercased() != wanted {
-            throw TidemarkError("open database", databasePath, cause: "cannot switch to \(wanted == "wal" ? "WAL" : wanted) journal mode (got \(mode ?? "nothing"))",
-                                hint: wanted == "wal" ? "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)"
-                                    : "another connection has the database open: retry once it is gone", exit: .ioError)
+            if wanted == "wal" {
+                throw TidemarkError("open database", databasePath, cause: "cannot switch to WAL journal mode (got \(mode ?? "nothing"))",
+                                    hint: "put the data folder on a local, writable file system (WAL needs shared memory beside the file; network file systems often refuse it)", exit: .ioError)
+            }
+            throw TidemarkError("open database", databasePath, cause: "could not turn the journal off for the first load into this new database (SQLite answered \(mode ?? "nothing"))",
+                                hint: "another program has the new database open: retry once it is gone (nothing was loaded)", exit: .ioError)
         }
     }
 
@@ -187,7 +193,7 @@ public final class Warehouse {
     /// file systems often refuse it), tried on a scratch database removed after.
     private func probeWAL() throws {
         let probe = (dataFolder as NSString).appendingPathComponent(".tidemark-wal-probe.sqlite")
-        defer { for suffix in ["", "-wal", "-shm", "-journal"] { try? FileSystem.removeFile(probe + suffix) } }
+        defer { for file in Warehouse.sqliteFiles(of: probe) { try? FileSystem.removeFile(file) } }
         let queue = try DatabaseQueue(path: probe)
         try queue.writeWithoutTransaction { db in
             try setJournalMode("wal", db)
@@ -232,6 +238,12 @@ public final class Warehouse {
         isFirstLoad = false
     }
 
+    /// Whether the data folder holds a first load that has not ended (running, or interrupted):
+    /// its marker, beside a database not in WAL mode (`settleFirstLoadMarker` says why).
+    static func hasUnfinishedFirstLoad(_ dataFolder: String) -> Bool {
+        FileSystem.exists(firstLoadMarker(of: dataFolder)) && !isInWALMode(databasePath(of: dataFolder))
+    }
+
     /// What a first load's marker beside the database means for this open, if there is one.
     /// Beside a database in WAL mode (a first load that ended, stopped before its marker went,
     /// or a marker someone else left), the database is whole: a writer removes the marker.
@@ -252,11 +264,11 @@ public final class Warehouse {
                                     hint: "retry once it has ended (a first load is written in one go, and shows nothing before it ends)", exit: .busy)
             }
             throw TidemarkError("open database", databasePath, cause: "is incomplete: the first load into this data folder was interrupted (\(marker) says so)",
-                                hint: "run that ingest or backfill again: it removes the incomplete database and loads again (the interrupted run had moved no file)", exit: .noInput)
+                                hint: "run the interrupted command again (tidemark ingest, or the backfill, with --data \(dataFolder)): it removes the incomplete database and loads again (the interrupted run had moved no file)", exit: .noInput)
         }
         if archiveHoldsFiles(dataFolder) && !allowsArchiveWithoutDatabase {
-            throw TidemarkError("open database", databasePath, cause: "has a first load's marker beside it (\(marker)) and is not in WAL mode, but the archive holds files, which no first load has",
-                                hint: "if the database is whole (tidemark validate says so once the marker is gone), remove \(marker); if not: " + recovery(dataFolder), exit: .ioError)
+            throw TidemarkError("open database", databasePath, cause: "cannot tell whether it is complete: \(marker) marks it as an interrupted first load, but the archive holds files, which no first load has; nothing was removed",
+                                hint: "move \(marker) aside and run tidemark validate --data \(dataFolder): if it passes, the database is whole; if not, " + recovery(dataFolder), exit: .ioError)
         }
         try removeFirstLoad(dataFolder, withDatabase: true)
         return true
@@ -267,8 +279,7 @@ public final class Warehouse {
     /// and syncs the folder, so that the marker's absence lasts.
     private static func removeFirstLoad(_ dataFolder: String, withDatabase: Bool) throws {
         if withDatabase {
-            let databasePath = (dataFolder as NSString).appendingPathComponent(databaseName)
-            for suffix in ["", "-journal", "-wal", "-shm"] { try FileSystem.removeFile(databasePath + suffix) }
+            for file in sqliteFiles(of: databasePath(of: dataFolder)) { try FileSystem.removeFile(file) }
         }
         try FileSystem.removeFile(firstLoadMarker(of: dataFolder))
         try FileSystem.syncFolderChecked(dataFolder)
@@ -403,12 +414,12 @@ enum EventLookup {
 }
 
 extension TidemarkError {
-    /// An error as a command reports it, when it is one of tidemark's own, the store's (a write
-    /// to `database`) or the file system's; nil for any other.
-    static func describing(_ error: Error, database: String) -> TidemarkError? {
+    /// An error as a command reports it, when it is one of tidemark's own, the store's (named
+    /// `operation` `database`) or the file system's; nil for any other.
+    static func describing(_ error: Error, operation: String = "write database", database: String) -> TidemarkError? {
         switch error {
         case let e as TidemarkError: return e
-        case let e as DatabaseError: return Warehouse.translate(e, operation: "write database", target: database)
+        case let e as DatabaseError: return Warehouse.translate(e, operation: operation, target: database)
         case let e as FileSystemError: return TidemarkError(e.operation, e.path, cause: e.cause, hint: e.hint, exit: .ioError)
         default: return nil
         }
