@@ -146,7 +146,8 @@ int main(int argc, char **argv) {
     } else { /* as ingest ends a first load: synced while SQLite holds no lock on the file, then WAL */
         must(sqlite3_exec(db, "COMMIT; PRAGMA synchronous=FULL", 0, 0, 0), db, "commit");
         int fd = open(path, O_RDONLY);
-        if (fd >= 0) { fsync(fd); close(fd); }
+        if (fd < 0 || fsync(fd) != 0) { perror("fsync the database"); return 1; }
+        close(fd);
         must(sqlite3_exec(db, "PRAGMA journal_mode=WAL", 0, 0, 0), db, "wal");
     }
     printf("%.3f\n", now() - started);
