@@ -273,7 +273,7 @@ def verdict(ok):
 print("\ntargets:")
 print(f"  full ingest ≤ 4 × zcat: {full / zcat:.1f} × — {verdict(full <= 4 * zcat)}; "
       f"the default-rate set {default_full / default_zcat:.1f} × — {verdict(default_full <= 4 * default_zcat)}")
-print(f"    (both are first loads; the 1M set into an existing database, with the WAL throughout (1b): {later / zcat:.1f} ×"
+print(f"    (both are first loads; the same files into an existing database, with the WAL throughout (1b): {later / zcat:.1f} ×"
       + (f", {later / sqlite_floor['claim-wal']:.2f} × its floor (entries claimed, WAL throughout))" if "claim-wal" in sqlite_floor else ")"))
 if "rowid" in sqlite_floor:
     print(f"    (SQLite alone, looking each event up before inserting it, is {sqlite_floor['rowid'] / zcat:.1f} × zcat; "
