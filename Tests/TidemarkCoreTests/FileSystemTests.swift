@@ -76,15 +76,16 @@ import Testing
         #expect(try f.landingEntries().isEmpty)
     }
 
-    /// A permission or read-only failure says what to do (tests run as root, so the causes are
-    /// built here rather than met).
+    /// A permission, read-only, full-disk or device failure says what to do (tests run as root,
+    /// so the causes are built here rather than met); other causes carry no hint.
     @Test func permissionAndReadOnlyFailuresCarryAHint() {
         let denied = FileSystemError("create folder", "/srv/data", errno: EACCES)
         #expect(denied.hint?.hasPrefix("tidemark runs as ") == true && denied.hint?.contains("give it access to that path") == true)
         #expect(ErrorReport.describe(denied).hint == denied.hint)
         #expect(FileSystemError("rename", "/srv/data/x", errno: EROFS).hint?.contains("mounted read-only") == true)
         #expect(FileSystemError("write", "/srv/data/x", errno: ENOSPC).hint == "free space on that file system, then rerun")
-        #expect(FileSystemError("read", "/srv/data/x", errno: EIO).hint == nil)
+        #expect(FileSystemError("read", "/srv/data/x", errno: EIO).hint?.contains("dmesg") == true)
+        #expect(FileSystemError("read", "/srv/data/x", errno: ENAMETOOLONG).hint == nil)
     }
 
     /// The archive is found wherever the data folder is named from: validate and rebuild run

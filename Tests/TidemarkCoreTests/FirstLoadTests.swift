@@ -245,4 +245,23 @@ import Testing
         #expect(polls > 0, "the poll never met the new database: this test showed nothing")
         #expect(try f.integer("SELECT COUNT(*) FROM ingested_files") == 100 && f.landingEntries().isEmpty)
     }
+
+    /// A folder sync the device fails (EIO, injected after the real fsync) stops the first load
+    /// as it writes its marker: exit 74 naming the file and the cause, with a hint, no database
+    /// and every file still in landing. A file system that cannot sync folders at all (EINVAL)
+    /// is no error: the next run loads everything, clearing what the failed one left.
+    @Test func aFolderSyncTheDeviceFailsStopsTheRunAndOneNotSupportedDoesNot() throws {
+        let f = TestFolder()
+        landSix(f)
+        let run = ["ingest", "--landing", f.landing, "--data", f.data]
+        let failed = try Binary.run(run, environment: ["TIDEMARK_FOLDER_SYNC_ERRNO": "\(EIO)"])
+        #expect(failed.status == 74, "\(failed.stderr)")
+        #expect(failed.stderr.contains(marker(f)) && failed.stderr.contains("Input/output error") && failed.stderr.contains("dmesg"),
+                "\(failed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: f.database))
+        #expect(try f.landingEntries().count == 6 && Warehouse.archivedDataFiles(f.data).isEmpty)
+        let unsupported = try Binary.run(run, environment: ["TIDEMARK_FOLDER_SYNC_ERRNO": "\(EINVAL)"])
+        #expect(unsupported.status == 0, "\(unsupported.stderr)")
+        #expect(try f.eventRows().count == 12 && f.landingEntries().isEmpty && !FileManager.default.fileExists(atPath: marker(f)))
+    }
 }

@@ -54,6 +54,10 @@ public enum FaultPoint {
     }
     private static let archiveMoves = Atomic<Int>(0)
 
+    /// Test hook for a device error on a folder's fsync: with `TIDEMARK_FOLDER_SYNC_ERRNO` set
+    /// to an errno value, every folder sync fails with it after fsync itself succeeded.
+    static let folderSyncFailure: Int32? = getenv("TIDEMARK_FOLDER_SYNC_ERRNO").flatMap { Int32(String(cString: $0)) }
+
     public static func hit(_ name: String) {
         guard let configured, configured.name == name else { return }
         let count = hits.add(1, ordering: .relaxed).newValue

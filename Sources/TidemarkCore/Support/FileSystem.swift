@@ -31,6 +31,8 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
             return "tidemark runs as \(user): give it access to that path (owner or mode), or run it as the path's owner"
         case EROFS?:
             return "that file system is mounted read-only: remount it read-write, or point tidemark at another folder"
+        case EIO?:
+            return "the device reported an I/O error: check the kernel log (dmesg) and the disk before running again"
         default:
             return nil
         }
@@ -111,7 +113,7 @@ public enum FileSystem {
             unlink(temporary)
             throw error
         }
-        syncFolder(parentFolder(of: path) ?? ".")
+        try syncFolderChecked(parentFolder(of: path) ?? ".")
     }
 
     /// Flushes a file's data to disk.
@@ -127,15 +129,21 @@ public enum FileSystem {
         guard unlink(path) == 0 || errno == ENOENT else { throw FileSystemError("remove", path) }
     }
 
-    /// `syncFolder`, failing when the folder cannot be synced: for a file whose presence or
-    /// absence is itself the state (the first load's marker).
+    /// Puts a folder's entries (a file renamed or removed in it) on disk, failing when the
+    /// device reports an error: a file published (`publish`) is then not known to survive a
+    /// crash. A file system that cannot sync a folder at all (EINVAL: some FUSE and network
+    /// mounts) is no error, since nothing more can be done there.
     static func syncFolderChecked(_ folder: String) throws {
         let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError("open folder", folder) }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw FileSystemError("fsync folder", folder) }
+        let failure = fsync(fd) == 0 ? FaultPoint.folderSyncFailure : errno
+        guard let failure, failure != EINVAL else { return }
+        throw FileSystemError("fsync folder", folder, errno: failure)
     }
 
+    /// `syncFolderChecked`, best effort: for a removal whose loss a crash would only undo (the
+    /// producer's in-flight marker, which its next run finds and clears again).
     public static func syncFolder(_ folder: String) {
         try? syncFolderChecked(folder)
     }

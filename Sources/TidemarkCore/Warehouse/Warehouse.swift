@@ -106,7 +106,6 @@ public final class Warehouse {
                     here, \(Warehouse.databaseName) beside it is incomplete; the next ingest or backfill removes both and loads again.
 
                     """.utf8), to: Warehouse.firstLoadMarker(of: dataFolder))
-                try FileSystem.syncFolderChecked(dataFolder)
                 isFirstLoad = true
             }
         }
