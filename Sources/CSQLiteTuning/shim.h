@@ -15,4 +15,42 @@ static inline int tidemark_sqlite_disable_memstatus(void) {
 static inline int tidemark_sqlite_multithread(void) {
     return sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
 }
+
+// Exit 74 with a message instead of dying on SIGBUS, which is how the kernel reports a page of
+// a memory-mapped file that cannot be read (the device failed, or another program shortened the
+// file): SQLite cannot catch it (`Warehouse.mapForReading`). The handler only writes the text
+// set up front and exits, both async-signal-safe; like a crash, it leaves what was committed.
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+// The text lives in a function's static: Swift emits a header's inline functions, not its
+// file-level statics.
+typedef struct { size_t length; char text[4096]; } tidemark_sigbus_message_t;
+
+static inline tidemark_sigbus_message_t *tidemark_sigbus_message(void) {
+    static tidemark_sigbus_message_t message;
+    return &message;
+}
+
+static inline void tidemark_on_sigbus(int signal) {
+    (void)signal;
+    tidemark_sigbus_message_t *message = tidemark_sigbus_message();
+    ssize_t written = write(2, message->text, message->length);
+    (void)written;
+    _exit(74);
+}
+
+static inline int tidemark_exit_on_sigbus(const char *text) {
+    tidemark_sigbus_message_t *message = tidemark_sigbus_message();
+    size_t length = strlen(text);
+    if (length >= sizeof message->text) length = sizeof message->text - 1;
+    memcpy(message->text, text, length);
+    message->length = length;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = tidemark_on_sigbus;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGBUS, &action, NULL);
+}
 #endif

@@ -1323,4 +1323,37 @@ import Testing
         #expect(try Binary.run(args(f)).status == 0)
         #expect(try f.row("e") != nil)
     }
+
+    /// A small batch into an existing database reads it through a memory map (a first load
+    /// maps nothing); SIGBUS, how the kernel reports a mapped page that cannot be read, then
+    /// ends the run with exit 74 and a message naming the database instead of a crash. What
+    /// was committed stays: the next run finishes the batch and validation passes.
+    @Test func aSmallBatchReadsThroughAMapAndSIGBUSEndsItWith74() throws {
+        let f = TestFolder()
+        let run = ["ingest", "--landing", f.landing, "--data", f.data]
+        func mapsTheDatabase(_ process: Process) throws -> Bool {
+            let maps = try String(contentsOfFile: "/proc/\(process.processIdentifier)/maps", encoding: .utf8)
+            return maps.contains(FileSystem.canonicalPath(f.database))
+        }
+        f.land("1.ndjson.gz", [recordLine("e1", time: "2025-07-30T10:00:00Z"), recordLine("e2", time: "2025-07-30T11:00:00Z")])
+        let first = try Binary.startPaused(at: "after-commit", run, notice: f.root + "/paused-first")
+        #expect(try !mapsTheDatabase(first))
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        f.land("2.ndjson.gz", [recordLine("e3", time: "2025-07-30T10:00:00Z"), recordLine("e1", time: "2025-07-30T10:00:00Z", valid: false)])
+        let err = Pipe()
+        let second = try Binary.startPaused(at: "after-commit", run, notice: f.root + "/paused-second", standardError: err)
+        #expect(try mapsTheDatabase(second))
+        kill(second.processIdentifier, SIGBUS)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        second.waitUntilExit()
+        #expect(second.terminationReason == .exit && second.terminationStatus == 74, "\(second.terminationReason) \(second.terminationStatus)")
+        #expect(stderr.contains("error: read \(f.database): a page of the memory-mapped database could not be read (SIGBUS)")
+                && stderr.contains("dmesg") && stderr.contains("tidemark validate --data \(f.data)"), "\(stderr)")
+        let again = try Binary.run(run)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try f.landingEntries().isEmpty && f.eventRows().count == 3 && f.row("e1")?.isValid == 0)
+        let validated = try Binary.run(["validate", "--data", f.data])
+        #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)")
+    }
 }

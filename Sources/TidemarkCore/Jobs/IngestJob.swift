@@ -176,6 +176,7 @@ public enum IngestJob {
                     try BatchLog.setDataFolderID(newID, db)
                 }
             }
+            if !warehouse.isFirstLoad && files.reduce(0, { $0 + $1.size }) <= Warehouse.mappedBatchBytes { try warehouse.mapForReading(db) }
             var runner = try BatchRunner(options: options, warehouse: warehouse, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
             do {
                 try runner.process(files)

@@ -329,6 +329,29 @@ public final class Warehouse {
         return scan.files.map(\.path)
     }
 
+    /// Landing bytes up to which a batch reads the database through a memory map
+    /// (`mapForReading`): about 80,000 events of the producer's files.
+    public static let mappedBatchBytes: Int64 = 4 << 20
+
+    /// Has SQLite read the database through a memory map, instead of copying every page it
+    /// reads into freshly allocated page-cache memory. A small batch into a large database reads
+    /// about one lookup leaf per event (a 1,000-event batch into the 1M-event database: 825
+    /// pages, 27 MB), and those copies and page faults are most of what history costs it. Only
+    /// batches up to `mappedBatchBytes` are mapped: a large one sweeps the whole lookup tree
+    /// anyway, and every mapped page it touched would count in its RSS. A mapped page that
+    /// cannot be read is reported by the kernel as SIGBUS, which SQLite cannot catch: from here
+    /// on, that signal ends this process with exit 74 and a message naming the database, as a
+    /// crash would (what was committed stays).
+    public func mapForReading(_ db: Database) throws {
+        _ = tidemark_exit_on_sigbus("""
+            error: read \(databasePath): a page of the memory-mapped database could not be read (SIGBUS): its device failed, or another program shortened the file
+            hint: check the kernel log (dmesg) and the disk, then run 'tidemark validate --data \(dataFolder)'; what was committed is kept
+
+            """)
+        // SQLite's own ceiling on Linux (SQLITE_MAX_MMAP_SIZE): a larger database maps its first 2 GiB.
+        try db.execute(sql: "PRAGMA mmap_size = 2147418112")
+    }
+
     /// Runs `body` on the connection outside any transaction; the body manages transactions.
     public func withConnection<T>(_ body: (Database) throws -> T) throws -> T {
         do {
