@@ -18,8 +18,13 @@
  *                      rowid table): a road not taken, since hash collisions need a second path
  *   layout "rows-only": the partition inserts alone, no lookup index at all: what any SQLite
  *                      store of these rows costs before it can deduplicate anything
+ *   layout "sorted-build": the partition inserts, then the lookup index built once at the end by
+ *                      SQLite's sorter (INSERT ... SELECT ... ORDER BY event_id): the cheapest order
+ *                      in which SQLite can hold these rows and their lookup (every index insert an
+ *                      append), as a first load that found duplicates without the index would
  *
- * Usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only [N [GROUP]]   (prints seconds)
+ * Usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only|sorted-build [N [GROUP]]
+ *        (prints seconds)
  * GROUP (default 50,000, ingest's merge group) is how many events are sorted and written together.
  */
 #include <sqlite3.h>
@@ -56,9 +61,10 @@ static void must(int code, sqlite3 *db, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only [N [GROUP]]\n"); return 64; }
+    if (argc < 3) { fprintf(stderr, "usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only|sorted-build [N [GROUP]]\n"); return 64; }
     const char *path = argv[1];
-    int int_key = strcmp(argv[2], "int-key") == 0, rows_only = strcmp(argv[2], "rows-only") == 0, claim = strcmp(argv[2], "claim") == 0;
+    int int_key = strcmp(argv[2], "int-key") == 0, claim = strcmp(argv[2], "claim") == 0;
+    int sorted_build = strcmp(argv[2], "sorted-build") == 0, rows_only = sorted_build || strcmp(argv[2], "rows-only") == 0;
     int rowid = int_key || rows_only || claim || strcmp(argv[2], "rowid") == 0;
     if (!rowid && strcmp(argv[2], "event-id") != 0) { fprintf(stderr, "unknown layout %s\n", argv[2]); return 64; }
     long total = argc > 3 ? atol(argv[3]) : 1000000, group = argc > 4 ? atol(argv[4]) : 50000, per_commit = 256000;
@@ -141,6 +147,8 @@ int main(int argc, char **argv) {
             since_commit = 0;
         }
     }
+    if (sorted_build)
+        must(sqlite3_exec(db, "INSERT INTO event_index SELECT event_id, 486730, row_id FROM p ORDER BY event_id", 0, 0, 0), db, "build index");
     if (wal_throughout) {
         must(sqlite3_exec(db, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE)", 0, 0, 0), db, "commit");
     } else { /* as ingest ends a first load: synced while SQLite holds no lock on the file, then WAL */
