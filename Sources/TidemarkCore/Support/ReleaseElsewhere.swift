@@ -13,11 +13,21 @@ enum ReleaseElsewhere {
 
     private static let queue = DispatchQueue(label: "tidemark.release-elsewhere")
 
+    /// Values handed over and not destroyed yet, at most: should the queue fall behind (its
+    /// core busy elsewhere), the caller waits rather than memory growing with every group.
+    /// A merge group hands over two (its deliveries, then its arrays).
+    static let waitingLimit = 2
+    private static let room = DispatchSemaphore(value: waitingLimit)
+
     /// Destroys `value` on the queue. The caller passes its last reference (`consume`), or
     /// the value's storage is freed wherever the last one goes. Sendable values only: nothing
     /// that belongs to this thread (a statement, a connection) can be handed over.
     static func release<Value: Sendable>(_ value: consuming Value) {
         let held = Held(consume value)
-        queue.async { held.value = nil }
+        room.wait()
+        queue.async {
+            held.value = nil
+            room.signal()
+        }
     }
 }
