@@ -21,7 +21,7 @@
  *   layout "sorted-build": the partition inserts, then the lookup index built once at the end by
  *                      SQLite's sorter (INSERT ... SELECT ... ORDER BY event_id): the cheapest order
  *                      in which SQLite can hold these rows and their lookup (every index insert an
- *                      append), as a first load that found duplicates without the index would
+ *                      append); a lower bound, since nothing is looked up and no duplicate found
  *
  * Usage: sqlite_floor DBPATH rowid|claim|event-id|int-key|rows-only|sorted-build [N [GROUP]]
  *        (prints seconds)

@@ -20,8 +20,11 @@ static inline int tidemark_sqlite_multithread(void) {
 // a memory-mapped file that cannot be read (the device failed, or another program shortened the
 // file): SQLite cannot catch it (`Warehouse.mapForReading`). The handler only writes the text
 // set up front and exits, both async-signal-safe; like a crash, it leaves what was committed.
+// A SIGBUS sent by a process (kill) is not a fault: it gets the default action, as before.
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 // The text lives in a function's static: Swift emits a header's inline functions, not its
@@ -33,14 +36,24 @@ static inline tidemark_sigbus_message_t *tidemark_sigbus_message(void) {
     return &message;
 }
 
-static inline void tidemark_on_sigbus(int signal) {
-    (void)signal;
+static inline void tidemark_on_sigbus(int signal, siginfo_t *info, void *context) {
+    (void)context;
+    if (info == NULL || info->si_code <= 0) { // sent, not a fault: die of it as without this handler
+        struct sigaction fallback;
+        memset(&fallback, 0, sizeof fallback);
+        fallback.sa_handler = SIG_DFL;
+        sigemptyset(&fallback.sa_mask);
+        sigaction(signal, &fallback, NULL);
+        raise(signal);
+        return;
+    }
     tidemark_sigbus_message_t *message = tidemark_sigbus_message();
     ssize_t written = write(2, message->text, message->length);
     (void)written;
     _exit(74);
 }
 
+// 0 once installed, -1 (errno set) when sigaction refused.
 static inline int tidemark_exit_on_sigbus(const char *text) {
     tidemark_sigbus_message_t *message = tidemark_sigbus_message();
     size_t length = strlen(text);
@@ -49,8 +62,31 @@ static inline int tidemark_exit_on_sigbus(const char *text) {
     message->length = length;
     struct sigaction action;
     memset(&action, 0, sizeof action);
-    action.sa_handler = tidemark_on_sigbus;
+    action.sa_sigaction = tidemark_on_sigbus;
+    action.sa_flags = SA_SIGINFO;
     sigemptyset(&action.sa_mask);
     return sigaction(SIGBUS, &action, NULL);
+}
+
+// Back to the default action, once nothing is mapped any more.
+static inline int tidemark_default_sigbus(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGBUS, &action, NULL);
+}
+
+// Test hook (`TIDEMARK_SIGBUS_AT`): a real fault, as a failing device gives: maps `path` (a
+// scratch file, created), shortens it to nothing and reads the mapped page. Returns only if
+// no SIGBUS came.
+static inline void tidemark_read_past_a_shortened_map(const char *path) {
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, 4096) != 0) return;
+    volatile char *page = (volatile char *)mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if (page == (volatile char *)MAP_FAILED) { close(fd); return; }
+    if (ftruncate(fd, 0) == 0) (void)page[0];
+    munmap((void *)page, 4096);
+    close(fd);
 }
 #endif

@@ -4,7 +4,8 @@ import Testing
 @testable import TidemarkCore
 
 /// `ReleaseElsewhere` destroys values on its own queue, and holds at most `waitingLimit` of
-/// them: a caller handing over one more waits until one is destroyed.
+/// them: a caller handing over one more waits until one is destroyed. (A fresh one: the shared
+/// one serves the ingests other tests run in this process.)
 @Suite struct ReleaseElsewhereTests {
     final class Tally: Sendable {
         let count = Atomic<Int>(0)
@@ -16,25 +17,26 @@ import Testing
         let destroyed: Tally
         init(_ gate: DispatchSemaphore, _ destroyed: Tally) { self.gate = gate; self.destroyed = destroyed }
         deinit {
-            gate.wait()
+            _ = gate.wait(timeout: .now() + 30) // a failing test ends rather than hangs
             destroyed.count.add(1, ordering: .relaxed)
         }
     }
 
     @Test func aCallerWaitsWhileTheLimitIsReachedAndGoesOnOnceOneIsDestroyed() {
+        let elsewhere = ReleaseElsewhere(waitingLimit: 2)
         let gate = DispatchSemaphore(value: 0)
         let destroyed = Tally()
-        for _ in 0..<ReleaseElsewhere.waitingLimit { ReleaseElsewhere.release(Blocker(gate, destroyed)) }
+        for _ in 0..<elsewhere.waitingLimit { elsewhere.release(Blocker(gate, destroyed)) }
         let handedOver = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            ReleaseElsewhere.release(Blocker(gate, destroyed))
+            elsewhere.release(Blocker(gate, destroyed))
             handedOver.signal()
         }
         #expect(handedOver.wait(timeout: .now() + 0.3) == .timedOut, "one more than the limit was taken while none was destroyed")
-        for _ in 0...ReleaseElsewhere.waitingLimit { gate.signal() }
+        for _ in 0...elsewhere.waitingLimit { gate.signal() }
         #expect(handedOver.wait(timeout: .now() + 10) == .success)
         var waited = 0
-        while destroyed.count.load(ordering: .relaxed) < ReleaseElsewhere.waitingLimit + 1 && waited < 1000 { usleep(10_000); waited += 1 }
-        #expect(destroyed.count.load(ordering: .relaxed) == ReleaseElsewhere.waitingLimit + 1)
+        while destroyed.count.load(ordering: .relaxed) < elsewhere.waitingLimit + 1 && waited < 1000 { usleep(10_000); waited += 1 }
+        #expect(destroyed.count.load(ordering: .relaxed) == elsewhere.waitingLimit + 1)
     }
 }

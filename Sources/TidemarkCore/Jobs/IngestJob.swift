@@ -176,7 +176,9 @@ public enum IngestJob {
                     try BatchLog.setDataFolderID(newID, db)
                 }
             }
-            if !warehouse.isFirstLoad && files.reduce(0, { $0 + $1.size }) <= Warehouse.mappedBatchBytes { try warehouse.mapForReading(db) }
+            let mapped = realDatabase && !options.dryRun && !warehouse.isFirstLoad
+                ? try warehouse.mapForReading(db, landingBytes: files.reduce(0) { $0 + $1.size }) : false
+            defer { if mapped { warehouse.endMapping(db) } }
             var runner = try BatchRunner(options: options, warehouse: warehouse, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
             do {
                 try runner.process(files)
@@ -469,6 +471,7 @@ struct BatchRunner {
         }
         FaultPoint.hit("after-commit")
         FaultPoint.pause("after-commit")
+        FaultPoint.readPastAShortenedMap("after-commit")
         for move in pendingMoves {
             do {
                 try place(from: move.from, to: move.to, held: move.held, fileID: move.fileID)
@@ -907,7 +910,7 @@ struct BatchRunner {
         f.deliveries = []
         f.deliveries.reserveCapacity(slice.count)
         let result = try session.writer.applyGroup([(f.fileID, slice)])
-        ReleaseElsewhere.release(consume slice)
+        ReleaseElsewhere.shared.release(consume slice)
         f.count(result.outcomes[0], lateFirstArrivals: result.lateFirstArrivals[0])
     }
 
@@ -920,7 +923,7 @@ struct BatchRunner {
         let files = group.map { ($0.fileID, $0.deliveries) }
         for index in group.indices { group[index].deliveries = [] }
         let result = try session.writer.applyGroup(files)
-        ReleaseElsewhere.release(consume files)
+        ReleaseElsewhere.shared.release(consume files)
         for (index, var f) in group.enumerated() {
             f.count(result.outcomes[index], lateFirstArrivals: result.lateFirstArrivals[index])
             try record(&f)

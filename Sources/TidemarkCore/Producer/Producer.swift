@@ -512,7 +512,7 @@ public final class Producer {
             try FileSystem.writeAtomically(bytes, to: path)
         } catch let error as FileSystemError {
             throw TidemarkError(what, path, cause: error.description,
-                                hint: error.isNoSpace ? "free disk space; nothing sent so far is lost" : nil,
+                                hint: error.isNoSpace ? "free disk space; nothing sent so far is lost" : error.hint,
                                 exit: .ioError)
         }
     }

@@ -1,3 +1,4 @@
+import CSQLiteTuning
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -53,6 +54,15 @@ public enum FaultPoint {
         return archiveMoves.add(1, ordering: .relaxed).newValue > room
     }
     private static let archiveMoves = Atomic<Int>(0)
+
+    /// Test hook for a mapped page that cannot be read: when `TIDEMARK_SIGBUS_AT` names the
+    /// point, the process maps a scratch file (`TIDEMARK_SIGBUS_SCRATCH`), shortens it and reads
+    /// the page, which the kernel answers with SIGBUS, as it does for a failing device.
+    static func readPastAShortenedMap(_ name: String) {
+        guard let raw = getenv("TIDEMARK_SIGBUS_AT"), String(cString: raw) == name,
+              let scratch = getenv("TIDEMARK_SIGBUS_SCRATCH") else { return }
+        tidemark_read_past_a_shortened_map(scratch)
+    }
 
     /// Test hook for a device error on a folder's fsync: with `TIDEMARK_FOLDER_SYNC_ERRNO` set
     /// to an errno value, every folder sync fails with it after fsync itself succeeded.

@@ -32,7 +32,7 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
         case EROFS?:
             return "that file system is mounted read-only: remount it read-write, or point tidemark at another folder"
         case EIO?:
-            return "the device reported an I/O error: check the kernel log (dmesg) and the disk before running again"
+            return "the device reported an I/O error: check the kernel log (dmesg) and the disk"
         default:
             return nil
         }
@@ -48,6 +48,16 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { "\(operation) \(path): \(cause)" }
+
+    /// The folder sync after `written` was renamed into place failed (`FileSystem.publish`):
+    /// the file is there under its name, but not known to survive a crash.
+    static func folderNotSynced(after written: String, folder: String, errno code: Int32) -> FileSystemError {
+        var error = FileSystemError("fsync folder", folder, errno: code)
+        error.operation = "wrote \(written), but could not fsync its folder"
+        error.isFolderNotSynced = true
+        return error
+    }
+    public private(set) var isFolderNotSynced = false
 }
 
 /// Small POSIX helpers with checked return codes.
@@ -61,7 +71,7 @@ public enum FileSystem {
             try publish(path) { fd, temporary in
                 try bytes.withUnsafeBytes { if let base = $0.baseAddress { try writeAll(fd, base, $0.count, path: temporary) } }
             }
-        } catch var error as FileSystemError {
+        } catch var error as FileSystemError where !error.isFolderNotSynced {
             error.operation = "write"
             error.path = path
             throw error
@@ -113,7 +123,12 @@ public enum FileSystem {
             unlink(temporary)
             throw error
         }
-        try syncFolderChecked(parentFolder(of: path) ?? ".")
+        let folder = parentFolder(of: path) ?? "."
+        do {
+            try syncFolderChecked(folder)
+        } catch let error as FileSystemError {
+            throw FileSystemError.folderNotSynced(after: path, folder: folder, errno: error.code ?? EIO)
+        }
     }
 
     /// Flushes a file's data to disk.
@@ -131,11 +146,15 @@ public enum FileSystem {
 
     /// Puts a folder's entries (a file renamed or removed in it) on disk, failing when the
     /// device reports an error: a file published (`publish`) is then not known to survive a
-    /// crash. A file system that cannot sync a folder at all (EINVAL: some FUSE and network
-    /// mounts) is no error, since nothing more can be done there.
+    /// crash. A folder that cannot be synced at all is no error, since nothing more can be
+    /// done there: a file system without folder syncs (EINVAL: some FUSE and network mounts),
+    /// or a folder this process may write but not open (mode -wx).
     static func syncFolderChecked(_ folder: String) throws {
         let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystemError("open folder", folder) }
+        guard fd >= 0 else {
+            if errno == EACCES { return }
+            throw FileSystemError("open folder", folder)
+        }
         defer { close(fd) }
         let failure = fsync(fd) == 0 ? FaultPoint.folderSyncFailure : errno
         guard let failure, failure != EINVAL else { return }

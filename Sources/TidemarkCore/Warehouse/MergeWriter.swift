@@ -412,7 +412,7 @@ extension MergeWriter {
         try addLookupEntries(group, stored, appended: appended, newCount: newCount)
         let result = merged.result
         // The group's arrays are freed on another thread while this one goes on.
-        ReleaseElsewhere.release((consume group, consume stored, consume merged, consume appended))
+        ReleaseElsewhere.shared.release((consume group, consume stored, consume merged, consume appended))
         return result
     }
 

@@ -334,22 +334,36 @@ public final class Warehouse {
     public static let mappedBatchBytes: Int64 = 4 << 20
 
     /// Has SQLite read the database through a memory map, instead of copying every page it
-    /// reads into freshly allocated page-cache memory. A small batch into a large database reads
-    /// about one lookup leaf per event (a 1,000-event batch into the 1M-event database: 825
-    /// pages, 27 MB), and those copies and page faults are most of what history costs it. Only
-    /// batches up to `mappedBatchBytes` are mapped: a large one sweeps the whole lookup tree
-    /// anyway, and every mapped page it touched would count in its RSS. A mapped page that
-    /// cannot be read is reported by the kernel as SIGBUS, which SQLite cannot catch: from here
-    /// on, that signal ends this process with exit 74 and a message naming the database, as a
-    /// crash would (what was committed stays).
-    public func mapForReading(_ db: Database) throws {
-        _ = tidemark_exit_on_sigbus("""
+    /// reads into freshly allocated page-cache memory, and returns whether it does. A small
+    /// batch into a large database reads about one lookup leaf per event (a 1,000-event batch
+    /// into the 1M-event database: 825 pages, 27 MB), and those copies and page faults are most
+    /// of what history costs it. Only batches up to `mappedBatchBytes` are mapped, and only
+    /// when their new events cannot fill the recent lookup tree (at most one event per 8 bytes
+    /// of gzip; the producer's files hold about 50): a large batch, or the fold of a full
+    /// recent tree, sweeps the whole large tree, and every mapped page touched would count in
+    /// the RSS. A mapped page that cannot be read is reported by the kernel as SIGBUS, which
+    /// SQLite cannot catch: until `endMapping`, that fault ends this process with exit 74 and a
+    /// message naming the database, as a crash would (what was committed stays). The message
+    /// is plain text whatever the log format: it is written from the signal handler.
+    public func mapForReading(_ db: Database, landingBytes: Int64) throws -> Bool {
+        guard landingBytes <= Warehouse.mappedBatchBytes else { return false }
+        let recentEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event_index_recent") ?? 0
+        guard recentEntries + Int(landingBytes / 8) < MergeWriter.recentIndexCapacity else { return false }
+        let message = """
             error: read \(databasePath): a page of the memory-mapped database could not be read (SIGBUS): its device failed, or another program shortened the file
             hint: check the kernel log (dmesg) and the disk, then run 'tidemark validate --data \(dataFolder)'; what was committed is kept
 
-            """)
+            """
+        guard tidemark_exit_on_sigbus(message) == 0 else { return false }
         // SQLite's own ceiling on Linux (SQLITE_MAX_MMAP_SIZE): a larger database maps its first 2 GiB.
         try db.execute(sql: "PRAGMA mmap_size = 2147418112")
+        return true
+    }
+
+    /// Ends `mapForReading`: the map is released and SIGBUS has its default action again.
+    public func endMapping(_ db: Database) {
+        try? db.execute(sql: "PRAGMA mmap_size = 0")
+        _ = tidemark_default_sigbus()
     }
 
     /// Runs `body` on the connection outside any transaction; the body manages transactions.
