@@ -16,11 +16,11 @@ static inline int tidemark_sqlite_multithread(void) {
     return sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
 }
 
-// Exit 74 with a message instead of dying on SIGBUS, which is how the kernel reports a page of
-// a memory-mapped file that cannot be read (the device failed, or another program shortened the
-// file): SQLite cannot catch it (`Warehouse.mapForReading`). The handler only writes the text
-// set up front and exits, both async-signal-safe; like a crash, it leaves what was committed.
-// A SIGBUS sent by a process (kill) is not a fault: it gets the default action, as before.
+// A report and an exit code instead of dying on SIGBUS, which is how the kernel reports a page
+// of a memory-mapped file that cannot be read (the device failed, or another program shortened
+// the file): SQLite cannot catch it (`MappedReadFault`). The handler only writes the text set up
+// front and exits with the code given, both async-signal-safe; like a crash, it leaves what was
+// committed. A SIGBUS sent by a process (kill) is not a fault: it gets the default action.
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -29,7 +29,7 @@ static inline int tidemark_sqlite_multithread(void) {
 
 // The text lives in a function's static: Swift emits a header's inline functions, not its
 // file-level statics.
-typedef struct { size_t length; char text[4096]; } tidemark_sigbus_message_t;
+typedef struct { size_t length; int exit_code; char text[4096]; } tidemark_sigbus_message_t;
 
 static inline tidemark_sigbus_message_t *tidemark_sigbus_message(void) {
     static tidemark_sigbus_message_t message;
@@ -50,12 +50,13 @@ static inline void tidemark_on_sigbus(int signal, siginfo_t *info, void *context
     tidemark_sigbus_message_t *message = tidemark_sigbus_message();
     ssize_t written = write(2, message->text, message->length);
     (void)written;
-    _exit(74);
+    _exit(message->exit_code);
 }
 
 // 0 once installed, -1 (errno set) when sigaction refused.
-static inline int tidemark_exit_on_sigbus(const char *text) {
+static inline int tidemark_exit_on_sigbus(const char *text, int exit_code) {
     tidemark_sigbus_message_t *message = tidemark_sigbus_message();
+    message->exit_code = exit_code;
     size_t length = strlen(text);
     if (length >= sizeof message->text) length = sizeof message->text - 1;
     memcpy(message->text, text, length);

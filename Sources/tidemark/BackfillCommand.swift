@@ -51,6 +51,7 @@ struct BackfillCommand: ParsableCommand {
         let logger = shared.makeLogger()
         var options = IngestOptions(landingFolder: fromDir, dataFolder: shared.dataFolder)
         options.kind = .backfill
+        options.mappedReadFault = mappedReadFault
         options.dryRun = dryRun
         options.maxNewPartitions = maxNewPartitions
         apply.apply(to: &options)

@@ -46,6 +46,7 @@ struct DemoCommand: ParsableCommand {
         options.rate = rate
         options.batchEvery = batchEvery
         options.seed = seed
+        options.mappedReadFault = mappedReadFault
         let interactive = isatty(2) == 1
         do { try DemoJob.checkFolder(options) } catch { throw fail(error) }
         for (flag, path) in [("--metrics-file", metricsFile), ("--html", html)] {

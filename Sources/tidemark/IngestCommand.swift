@@ -65,6 +65,7 @@ struct IngestCommand: ParsableCommand {
         let logger = shared.makeLogger()
         var options = IngestOptions(landingFolder: shared.landingFolder, dataFolder: shared.dataFolder)
         options.maxFiles = maxFiles
+        options.mappedReadFault = mappedReadFault
         options.dryRun = dryRun
         apply.apply(to: &options)
         options.maxNewPartitions = maxNewPartitions

@@ -98,17 +98,33 @@ struct PassOptions: ParsableArguments {
 
 /// Prints `error: …` and `hint: …` on stderr and turns the error into the documented exit code.
 func fail(_ error: Error) -> ExitCode {
-    let (message, hint, status) = ErrorReport.describe(error)
-    if LogSetup.format == .text {
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-        if let hint { FileHandle.standardError.write(Data("hint: \(hint)\n".utf8)) }
-    } else {
-        // One record in the log's own format, so that a JSON or logfmt log stays parseable.
-        var metadata: Logger.Metadata = ["exit_code": "\(status.rawValue)"]
-        if let hint { metadata["hint"] = "\(hint)" }
-        Logger(label: "tidemark").error("\(message)", metadata: metadata)
-    }
+    let (text, status) = report(error)
+    FileHandle.standardError.write(Data(text.utf8))
     return ExitCode(status.rawValue)
+}
+
+/// What `fail` writes for an error, and its exit code: `error: …` and `hint: …` lines, or one
+/// record in the log's own format, so that a JSON or logfmt log stays parseable.
+func report(_ error: Error) -> (text: String, status: ExitStatus) {
+    let (message, hint, status) = ErrorReport.describe(error)
+    guard LogSetup.format != .text else {
+        return ("error: \(message)\n" + (hint.map { "hint: \($0)\n" } ?? ""), status)
+    }
+    var metadata: Logger.Metadata = ["exit_code": "\(status.rawValue)"]
+    if let hint { metadata["hint"] = "\(hint)" }
+    return (StderrLogHandler.line(level: .error, message: message, metadata: metadata, format: LogSetup.format) + "\n", status)
+}
+
+/// Ingest's report should a page of the database it reads through a memory map fail (SIGBUS),
+/// rendered as `fail` would write it when the map is armed: the signal handler can only write
+/// bytes prepared before. (A JSON or logfmt record carries the time it was prepared.)
+let mappedReadFault = MappedReadFault { database, dataFolder in
+    let (text, status) = report(TidemarkError(
+        "read", database,
+        cause: "a page of the memory-mapped database could not be read (SIGBUS): its device failed, or another program shortened the file",
+        hint: "check the kernel log (dmesg) and the disk, then run 'tidemark validate --data \(dataFolder)'; what was committed is kept",
+        exit: .ioError))
+    return (text, status.rawValue)
 }
 
 func printJSON(_ text: String) {

@@ -1355,9 +1355,20 @@ import Testing
         #expect(faulted.status == 74, "\(faulted.stderr)")
         #expect(faulted.stderr.contains("error: read \(f.database): a page of the memory-mapped database could not be read (SIGBUS)")
                 && faulted.stderr.contains("dmesg") && faulted.stderr.contains("tidemark validate --data \(f.data)"), "\(faulted.stderr)")
+        // In a JSON log, the report is one JSON record, as any error's.
+        f.land("4.ndjson.gz", [recordLine("e5", time: "2025-07-30T10:00:00Z")])
+        let faultedJSON = try Binary.run(run + ["--log-format", "json"],
+                                         environment: ["TIDEMARK_SIGBUS_AT": "after-commit", "TIDEMARK_SIGBUS_SCRATCH": f.root + "/shortened"])
+        #expect(faultedJSON.status == 74, "\(faultedJSON.stderr)")
+        let record = faultedJSON.stderr.split(separator: "\n").last.flatMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(record?["level"] as? String == "error" && record?["exit_code"] as? Int == 74
+                && (record?["msg"] as? String)?.contains("memory-mapped database could not be read (SIGBUS)") == true
+                && (record?["hint"] as? String)?.contains("dmesg") == true, "\(faultedJSON.stderr)")
         let again = try Binary.run(run)
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(try f.landingEntries().isEmpty && f.eventRows().count == 4 && f.row("e1")?.isValid == 0)
+        #expect(try f.landingEntries().isEmpty && f.eventRows().count == 5 && f.row("e1")?.isValid == 0)
         let validated = try Binary.run(["validate", "--data", f.data])
         #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)")
     }

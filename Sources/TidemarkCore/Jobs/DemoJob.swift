@@ -11,6 +11,8 @@ public struct DemoOptions: Sendable {
     public var batchEvery = 120
     public var seed: UInt64 = 1
     public var start = try! Timestamp.parse("2025-07-30T10:00:00Z").get()
+    /// Passed on to each ingest (`IngestOptions.mappedReadFault`).
+    public var mappedReadFault: MappedReadFault?
 
     public init(folder: String) { self.folder = folder }
 
@@ -102,6 +104,7 @@ public enum DemoJob {
         var summarizedHours = Set<String>()
         func ingest() throws {
             var ingestOptions = IngestOptions(landingFolder: options.landing, dataFolder: options.data)
+            ingestOptions.mappedReadFault = options.mappedReadFault
             // The ingest runs on the simulated clock, so lag means what it would in real time.
             let now = producer.simulatedTime
             ingestOptions.clock = { now }

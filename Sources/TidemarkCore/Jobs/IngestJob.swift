@@ -8,6 +8,9 @@ public struct IngestOptions: Sendable {
     public var dataFolder: String
     /// Process at most this many files (the rest wait for the next run).
     public var maxFiles: Int?
+    /// What ends the process should a page of the database read through a memory map fail
+    /// (prepared by the executable); nil: small batches read without a map (`Warehouse.mapForReading`).
+    public var mappedReadFault: MappedReadFault?
     /// Decode and merge everything, report, then roll back and move nothing.
     public var dryRun = false
     /// Allowed lateness behind the watermark, in seconds.
@@ -177,7 +180,7 @@ public enum IngestJob {
                 }
             }
             let mapped = realDatabase && !options.dryRun && !warehouse.isFirstLoad
-                ? try warehouse.mapForReading(db, landingBytes: files.reduce(0) { $0 + $1.size }) : false
+                ? try warehouse.mapForReading(db, landingBytes: files.reduce(0) { $0 + $1.size }, fault: options.mappedReadFault) : false
             defer { if mapped { warehouse.endMapping(db) } }
             var runner = try BatchRunner(options: options, warehouse: warehouse, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
             do {

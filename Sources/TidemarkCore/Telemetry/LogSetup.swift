@@ -54,26 +54,32 @@ public struct StderrLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let time = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970).rfc3339Millis
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let line = StderrLogHandler.line(level: event.level, message: "\(event.message)", metadata: merged, format: format)
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// One record as this handler writes it (without its newline), stamped now.
+    public static func line(level: Logger.Level, message: String, metadata merged: Logger.Metadata, format: LogFormat) -> String {
+        let time = Timestamp(secondsSinceEpoch: Date().timeIntervalSince1970).rfc3339Millis
         let keys = merged.keys.sorted()
         let line: String
         switch format {
         case .text:
             let fields = keys.map { "\($0)=\(merged[$0]!)" }.joined(separator: " ")
-            line = "\(time) \(event.level) \(event.message)\(fields.isEmpty ? "" : " " + fields)"
+            line = "\(time) \(level) \(message)\(fields.isEmpty ? "" : " " + fields)"
         case .logfmt:
-            var parts = ["ts=\(time)", "level=\(event.level)", "msg=\(logfmtQuote("\(event.message)"))"]
+            var parts = ["ts=\(time)", "level=\(level)", "msg=\(logfmtQuote(message))"]
             parts += keys.map { "\($0)=\(logfmtQuote("\(merged[$0]!)"))" }
             line = parts.joined(separator: " ")
         case .json:
             var out: [UInt8] = Array("{\"ts\":".utf8)
             JSONValue.writeString(time, to: &out)
             out += Array(",\"level\":".utf8)
-            JSONValue.writeString("\(event.level)", to: &out)
+            JSONValue.writeString("\(level)", to: &out)
             out += Array(",\"msg\":".utf8)
-            JSONValue.writeString("\(event.message)", to: &out)
+            JSONValue.writeString(message, to: &out)
             for key in keys {
                 out.append(UInt8(ascii: ","))
                 JSONValue.writeString(key, to: &out)
@@ -85,10 +91,10 @@ public struct StderrLogHandler: LogHandler {
             out.append(UInt8(ascii: "}"))
             line = String(decoding: out, as: UTF8.self)
         }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        return line
     }
 
-    private func logfmtQuote(_ value: String) -> String {
+    private static func logfmtQuote(_ value: String) -> String {
         let needsQuotes = value.isEmpty || value.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }
         guard needsQuotes else { return value }
         var out: [UInt8] = []

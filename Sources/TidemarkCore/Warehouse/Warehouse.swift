@@ -342,19 +342,14 @@ public final class Warehouse {
     /// of gzip; the producer's files hold about 50): a large batch, or the fold of a full
     /// recent tree, sweeps the whole large tree, and every mapped page touched would count in
     /// the RSS. A mapped page that cannot be read is reported by the kernel as SIGBUS, which
-    /// SQLite cannot catch: until `endMapping`, that fault ends this process with exit 74 and a
-    /// message naming the database, as a crash would (what was committed stays). The message
-    /// is plain text whatever the log format: it is written from the signal handler.
-    public func mapForReading(_ db: Database, landingBytes: Int64) throws -> Bool {
-        guard landingBytes <= Warehouse.mappedBatchBytes else { return false }
+    /// SQLite cannot catch: until `endMapping`, that fault ends this process with the report
+    /// the caller prepared (`fault`), as a crash would (what was committed stays). Without one,
+    /// nothing is mapped.
+    public func mapForReading(_ db: Database, landingBytes: Int64, fault: MappedReadFault?) throws -> Bool {
+        guard let fault, landingBytes <= Warehouse.mappedBatchBytes else { return false }
         let recentEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event_index_recent") ?? 0
         guard recentEntries + Int(landingBytes / 8) < MergeWriter.recentIndexCapacity else { return false }
-        let message = """
-            error: read \(databasePath): a page of the memory-mapped database could not be read (SIGBUS): its device failed, or another program shortened the file
-            hint: check the kernel log (dmesg) and the disk, then run 'tidemark validate --data \(dataFolder)'; what was committed is kept
-
-            """
-        guard tidemark_exit_on_sigbus(message) == 0 else { return false }
+        guard fault.arm(database: databasePath, dataFolder: dataFolder) else { return false }
         // SQLite's own ceiling on Linux (SQLITE_MAX_MMAP_SIZE): a larger database maps its first 2 GiB.
         try db.execute(sql: "PRAGMA mmap_size = 2147418112")
         return true
@@ -363,7 +358,7 @@ public final class Warehouse {
     /// Ends `mapForReading`: the map is released and SIGBUS has its default action again.
     public func endMapping(_ db: Database) {
         try? db.execute(sql: "PRAGMA mmap_size = 0")
-        _ = tidemark_default_sigbus()
+        MappedReadFault.disarm()
     }
 
     /// Runs `body` on the connection outside any transaction; the body manages transactions.
