@@ -294,6 +294,8 @@ enum Binary {
 
     /// Starts the binary held at the fault point `point` (`TIDEMARK_PAUSE_AT`, for two seconds)
     /// and returns once it says it is held there (it creates `notice`, `TIDEMARK_PAUSE_NOTICE`).
+    /// It runs in the notice's folder (a core file, should a test kill it so, stays there); one
+    /// that never gets there within 30 s is killed before the test fails.
     static func startPaused(at point: String, _ arguments: [String], notice: String, environment: [String: String] = [:],
                             standardOutput: Any? = FileHandle.nullDevice, standardError: Any? = FileHandle.nullDevice) throws -> Process {
         let process = Process()
@@ -309,11 +311,16 @@ enum Binary {
         process.environment = env
         process.standardOutput = standardOutput
         process.standardError = standardError
+        process.currentDirectoryURL = URL(fileURLWithPath: (notice as NSString).deletingLastPathComponent)
         try process.run()
         var waited = 0
-        while waited < 1500 && !FileManager.default.fileExists(atPath: notice) {
+        while waited < 15_000 && process.isRunning && !FileManager.default.fileExists(atPath: notice) {
             usleep(2_000)
             waited += 1
+        }
+        if !FileManager.default.fileExists(atPath: notice) && process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
         }
         try #require(FileManager.default.fileExists(atPath: notice), "the run never reached its pause at \(point)")
         return process

@@ -511,7 +511,8 @@ public final class Producer {
         do {
             try FileSystem.writeAtomically(bytes, to: path)
         } catch let error as FileSystemError {
-            throw TidemarkError(what, path, cause: error.description,
+            let cause = error.isFolderNotSynced ? "written, but its folder \(error.path) could not be fsynced: \(error.cause)" : error.description
+            throw TidemarkError(what, path, cause: cause,
                                 hint: error.isNoSpace ? "free disk space; nothing sent so far is lost" : error.hint,
                                 exit: .ioError)
         }

@@ -6,7 +6,7 @@ import CSQLiteTuning
 /// it prepares the report (`IngestOptions.mappedReadFault`); `Warehouse.mapForReading` arms it
 /// around the reads that use the map, and maps nothing without one. Armed, a SIGBUS that is a
 /// fault writes the report on stderr and exits with its code, as a crash would end the run
-/// (what was committed stays); one sent by another process keeps its default action.
+/// (what was committed stays); one sent by another process gets the action from before.
 public struct MappedReadFault: Sendable {
     /// The report for a database (path) in a data folder: the bytes written on stderr, rendered
     /// up front since a signal handler can do nothing else safely, and the exit code.
@@ -22,8 +22,9 @@ public struct MappedReadFault: Sendable {
         return tidemark_exit_on_sigbus(text, exitCode) == 0
     }
 
-    /// SIGBUS back to its default action.
+    /// SIGBUS back to the action it had before `arm` (the default, or the Swift runtime's
+    /// backtrace handler).
     static func disarm() {
-        _ = tidemark_default_sigbus()
+        _ = tidemark_restore_sigbus()
     }
 }

@@ -338,8 +338,9 @@ public final class Warehouse {
     /// batch into a large database reads about one lookup leaf per event (a 1,000-event batch
     /// into the 1M-event database: 825 pages, 27 MB), and those copies and page faults are most
     /// of what history costs it. Only batches up to `mappedBatchBytes` are mapped, and only
-    /// when their new events cannot fill the recent lookup tree (at most one event per 8 bytes
-    /// of gzip; the producer's files hold about 50): a large batch, or the fold of a full
+    /// when their new events should not fill the recent lookup tree (taking one event per 8
+    /// bytes of gzip; the producer's files hold about 50; should more fit, a fold reads through
+    /// the map, costing RSS, not correctness): a large batch, or the fold of a full
     /// recent tree, sweeps the whole large tree, and every mapped page touched would count in
     /// the RSS. A mapped page that cannot be read is reported by the kernel as SIGBUS, which
     /// SQLite cannot catch: until `endMapping`, that fault ends this process with the report
@@ -350,12 +351,17 @@ public final class Warehouse {
         let recentEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event_index_recent") ?? 0
         guard recentEntries + Int(landingBytes / 8) < MergeWriter.recentIndexCapacity else { return false }
         guard fault.arm(database: databasePath, dataFolder: dataFolder) else { return false }
-        // SQLite's own ceiling on Linux (SQLITE_MAX_MMAP_SIZE): a larger database maps its first 2 GiB.
-        try db.execute(sql: "PRAGMA mmap_size = 2147418112")
+        do {
+            // SQLite's own ceiling on Linux (SQLITE_MAX_MMAP_SIZE): a larger database maps its first 2 GiB.
+            try db.execute(sql: "PRAGMA mmap_size = 2147418112")
+        } catch {
+            MappedReadFault.disarm()
+            throw error
+        }
         return true
     }
 
-    /// Ends `mapForReading`: the map is released and SIGBUS has its default action again.
+    /// Ends `mapForReading`: the map is released and SIGBUS has its action from before again.
     public func endMapping(_ db: Database) {
         try? db.execute(sql: "PRAGMA mmap_size = 0")
         MappedReadFault.disarm()
