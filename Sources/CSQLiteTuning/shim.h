@@ -106,7 +106,8 @@ static inline int tidemark_restore_sigbus(void) {
 // no SIGBUS came.
 static inline void tidemark_read_past_a_shortened_map(const char *path) {
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || ftruncate(fd, 4096) != 0) return;
+    if (fd < 0) return;
+    if (ftruncate(fd, 4096) != 0) { close(fd); return; }
     volatile char *page = (volatile char *)mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
     if (page == (volatile char *)MAP_FAILED) { close(fd); return; }
     if (ftruncate(fd, 0) == 0) (void)page[0];

@@ -1334,6 +1334,7 @@ import Testing
         let f = TestFolder()
         let run = ["ingest", "--landing", f.landing, "--data", f.data]
         let held = ["TIDEMARK_PAUSE_SECONDS": "60"]
+        let fault = ["TIDEMARK_SIGBUS_AT": "after-commit", "TIDEMARK_SIGBUS_SCRATCH": f.root + "/shortened"]
         // A line of /proc/PID/maps ends with the path of the file mapped (not -wal or -shm).
         func mapsTheDatabase(_ process: Process) throws -> Bool {
             let maps = try String(contentsOfFile: "/proc/\(process.processIdentifier)/maps", encoding: .utf8)
@@ -1365,14 +1366,13 @@ import Testing
         let secondErr = try String(contentsOfFile: secondLog, encoding: .utf8)
         #expect(!secondErr.contains("memory-mapped database could not be read"), "\(secondErr)")
         f.land("3.ndjson.gz", [recordLine("e4", time: "2025-07-30T10:00:00Z")])
-        let faulted = try Binary.run(run, environment: ["TIDEMARK_SIGBUS_AT": "after-commit", "TIDEMARK_SIGBUS_SCRATCH": f.root + "/shortened"])
+        let faulted = try Binary.run(run, environment: fault)
         #expect(faulted.status == 74, "\(faulted.stderr)")
         #expect(faulted.stderr.contains("error: read \(f.database): a page of the memory-mapped database could not be read (SIGBUS)")
                 && faulted.stderr.contains("dmesg") && faulted.stderr.contains("tidemark validate --data \(f.data)"), "\(faulted.stderr)")
         // In a JSON log, the report is one JSON record, as any error's.
         f.land("4.ndjson.gz", [recordLine("e5", time: "2025-07-30T10:00:00Z")])
-        let faultedJSON = try Binary.run(run + ["--log-format", "json"],
-                                         environment: ["TIDEMARK_SIGBUS_AT": "after-commit", "TIDEMARK_SIGBUS_SCRATCH": f.root + "/shortened"])
+        let faultedJSON = try Binary.run(run + ["--log-format", "json"], environment: fault)
         #expect(faultedJSON.status == 74, "\(faultedJSON.stderr)")
         let record = faultedJSON.stderr.split(separator: "\n").last.flatMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -1385,5 +1385,31 @@ import Testing
         #expect(try f.landingEntries().isEmpty && f.eventRows().count == 5 && f.row("e1")?.isValid == 0)
         let validated = try Binary.run(["validate", "--data", f.data])
         #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)")
+    }
+
+    /// Which batches map the database (`Warehouse.mapForReading`): one whose new events cannot
+    /// fill the recent lookup tree, estimated from its landing bytes; not one as large as the
+    /// tree, nor a small one into a nearly full tree (its fold would sweep the large tree
+    /// through the map), nor any without a prepared fault report. Mapped, the connection's
+    /// mmap_size is SQLite's ceiling; ended, it is 0 again.
+    @Test func onlyBatchesThatCannotFillTheRecentTreeAreMapped() throws {
+        let f = TestFolder()
+        f.land("1.ndjson.gz", [recordLine("e1", time: "2025-07-30T10:00:00Z")])
+        #expect(try Binary.run(["ingest", "--landing", f.landing, "--data", f.data]).status == 0)
+        let warehouse = try Warehouse(dataFolder: f.data)
+        let fault = MappedReadFault { _, _ in ("", 74) }
+        let capacity = MergeWriter.recentIndexCapacity
+        let treeSized = Int64(capacity) * Warehouse.fewestGzipBytesPerEvent
+        try warehouse.withConnection { db throws -> Void in
+            func mmapSize() throws -> Int64? { try Int64.fetchOne(db, sql: "PRAGMA mmap_size") }
+            #expect(try !warehouse.mapForReading(db, landingBytes: treeSized, recentEntries: 0, fault: fault))
+            #expect(try !warehouse.mapForReading(db, landingBytes: 51_390, recentEntries: capacity - 1_000, fault: fault))
+            #expect(try !warehouse.mapForReading(db, landingBytes: 51_390, recentEntries: 0, fault: nil))
+            #expect(try mmapSize() == 0)
+            #expect(try warehouse.mapForReading(db, landingBytes: treeSized - Warehouse.fewestGzipBytesPerEvent, recentEntries: 0, fault: fault))
+            #expect(try mmapSize() == 2_147_418_112)
+            warehouse.endMapping(db)
+            #expect(try mmapSize() == 0)
+        }
     }
 }

@@ -179,10 +179,12 @@ public enum IngestJob {
                     try BatchLog.setDataFolderID(newID, db)
                 }
             }
-            let mapped = realDatabase && !options.dryRun && !warehouse.isFirstLoad
-                ? try warehouse.mapForReading(db, landingBytes: files.reduce(0) { $0 + $1.size }, fault: options.mappedReadFault) : false
-            defer { if mapped { warehouse.endMapping(db) } }
             var runner = try BatchRunner(options: options, warehouse: warehouse, db: db, logger: logger, dataFolder: options.dataFolder, started: started)
+            let mapped = realDatabase && !options.dryRun && !warehouse.isFirstLoad
+                ? try warehouse.mapForReading(db, landingBytes: files.reduce(0) { $0 + $1.size },
+                                              recentEntries: runner.session.writer.recentEntries, fault: options.mappedReadFault)
+                : false
+            defer { if mapped { warehouse.endMapping(db) } }
             do {
                 try runner.process(files)
                 var summary = runner.summary

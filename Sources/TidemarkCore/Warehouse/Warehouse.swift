@@ -329,27 +329,26 @@ public final class Warehouse {
         return scan.files.map(\.path)
     }
 
-    /// Landing bytes up to which a batch reads the database through a memory map
-    /// (`mapForReading`): about 80,000 events of the producer's files.
-    public static let mappedBatchBytes: Int64 = 4 << 20
+    /// The fewest gzip bytes a new event is taken to need when a batch's events are estimated
+    /// from its landing bytes (`mapForReading`); the producer's files hold about 50.
+    static let fewestGzipBytesPerEvent: Int64 = 8
 
     /// Has SQLite read the database through a memory map, instead of copying every page it
     /// reads into freshly allocated page-cache memory, and returns whether it does. A small
     /// batch into a large database reads about one lookup leaf per event (a 1,000-event batch
     /// into the 1M-event database: 825 pages, 27 MB), and those copies and page faults are most
-    /// of what history costs it. Only batches up to `mappedBatchBytes` are mapped, and only
-    /// when their new events should not fill the recent lookup tree (taking one event per 8
-    /// bytes of gzip; the producer's files hold about 50; should more fit, a fold reads through
-    /// the map, costing RSS, not correctness): a large batch, or the fold of a full
-    /// recent tree, sweeps the whole large tree, and every mapped page touched would count in
-    /// the RSS. A mapped page that cannot be read is reported by the kernel as SIGBUS, which
-    /// SQLite cannot catch: until `endMapping`, that fault ends this process with the report
-    /// the caller prepared (`fault`), as a crash would (what was committed stays). Without one,
-    /// nothing is mapped.
-    public func mapForReading(_ db: Database, landingBytes: Int64, fault: MappedReadFault?) throws -> Bool {
-        guard let fault, landingBytes <= Warehouse.mappedBatchBytes else { return false }
-        let recentEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event_index_recent") ?? 0
-        guard recentEntries + Int(landingBytes / 8) < MergeWriter.recentIndexCapacity else { return false }
+    /// of what history costs it. Only a batch whose new events cannot fill the recent lookup
+    /// tree (`recentEntries` now, one event per `fewestGzipBytesPerEvent` of `landingBytes`:
+    /// at most 512 KiB into an empty recent tree, about ten of the producer's files) is mapped:
+    /// a larger batch, or the fold of a full recent tree, sweeps the whole large tree, and every
+    /// mapped page touched would count in the RSS. (Should more events fit in those bytes, a
+    /// fold reads through the map: RSS, not correctness.) A mapped page that cannot be read is
+    /// reported by the kernel as SIGBUS, which SQLite cannot catch: until `endMapping`, that
+    /// fault ends this process with the report the caller prepared (`fault`), as a crash would
+    /// (what was committed stays). Without one, nothing is mapped.
+    public func mapForReading(_ db: Database, landingBytes: Int64, recentEntries: Int, fault: MappedReadFault?) throws -> Bool {
+        guard let fault, recentEntries + Int(landingBytes / Warehouse.fewestGzipBytesPerEvent) < MergeWriter.recentIndexCapacity
+        else { return false }
         guard fault.arm(database: databasePath, dataFolder: dataFolder) else { return false }
         do {
             // SQLite's own ceiling on Linux (SQLITE_MAX_MMAP_SIZE): a larger database maps its first 2 GiB.
