@@ -57,6 +57,21 @@ import Glibc
         return producer.summary
     }
 
+    /// A write the producer cannot make durable (a folder fsync the device fails, injected)
+    /// stops it with 74, naming the file once, then the folder and the cause, with the hint.
+    @Test func aFolderSyncTheDeviceFailsStopsTheProducer() throws {
+        let f = TestFolder()
+        let run = try Binary.run(["produce", "--landing", f.landing, "--sent-log", f.sent, "--fast", "--count", "5"],
+                                 environment: ["TIDEMARK_FOLDER_SYNC_ERRNO": "\(EIO)"])
+        #expect(run.status == 74, "\(run.stderr)")
+        // Its first write is the in-flight marker in the sent-log folder.
+        let marker = f.sent + "/" + Producer.markerName
+        #expect(run.stderr.hasPrefix("""
+            error: write in-flight marker \(marker): written, but its folder \(f.sent) could not be fsynced: Input/output error
+            hint: the device reported an I/O error
+            """), "\(run.stderr)")
+    }
+
     /// One producer at a time per folder: a second one, on the same folders or sharing only
     /// the landing folder, exits 75 naming the holder and writes nothing; the lock files are
     /// invisible to ingest; once the first is gone the next one runs.

@@ -511,7 +511,9 @@ public final class Producer {
         do {
             try FileSystem.writeAtomically(bytes, to: path)
         } catch let error as FileSystemError {
-            let cause = error.isFolderNotSynced ? "written, but its folder \(error.path) could not be fsynced: \(error.cause)" : error.description
+            // The error's own path is this one (`writeAtomically` names the file asked for), or
+            // for a folder not synced after the write, that folder.
+            let cause = error.isFolderNotSynced ? "written, but its folder \(error.path) could not be fsynced: \(error.cause)" : error.cause
             throw TidemarkError(what, path, cause: cause,
                                 hint: error.isNoSpace ? "free disk space; nothing sent so far is lost" : error.hint,
                                 exit: .ioError)
